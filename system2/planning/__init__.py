@@ -1,0 +1,1 @@
+"""Planning by imitating search: mazes, Sokoban, A* search dynamics as tokens, Dualformer dropping."""

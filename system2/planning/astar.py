@@ -1,0 +1,155 @@
+"""A* search that records its search dynamics (Searchformer, arXiv 2402.14083).
+
+One generic A* over a small state protocol serves every environment. It logs a ``create`` event
+whenever a node is pushed on the open list (the start node included) and a ``close`` event whenever
+a node is popped (the goal included, last), each with its cost-from-start ``g`` and heuristic ``h``.
+
+The bookkeeping follows the official implementation event for event:
+- f = g + h; a child is skipped if an open copy or a closed copy of its state has cost <= its cost;
+  a cheaper child replaces the open copy; closed states may be reopened.
+- Children with an infinite heuristic (dead ends such as Sokoban corner deadlocks) are pruned; a start
+  state with infinite cost is closed and the task reported unsolvable.
+- Deterministic mode: children in the order the problem gives them (up, down, left, right) and ties on
+  f broken by the smaller ``tie_key`` (for mazes the official position hash x + 100000 * y).
+- Non-deterministic mode: children shuffled and ties on f broken at random, both from one seeded
+  ``random.Random``. (The official code flips a coin inside heap comparisons; we draw one random
+  priority per push instead, which randomises the order among equal-f nodes without breaking the heap.)
+
+Stale heap entries are skipped lazily instead of re-heapifying, which yields the same pop order because
+each state has at most one live entry and entries are ordered by (f, tie) exactly as in the original.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Generic, Protocol, TypeVar
+
+S = TypeVar("S", bound=Hashable)
+
+CREATE = 0
+CLOSE = 1
+EVENT_NAMES = ("create", "close")
+
+
+class SearchProblem(Protocol[S]):
+    """What A* needs to know about an environment. All moves have unit cost.
+
+    The members are plain callables (often bound ``list.__getitem__``) so the inner loop stays fast.
+    """
+
+    start: S
+    successors: Callable[[S], Sequence[S]]  # in the fixed order up, down, left, right
+    heuristic: Callable[[S], float]  # admissible; math.inf marks a dead state
+    is_goal: Callable[[S], bool]
+    tie_key: Callable[[S], object]  # deterministic tie-break on equal f (smaller first)
+
+
+@dataclass
+class SearchResult(Generic[S]):
+    """Outcome of one A* run: the event log and, when solved, the optimal plan (start..goal)."""
+
+    solved: bool
+    events: list[tuple[int, S, int, float]] = field(default_factory=list)  # (kind, state, g, h)
+    plan: list[S] = field(default_factory=list)
+
+    @property
+    def num_closed(self) -> int:
+        return sum(1 for e in self.events if e[0] == CLOSE)
+
+    @property
+    def num_created(self) -> int:
+        return sum(1 for e in self.events if e[0] == CREATE)
+
+
+def astar_trace(
+    problem: SearchProblem[S],
+    deterministic: bool = True,
+    rng: random.Random | None = None,
+) -> SearchResult[S]:
+    """Run A* on ``problem`` and return its search dynamics and optimal plan.
+
+    ``rng`` drives the non-deterministic mode (child shuffling and random tie-breaks); it is required
+    when ``deterministic`` is False so that every trace is reproducible from a seed.
+    """
+    if not deterministic and rng is None:
+        raise ValueError("non-deterministic A* needs a seeded random.Random: pass rng=random.Random(seed)")
+    successors, heuristic, is_goal, tie_key = (
+        problem.successors,
+        problem.heuristic,
+        problem.is_goal,
+        problem.tie_key,
+    )
+    rand = rng.random if rng is not None else None
+    shuffle = rng.shuffle if rng is not None else None
+
+    # Node table: one entry per push, so parents are exactly those of the original node objects.
+    node_state: list[S] = []
+    node_g: list[int] = []
+    node_parent: list[int] = []
+    open_node: dict[S, int] = {}  # state -> node id of its live open entry
+    closed_g: dict[S, int] = {}
+    events: list[tuple[int, S, int, float]] = []
+    heap: list[tuple[float, object, int]] = []
+
+    start = problem.start
+    h0 = heuristic(start)
+    node_state.append(start)
+    node_g.append(0)
+    node_parent.append(-1)
+    open_node[start] = 0
+    heappush(heap, (0 + h0, tie_key(start) if deterministic else rand(), 0))  # type: ignore[misc]
+    events.append((CREATE, start, 0, h0))
+
+    goal_node = -1
+    while heap:
+        f, _, nid = heappop(heap)
+        state = node_state[nid]
+        if open_node.get(state) != nid:
+            continue  # stale entry: a cheaper copy replaced it
+        del open_node[state]
+        g = node_g[nid]
+        closed_g[state] = g
+        events.append((CLOSE, state, g, f - g))
+        if f == math.inf:
+            return SearchResult(False, events)
+        if is_goal(state):
+            goal_node = nid
+            break
+        children = successors(state)
+        if not deterministic:
+            children = list(children)
+            shuffle(children)  # type: ignore[misc]
+        gc = g + 1
+        for child in children:
+            hc = heuristic(child)
+            if hc == math.inf:
+                continue
+            other = open_node.get(child)
+            if other is not None:
+                if node_g[other] <= gc:
+                    continue
+                del open_node[child]  # the stale heap entry is skipped when popped
+            cg = closed_g.get(child)
+            if cg is not None and cg <= gc:
+                continue
+            cid = len(node_state)
+            node_state.append(child)
+            node_g.append(gc)
+            node_parent.append(nid)
+            open_node[child] = cid
+            heappush(heap, (gc + hc, tie_key(child) if deterministic else rand(), cid))  # type: ignore[misc]
+            events.append((CREATE, child, gc, hc))
+
+    if goal_node < 0:
+        return SearchResult(False, events)
+    plan: list[S] = []
+    nid = goal_node
+    while nid >= 0:
+        plan.append(node_state[nid])
+        nid = node_parent[nid]
+    plan.reverse()
+    return SearchResult(True, events, plan)

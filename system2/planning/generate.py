@@ -1,0 +1,424 @@
+"""Planning datasets: A* search dynamics of mazes or Sokoban levels, as sharded Parquet.
+
+Layout of a dataset directory::
+
+    DIR/config.json                          the settings (a rerun must use the same ones)
+    DIR/data/train-00000-of-00005.parquet    tasks, one row each (datasets.load_dataset("parquet") opens DIR)
+    DIR/data/test-00000-of-00001.parquet
+    DIR/vocab.json                           the token vocabulary (bos, eos, then sorted tokens)
+    DIR/meta.json                            counts and lengths; written last, it marks the dataset complete
+
+Generation runs in two phases. (1) Blocks: block b draws a fixed number of wall layouts (mazes) or
+levels (Sokoban) from a generator seeded by (seed, b), solves them with A* and writes
+``DIR/.blocks/block-b.parquet``; blocks run in parallel worker processes and a finished block is kept,
+so a killed run resumes where it stopped. (2) Merge: blocks are read in index order, layouts seen
+before are skipped, and whole layouts go to train until it is full, then to test (a layout never spans
+the two splits; the last layout of a split is truncated). Because blocks depend only on (seed, b) and
+the merge is sequential, the bytes of the dataset do not depend on the number of workers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import shutil
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from system2.config import ConfigError, to_dict
+from system2.planning import maze as maze_env
+from system2.planning import sokoban as sokoban_env
+from system2.planning import tokens as tk
+from system2.runs import atomic_write_json, atomic_write_text, atomic_write_with
+
+SCHEMA = pa.schema(
+    [
+        ("task_id", pa.string()),
+        ("layout_id", pa.string()),
+        ("width", pa.int32()),
+        ("height", pa.int32()),
+        ("prompt", pa.list_(pa.string())),
+        ("trace", pa.list_(pa.string())),
+        ("plan", pa.list_(pa.string())),
+        ("prompt_len", pa.int32()),
+        ("trace_len", pa.int32()),
+        ("plan_len", pa.int32()),
+        ("optimal_plan_length", pa.int32()),
+    ]
+)
+SPLITS = ("train", "test")
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Settings of a planning dataset. ``workers`` changes speed only, never the output."""
+
+    env: Literal["maze", "sokoban"] = "maze"
+    width: int = 10
+    height: int = 10
+    train: int = 1000
+    test: int = 100
+    seed: int = 0
+    mode: Literal["det", "nondet"] = "nondet"
+    workers: int = 1
+    shard_size: int = 10_000
+    block_size: int = 0  # layouts (maze) or levels (Sokoban) per block; 0 picks a default
+    attempts_per_layout: int = 100  # maze: (start, goal) draws per wall layout
+    min_plan_nodes: int = 0  # maze: keep plans with at least this many nodes; 0 means max(w, h)
+    num_walls: int = 2  # Sokoban: interior walls
+    num_boxes: int = 2  # Sokoban: boxes (and docks)
+    max_trace_tokens: int = 0  # drop tasks whose trace has at least this many tokens; 0 keeps all
+    cost_tokens: int = 0  # Sokoban vocabulary: cost tokens c0..c{n-1}; 0 sizes it to the data
+
+    def validate(self) -> None:
+        """Raise ConfigError for settings that cannot produce a dataset, before any work starts."""
+        try:
+            if self.env == "maze":
+                maze_env.check_maze_size(self.width, self.height)
+            elif self.env == "sokoban":
+                sokoban_env.check_sokoban_size(self.width, self.height, self.num_walls, self.num_boxes)
+            else:
+                raise ConfigError(f"env must be 'maze' or 'sokoban', got {self.env!r}")
+        except (maze_env.MazeError, sokoban_env.SokobanError) as e:
+            raise ConfigError(str(e)) from None
+        if self.mode not in ("det", "nondet"):
+            raise ConfigError(f"mode must be 'det' or 'nondet', got {self.mode!r}")
+        for name in ("train", "test", "max_trace_tokens", "cost_tokens", "min_plan_nodes", "block_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.train + self.test == 0:
+            raise ConfigError("train and test are both 0: ask for at least one task")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1, got {self.workers}")
+        if self.shard_size < 1:
+            raise ConfigError(f"shard_size must be >= 1, got {self.shard_size}")
+        if self.attempts_per_layout < 1:
+            raise ConfigError(f"attempts_per_layout must be >= 1, got {self.attempts_per_layout}")
+        if self.env == "maze" and self.min_plan_nodes > self.width * self.height:
+            raise ConfigError(
+                f"min_plan_nodes={self.min_plan_nodes} exceeds the {self.width * self.height} cells"
+            )
+
+    @property
+    def deterministic(self) -> bool:
+        return self.mode == "det"
+
+    def identity(self) -> dict[str, Any]:
+        """The settings that determine the dataset's bytes (everything but ``workers``)."""
+        d = to_dict(self)
+        d.pop("workers")
+        return d
+
+    def resolved_block_size(self) -> int:
+        if self.block_size:
+            return self.block_size
+        return 8 if self.env == "maze" else 64
+
+
+def _digest(text: str) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _block_seed(seed: int, block: int) -> int:
+    return int.from_bytes(
+        hashlib.blake2b(f"system2-planning:{seed}:{block}".encode(), digest_size=8).digest(), "little"
+    )
+
+
+def _row(
+    task_id: str, layout_id: str, w: int, h: int, prompt: list[str], trace: list[str], plan: list[str]
+) -> dict:
+    return {
+        "task_id": task_id,
+        "layout_id": layout_id,
+        "width": w,
+        "height": h,
+        "prompt": prompt,
+        "trace": trace,
+        "plan": plan,
+        "prompt_len": len(prompt),
+        "trace_len": len(trace),
+        "plan_len": len(plan),
+        "optimal_plan_length": len(plan) // 3,
+    }
+
+
+def _maze_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
+    rows = []
+    min_nodes = cfg.min_plan_nodes or None
+    for _ in range(cfg.resolved_block_size()):
+        layout, free = maze_env.sample_layout(cfg.width, cfg.height, rng)
+        layout_id = _digest(f"maze:{cfg.width}x{cfg.height}:" + ",".join(map(str, layout.walls)))
+        for m, result in maze_env.layout_tasks(
+            layout, free, rng, cfg.deterministic, cfg.attempts_per_layout, min_plan_nodes=min_nodes
+        ):
+            trace = tk.maze_trace(m, result)
+            if cfg.max_trace_tokens and len(trace) >= cfg.max_trace_tokens:
+                continue
+            task_id = _digest(f"{layout_id}:{m.start}:{m.goal}")
+            rows.append(
+                _row(task_id, layout_id, m.width, m.height, tk.maze_prompt(m), trace, tk.maze_plan(m, result))
+            )
+    return rows
+
+
+def _sokoban_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
+    rows = []
+    for _ in range(cfg.resolved_block_size()):
+        level = sokoban_env.generate_level(rng, cfg.width, cfg.height, cfg.num_walls, cfg.num_boxes)
+        result = level.solve(deterministic=cfg.deterministic, rng=None if cfg.deterministic else rng)
+        if not result.solved:
+            continue
+        trace = tk.sokoban_trace(level, result)
+        if cfg.max_trace_tokens and len(trace) >= cfg.max_trace_tokens:
+            continue
+        level_id = _digest("sokoban:" + level.to_ascii())
+        rows.append(
+            _row(
+                level_id,
+                level_id,
+                level.width,
+                level.height,
+                tk.sokoban_prompt(level),
+                trace,
+                tk.sokoban_plan(level, result),
+            )
+        )
+    return rows
+
+
+def generate_block(cfg: GenerateConfig, block: int, path: str) -> int:
+    """Generate block ``block`` and write it atomically to ``path``; returns its number of tasks."""
+    rng = random.Random(_block_seed(cfg.seed, block))
+    rows = _maze_block(cfg, rng) if cfg.env == "maze" else _sokoban_block(cfg, rng)
+    table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
+    return len(rows)
+
+
+class _Merge:
+    """Sequential assignment of layouts to splits, in block order."""
+
+    def __init__(self, cfg: GenerateConfig) -> None:
+        self.need = {"train": cfg.train, "test": cfg.test}
+        self.rows: dict[str, list[dict]] = {"train": [], "test": []}
+        self.seen: set[str] = set()
+
+    @property
+    def done(self) -> bool:
+        return all(len(self.rows[s]) >= self.need[s] for s in SPLITS)
+
+    @property
+    def count(self) -> int:
+        return sum(len(v) for v in self.rows.values())
+
+    def add_block(self, table: pa.Table) -> None:
+        groups: dict[str, list[dict]] = {}
+        for row in table.to_pylist():
+            groups.setdefault(row["layout_id"], []).append(row)
+        for layout_id, rows in groups.items():
+            if layout_id in self.seen:
+                continue
+            self.seen.add(layout_id)
+            for split in SPLITS:
+                room = self.need[split] - len(self.rows[split])
+                if room > 0:
+                    self.rows[split].extend(rows[:room])
+                    break
+
+
+def _mp_context():  # noqa: ANN202
+    """fork where the platform has it (fast, works from any __main__), spawn elsewhere."""
+    import multiprocessing
+
+    return get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+
+
+def _block_path(out: Path, b: int) -> Path:
+    return out / ".blocks" / f"block-{b:06d}.parquet"
+
+
+def _check_out_dir(cfg: GenerateConfig, out: Path) -> None:
+    cfg_path = out / "config.json"
+    if cfg_path.exists():
+        old = json.loads(cfg_path.read_text())
+        if old != cfg.identity():
+            diff = sorted(k for k in set(old) | set(cfg.identity()) if old.get(k) != cfg.identity().get(k))
+            raise ConfigError(
+                f"{out} holds a dataset made with other settings (differs in {', '.join(diff)}): "
+                "pass a new --out or the same settings to resume"
+            )
+    elif out.exists() and any(out.iterdir()):
+        raise ConfigError(f"{out} exists and is not a planning dataset: pass an empty or new --out directory")
+
+
+def generate_dataset(cfg: GenerateConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Generate (or resume) the dataset described by ``cfg`` in ``out``; returns its meta data."""
+    cfg.validate()
+    out = Path(out)
+    _check_out_dir(cfg, out)
+    if (out / "meta.json").exists():
+        return json.loads((out / "meta.json").read_text())
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / "config.json", cfg.identity())
+    (out / ".blocks").mkdir(exist_ok=True)
+
+    merge = _Merge(cfg)
+    total = cfg.train + cfg.test
+    bar = _progress(total, f"{cfg.env} {cfg.width}x{cfg.height}", progress)
+    max_blocks = 1_000_000
+    pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=_mp_context()) if cfg.workers > 1 else None
+    futures: dict[int, Future] = {}
+    empty_streak = 0
+    try:
+        for b in range(max_blocks):
+            if pool is not None:  # keep the workers busy with the next blocks, in order
+                for nb in range(b, b + 2 * cfg.workers):
+                    if nb not in futures and not _block_path(out, nb).exists():
+                        futures[nb] = pool.submit(generate_block, cfg, nb, str(_block_path(out, nb)))
+            path = _block_path(out, b)
+            if b in futures:
+                futures.pop(b).result()
+            elif not path.exists():
+                generate_block(cfg, b, str(path))
+            before = merge.count
+            merge.add_block(pq.read_table(path))
+            bar.advance(merge.count - before)
+            empty_streak = empty_streak + 1 if merge.count == before else 0
+            if merge.done:
+                break
+            if empty_streak >= 200:
+                raise RuntimeError(
+                    f"200 blocks in a row gave no new task (have {merge.count} of {total}): the "
+                    "settings admit too few distinct tasks; lower train/test or min_plan_nodes, "
+                    "or enlarge the grid"
+                )
+    finally:
+        bar.stop()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    meta = _write_splits(cfg, out, merge.rows)
+    shutil.rmtree(out / ".blocks", ignore_errors=True)
+    return meta
+
+
+def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, list[dict]]) -> dict[str, Any]:
+    data = out / "data"
+    data.mkdir(exist_ok=True)
+    files: dict[str, list[str]] = {}
+    max_cost = 0
+    for split in SPLITS:
+        split_rows = rows[split]
+        n_shards = max(1, math.ceil(len(split_rows) / cfg.shard_size))
+        files[split] = []
+        for i in range(n_shards):
+            chunk = split_rows[i * cfg.shard_size : (i + 1) * cfg.shard_size]
+            name = f"{split}-{i:05d}-of-{n_shards:05d}.parquet"
+            table = pa.Table.from_pylist(chunk, schema=SCHEMA)
+            atomic_write_with(data / name, lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
+            files[split].append(f"data/{name}")
+        for r in split_rows:
+            for t in r["trace"]:
+                if tk.is_cost_token(t):
+                    max_cost = max(max_cost, int(t[1:]))
+    if cfg.env == "maze":
+        vocab = tk.maze_vocabulary(cfg.width, cfg.height)
+    else:
+        vocab = tk.sokoban_vocabulary(cfg.width, cfg.height, cfg.cost_tokens or max_cost + 1)
+        if cfg.cost_tokens and max_cost >= cfg.cost_tokens:
+            raise ConfigError(f"cost_tokens={cfg.cost_tokens} is too small: the traces use c{max_cost}")
+    atomic_write_text(out / "vocab.json", vocab.to_json() + "\n")
+    meta = {
+        "env": cfg.env,
+        "width": cfg.width,
+        "height": cfg.height,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "counts": {s: len(rows[s]) for s in SPLITS},
+        "layouts": {s: len({r["layout_id"] for r in rows[s]}) for s in SPLITS},
+        "files": files,
+        "vocab_size": len(vocab),
+        "max_lengths": {
+            k: max((r[k] for s in SPLITS for r in rows[s]), default=0)
+            for k in ("prompt_len", "trace_len", "plan_len")
+        },
+    }
+    atomic_write_json(out / "meta.json", meta)
+    return meta
+
+
+class _NullBar:
+    def advance(self, n: int) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class _RichBar:
+    def __init__(self, total: int, label: str) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self.p = Progress(
+            "[bold]{task.description}",
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        self.p.start()
+        self.task = self.p.add_task(label, total=total)
+
+    def advance(self, n: int) -> None:
+        self.p.advance(self.task, n)
+
+    def stop(self) -> None:
+        self.p.stop()
+
+
+def _progress(total: int, label: str, enabled: bool) -> _NullBar | _RichBar:
+    return _RichBar(total, label) if enabled else _NullBar()
+
+
+# ----- reading -------------------------------------------------------------------------------------
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The meta data of a finished dataset, with a clear error when ``path`` is not one."""
+    p = Path(path)
+    meta = p / "meta.json"
+    if not meta.is_file():
+        if (p / "config.json").is_file():
+            raise FileNotFoundError(
+                f"{p} is an unfinished planning dataset: rerun the same generate command to finish it"
+            )
+        raise FileNotFoundError(
+            f"{p} is not a planning dataset (no meta.json): make one with 'system2 planning generate'"
+        )
+    return json.loads(meta.read_text())
+
+
+def read_split(path: str | Path, split: str) -> pa.Table:
+    """All rows of one split as a pyarrow Table."""
+    meta = read_meta(path)
+    if split not in meta["files"]:
+        raise ValueError(f"unknown split {split!r}: this dataset has {', '.join(meta['files'])}")
+    tables = [pq.read_table(Path(path) / f) for f in meta["files"][split]]
+    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+
+
+def read_vocab(path: str | Path) -> tk.Vocabulary:
+    return tk.Vocabulary.from_json((Path(path) / "vocab.json").read_text())

@@ -1,0 +1,235 @@
+"""Maze navigation tasks: a width x height grid with walls, a start and a goal cell.
+
+Coordinates follow Searchformer: x is the column, y the row, and "up" is y + 1. Cells are indexed
+row-major as ``x + y * width``. Generation follows the official recipe (planning.md A3): a random wall
+layout with 30-50% of the cells blocked (no connectivity guarantee), then up to 100 attempts of a random
+(start, goal) pair per layout, keeping tasks that A* solves with a plan of at least max(w, h) nodes.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cached_property
+
+from system2.planning.astar import SearchResult, astar_trace
+
+Pos = tuple[int, int]
+
+
+class MazeError(ValueError):
+    """A maze specification that cannot describe a valid task."""
+
+
+def check_maze_size(width: int, height: int) -> None:
+    """Reject grids that cannot hold a task, before any work starts."""
+    if width < 2 or height < 2:
+        raise MazeError(f"maze size {width}x{height} is too small: width and height must be at least 2")
+    if max(width, height) > 100_000:
+        raise MazeError(f"maze size {width}x{height} is too large: the position hash needs x < 100000")
+
+
+@dataclass(frozen=True)
+class MazeLayout:
+    """A wall layout shared by many (start, goal) tasks; the unit of the train/test split."""
+
+    width: int
+    height: int
+    walls: tuple[int, ...]  # sorted cell indices
+
+    def __post_init__(self) -> None:
+        check_maze_size(self.width, self.height)
+        n = self.width * self.height
+        if len(self.walls) >= n - 1:
+            raise MazeError(
+                f"{len(self.walls)} walls leave fewer than 2 free cells in a "
+                f"{self.width}x{self.height} maze: use fewer walls"
+            )
+        if any(not 0 <= w < n for w in self.walls):
+            raise MazeError(f"a wall lies outside the {self.width}x{self.height} grid")
+        if list(self.walls) != sorted(set(self.walls)):
+            raise MazeError("walls must be sorted, distinct cell indices (x + y * width)")
+
+    @cached_property
+    def wall_set(self) -> frozenset[int]:
+        return frozenset(self.walls)
+
+    @cached_property
+    def neighbors(self) -> list[tuple[int, ...]]:
+        """Free neighbours of every cell in the official order up (y+1), down, left, right."""
+        w, h, blocked = self.width, self.height, self.wall_set
+        out: list[tuple[int, ...]] = []
+        for idx in range(w * h):
+            x, y = idx % w, idx // w
+            cand = []
+            if y + 1 < h:
+                cand.append(idx + w)
+            if y > 0:
+                cand.append(idx - w)
+            if x > 0:
+                cand.append(idx - 1)
+            if x + 1 < w:
+                cand.append(idx + 1)
+            out.append(tuple(c for c in cand if c not in blocked))
+        return out
+
+    @cached_property
+    def tie_keys(self) -> list[int]:
+        w = self.width
+        return [idx % w + 100000 * (idx // w) for idx in range(w * self.height)]
+
+    def free_cells(self) -> list[int]:
+        blocked = self.wall_set
+        return [i for i in range(self.width * self.height) if i not in blocked]
+
+    def pos(self, idx: int) -> Pos:
+        return idx % self.width, idx // self.width
+
+    def idx(self, pos: Pos) -> int:
+        return pos[0] + pos[1] * self.width
+
+
+@dataclass(frozen=True)
+class Maze:
+    """One navigation task: a layout plus start and goal positions."""
+
+    layout: MazeLayout
+    start: Pos
+    goal: Pos
+
+    def __post_init__(self) -> None:
+        for name, p in (("start", self.start), ("goal", self.goal)):
+            if not (0 <= p[0] < self.width and 0 <= p[1] < self.height):
+                raise MazeError(f"{name} {p} lies outside the {self.width}x{self.height} grid")
+            if self.layout.idx(p) in self.layout.wall_set:
+                raise MazeError(f"{name} {p} is a wall cell")
+        if self.start == self.goal:
+            raise MazeError("start and goal must be different cells")
+
+    @classmethod
+    def from_walls(cls, width: int, height: int, walls: Sequence[Pos], start: Pos, goal: Pos) -> Maze:
+        """Build a task from wall positions given as (x, y) pairs."""
+        check_maze_size(width, height)
+        for x, y in walls:
+            if not (0 <= x < width and 0 <= y < height):
+                raise MazeError(f"wall {(x, y)} lies outside the {width}x{height} grid")
+        layout = MazeLayout(width, height, tuple(sorted({x + y * width for x, y in walls})))
+        return cls(layout, tuple(start), tuple(goal))  # type: ignore[arg-type]
+
+    @property
+    def width(self) -> int:
+        return self.layout.width
+
+    @property
+    def height(self) -> int:
+        return self.layout.height
+
+    @property
+    def walls(self) -> list[Pos]:
+        """Wall positions in row-major order, the order of the prompt."""
+        return [self.layout.pos(i) for i in self.layout.walls]
+
+    def is_free(self, p: Pos) -> bool:
+        x, y = p
+        return 0 <= x < self.width and 0 <= y < self.height and self.layout.idx(p) not in self.layout.wall_set
+
+    def search_problem(self) -> MazeSearch:
+        return MazeSearch(self)
+
+    def solve(self, deterministic: bool = True, rng: random.Random | None = None) -> SearchResult[int]:
+        """A* with search dynamics; states are cell indices."""
+        return astar_trace(self.search_problem(), deterministic=deterministic, rng=rng)
+
+    def check_plan(self, plan: Sequence[Pos]) -> bool:
+        """Feasible iff it starts at start, ends at goal, moves one unit per step and avoids walls."""
+        if not plan or tuple(plan[0]) != self.start or tuple(plan[-1]) != self.goal:
+            return False
+        if not all(self.is_free(tuple(p)) for p in plan):  # type: ignore[arg-type]
+            return False
+        return all(abs(a[0] - b[0]) + abs(a[1] - b[1]) == 1 for a, b in zip(plan, plan[1:], strict=False))
+
+
+class MazeSearch:
+    """The maze as an A* problem over cell indices (see ``SearchProblem``)."""
+
+    def __init__(self, maze: Maze) -> None:
+        layout = maze.layout
+        w = layout.width
+        gx, gy = maze.goal
+        self.start = layout.idx(maze.start)
+        goal = layout.idx(maze.goal)
+        h = [abs(i % w - gx) + abs(i // w - gy) for i in range(w * layout.height)]
+        self.successors = layout.neighbors.__getitem__
+        self.heuristic = h.__getitem__
+        self.is_goal = goal.__eq__
+        self.tie_key = layout.tie_keys.__getitem__
+
+
+def sample_layout(width: int, height: int, rng: random.Random) -> tuple[MazeLayout, list[int]]:
+    """Draw a wall layout as the official generator does; returns it with its free cells.
+
+    The number of walls is uniform in [(w*h)//10*3, (w*h)//10*5] and wall cells are drawn without
+    replacement.
+    """
+    check_maze_size(width, height)
+    indices = list(range(width * height))
+    rng.shuffle(indices)
+    n = len(indices)
+    num_walls = rng.randint(n // 10 * 3, n // 10 * 5)
+    walls = sorted(indices[:num_walls])
+    return MazeLayout(width, height, tuple(walls)), indices[num_walls:]
+
+
+def layout_tasks(
+    layout: MazeLayout,
+    free: list[int],
+    rng: random.Random,
+    deterministic: bool,
+    attempts: int = 100,
+    min_plan_nodes: int | None = None,
+) -> list[tuple[Maze, SearchResult[int]]]:
+    """Up to ``attempts`` random (start, goal) tasks on one layout, solved and filtered.
+
+    A task is kept if A* solves it with a plan of at least ``min_plan_nodes`` nodes (default
+    max(w, h)); duplicate (start, goal) pairs are kept once, in first-seen order.
+    """
+    if min_plan_nodes is None:
+        min_plan_nodes = max(layout.width, layout.height)
+    free = list(free)
+    seen: set[tuple[int, int]] = set()
+    out: list[tuple[Maze, SearchResult[int]]] = []
+    if len(free) < 2:
+        return out
+    for _ in range(attempts):
+        rng.shuffle(free)
+        s, g = free[0], free[1]
+        if (s, g) in seen:
+            continue
+        seen.add((s, g))
+        maze = Maze(layout, layout.pos(s), layout.pos(g))
+        result = maze.solve(deterministic=deterministic, rng=None if deterministic else rng)
+        if not result.solved or len(result.plan) < min_plan_nodes:
+            continue
+        out.append((maze, result))
+    return out
+
+
+def bfs_plan_length(maze: Maze) -> float:
+    """Nodes on a shortest path by breadth-first search (math.inf if unreachable); a reference for A*."""
+    layout = maze.layout
+    start, goal = layout.idx(maze.start), layout.idx(maze.goal)
+    dist = {start: 0}
+    frontier = [start]
+    while frontier:
+        nxt = []
+        for c in frontier:
+            if c == goal:
+                return dist[c] + 1
+            for n in layout.neighbors[c]:
+                if n not in dist:
+                    dist[n] = dist[c] + 1
+                    nxt.append(n)
+        frontier = nxt
+    return math.inf

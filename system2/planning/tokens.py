@@ -1,0 +1,320 @@
+"""The Searchformer token format (planning.md A1): prompts, search traces, plans and vocabularies.
+
+A training example is (prompt, trace, plan), three lists of string tokens. The encoder reads
+``bos prompt eos`` and the decoder predicts ``bos trace plan eos`` (search-augmented) or ``bos plan eos``
+(solution-only).
+
+- Maze prompt: ``start x y goal x y`` then ``wall x y`` per wall in row-major order.
+- Maze trace: one clause per A* event, ``create|close x y cG cH``.
+- Sokoban prompt: ``worker x y``, ``box x y`` (unplaced boxes), ``dock x y`` (open docks), ``wall x y`` (all
+  walls), each group sorted by the string "x-y" as the official code does.
+- Sokoban trace: ``create|close worker x y box x y ... cG cH`` (boxes on docks omitted).
+- Plan: ``plan x y`` for every node from start to goal (for Sokoban the worker position).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from system2.planning.astar import EVENT_NAMES, SearchResult
+from system2.planning.maze import Maze, MazeError
+from system2.planning.sokoban import SokobanError, SokobanLevel, State
+
+BOS, EOS = "bos", "eos"
+CREATE, CLOSE, PLAN = "create", "close", "plan"
+MAZE_WORDS = ("start", "goal", "wall", CREATE, CLOSE, PLAN)
+SOKOBAN_WORDS = ("box", "worker", "dock", "wall", CREATE, CLOSE, PLAN)
+
+
+def cost_token(c: float) -> str:
+    return f"c{int(c)}"
+
+
+def is_cost_token(tok: str) -> bool:
+    return len(tok) > 1 and tok[0] == "c" and tok[1:].isdigit()
+
+
+# ----- vocabulary ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Vocabulary:
+    """``bos`` and ``eos`` followed by the sorted task tokens, as the official ``DictTokenizer``.
+
+    The pad id is 0 (= ``bos``); padding is masked wherever it matters.
+    """
+
+    tokens: tuple[str, ...]
+    index: dict[str, int] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "index", {t: i for i, t in enumerate(self.tokens)})
+
+    @classmethod
+    def from_words(cls, words: Iterable[str]) -> Vocabulary:
+        return cls((BOS, EOS, *sorted(set(words) - {BOS, EOS})))
+
+    @property
+    def bos_id(self) -> int:
+        return self.index[BOS]
+
+    @property
+    def eos_id(self) -> int:
+        return self.index[EOS]
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+    def encode(self, tokens: Sequence[str]) -> list[int]:
+        try:
+            return [self.index[t] for t in tokens]
+        except KeyError as e:
+            raise ValueError(f"token {e.args[0]!r} is not in the vocabulary of {len(self)} tokens") from None
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        n = len(self.tokens)
+        return [self.tokens[i] if 0 <= i < n else f"<unk:{i}>" for i in ids]
+
+    def to_json(self) -> str:
+        return json.dumps(list(self.tokens))
+
+    @classmethod
+    def from_json(cls, text: str) -> Vocabulary:
+        return cls(tuple(json.loads(text)))
+
+
+def maze_vocabulary(width: int, height: int) -> Vocabulary:
+    """Digits 0..max(w,h)-1, cost tokens c0..c{w*h-1} and the six words: 118 tokens for 10x10."""
+    words = [str(i) for i in range(max(width, height))]
+    words += [f"c{i}" for i in range(width * height)]
+    return Vocabulary.from_words([*words, *MAZE_WORDS])
+
+
+def sokoban_vocabulary(width: int, height: int, cost_tokens: int) -> Vocabulary:
+    """Digits, cost tokens c0..c{cost_tokens-1} and the seven words. The official vocabulary declares
+    40,000 cost tokens; datasets here size it to the largest cost they contain unless told otherwise."""
+    words = [str(i) for i in range(max(width, height))]
+    words += [f"c{i}" for i in range(cost_tokens)]
+    return Vocabulary.from_words([*words, *SOKOBAN_WORDS])
+
+
+# ----- mazes ---------------------------------------------------------------------------------------
+def maze_prompt(maze: Maze) -> list[str]:
+    out = ["start", str(maze.start[0]), str(maze.start[1]), "goal", str(maze.goal[0]), str(maze.goal[1])]
+    for x, y in maze.walls:
+        out += ["wall", str(x), str(y)]
+    return out
+
+
+def maze_trace(maze: Maze, result: SearchResult[int]) -> list[str]:
+    w = maze.width
+    out: list[str] = []
+    for kind, s, g, h in result.events:
+        out += [EVENT_NAMES[kind], str(s % w), str(s // w), cost_token(g), cost_token(h)]
+    return out
+
+
+def maze_plan(maze: Maze, result: SearchResult[int]) -> list[str]:
+    w = maze.width
+    out: list[str] = []
+    for s in result.plan:
+        out += [PLAN, str(s % w), str(s // w)]
+    return out
+
+
+def maze_from_prompt(prompt: Sequence[str], width: int, height: int) -> Maze:
+    """Rebuild the task from its prompt tokens (raises MazeError on a malformed prompt)."""
+    triples = _triples(prompt)
+    if triples is None:
+        raise MazeError("a maze prompt is a sequence of 'start|goal|wall x y' triples")
+    starts = [p for w, p in triples if w == "start"]
+    goals = [p for w, p in triples if w == "goal"]
+    walls = [p for w, p in triples if w == "wall"]
+    if len(starts) != 1 or len(goals) != 1 or len(starts) + len(goals) + len(walls) != len(triples):
+        raise MazeError("a maze prompt needs one start, one goal and only wall triples")
+    return Maze.from_walls(width, height, walls, starts[0], goals[0])
+
+
+# ----- Sokoban -------------------------------------------------------------------------------------
+def _xy_sorted(level: SokobanLevel, cells: Iterable[int]) -> list[tuple[str, str]]:
+    """Cells as (x, y) strings, sorted by the string "x-y" like the official tokenizer."""
+    keys = sorted(f"{c % level.width}-{c // level.width}" for c in cells)
+    return [tuple(k.split("-")) for k in keys]  # type: ignore[misc]
+
+
+def _sokoban_group(level: SokobanLevel, word: str, cells: Iterable[int]) -> list[str]:
+    out: list[str] = []
+    for x, y in _xy_sorted(level, cells):
+        out += [word, x, y]
+    return out
+
+
+def sokoban_prompt(level: SokobanLevel) -> list[str]:
+    docks = set(level.docks)
+    unplaced = [b for b in level.boxes if b not in docks]
+    open_docks = [d for d in level.docks if d not in level.boxes]
+    return [
+        *_sokoban_group(level, "worker", [level.worker]),
+        *_sokoban_group(level, "box", unplaced),
+        *_sokoban_group(level, "dock", open_docks),
+        *_sokoban_group(level, "wall", level.walls),
+    ]
+
+
+def sokoban_trace(level: SokobanLevel, result: SearchResult[State]) -> list[str]:
+    docks = set(level.docks)
+    out: list[str] = []
+    for kind, (worker, boxes), g, h in result.events:
+        out.append(EVENT_NAMES[kind])
+        out += _sokoban_group(level, "worker", [worker])
+        out += _sokoban_group(level, "box", [b for b in boxes if b not in docks])
+        out += [cost_token(g), cost_token(h)]
+    return out
+
+
+def sokoban_plan(level: SokobanLevel, result: SearchResult[State]) -> list[str]:
+    w = level.width
+    out: list[str] = []
+    for worker, _ in result.plan:
+        out += [PLAN, str(worker % w), str(worker // w)]
+    return out
+
+
+def sokoban_from_prompt(prompt: Sequence[str], width: int, height: int) -> SokobanLevel:
+    """Rebuild the level from its prompt tokens (raises SokobanError on a malformed prompt)."""
+    triples = _triples(prompt)
+    if triples is None:
+        raise SokobanError("a Sokoban prompt is a sequence of 'worker|box|dock|wall x y' triples")
+    idx = {
+        w: [x + y * width for _, (x, y) in [t for t in triples if t[0] == w]]
+        for w in ("worker", "box", "dock", "wall")
+    }
+    if sum(len(v) for v in idx.values()) != len(triples) or len(idx["worker"]) != 1:
+        raise SokobanError("a Sokoban prompt needs one worker and only box, dock and wall triples")
+    if any(not (0 <= x < width and 0 <= y < height) for _, (x, y) in triples):
+        raise SokobanError(f"a position lies outside the {width}x{height} board")
+    # Boxes on docks are not in the prompt; the prompt has as many open docks as unplaced boxes.
+    return SokobanLevel(
+        width,
+        height,
+        frozenset(idx["wall"]),
+        tuple(sorted(idx["dock"])),
+        tuple(sorted(idx["box"])),
+        idx["worker"][0],
+    )
+
+
+# ----- parsing model output ------------------------------------------------------------------------
+def _triples(tokens: Sequence[str]) -> list[tuple[str, tuple[int, int]]] | None:
+    if len(tokens) % 3:
+        return None
+    out = []
+    for i in range(0, len(tokens), 3):
+        x, y = tokens[i + 1], tokens[i + 2]
+        if not (x.isdigit() and y.isdigit()):
+            return None
+        out.append((tokens[i], (int(x), int(y))))
+    return out
+
+
+@dataclass(frozen=True)
+class ParsedResponse:
+    """A decoder output split into trace and plan. ``valid`` is False when the plan part is not a
+    sequence of ``plan x y`` triples; ``error`` says why. Never raised, always returned."""
+
+    valid: bool
+    trace: tuple[str, ...] = ()
+    plan: tuple[tuple[int, int], ...] = ()
+    has_eos: bool = False
+    trace_valid: bool = False
+    error: str = ""
+
+    @property
+    def trace_tokens(self) -> int:
+        return len(self.trace)
+
+
+def parse_response(tokens: Sequence[object]) -> ParsedResponse:
+    """Split a generated token sequence into (trace, plan), as the official evaluator does.
+
+    A leading ``bos`` is dropped, the sequence is cut at the first ``eos``, everything from the first
+    ``plan`` token on must be ``plan x y`` triples, and the tokens before it are the trace. The trace
+    is also checked against the clause grammar (``trace_valid``). Any input, however malformed,
+    gives a result rather than an exception.
+    """
+    try:
+        toks = [t if isinstance(t, str) else str(t) for t in tokens]
+    except Exception:  # noqa: BLE001 - str() of exotic objects; never raise
+        return ParsedResponse(False, error="tokens are not strings")
+    if toks and toks[0] == BOS:
+        toks = toks[1:]
+    has_eos = EOS in toks
+    if has_eos:
+        toks = toks[: toks.index(EOS)]
+    if PLAN not in toks:
+        return ParsedResponse(
+            False, tuple(toks), has_eos=has_eos, trace_valid=trace_is_wellformed(toks), error="no plan"
+        )
+    cut = toks.index(PLAN)
+    trace, plan_toks = toks[:cut], toks[cut:]
+    triples = _triples(plan_toks)
+    if triples is None or not triples or any(w != PLAN for w, _ in triples):
+        return ParsedResponse(
+            False,
+            tuple(trace),
+            has_eos=has_eos,
+            trace_valid=trace_is_wellformed(trace),
+            error="malformed plan",
+        )
+    return ParsedResponse(
+        True,
+        tuple(trace),
+        tuple(p for _, p in triples),
+        has_eos=has_eos,
+        trace_valid=trace_is_wellformed(trace),
+    )
+
+
+def trace_is_wellformed(trace: Sequence[str]) -> bool:
+    """True when the trace is a sequence of clauses ``create|close`` + coordinates/words + optional costs.
+
+    Accepts every level of Dualformer dropping (clauses with or without cost tokens)."""
+    i, n = 0, len(trace)
+    while i < n:
+        if trace[i] not in (CREATE, CLOSE):
+            return False
+        j = i + 1
+        while j < n and trace[j] not in (CREATE, CLOSE):
+            j += 1
+        body = trace[i + 1 : j]
+        if not body or any(t in (PLAN, BOS, EOS) for t in body):
+            return False
+        i = j
+    return True
+
+
+def split_clauses(trace: Sequence[str]) -> list[list[str]]:
+    """Cut a trace into clauses, each starting with ``create`` or ``close`` (tokens before the first
+    clause word form no clause and are dropped)."""
+    clauses: list[list[str]] = []
+    for t in trace:
+        if t in (CREATE, CLOSE):
+            clauses.append([t])
+        elif clauses:
+            clauses[-1].append(t)
+    return clauses
+
+
+def clause_positions(trace: Sequence[str]) -> list[tuple[str, tuple[int, int]]]:
+    """(event, (x, y)) of every clause whose position parses: the cell for mazes, the worker for
+    Sokoban. Used to draw a search, the model's included."""
+    out = []
+    for c in split_clauses(trace):
+        body = c[2:4] if len(c) > 1 and c[1] == "worker" else c[1:3]
+        if len(body) == 2 and body[0].isdigit() and body[1].isdigit():
+            out.append((c[0], (int(body[0]), int(body[1]))))
+    return out

@@ -1,0 +1,149 @@
+"""Planning datasets: Parquet layout, determinism across worker counts, resume, split hygiene."""
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from system2.config import ConfigError
+from system2.planning import generate as gen
+from system2.planning import tokens as tk
+from system2.planning.stats import dataset_stats
+
+
+def digest(path: Path) -> dict[str, str]:
+    files = sorted((path / "data").glob("*.parquet")) + [path / "vocab.json", path / "meta.json"]
+    return {f.name: hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def maze_cfg(**kw) -> gen.GenerateConfig:
+    base = dict(env="maze", width=6, height=6, train=300, test=40, seed=3, shard_size=128, block_size=4)
+    base.update(kw)
+    return gen.GenerateConfig(**base)
+
+
+def test_dataset_contents(tmp_path):
+    meta = gen.generate_dataset(maze_cfg(), tmp_path / "d", progress=False)
+    assert meta["counts"] == {"train": 300, "test": 40}
+    assert meta["files"]["train"] == [f"data/train-0000{i}-of-00003.parquet" for i in range(3)]
+    train, test = gen.read_split(tmp_path / "d", "train"), gen.read_split(tmp_path / "d", "test")
+    assert set(train["layout_id"].to_pylist()).isdisjoint(test["layout_id"].to_pylist())
+    ids = train["task_id"].to_pylist() + test["task_id"].to_pylist()
+    assert len(set(ids)) == len(ids)
+    vocab = gen.read_vocab(tmp_path / "d")
+    for row in train.slice(0, 50).to_pylist():
+        maze = tk.maze_from_prompt(row["prompt"], 6, 6)
+        assert row["prompt_len"] == len(row["prompt"]) and row["trace_len"] == len(row["trace"])
+        assert row["optimal_plan_length"] * 3 == row["plan_len"] >= 6 * 3
+        parsed = tk.parse_response(row["trace"] + row["plan"] + ["eos"])
+        assert parsed.valid and parsed.trace_valid and maze.check_plan(parsed.plan)
+        vocab.encode(row["prompt"] + row["trace"] + row["plan"])  # every token is in the vocabulary
+
+
+def test_same_bytes_whatever_the_number_of_workers(tmp_path):
+    gen.generate_dataset(maze_cfg(workers=1), tmp_path / "one", progress=False)
+    gen.generate_dataset(maze_cfg(workers=2), tmp_path / "two", progress=False)
+    assert digest(tmp_path / "one") == digest(tmp_path / "two")
+    gen.generate_dataset(maze_cfg(seed=4), tmp_path / "other", progress=False)
+    assert digest(tmp_path / "one") != digest(tmp_path / "other")
+
+
+def test_resume_after_a_crash_gives_the_same_dataset(tmp_path, monkeypatch):
+    cfg = maze_cfg(block_size=1)
+    gen.generate_dataset(cfg, tmp_path / "clean", progress=False)
+
+    calls = {"n": 0}
+    real = gen.generate_block
+
+    def crashing(cfg, block, path):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise KeyboardInterrupt("killed")
+        return real(cfg, block, path)
+
+    monkeypatch.setattr(gen, "generate_block", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        gen.generate_dataset(cfg, tmp_path / "crash", progress=False)
+    kept = sorted((tmp_path / "crash" / ".blocks").glob("block-*.parquet"))
+    assert len(kept) == 5 and not (tmp_path / "crash" / "meta.json").exists()
+    assert not list((tmp_path / "crash" / ".blocks").glob(".*tmp"))  # nothing half-written
+    with pytest.raises(FileNotFoundError, match="unfinished"):
+        gen.read_meta(tmp_path / "crash")
+
+    monkeypatch.setattr(gen, "generate_block", real)
+    calls["n"] = 0
+    gen.generate_dataset(cfg, tmp_path / "crash", progress=False)
+    assert digest(tmp_path / "crash") == digest(tmp_path / "clean")
+    assert not (tmp_path / "crash" / ".blocks").exists()
+
+
+def test_sokoban_dataset(tmp_path):
+    cfg = gen.GenerateConfig(
+        env="sokoban", width=7, height=7, train=20, test=5, seed=0, max_trace_tokens=3000
+    )
+    meta = gen.generate_dataset(cfg, tmp_path / "s", progress=False)
+    assert meta["counts"] == {"train": 20, "test": 5}
+    rows = gen.read_split(tmp_path / "s", "train").to_pylist()
+    for row in rows:
+        level = tk.sokoban_from_prompt(row["prompt"], 7, 7)
+        assert row["prompt_len"] == 93 and row["trace_len"] < 3000
+        assert level.check_plan(tk.parse_response(row["plan"]).plan)
+    gen.read_vocab(tmp_path / "s").encode([t for r in rows for t in r["trace"]])
+
+
+def test_huggingface_datasets_opens_it(tmp_path):
+    import datasets
+
+    gen.generate_dataset(maze_cfg(train=40, test=10), tmp_path / "d", progress=False)
+    ds = datasets.load_dataset("parquet", data_dir=str(tmp_path / "d"))
+    assert ds["train"].num_rows == 40 and ds["test"].num_rows == 10
+    assert ds["train"][0]["prompt"][0] == "start"
+
+
+def test_stats(tmp_path):
+    gen.generate_dataset(maze_cfg(), tmp_path / "d", progress=False)
+    stats = dataset_stats(tmp_path / "d")
+    tr = stats["splits"]["train"]
+    assert tr["tasks"] == 300 and tr["layouts"] == stats["meta"]["layouts"]["train"]
+    q = tr["quantiles"]["plan_len"]
+    assert q == sorted(q) and q[0] >= 18
+
+
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"width": 1}, "too small"),
+        ({"train": -1}, "train must be >= 0"),
+        ({"train": 0, "test": 0}, "at least one task"),
+        ({"mode": "fast"}, "det"),
+        ({"env": "sokoban", "width": 4}, "too small"),
+        ({"env": "sokoban", "num_walls": 40}, "do not fit"),
+        ({"workers": 0}, "workers"),
+    ],
+)
+def test_bad_settings_fail_before_any_work(tmp_path, kw, message):
+    with pytest.raises(ConfigError, match=message):
+        gen.generate_dataset(maze_cfg(**kw), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_other_settings_in_an_existing_dir_are_refused(tmp_path):
+    gen.generate_dataset(maze_cfg(train=20, test=5), tmp_path / "d", progress=False)
+    before = digest(tmp_path / "d")
+    with pytest.raises(ConfigError, match="differs in seed"):
+        gen.generate_dataset(maze_cfg(train=20, test=5, seed=9), tmp_path / "d", progress=False)
+    assert digest(tmp_path / "d") == before
+    (tmp_path / "x").mkdir()
+    (tmp_path / "x" / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a planning dataset"):
+        gen.generate_dataset(maze_cfg(), tmp_path / "x", progress=False)
+    assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
+
+
+def test_too_few_distinct_tasks_is_reported(tmp_path):
+    with pytest.raises(RuntimeError, match="too few distinct tasks"):
+        gen.generate_dataset(
+            gen.GenerateConfig(width=2, height=2, train=50, test=0, attempts_per_layout=3, block_size=1),
+            tmp_path / "tiny",
+            progress=False,
+        )
