@@ -85,6 +85,7 @@ def test_parse_response_on_well_formed_output():
         (["plan", "0"], "malformed plan"),
         (["plan", "0", "x"], "malformed plan"),
         (["plan", "0", "1", "wall", "0", "1"], "malformed plan"),
+        (["plan", "\u00b2", "1"], "malformed plan"),  # a Unicode digit that int() rejects
     ],
 )
 def test_parse_response_malformed(tokens, error):

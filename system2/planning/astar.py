@@ -84,37 +84,36 @@ def astar_trace(
         problem.tie_key,
     )
     rand = rng.random if rng is not None else None
+    inf = math.inf
     shuffle = rng.shuffle if rng is not None else None
 
-    # Node table: one entry per push, so parents are exactly those of the original node objects.
-    node_state: list[S] = []
-    node_g: list[int] = []
-    node_parent: list[int] = []
+    # Node table: one (state, g, parent id) per push, so parents are exactly those of the original
+    # node objects (this matters only when a closed state is reopened).
+    nodes: list[tuple[S, int, int]] = []
     open_node: dict[S, int] = {}  # state -> node id of its live open entry
     closed_g: dict[S, int] = {}
     events: list[tuple[int, S, int, float]] = []
     heap: list[tuple[float, object, int]] = []
+    push_node = nodes.append
+    log = events.append
 
     start = problem.start
     h0 = heuristic(start)
-    node_state.append(start)
-    node_g.append(0)
-    node_parent.append(-1)
+    push_node((start, 0, -1))
     open_node[start] = 0
     heappush(heap, (0 + h0, tie_key(start) if deterministic else rand(), 0))  # type: ignore[misc]
-    events.append((CREATE, start, 0, h0))
+    log((CREATE, start, 0, h0))
 
     goal_node = -1
     while heap:
         f, _, nid = heappop(heap)
-        state = node_state[nid]
+        state, g, _ = nodes[nid]
         if open_node.get(state) != nid:
             continue  # stale entry: a cheaper copy replaced it
         del open_node[state]
-        g = node_g[nid]
         closed_g[state] = g
-        events.append((CLOSE, state, g, f - g))
-        if f == math.inf:
+        log((CLOSE, state, g, f - g))
+        if f == inf:
             return SearchResult(False, events)
         if is_goal(state):
             goal_node = nid
@@ -126,30 +125,28 @@ def astar_trace(
         gc = g + 1
         for child in children:
             hc = heuristic(child)
-            if hc == math.inf:
+            if hc == inf:
                 continue
             other = open_node.get(child)
             if other is not None:
-                if node_g[other] <= gc:
+                if nodes[other][1] <= gc:
                     continue
                 del open_node[child]  # the stale heap entry is skipped when popped
             cg = closed_g.get(child)
             if cg is not None and cg <= gc:
                 continue
-            cid = len(node_state)
-            node_state.append(child)
-            node_g.append(gc)
-            node_parent.append(nid)
+            cid = len(nodes)
+            push_node((child, gc, nid))
             open_node[child] = cid
             heappush(heap, (gc + hc, tie_key(child) if deterministic else rand(), cid))  # type: ignore[misc]
-            events.append((CREATE, child, gc, hc))
+            log((CREATE, child, gc, hc))
 
     if goal_node < 0:
         return SearchResult(False, events)
     plan: list[S] = []
     nid = goal_node
     while nid >= 0:
-        plan.append(node_state[nid])
-        nid = node_parent[nid]
+        state, _, nid = nodes[nid]
+        plan.append(state)
     plan.reverse()
     return SearchResult(True, events, plan)

@@ -12,7 +12,9 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
+
+import numpy as np
 
 from system2.planning.astar import SearchResult, astar_trace
 
@@ -47,9 +49,10 @@ class MazeLayout:
                 f"{len(self.walls)} walls leave fewer than 2 free cells in a "
                 f"{self.width}x{self.height} maze: use fewer walls"
             )
-        if any(not 0 <= w < n for w in self.walls):
+        walls = self.walls
+        if walls and (walls[0] < 0 or walls[-1] >= n):
             raise MazeError(f"a wall lies outside the {self.width}x{self.height} grid")
-        if list(self.walls) != sorted(set(self.walls)):
+        if list(walls) != sorted(set(walls)):
             raise MazeError("walls must be sorted, distinct cell indices (x + y * width)")
 
     @cached_property
@@ -57,28 +60,15 @@ class MazeLayout:
         return frozenset(self.walls)
 
     @cached_property
-    def neighbors(self) -> list[tuple[int, ...]]:
-        """Free neighbours of every cell in the official order up (y+1), down, left, right."""
-        w, h, blocked = self.width, self.height, self.wall_set
-        out: list[tuple[int, ...]] = []
-        for idx in range(w * h):
-            x, y = idx % w, idx // w
-            cand = []
-            if y + 1 < h:
-                cand.append(idx + w)
-            if y > 0:
-                cand.append(idx - w)
-            if x > 0:
-                cand.append(idx - 1)
-            if x + 1 < w:
-                cand.append(idx + 1)
-            out.append(tuple(c for c in cand if c not in blocked))
-        return out
+    def neighbors(self) -> _Neighbors:
+        """Free neighbours of a cell in the official order up (y+1), down, left, right; computed on
+        first use per cell (a search touches few cells; a layout serves many searches)."""
+        return _Neighbors(self)
 
-    @cached_property
+    @property
     def tie_keys(self) -> list[int]:
-        w = self.width
-        return [idx % w + 100000 * (idx // w) for idx in range(w * self.height)]
+        """The official position hash x + 100000 * y of every cell."""
+        return _grid_tables(self.width, self.height)[1]
 
     def free_cells(self) -> list[int]:
         blocked = self.wall_set
@@ -89,6 +79,52 @@ class MazeLayout:
 
     def idx(self, pos: Pos) -> int:
         return pos[0] + pos[1] * self.width
+
+
+@lru_cache(maxsize=64)
+def _grid_tables(width: int, height: int) -> tuple[list[tuple[int, ...]], list[int]]:
+    """Per grid size: the in-bounds neighbours of every cell (up, down, left, right) and tie keys."""
+    cand: list[tuple[int, ...]] = []
+    for idx in range(width * height):
+        x, y = idx % width, idx // width
+        c = []
+        if y + 1 < height:
+            c.append(idx + width)
+        if y > 0:
+            c.append(idx - width)
+        if x > 0:
+            c.append(idx - 1)
+        if x + 1 < width:
+            c.append(idx + 1)
+        cand.append(tuple(c))
+    return cand, [idx % width + 100000 * (idx // width) for idx in range(width * height)]
+
+
+class _Neighbors(dict):
+    """cell -> free neighbours, filled lazily; ``__getitem__`` is a C-level dict lookup once filled."""
+
+    def __init__(self, layout: MazeLayout) -> None:
+        super().__init__()
+        self.cand = _grid_tables(layout.width, layout.height)[0]
+        self.blocked = layout.wall_set
+
+    def __missing__(self, idx: int) -> tuple[int, ...]:
+        blocked = self.blocked
+        out = tuple([c for c in self.cand[idx] if c not in blocked])
+        self[idx] = out
+        return out
+
+
+@lru_cache(maxsize=64)
+def _grid_coords(width: int, height: int) -> tuple[np.ndarray, np.ndarray]:
+    idx = np.arange(width * height)
+    return idx % width, idx // width
+
+
+def manhattan_table(width: int, height: int, goal: Pos) -> list[int]:
+    """Manhattan distance to ``goal`` of every cell, as a Python list (fast to index)."""
+    xs, ys = _grid_coords(width, height)
+    return (np.abs(xs - goal[0]) + np.abs(ys - goal[1])).tolist()
 
 
 @dataclass(frozen=True)
@@ -156,13 +192,10 @@ class MazeSearch:
 
     def __init__(self, maze: Maze) -> None:
         layout = maze.layout
-        w = layout.width
-        gx, gy = maze.goal
         self.start = layout.idx(maze.start)
         goal = layout.idx(maze.goal)
-        h = [abs(i % w - gx) + abs(i // w - gy) for i in range(w * layout.height)]
         self.successors = layout.neighbors.__getitem__
-        self.heuristic = h.__getitem__
+        self.heuristic = manhattan_table(layout.width, layout.height, maze.goal).__getitem__
         self.is_goal = goal.__eq__
         self.tie_key = layout.tie_keys.__getitem__
 

@@ -185,7 +185,9 @@ class SokobanLevel:
         block, boxes are pushed only into free cells) and every box ends on a dock.
 
         Stricter than the official replay, which silently ignores illegal moves."""
-        if not plan or self.idx(tuple(plan[0])) != self.worker:  # type: ignore[arg-type]
+        if not plan or not (0 <= plan[0][0] < self.width and 0 <= plan[0][1] < self.height):
+            return False
+        if self.idx(tuple(plan[0])) != self.worker:  # type: ignore[arg-type]
             return False
         state = self.start_state
         for a, b in zip(plan, plan[1:], strict=False):

@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
+from itertools import chain
 
 from system2.planning.astar import EVENT_NAMES, SearchResult
 from system2.planning.maze import Maze, MazeError
@@ -32,8 +34,30 @@ def cost_token(c: float) -> str:
     return f"c{int(c)}"
 
 
+def is_number(tok: str) -> bool:
+    """An ASCII decimal integer (``str.isdigit`` alone accepts characters like "²" that int() rejects)."""
+    return tok.isascii() and tok.isdigit()
+
+
 def is_cost_token(tok: str) -> bool:
-    return len(tok) > 1 and tok[0] == "c" and tok[1:].isdigit()
+    return len(tok) > 1 and tok[0] == "c" and is_number(tok[1:])
+
+
+_NUMBERS: list[str] = []
+_COSTS: list[str] = []
+
+
+def _number_strings(n: int) -> list[str]:
+    """Cached "0".."n-1" (token strings are built millions of times during generation)."""
+    if len(_NUMBERS) < n:
+        _NUMBERS.extend(str(i) for i in range(len(_NUMBERS), n))
+    return _NUMBERS
+
+
+def _cost_strings(n: int) -> list[str]:
+    if len(_COSTS) < n:
+        _COSTS.extend(f"c{i}" for i in range(len(_COSTS), n))
+    return _COSTS
 
 
 # ----- vocabulary ----------------------------------------------------------------------------------
@@ -103,27 +127,35 @@ def sokoban_vocabulary(width: int, height: int, cost_tokens: int) -> Vocabulary:
 
 
 # ----- mazes ---------------------------------------------------------------------------------------
+@lru_cache(maxsize=64)
+def _cell_strings(width: int, height: int) -> tuple[list[str], list[str], list[tuple[str, str, str]]]:
+    """Per grid size: x and y token of every cell and its ``wall x y`` triple."""
+    num = _number_strings(max(width, height))
+    xs = [num[i % width] for i in range(width * height)]
+    ys = [num[i // width] for i in range(width * height)]
+    return xs, ys, [("wall", x, y) for x, y in zip(xs, ys, strict=True)]
+
+
 def maze_prompt(maze: Maze) -> list[str]:
-    out = ["start", str(maze.start[0]), str(maze.start[1]), "goal", str(maze.goal[0]), str(maze.goal[1])]
-    for x, y in maze.walls:
-        out += ["wall", str(x), str(y)]
+    num = _number_strings(max(maze.width, maze.height))
+    out = ["start", num[maze.start[0]], num[maze.start[1]], "goal", num[maze.goal[0]], num[maze.goal[1]]]
+    walls = _cell_strings(maze.width, maze.height)[2]
+    out.extend(chain.from_iterable([walls[c] for c in maze.layout.walls]))
     return out
 
 
 def maze_trace(maze: Maze, result: SearchResult[int]) -> list[str]:
-    w = maze.width
-    out: list[str] = []
-    for kind, s, g, h in result.events:
-        out += [EVENT_NAMES[kind], str(s % w), str(s // w), cost_token(g), cost_token(h)]
-    return out
+    xs, ys, _ = _cell_strings(maze.width, maze.height)
+    cost = _cost_strings(maze.width * maze.height + 1)
+    names = EVENT_NAMES
+    return list(
+        chain.from_iterable([(names[k], xs[s], ys[s], cost[g], cost[h]) for k, s, g, h in result.events])
+    )
 
 
 def maze_plan(maze: Maze, result: SearchResult[int]) -> list[str]:
-    w = maze.width
-    out: list[str] = []
-    for s in result.plan:
-        out += [PLAN, str(s % w), str(s // w)]
-    return out
+    xs, ys, _ = _cell_strings(maze.width, maze.height)
+    return list(chain.from_iterable([(PLAN, xs[s], ys[s]) for s in result.plan]))
 
 
 def maze_from_prompt(prompt: Sequence[str], width: int, height: int) -> Maze:
@@ -215,7 +247,7 @@ def _triples(tokens: Sequence[str]) -> list[tuple[str, tuple[int, int]]] | None:
     out = []
     for i in range(0, len(tokens), 3):
         x, y = tokens[i + 1], tokens[i + 2]
-        if not (x.isdigit() and y.isdigit()):
+        if not (is_number(x) and is_number(y)):
             return None
         out.append((tokens[i], (int(x), int(y))))
     return out
@@ -315,6 +347,6 @@ def clause_positions(trace: Sequence[str]) -> list[tuple[str, tuple[int, int]]]:
     out = []
     for c in split_clauses(trace):
         body = c[2:4] if len(c) > 1 and c[1] == "worker" else c[1:3]
-        if len(body) == 2 and body[0].isdigit() and body[1].isdigit():
+        if len(body) == 2 and is_number(body[0]) and is_number(body[1]):
             out.append((c[0], (int(body[0]), int(body[1]))))
     return out

@@ -1,0 +1,115 @@
+"""Model files and training checkpoints, written atomically; nothing is ever unpickled.
+
+- A model directory holds ``config.json`` (with ``model_type``) and ``model.safetensors``.
+- A training checkpoint directory ``step-NNNNNNNN/`` holds the model files plus ``trainer.pt`` (optimizer
+  state, data position, random states: tensors and plain values only, loaded with ``weights_only=True``).
+  It is written under a temporary name and renamed, and ``latest`` names the newest complete one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from system2.runs import atomic_write_text
+
+MODEL_TYPES: dict[str, tuple[type, type]] = {}
+
+
+def register_model(model_cls: type, config_cls: type) -> None:
+    MODEL_TYPES[model_cls.model_type] = (model_cls, config_cls)
+
+
+def _register_builtin() -> None:
+    from system2.nn.encdec import EncDecConfig, EncoderDecoder
+
+    register_model(EncoderDecoder, EncDecConfig)
+
+
+def write_model_files(model: torch.nn.Module, directory: Path) -> None:
+    """Write config.json + model.safetensors into an existing directory (not atomic by itself)."""
+    cfg = {"model_type": model.model_type, **dataclasses.asdict(model.config)}
+    (directory / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(directory / "model.safetensors"))
+
+
+def save_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
+    """Save a model directory atomically (temporary directory, then rename)."""
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        write_model_files(model, tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return final
+
+
+def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> torch.nn.Module:
+    """Build the model described by ``path/config.json`` and load its safetensors weights."""
+    _register_builtin()
+    p = Path(path)
+    cfg_file, weights = p / "config.json", p / "model.safetensors"
+    if not cfg_file.is_file() or not weights.is_file():
+        raise FileNotFoundError(f"{p} is not a model directory: it needs config.json and model.safetensors")
+    raw = json.loads(cfg_file.read_text())
+    kind = raw.pop("model_type", None)
+    if kind not in MODEL_TYPES:
+        raise ValueError(f"{cfg_file}: unknown model_type {kind!r}; known: {', '.join(MODEL_TYPES)}")
+    model_cls, config_cls = MODEL_TYPES[kind]
+    model = model_cls(config_cls(**raw))
+    model.load_state_dict(load_file(str(weights), device=map_location))
+    return model
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str], step: int, model: torch.nn.Module, trainer_state: dict[str, Any]
+) -> Path:
+    """Write ``directory/step-NNNNNNNN`` atomically and point ``directory/latest`` at it."""
+    root = Path(directory)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
+    try:
+        write_model_files(model, tmp)
+        torch.save(trainer_state, tmp / "trainer.pt")
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    atomic_write_text(root / "latest", final.name + "\n")
+    return final
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    pointer = Path(directory) / "latest"
+    if not pointer.is_file():
+        return None
+    path = Path(directory) / pointer.read_text().strip()
+    return path if (path / "trainer.pt").is_file() else None
+
+
+def load_trainer_state(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
+    return torch.load(Path(checkpoint) / "trainer.pt", map_location="cpu", weights_only=True)
+
+
+def prune_checkpoints(directory: str | os.PathLike[str], keep: int) -> None:
+    """Delete all but the newest ``keep`` step directories."""
+    steps = sorted(Path(directory).glob("step-*"))
+    for old in steps[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""From-scratch research transformers: Llama-style layers, position encodings, KV-cached decoding."""

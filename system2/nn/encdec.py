@@ -1,0 +1,187 @@
+"""The Searchformer/Dualformer encoder-decoder (planning.md A5), Llama-style.
+
+Encoder: embedding, N blocks of [RMSNorm -> self-attention with RoPE -> RMSNorm -> SwiGLU], then RMSNorm
+and Linear(d, d). Decoder: embedding, N blocks of [RMSNorm -> causal self-attention with RoPE -> RMSNorm
+-> cross-attention (no RoPE; keys/values are the encoder output) -> RMSNorm -> SwiGLU], then RMSNorm and
+Linear(d, vocab). Separate embeddings, no weight tying, no biases, no dropout. Unlike the official code,
+the encoder masks padded prompt positions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from system2.nn.layers import Attention, KVCache, SwiGLU, swiglu_hidden
+from system2.nn.positions import RotaryEmbedding
+
+# Sizes of the papers (planning.md A5) and CPU presets.
+PRESETS: dict[str, dict[str, int]] = {
+    "s": {"d_model": 192, "enc_layers": 6, "dec_layers": 6, "n_heads": 3},
+    "m": {"d_model": 384, "enc_layers": 8, "dec_layers": 8, "n_heads": 4},
+    "l": {"d_model": 768, "enc_layers": 9, "dec_layers": 9, "n_heads": 4},
+    "xl": {"d_model": 1152, "enc_layers": 16, "dec_layers": 16, "n_heads": 12},
+    "cpu": {"d_model": 128, "enc_layers": 3, "dec_layers": 3, "n_heads": 4},
+    "tiny": {"d_model": 64, "enc_layers": 2, "dec_layers": 2, "n_heads": 2},
+}
+OFFICIAL_ROPE_POSITIONS = 65536  # the official model stores frozen cos/sin tables this long
+
+
+@dataclass
+class EncDecConfig:
+    vocab_size: int
+    d_model: int = 128
+    enc_layers: int = 3
+    dec_layers: int = 3
+    n_heads: int = 4
+    ffn_hidden: int = 0  # 0: the official 8d/3 rounded up to 256
+    max_len: int = 4096  # initial RoPE table length (grows on demand)
+    rope_base: float = 10000.0
+    norm_eps: float = 1e-5
+
+    @classmethod
+    def preset(cls, name: str, vocab_size: int, **overrides: int) -> EncDecConfig:
+        if name not in PRESETS:
+            raise ValueError(f"unknown model preset {name!r}: choose one of {', '.join(PRESETS)}")
+        return cls(vocab_size=vocab_size, **{**PRESETS[name], **overrides})
+
+    @property
+    def hidden(self) -> int:
+        return self.ffn_hidden or swiglu_hidden(self.d_model)
+
+    @property
+    def head_dim(self) -> int:
+        return self.d_model // self.n_heads
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: EncDecConfig, rope: RotaryEmbedding) -> None:
+        super().__init__()
+        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.attn = Attention(cfg.d_model, cfg.n_heads, rope)
+        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask=mask)
+        return x + self.ffn(self.norm2(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: EncDecConfig, rope: RotaryEmbedding) -> None:
+        super().__init__()
+        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.self_attn = Attention(cfg.d_model, cfg.n_heads, rope)
+        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.cross_attn = Attention(cfg.d_model, cfg.n_heads, None)
+        self.norm3 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        mem_mask: torch.Tensor | None,
+        cache: KVCache | None = None,
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.norm1(x), causal=True, cache=cache)
+        x = x + self.cross_attn(self.norm2(x), mask=mem_mask, kv=cross_kv)
+        return x + self.ffn(self.norm3(x))
+
+
+@dataclass
+class DecoderState:
+    """What KV-cached decoding carries between steps."""
+
+    caches: list[KVCache]
+    cross_kv: list[tuple[torch.Tensor, torch.Tensor]]
+    mem_mask: torch.Tensor | None
+
+    def select(self, index: torch.Tensor) -> None:
+        for c in self.caches:
+            c.select(index)
+        self.cross_kv = [(k.index_select(0, index), v.index_select(0, index)) for k, v in self.cross_kv]
+        if self.mem_mask is not None:
+            self.mem_mask = self.mem_mask.index_select(0, index)
+
+
+class EncoderDecoder(nn.Module):
+    """Prompt encoder and trace/plan decoder. Token id 0 (``bos``) doubles as padding."""
+
+    model_type = "encdec"
+
+    def __init__(self, cfg: EncDecConfig) -> None:
+        super().__init__()
+        self.config = cfg
+        rope = RotaryEmbedding(cfg.head_dim, cfg.max_len, cfg.rope_base)
+        self.rope = rope
+        self.enc_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.enc_layers = nn.ModuleList(EncoderLayer(cfg, rope) for _ in range(cfg.enc_layers))
+        self.enc_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.enc_out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
+        self.dec_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.dec_layers = nn.ModuleList(DecoderLayer(cfg, rope) for _ in range(cfg.dec_layers))
+        self.dec_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m: nn.Module) -> None:
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+
+    def num_parameters(self, official: bool = False) -> int:
+        """Trainable parameters; ``official=True`` adds the two frozen 65,536-position RoPE tables the
+        official model stores as parameters (how the papers' "15M/46M/175M" labels count)."""
+        n = sum(p.numel() for p in self.parameters() if p.requires_grad)
+        if official:
+            n += 2 * OFFICIAL_ROPE_POSITIONS * self.config.head_dim
+        return n
+
+    @staticmethod
+    def _key_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
+        return None if mask is None else mask[:, None, None, :]
+
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``src`` (B, S) token ids; ``src_mask`` (B, S) True on real tokens."""
+        x = self.enc_embed(src)
+        mask = self._key_mask(src_mask)
+        for layer in self.enc_layers:
+            x = layer(x, mask)
+        return self.enc_out(self.enc_norm(x))
+
+    def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [layer.cross_attn.project_kv(memory) for layer in self.dec_layers]
+
+    def decode(
+        self,
+        tgt: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        src_mask: torch.Tensor | None = None,
+        state: DecoderState | None = None,
+    ) -> torch.Tensor:
+        """Logits for ``tgt`` (B, T). Without ``state`` a full causal pass over ``memory``; with it only
+        the new positions, reusing (and extending) the cache."""
+        x = self.dec_embed(tgt)
+        if state is None:
+            assert memory is not None
+            cross, mem_mask, caches = self.cross_kv(memory), self._key_mask(src_mask), None
+        else:
+            cross, mem_mask, caches = state.cross_kv, state.mem_mask, state.caches
+        for i, layer in enumerate(self.dec_layers):
+            x = layer(x, cross[i], mem_mask, None if caches is None else caches[i])
+        return self.lm_head(self.dec_norm(x))
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
+        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+
+    def start_decoding(
+        self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int
+    ) -> DecoderState:
+        """Empty caches for up to ``max_len`` decoder positions and the cross-attention keys/values."""
+        b = memory.shape[0]
+        cfg = self.config
+        caches = [KVCache(b, cfg.n_heads, max_len, cfg.head_dim, memory) for _ in self.dec_layers]
+        return DecoderState(caches, self.cross_kv(memory), self._key_mask(src_mask))

@@ -1,0 +1,110 @@
+"""Llama-style building blocks: RMSNorm, SwiGLU feed-forward, bias-free multi-head attention on
+``scaled_dot_product_attention`` with optional RoPE and a preallocated KV cache.
+
+Shared by the encoder-decoder (Searchformer/Dualformer) and the decoder-only models.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from system2.nn.positions import RotaryEmbedding
+
+
+def swiglu_hidden(d_model: int, multiple_of: int = 256) -> int:
+    """Hidden width of the official SwiGLU: 8d/3 rounded up to a multiple of 256 (512 for d=192)."""
+    return multiple_of * ((int(8 * d_model / 3) + multiple_of - 1) // multiple_of)
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d_model: int, hidden: int) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(d_model, hidden, bias=False)
+        self.w3 = nn.Linear(d_model, hidden, bias=False)
+        self.w2 = nn.Linear(hidden, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
+
+
+class KVCache:
+    """Keys and values of one attention layer, preallocated for ``max_len`` positions."""
+
+    def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor) -> None:
+        self.k = like.new_zeros(batch, heads, max_len, head_dim)
+        self.v = like.new_zeros(batch, heads, max_len, head_dim)
+        self.length = 0
+
+    def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        t = k.shape[2]
+        end = self.length + t
+        if end > self.k.shape[2]:
+            raise ValueError(f"KV cache holds {self.k.shape[2]} positions; asked for {end}")
+        self.k[:, :, self.length : end] = k
+        self.v[:, :, self.length : end] = v
+        self.length = end
+        return self.k[:, :, :end], self.v[:, :, :end]
+
+    def select(self, index: torch.Tensor) -> None:
+        """Keep the batch rows in ``index`` (used when finished sequences leave the batch)."""
+        self.k = self.k.index_select(0, index)
+        self.v = self.v.index_select(0, index)
+
+
+class Attention(nn.Module):
+    """Multi-head attention without biases. Self-attention may use RoPE and a causal mask; for
+    cross-attention pass ``context`` (keys and values come from it, no RoPE)."""
+
+    def __init__(self, d_model: int, n_heads: int, rope: RotaryEmbedding | None = None) -> None:
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.n_heads = n_heads
+        self.head_dim = d_model // n_heads
+        self.wq = nn.Linear(d_model, d_model, bias=False)
+        self.wk = nn.Linear(d_model, d_model, bias=False)
+        self.wv = nn.Linear(d_model, d_model, bias=False)
+        self.wo = nn.Linear(d_model, d_model, bias=False)
+        self.rope = rope
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, _ = x.shape
+        return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
+
+    def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._heads(self.wk(context)), self._heads(self.wv(context))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+        cache: KVCache | None = None,
+        kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
+        """``mask``: boolean (B, 1, Tq|1, Tk), True where attention is allowed. ``kv``: precomputed
+        cross-attention keys/values. With ``cache``, x holds the new positions only."""
+        b, t, d = x.shape
+        q = self._heads(self.wq(x))
+        if kv is not None:
+            k, v = kv
+        else:
+            k, v = self._heads(self.wk(x)), self._heads(self.wv(x))
+            offset = cache.length if cache is not None else 0
+            if self.rope is not None:
+                q = self.rope.rotate(q, offset)
+                k = self.rope.rotate(k, offset)
+            if cache is not None:
+                k, v = cache.append(k, v)
+        if causal and mask is None and (cache is None or t > 1):
+            if cache is not None and k.shape[2] != t:
+                # a prefix of new positions on top of a cache: queries see the cache and the causal part
+                full = torch.ones(t, k.shape[2], dtype=torch.bool, device=x.device).tril(k.shape[2] - t)
+                out = F.scaled_dot_product_attention(q, k, v, attn_mask=full)
+            else:
+                out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(b, t, d))

@@ -1,0 +1,130 @@
+"""Planning examples as tensors for the encoder-decoder, in the three training modes:
+
+- ``solution``: decoder target ``bos plan eos`` (solution-only baseline);
+- ``search``: ``bos trace plan eos`` (search-augmented, Searchformer);
+- ``dualformer``: ``bos dropped-trace plan eos`` with a dropping level drawn per example and re-drawn
+  every epoch (Dualformer randomized training). The draw is seeded by (seed, epoch, index), so a batch
+  is a pure function of its indices and epoch: resuming and multi-process runs see the same data.
+
+The loss is token cross-entropy over all decoder targets, averaged per sequence, then over the batch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from system2.planning.dropping import DropConfig, randomized_trace
+from system2.planning.generate import read_meta, read_split, read_vocab
+from system2.planning.tokens import Vocabulary
+
+Mode = Literal["solution", "search", "dualformer"]
+MODES = ("solution", "search", "dualformer")
+
+
+@dataclass
+class PlanningExamples:
+    """Token ids of one split (prompt, trace, plan per task) plus the ids and lengths evaluation needs."""
+
+    vocab: Vocabulary
+    env: str
+    task_ids: list[str]
+    prompts: list[np.ndarray]
+    traces: list[np.ndarray]
+    plans: list[np.ndarray]
+    rows: list[dict]
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def load_examples(path: str | Path, split: str, limit: int = 0, max_target_len: int = 0) -> PlanningExamples:
+    """Read a split of a dataset made by ``system2 planning generate``; ``limit`` keeps the first rows,
+    ``max_target_len`` drops tasks whose ``trace + plan`` is longer (counted in tokens)."""
+    meta = read_meta(path)
+    vocab = read_vocab(path)
+    table = read_split(path, split)
+    rows = table.to_pylist()
+    if max_target_len:
+        rows = [r for r in rows if r["trace_len"] + r["plan_len"] <= max_target_len]
+    if limit:
+        rows = rows[:limit]
+    enc = vocab.encode
+    return PlanningExamples(
+        vocab=vocab,
+        env=meta["env"],
+        task_ids=[r["task_id"] for r in rows],
+        prompts=[np.asarray(enc(r["prompt"]), dtype=np.int64) for r in rows],
+        traces=[np.asarray(enc(r["trace"]), dtype=np.int64) for r in rows],
+        plans=[np.asarray(enc(r["plan"]), dtype=np.int64) for r in rows],
+        rows=rows,
+    )
+
+
+def pad_batch(seqs: Sequence[np.ndarray | list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad to the longest sequence; returns (ids, mask) with mask True on real tokens."""
+    n = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), n), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), n), dtype=torch.bool)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(np.asarray(s, dtype=np.int64))
+        mask[i, : len(s)] = True
+    return ids, mask
+
+
+def encode_prompts(examples: PlanningExamples, indices: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Encoder inputs ``bos prompt eos`` of the given tasks, padded."""
+    v = examples.vocab
+    return pad_batch([[v.bos_id, *examples.prompts[i].tolist(), v.eos_id] for i in indices], v.pad_id)
+
+
+class PlanningTrainData:
+    """Batches for ``system2.train.train`` (see the module docstring for the modes)."""
+
+    def __init__(self, examples: PlanningExamples, mode: Mode, drop: DropConfig | None = None, seed: int = 0):
+        if mode not in MODES:
+            raise ValueError(f"unknown training mode {mode!r}: use one of {', '.join(MODES)}")
+        self.ex = examples
+        self.mode = mode
+        self.drop = drop or DropConfig()
+        self.seed = seed
+
+    def __len__(self) -> int:
+        return len(self.ex)
+
+    def target(self, i: int, epoch: int) -> list[int]:
+        """Decoder sequence ``bos ... plan eos`` of task ``i`` in epoch ``epoch``."""
+        v, ex = self.ex.vocab, self.ex
+        plan = ex.plans[i].tolist()
+        if self.mode == "solution":
+            trace: list[int] = []
+        elif self.mode == "search":
+            trace = ex.traces[i].tolist()
+        else:
+            rng = random.Random(f"{self.seed}:{epoch}:{i}")
+            _, dropped = randomized_trace(v.decode(ex.traces[i].tolist()), self.drop, rng)
+            trace = v.encode(dropped)
+        return [v.bos_id, *trace, *plan, v.eos_id]
+
+    def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+        src, src_mask = encode_prompts(self.ex, indices)
+        tgt, tgt_mask = pad_batch([self.target(i, epoch) for i in indices], self.ex.vocab.pad_id)
+        return {"src": src, "src_mask": src_mask, "tgt": tgt, "tgt_mask": tgt_mask}
+
+
+def sequence_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    """Cross-entropy of every decoder target token (trace, plan and eos), averaged per sequence and then
+    over the batch, as the official training does; returns (loss, number of target tokens)."""
+    tgt, tgt_mask = batch["tgt"], batch["tgt_mask"]
+    logits = model(batch["src"], batch["src_mask"], tgt[:, :-1])
+    targets, mask = tgt[:, 1:], tgt_mask[:, 1:]
+    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
+    per_seq = (ce * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return per_seq.mean(), int(mask.sum())
