@@ -41,6 +41,18 @@ class EncDecConfig:
     rope_base: float = 10000.0
     norm_eps: float = 1e-5
 
+    def __post_init__(self) -> None:
+        if self.vocab_size < 3:
+            raise ValueError(f"vocab_size must be >= 3 (bos, eos and a token), got {self.vocab_size}")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError(
+                f"RoPE needs an even head dimension; d_model/n_heads = {self.d_model // self.n_heads}"
+            )
+        if self.enc_layers < 1 or self.dec_layers < 1:
+            raise ValueError("enc_layers and dec_layers must be >= 1")
+
     @classmethod
     def preset(cls, name: str, vocab_size: int, **overrides: int) -> EncDecConfig:
         if name not in PRESETS:

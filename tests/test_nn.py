@@ -1,0 +1,108 @@
+"""The encoder-decoder: parameter counts, padding, RoPE offsets, cached decoding, save/load."""
+
+import pytest
+import torch
+
+from system2.checkpoint import load_model, save_model
+from system2.nn.decode import SamplingConfig, generate
+from system2.nn.encdec import EncDecConfig, EncoderDecoder
+from system2.nn.positions import RotaryEmbedding
+
+
+@pytest.mark.parametrize(
+    ("preset", "trainable", "official"),
+    [("s", 6_304_128, 14_692_736), ("m", 33_329_664, 45_912_576)],
+)
+def test_parameter_counts_match_the_official_model(preset, trainable, official):
+    """planning.md A5: 10x10 vocabulary (118) -> s 6.3M trainable / 14.7M with the frozen RoPE tables."""
+    model = EncoderDecoder(EncDecConfig.preset(preset, 118))
+    assert model.num_parameters() == trainable
+    assert model.num_parameters(official=True) == official
+
+
+def tiny(vocab: int = 40) -> EncoderDecoder:
+    torch.manual_seed(0)
+    return EncoderDecoder(EncDecConfig.preset("tiny", vocab)).eval()
+
+
+def test_encoder_ignores_padding():
+    model = tiny()
+    src = torch.randint(2, 40, (1, 9))
+    padded = torch.cat([src, torch.zeros(1, 5, dtype=torch.long)], 1)
+    mask = torch.cat([torch.ones(1, 9, dtype=torch.bool), torch.zeros(1, 5, dtype=torch.bool)], 1)
+    tgt = torch.randint(2, 40, (1, 6))
+    with torch.no_grad():
+        a = model(src, torch.ones_like(src, dtype=torch.bool), tgt)
+        b = model(padded, mask, tgt)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_rope_is_relative():
+    rope = RotaryEmbedding(8, max_len=4)
+    q, k = torch.randn(1, 1, 1, 8), torch.randn(1, 1, 1, 8)
+    s1 = (rope.rotate(q, 3) * rope.rotate(k, 1)).sum()
+    s2 = (rope.rotate(q, 12) * rope.rotate(k, 10)).sum()  # also grows the table past max_len
+    torch.testing.assert_close(s1, s2, atol=1e-5, rtol=1e-5)
+
+
+def test_cached_decoding_equals_full_forward():
+    model = tiny()
+    src = torch.randint(2, 40, (3, 7))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    mask[1, 4:] = False
+    tgt = torch.randint(2, 40, (3, 10))
+    with torch.no_grad():
+        full = model(src, mask, tgt)
+        memory = model.encode(src, mask)
+        state = model.start_decoding(memory, mask, 16)
+        first = model.decode(tgt[:, :4], state=state)  # a prefix at once, then one token at a time
+        steps = [model.decode(tgt[:, i : i + 1], state=state) for i in range(4, 10)]
+    torch.testing.assert_close(torch.cat([first, *steps], 1), full, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_generate_cached_equals_uncached(temperature):
+    model = tiny()
+    src = torch.randint(2, 40, (4, 6))
+    mask = torch.ones_like(src, dtype=torch.bool)
+    mask[0, 3:] = False
+    cfg = SamplingConfig(max_new_tokens=30, temperature=temperature, top_k=10)
+    outs = []
+    for use_cache in (True, False):
+        g = torch.Generator().manual_seed(3)
+        outs.append(
+            generate(model, src, mask, 0, 1, cfg, prefix=[7], num_samples=3, generator=g, use_cache=use_cache)
+        )
+    assert outs[0] == outs[1]
+    assert len(outs[0]) == 12 and all(o[:2] == [0, 7] for o in outs[0])
+    assert all(len(o) <= 32 and (o[-1] == 1 or len(o) == 32) for o in outs[0])
+
+
+def test_greedy_samples_are_identical_and_sampling_is_seeded():
+    model = tiny()
+    src = torch.randint(2, 40, (2, 5))
+    greedy = generate(model, src, None, 0, 1, SamplingConfig(20), num_samples=3)
+    assert greedy[0] == greedy[1] == greedy[2]
+    cfg = SamplingConfig(20, temperature=1.0)
+    a = generate(model, src, None, 0, 1, cfg, generator=torch.Generator().manual_seed(1))
+    b = generate(model, src, None, 0, 1, cfg, generator=torch.Generator().manual_seed(1))
+    assert a == b
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = tiny()
+    save_model(model, tmp_path / "m")
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_model(tmp_path / "m")
+    src, tgt = torch.randint(2, 40, (2, 5)), torch.randint(2, 40, (2, 4))
+    with torch.no_grad():
+        torch.testing.assert_close(model(src, None, tgt), loaded.eval()(src, None, tgt))
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        load_model(tmp_path)
+
+
+def test_bad_shapes_are_rejected():
+    with pytest.raises(ValueError, match="divisible"):
+        EncoderDecoder(EncDecConfig(vocab_size=10, d_model=30, n_heads=4))
+    with pytest.raises(ValueError, match="unknown model preset"):
+        EncDecConfig.preset("huge", 10)
