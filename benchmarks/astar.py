@@ -182,9 +182,7 @@ def _first_difference(a: Sequence[Any], b: Sequence[Any]) -> str:
 
 def check_same(env: str, tasks: Sequence[Any], ours: Sequence[Any], base: Sequence[Any]) -> None:
     """Raise MismatchError unless both implementations gave the same events, plan and tokens."""
-    for i, (task, (result, ours_tokens), (events, plan, base_tokens)) in enumerate(
-        zip(tasks, ours, base, strict=True)
-    ):
+    for i, (task, (result, ours_tokens), (events, plan, base_tokens)) in enumerate(zip(tasks, ours, base, strict=True)):
         if env == "maze":
             w = task[0]
             ours_events = [(EVENT_NAMES[k], (s % w, s // w), g, h) for k, s, g, h in result.events]

@@ -289,9 +289,7 @@ def _xy_group(word: str, cells: list[int], width: int) -> list[str]:
     return out
 
 
-def sokoban_tokens(
-    board: SokobanBoard, events: list[Event], plan: list[tuple[int, tuple[int, ...]]]
-) -> Tokens:
+def sokoban_tokens(board: SokobanBoard, events: list[Event], plan: list[tuple[int, tuple[int, ...]]]) -> Tokens:
     """Prompt, trace and plan tokens in the Searchformer Sokoban format."""
     w = board.width
     docks = [x + y * w for x, y in board.docks]

@@ -16,7 +16,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -59,7 +59,8 @@ class TrainConfig:
 
 
 class TrainData(Protocol):
-    """A dataset the loop can read: ``batch`` must be a pure function of (indices, epoch)."""
+    """A dataset the loop can read: ``batch`` must be a pure function of (indices, epoch). An optional
+    ``lengths()`` (one number per example) turns on length-grouped batching."""
 
     def __len__(self) -> int: ...
 
@@ -78,9 +79,25 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+def epoch_order(
+    n: int, seed: int, epoch: int, lengths: Sequence[int] | None = None, batch: int = 1, pool: int = 50
+) -> list[int]:
+    """A seeded permutation of ``range(n)`` for one epoch.
+
+    With ``lengths``, examples of similar length are batched together to cut padding: the permutation
+    is cut into pools of ``pool`` batches, each pool is sorted by length and cut into batches, and the
+    batches are shuffled. Batches stay random in content and order; only their padding shrinks."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    return torch.randperm(n, generator=g).tolist()
+    perm = torch.randperm(n, generator=g).tolist()
+    if lengths is None or batch <= 1:
+        return perm
+    chunks: list[list[int]] = []
+    size = pool * batch
+    for start in range(0, n - n % batch, size):
+        part = sorted(perm[start : min(start + size, n - n % batch)], key=lambda i: lengths[i])
+        chunks += [part[i : i + batch] for i in range(0, len(part), batch)]
+    order = torch.randperm(len(chunks), generator=g).tolist()
+    return [i for c in order for i in chunks[c]] + perm[n - n % batch :]
 
 
 @dataclass
@@ -100,8 +117,13 @@ def train(
     eval_fn: Callable[[torch.nn.Module, int], dict[str, float]] | None = None,
     eval_every: int = 0,
     progress: bool = True,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
-    """Train ``model`` on ``data`` for ``cfg.steps`` optimizer steps, checkpointing into ``out/ckpt``."""
+    """Train ``model`` on ``data`` for ``cfg.steps`` optimizer steps, checkpointing into ``out/ckpt``.
+
+    ``init_from`` (a checkpoint directory) starts a new run from its weights and optimizer moments with
+    a fresh step counter and warm-up, as search-dynamics bootstrapping fine-tunes each round; it is
+    ignored when ``out`` already holds a checkpoint to resume."""
     from accelerate import Accelerator
 
     cfg.validate()
@@ -118,9 +140,7 @@ def train(
             "processes): lower train.batch_size or add data"
         )
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
-    )
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
     ckpt_dir = out / "ckpt"
 
@@ -138,6 +158,16 @@ def train(
         random.setstate((st["py_rng"][0], tuple(st["py_rng"][1]), st["py_rng"][2]))
         if acc.is_main_process:
             print(f"resuming from {last} (step {step})")
+    elif init_from is not None:
+        from safetensors.torch import load_file
+
+        init = Path(init_from)
+        model.load_state_dict(load_file(str(init / "model.safetensors")))
+        if (init / "trainer.pt").is_file():
+            optimizer.load_state_dict(load_trainer_state(init)["optimizer"])
+            for group in optimizer.param_groups:  # keep the moments, take the new run's settings
+                group.update(lr=cfg.lr * lr_factor(0, cfg), initial_lr=cfg.lr, weight_decay=cfg.weight_decay)
+                group.update(betas=(cfg.beta1, cfg.beta2))
     model, optimizer = acc.prepare(model, optimizer)
     if acc.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
@@ -145,7 +175,12 @@ def train(
     logger = _MetricsLogger(out, cfg.tensorboard) if acc.is_main_process else None
     bar = _Bar(cfg.steps, step, progress and acc.is_main_process)
 
-    order = epoch_order(len(data), cfg.seed, epoch)
+    lengths = data.lengths() if hasattr(data, "lengths") else None
+
+    def order_of(ep: int) -> list[int]:
+        return epoch_order(len(data), cfg.seed, ep, lengths, global_batch)
+
+    order = order_of(epoch)
     t0, tokens_total, window_tokens, window_t = time.time(), 0, 0, time.time()
     loss_value = float("nan")
     try:
@@ -155,7 +190,7 @@ def train(
             for micro in range(cfg.grad_accum):
                 if pos + global_batch > len(data):
                     epoch, pos = epoch + 1, 0
-                    order = epoch_order(len(data), cfg.seed, epoch)
+                    order = order_of(epoch)
                 idx = order[pos + rank * cfg.batch_size : pos + (rank + 1) * cfg.batch_size]
                 pos += global_batch
                 batch = {k: v.to(acc.device) for k, v in data.batch(idx, epoch).items()}

@@ -145,9 +145,7 @@ def small_sokoban_levels(draw):
     boxes = picks[n_walls : n_walls + n_boxes]
     worker = picks[n_walls + n_boxes]
     rest = picks[n_walls + n_boxes + 1 :]
-    docks = draw(
-        st.lists(st.sampled_from(list(boxes) + list(rest)), unique=True, min_size=n_boxes, max_size=n_boxes)
-    )
+    docks = draw(st.lists(st.sampled_from(list(boxes) + list(rest)), unique=True, min_size=n_boxes, max_size=n_boxes))
     rows = []
     for y in range(h):
         row = ""

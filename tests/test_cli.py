@@ -43,10 +43,7 @@ def test_sokoban_from_a_config_file(tmp_path):
     result = runner.invoke(app, ["planning", "generate", "sokoban", "--config", str(cfg), "--out", str(out)])
     assert result.exit_code == 0, result.output
     png = tmp_path / "s.png"
-    assert (
-        runner.invoke(app, ["planning", "show", str(out), "--split", "train", "--out", str(png)]).exit_code
-        == 0
-    )
+    assert runner.invoke(app, ["planning", "show", str(out), "--split", "train", "--out", str(png)]).exit_code == 0
     assert png.exists()
 
 
@@ -70,7 +67,5 @@ def test_show_index_out_of_range(tmp_path):
     runner.invoke(
         app, ["planning", "generate", "maze", "--size", "4", "--train", "5", "--test", "2", "--out", str(out)]
     )
-    result = runner.invoke(
-        app, ["planning", "show", str(out), "--index", "9", "--out", str(tmp_path / "x.png")]
-    )
+    result = runner.invoke(app, ["planning", "show", str(out), "--index", "9", "--out", str(tmp_path / "x.png")])
     assert result.exit_code == 2 and "out of range" in result.output

@@ -72,9 +72,7 @@ def test_judge_sample_on_the_golden_maze():
     assert ev.judge_sample(maze, ["plan", "0", "0", "eos", "junk"], 5).valid
     assert not ev.judge_sample(maze, out("plan 0 0 plan 0 5 plan 0 2"), 5).feasible
     # A Unicode digit passes str.isdigit() but not int(): still judged, never raised.
-    assert ev.judge_sample(maze, ["create", "plan", "²", "0"], 5) == ev.SampleResult(
-        False, False, False, 0, 1, ()
-    )
+    assert ev.judge_sample(maze, ["create", "plan", "²", "0"], 5) == ev.SampleResult(False, False, False, 0, 1, ())
     with pytest.raises(ValueError, match="optimal_nodes"):
         ev.judge_sample(maze, out(GOLDEN_PLAN), 0)
 
@@ -272,9 +270,7 @@ def test_evaluate_task_from_a_dataset_row():
         "prompt": tk.maze_prompt(maze),
         "optimal_plan_length": len(plan) // 3,
     }
-    te = ev.evaluate_task(
-        row, "maze", [out(GOLDEN_PLAN), out(DETOUR_A)], greedy=out(GOLDEN_PLAN), reference_runs=2
-    )
+    te = ev.evaluate_task(row, "maze", [out(GOLDEN_PLAN), out(DETOUR_A)], greedy=out(GOLDEN_PLAN), reference_runs=2)
     assert te.optimal_nodes == 5 and te.num_feasible == 2 and te.num_optimal == 1 and te.greedy.optimal
     assert te.reference_trace_tokens == ev.astar_reference_trace_length(maze, runs=2)
 

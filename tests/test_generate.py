@@ -78,9 +78,7 @@ def test_resume_after_a_crash_gives_the_same_dataset(tmp_path, monkeypatch):
 
 
 def test_sokoban_dataset(tmp_path):
-    cfg = gen.GenerateConfig(
-        env="sokoban", width=7, height=7, train=20, test=5, seed=0, max_trace_tokens=3000
-    )
+    cfg = gen.GenerateConfig(env="sokoban", width=7, height=7, train=20, test=5, seed=0, max_trace_tokens=3000)
     meta = gen.generate_dataset(cfg, tmp_path / "s", progress=False)
     assert meta["counts"] == {"train": 20, "test": 5}
     rows = gen.read_split(tmp_path / "s", "train").to_pylist()

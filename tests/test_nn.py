@@ -70,9 +70,7 @@ def test_generate_cached_equals_uncached(temperature):
     outs = []
     for use_cache in (True, False):
         g = torch.Generator().manual_seed(3)
-        outs.append(
-            generate(model, src, mask, 0, 1, cfg, prefix=[7], num_samples=3, generator=g, use_cache=use_cache)
-        )
+        outs.append(generate(model, src, mask, 0, 1, cfg, prefix=[7], num_samples=3, generator=g, use_cache=use_cache))
     assert outs[0] == outs[1]
     assert len(outs[0]) == 12 and all(o[:2] == [0, 7] for o in outs[0])
     assert all(len(o) <= 32 and (o[-1] == 1 or len(o) == 32) for o in outs[0])

@@ -44,9 +44,7 @@ def test_sokoban_prompt_format_and_round_trip():
         level = sk.generate_level(rng)
         prompt = tk.sokoban_prompt(level)
         assert len(prompt) == 93  # worker 3 + 2 boxes 6 + 2 docks 6 + 26 walls 78 (planning.md A1)
-        assert (
-            prompt[:3][0] == "worker" and prompt[3] == "box" and prompt[9] == "dock" and prompt[15] == "wall"
-        )
+        assert prompt[:3][0] == "worker" and prompt[3] == "box" and prompt[9] == "dock" and prompt[15] == "wall"
         assert tk.sokoban_from_prompt(prompt, 7, 7) == level
 
 
@@ -100,9 +98,7 @@ def test_trace_grammar():
     assert not tk.trace_is_wellformed(["create", "close", "0", "0"])
 
 
-TOKENS = st.sampled_from(
-    ["bos", "eos", "plan", "create", "close", "0", "1", "2", "9", "c0", "c3", "wall", "", "-1"]
-)
+TOKENS = st.sampled_from(["bos", "eos", "plan", "create", "close", "0", "1", "2", "9", "c0", "c3", "wall", "", "-1"])
 
 
 @settings(max_examples=3000)
@@ -122,9 +118,7 @@ def reference_maze_feasible(width, height, walls, start, goal, plan):
         return False
     if any(p not in free for p in plan):
         return False
-    return all(
-        (abs(a[0] - b[0]), abs(a[1] - b[1])) in {(0, 1), (1, 0)} for a, b in zip(plan, plan[1:], strict=False)
-    )
+    return all((abs(a[0] - b[0]), abs(a[1] - b[1])) in {(0, 1), (1, 0)} for a, b in zip(plan, plan[1:], strict=False))
 
 
 def reference_sokoban_feasible(text, plan):

@@ -48,18 +48,14 @@ def run(maze_data, out, steps=8, crash_at=None, mode="dualformer"):
             raise KeyboardInterrupt("killed")
         return sequence_loss(m, batch)
 
-    cfg = TrainConfig(
-        steps=steps, batch_size=8, grad_accum=2, warmup=2, ckpt_every=3, log_every=1, keep_ckpts=2
-    )
+    cfg = TrainConfig(steps=steps, batch_size=8, grad_accum=2, warmup=2, ckpt_every=3, log_every=1, keep_ckpts=2)
     return train(model, PlanningTrainData(examples, mode, seed=1), loss_fn, cfg, out, progress=False), model
 
 
 def test_resume_after_a_crash_ends_with_the_same_weights(maze_data, tmp_path):
     _, clean = run(maze_data, tmp_path / "clean")
     with pytest.raises(KeyboardInterrupt):
-        run(
-            maze_data, tmp_path / "crashed", crash_at=2 * 7 + 1
-        )  # dies during step 8, after the step-6 checkpoint
+        run(maze_data, tmp_path / "crashed", crash_at=2 * 7 + 1)  # dies during step 8, after the step-6 checkpoint
     assert (tmp_path / "crashed" / "ckpt" / "latest").read_text().strip() == "step-00000006"
     result, resumed = run(maze_data, tmp_path / "crashed")
     assert result.steps == 8
@@ -101,9 +97,7 @@ def test_bad_training_settings(maze_data, tmp_path):
             tmp_path / "x",
         )
     with pytest.raises(ConfigError, match="steps"):
-        train(
-            model, PlanningTrainData(examples, "search"), sequence_loss, TrainConfig(steps=0), tmp_path / "x"
-        )
+        train(model, PlanningTrainData(examples, "search"), sequence_loss, TrainConfig(steps=0), tmp_path / "x")
     with pytest.raises(ValueError, match="unknown training mode"):
         PlanningTrainData(examples, "fast")
 

@@ -47,9 +47,7 @@ class EncDecConfig:
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if (self.d_model // self.n_heads) % 2:
-            raise ValueError(
-                f"RoPE needs an even head dimension; d_model/n_heads = {self.d_model // self.n_heads}"
-            )
+            raise ValueError(f"RoPE needs an even head dimension; d_model/n_heads = {self.d_model // self.n_heads}")
         if self.enc_layers < 1 or self.dec_layers < 1:
             raise ValueError("enc_layers and dec_layers must be >= 1")
 
@@ -189,9 +187,7 @@ class EncoderDecoder(nn.Module):
     def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
         return self.decode(tgt, self.encode(src, src_mask), src_mask)
 
-    def start_decoding(
-        self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int
-    ) -> DecoderState:
+    def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> DecoderState:
         """Empty caches for up to ``max_len`` decoder positions and the cross-attention keys/values."""
         b = memory.shape[0]
         cfg = self.config

@@ -99,6 +99,11 @@ class PlanningTrainData:
     def __len__(self) -> int:
         return len(self.ex)
 
+    def lengths(self) -> list[int]:
+        """Full-trace target lengths, for length-grouped batching (dropping only shortens them)."""
+        keep_trace = self.mode != "solution"
+        return [len(p) + (len(t) if keep_trace else 0) for p, t in zip(self.ex.plans, self.ex.traces, strict=True)]
+
     def target(self, i: int, epoch: int) -> list[int]:
         """Decoder sequence ``bos ... plan eos`` of task ``i`` in epoch ``epoch``."""
         v, ex = self.ex.vocab, self.ex

@@ -42,9 +42,7 @@ class DropConfig:
 
     def __post_init__(self) -> None:
         if len(self.probs) != 5 or any(p < 0 for p in self.probs) or abs(sum(self.probs) - 1.0) > 1e-6:
-            raise ValueError(
-                f"drop probs must be 5 non-negative numbers p0..p4 summing to 1, got {self.probs}"
-            )
+            raise ValueError(f"drop probs must be 5 non-negative numbers p0..p4 summing to 1, got {self.probs}")
         if not 0.0 <= self.create_drop <= 1.0:
             raise ValueError(f"create_drop must lie in [0, 1], got {self.create_drop}")
 

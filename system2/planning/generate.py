@@ -103,9 +103,7 @@ class GenerateConfig:
         if self.attempts_per_layout < 1:
             raise ConfigError(f"attempts_per_layout must be >= 1, got {self.attempts_per_layout}")
         if self.env == "maze" and self.min_plan_nodes > self.width * self.height:
-            raise ConfigError(
-                f"min_plan_nodes={self.min_plan_nodes} exceeds the {self.width * self.height} cells"
-            )
+            raise ConfigError(f"min_plan_nodes={self.min_plan_nodes} exceeds the {self.width * self.height} cells")
 
     @property
     def deterministic(self) -> bool:
@@ -133,9 +131,10 @@ def _block_seed(seed: int, block: int) -> int:
     )
 
 
-def _row(
+def make_row(
     task_id: str, layout_id: str, w: int, h: int, prompt: list[str], trace: list[str], plan: list[str]
 ) -> dict:
+    """One dataset row in the ``SCHEMA`` layout."""
     return {
         "task_id": task_id,
         "layout_id": layout_id,
@@ -165,7 +164,7 @@ def _maze_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
                 continue
             task_id = _digest(f"{layout_id}:{m.start}:{m.goal}")
             rows.append(
-                _row(task_id, layout_id, m.width, m.height, tk.maze_prompt(m), trace, tk.maze_plan(m, result))
+                make_row(task_id, layout_id, m.width, m.height, tk.maze_prompt(m), trace, tk.maze_plan(m, result))
             )
     return rows
 
@@ -182,7 +181,7 @@ def _sokoban_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
             continue
         level_id = _digest("sokoban:" + level.to_ascii())
         rows.append(
-            _row(
+            make_row(
                 level_id,
                 level_id,
                 level.width,
@@ -312,43 +311,52 @@ def generate_dataset(cfg: GenerateConfig, out: str | Path, progress: bool = True
 
 
 def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, list[dict]]) -> dict[str, Any]:
-    data = out / "data"
-    data.mkdir(exist_ok=True)
-    files: dict[str, list[str]] = {}
-    max_cost = 0
-    for split in SPLITS:
-        split_rows = rows[split]
-        n_shards = max(1, math.ceil(len(split_rows) / cfg.shard_size))
-        files[split] = []
-        for i in range(n_shards):
-            chunk = split_rows[i * cfg.shard_size : (i + 1) * cfg.shard_size]
-            name = f"{split}-{i:05d}-of-{n_shards:05d}.parquet"
-            table = pa.Table.from_pylist(chunk, schema=SCHEMA)
-            atomic_write_with(data / name, lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
-            files[split].append(f"data/{name}")
-        for r in split_rows:
-            for t in r["trace"]:
-                if tk.is_cost_token(t):
-                    max_cost = max(max_cost, int(t[1:]))
+    max_cost = max(
+        (int(t[1:]) for split in SPLITS for r in rows[split] for t in r["trace"] if tk.is_cost_token(t)),
+        default=0,
+    )
     if cfg.env == "maze":
         vocab = tk.maze_vocabulary(cfg.width, cfg.height)
     else:
         vocab = tk.sokoban_vocabulary(cfg.width, cfg.height, cfg.cost_tokens or max_cost + 1)
         if cfg.cost_tokens and max_cost >= cfg.cost_tokens:
             raise ConfigError(f"cost_tokens={cfg.cost_tokens} is too small: the traces use c{max_cost}")
+    info = {"env": cfg.env, "width": cfg.width, "height": cfg.height, "mode": cfg.mode, "seed": cfg.seed}
+    return write_dataset(out, rows, vocab, info, cfg.shard_size)
+
+
+def write_dataset(
+    out: str | Path,
+    rows: dict[str, list[dict]],
+    vocab: tk.Vocabulary,
+    info: dict[str, Any],
+    shard_size: int = 10_000,
+) -> dict[str, Any]:
+    """Write rows (the ``SCHEMA`` columns) of each split as Parquet shards, ``vocab.json`` and, last,
+    ``meta.json`` (``info`` must give env, width, height). Also used for derived datasets such as the
+    improved traces of search-dynamics bootstrapping."""
+    out = Path(out)
+    data = out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    files: dict[str, list[str]] = {}
+    for split, split_rows in rows.items():
+        n_shards = max(1, math.ceil(len(split_rows) / shard_size))
+        files[split] = []
+        for i in range(n_shards):
+            chunk = split_rows[i * shard_size : (i + 1) * shard_size]
+            name = f"{split}-{i:05d}-of-{n_shards:05d}.parquet"
+            table = pa.Table.from_pylist(chunk, schema=SCHEMA)
+            atomic_write_with(data / name, lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
+            files[split].append(f"data/{name}")
     atomic_write_text(out / "vocab.json", vocab.to_json() + "\n")
     meta = {
-        "env": cfg.env,
-        "width": cfg.width,
-        "height": cfg.height,
-        "mode": cfg.mode,
-        "seed": cfg.seed,
-        "counts": {s: len(rows[s]) for s in SPLITS},
-        "layouts": {s: len({r["layout_id"] for r in rows[s]}) for s in SPLITS},
+        **info,
+        "counts": {s: len(r) for s, r in rows.items()},
+        "layouts": {s: len({r["layout_id"] for r in split_rows}) for s, split_rows in rows.items()},
         "files": files,
         "vocab_size": len(vocab),
         "max_lengths": {
-            k: max((r[k] for s in SPLITS for r in rows[s]), default=0)
+            k: max((r[k] for split_rows in rows.values() for r in split_rows), default=0)
             for k in ("prompt_len", "trace_len", "plan_len")
         },
     }

@@ -93,9 +93,7 @@ def draw_search(
     if isinstance(task, SokobanLevel):
         for d in task.docks:
             x, y = xy(task.pos(d))
-            ax.add_patch(
-                Rectangle((x - 0.3, y - 0.3), 0.6, 0.6, fill=False, edgecolor="#c0392b", linewidth=2)
-            )
+            ax.add_patch(Rectangle((x - 0.3, y - 0.3), 0.6, 0.6, fill=False, edgecolor="#c0392b", linewidth=2))
         for b in task.boxes:
             x, y = xy(task.pos(b))
             ax.add_patch(Rectangle((x - 0.22, y - 0.22), 0.44, 0.44, facecolor="#a0522d", edgecolor="black"))
@@ -142,9 +140,7 @@ def render_task(
     return out
 
 
-def render_row(
-    row: dict[str, Any], env: str, out: str | Path, extra: Sequence[tuple[str, Sequence[str]]] = ()
-) -> Path:
+def render_row(row: dict[str, Any], env: str, out: str | Path, extra: Sequence[tuple[str, Sequence[str]]] = ()) -> Path:
     """Picture of a dataset row with A*'s search; ``extra`` adds (title, generated tokens) panels."""
     task = task_from_row(row, env)
     parsed = tk.parse_response(list(row["trace"]) + list(row["plan"]))

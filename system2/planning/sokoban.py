@@ -42,9 +42,7 @@ class SokobanLevel:
 
     def __post_init__(self) -> None:
         if self.width < 2 or self.height < 2:
-            raise SokobanError(
-                f"board {self.width}x{self.height} is too small: both sides must be at least 2"
-            )
+            raise SokobanError(f"board {self.width}x{self.height} is too small: both sides must be at least 2")
         n = self.width * self.height
         cells = [*self.walls, *self.docks, *self.boxes, self.worker]
         if any(not 0 <= c < n for c in cells):
@@ -248,10 +246,7 @@ def generate_level(
     check_sokoban_size(width, height, num_walls, num_boxes)
     occupied: set[int] = set()
     boundary = {
-        x + y * width
-        for y in range(height)
-        for x in range(width)
-        if x in (0, width - 1) or y in (0, height - 1)
+        x + y * width for y in range(height) for x in range(width) if x in (0, width - 1) or y in (0, height - 1)
     }
     occupied |= boundary
 
@@ -275,9 +270,7 @@ def generate_level(
 def check_sokoban_size(width: int, height: int, num_walls: int, num_boxes: int) -> None:
     """Reject generator settings that cannot produce a level, before any work starts."""
     if width < 5 or height < 5:
-        raise SokobanError(
-            f"board {width}x{height} is too small: boxes start two cells from the border, use >= 5"
-        )
+        raise SokobanError(f"board {width}x{height} is too small: boxes start two cells from the border, use >= 5")
     inner = (width - 4) * (height - 4)
     if num_boxes < 1:
         raise SokobanError("num_boxes must be at least 1")

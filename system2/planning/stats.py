@@ -19,16 +19,12 @@ def dataset_stats(path: str | Path) -> dict[str, Any]:
     out: dict[str, Any] = {"meta": meta, "splits": {}}
     for split in sorted(meta["files"], key=lambda s: (s != "train", s)):
         table = read_split(path, split)
-        cols = {
-            k: table[k].to_numpy() for k in ("prompt_len", "trace_len", "plan_len", "optimal_plan_length")
-        }
+        cols = {k: table[k].to_numpy() for k in ("prompt_len", "trace_len", "plan_len", "optimal_plan_length")}
         cols["trace_plan_len"] = cols["trace_len"] + cols["plan_len"]
         out["splits"][split] = {
             "tasks": table.num_rows,
             "layouts": len(set(table["layout_id"].to_pylist())),
-            "quantiles": {
-                k: [float(x) for x in np.quantile(v, QUANTILES)] if len(v) else [] for k, v in cols.items()
-            },
+            "quantiles": {k: [float(x) for x in np.quantile(v, QUANTILES)] if len(v) else [] for k, v in cols.items()},
             "mean": {k: float(v.mean()) if len(v) else 0.0 for k, v in cols.items()},
         }
     return out

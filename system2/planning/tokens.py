@@ -148,9 +148,7 @@ def maze_trace(maze: Maze, result: SearchResult[int]) -> list[str]:
     xs, ys, _ = _cell_strings(maze.width, maze.height)
     cost = _cost_strings(maze.width * maze.height + 1)
     names = EVENT_NAMES
-    return list(
-        chain.from_iterable([(names[k], xs[s], ys[s], cost[g], cost[h]) for k, s, g, h in result.events])
-    )
+    return list(chain.from_iterable([(names[k], xs[s], ys[s], cost[g], cost[h]) for k, s, g, h in result.events]))
 
 
 def maze_plan(maze: Maze, result: SearchResult[int]) -> list[str]:
@@ -222,8 +220,7 @@ def sokoban_from_prompt(prompt: Sequence[str], width: int, height: int) -> Sokob
     if triples is None:
         raise SokobanError("a Sokoban prompt is a sequence of 'worker|box|dock|wall x y' triples")
     idx = {
-        w: [x + y * width for _, (x, y) in [t for t in triples if t[0] == w]]
-        for w in ("worker", "box", "dock", "wall")
+        w: [x + y * width for _, (x, y) in [t for t in triples if t[0] == w]] for w in ("worker", "box", "dock", "wall")
     }
     if sum(len(v) for v in idx.values()) != len(triples) or len(idx["worker"]) != 1:
         raise SokobanError("a Sokoban prompt needs one worker and only box, dock and wall triples")

@@ -18,9 +18,7 @@ def main() -> None:
     torch.manual_seed(0)
     examples = load_examples(data_dir, "train")
     model = EncoderDecoder(EncDecConfig.preset("tiny", len(examples.vocab)))
-    cfg = TrainConfig(
-        steps=steps, batch_size=batch, warmup=2, log_every=1, ckpt_every=steps, tensorboard=False
-    )
+    cfg = TrainConfig(steps=steps, batch_size=batch, warmup=2, log_every=1, ckpt_every=steps, tensorboard=False)
     result = train(model, PlanningTrainData(examples, "dualformer"), sequence_loss, cfg, out, progress=False)
     if int(__import__("os").environ.get("RANK", "0")) == 0:
         Path(out, "done").write_text(f"{result.steps}\n")

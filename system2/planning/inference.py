@@ -1,0 +1,104 @@
+"""Running a trained planner: load it, and sample responses in slow, fast or auto mode.
+
+Dualformer's modes need no new tokens (planning.md B3): the decoder starts with ``bos`` and the first
+token is forced: ``create`` (slow: a search trace follows), ``plan`` (fast: the plan only), or nothing
+(auto: the model decides).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from system2.checkpoint import load_model
+from system2.nn.decode import SamplingConfig, generate
+from system2.nn.encdec import EncoderDecoder
+from system2.planning.data import PlanningExamples, encode_prompts
+from system2.planning.tokens import CREATE, PLAN, Vocabulary
+
+Mode = Literal["slow", "fast", "auto"]
+MODE_PREFIX: dict[str, tuple[str, ...]] = {"slow": (CREATE,), "fast": (PLAN,), "auto": ()}
+
+
+def resolve_model_dir(path: str | Path) -> Path:
+    """Accept a model directory, a training run directory (its ``model/``) or a checkpoint step."""
+    p = Path(path)
+    for cand in (p, p / "model"):
+        if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
+            return cand
+    if (p / "ckpt" / "latest").is_file():
+        return p / "ckpt" / (p / "ckpt" / "latest").read_text().strip()
+    raise FileNotFoundError(
+        f"{p} holds no planner: pass a model directory (config.json + model.safetensors), a training run "
+        "directory, or a checkpoint step directory"
+    )
+
+
+def save_vocab(vocab: Vocabulary, directory: str | Path) -> None:
+    (Path(directory) / "vocab.json").write_text(vocab.to_json() + "\n")
+
+
+def load_planner(path: str | Path, device: str = "cpu") -> tuple[EncoderDecoder, Vocabulary]:
+    """The encoder-decoder and its vocabulary (stored next to the weights, or in the run directory)."""
+    d = resolve_model_dir(path)
+    model = load_model(d, map_location=device).to(device)
+    for cand in (d / "vocab.json", d.parent / "vocab.json", d.parent.parent / "vocab.json"):
+        if cand.is_file():
+            return model.eval(), Vocabulary(tuple(json.loads(cand.read_text())))  # type: ignore[return-value]
+    raise FileNotFoundError(f"no vocab.json next to the model in {d}")
+
+
+def check_compatible(vocab: Vocabulary, examples: PlanningExamples) -> None:
+    if vocab.tokens != examples.vocab.tokens:
+        raise ValueError(
+            "the model's vocabulary differs from the dataset's: evaluate on data of the same environment "
+            "and grid size as the training data"
+        )
+
+
+def sample_responses(
+    model: EncoderDecoder,
+    examples: PlanningExamples,
+    indices: Sequence[int],
+    mode: Mode,
+    num_samples: int,
+    sampling: SamplingConfig,
+    batch_size: int = 64,
+    seed: int = 0,
+    progress: object | None = None,
+) -> list[list[list[str]]]:
+    """``num_samples`` decoded responses (string tokens, from ``bos``) for every task in ``indices``.
+
+    Prompts are decoded in chunks of at most ``batch_size`` sequences; one seeded generator drives all
+    sampling, so results are reproducible."""
+    if mode not in MODE_PREFIX:
+        raise ValueError(f"unknown mode {mode!r}: use slow, fast or auto")
+    vocab = examples.vocab
+    device = next(model.parameters()).device
+    prefix = vocab.encode(MODE_PREFIX[mode])
+    gen = torch.Generator(device=device).manual_seed(seed)
+    per_chunk = max(1, batch_size // num_samples)
+    out: list[list[list[str]]] = []
+    for start in range(0, len(indices), per_chunk):
+        chunk = list(indices[start : start + per_chunk])
+        src, mask = encode_prompts(examples, chunk)
+        ids = generate(
+            model,
+            src.to(device),
+            mask.to(device),
+            vocab.bos_id,
+            vocab.eos_id,
+            sampling,
+            prefix=prefix,
+            num_samples=num_samples,
+            generator=gen,
+        )
+        for i in range(len(chunk)):
+            out.append([vocab.decode(s) for s in ids[i * num_samples : (i + 1) * num_samples]])
+        if progress is not None:
+            progress(len(chunk) * num_samples)  # type: ignore[operator]
+    return out

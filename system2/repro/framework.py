@@ -1,0 +1,115 @@
+"""The reproduction framework: claims as named predicates on measured numbers, and the report.
+
+A claim states what the paper found, quotes the paper's figure, and checks our measurement. A claim
+that does not hold is reported as not held; checks are never tuned to pass.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from system2.runs import atomic_write_json, atomic_write_text
+
+Metrics = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Claim:
+    name: str
+    statement: str  # what the paper claims
+    paper: str  # the paper's own numbers, as text
+    check: Callable[[Metrics], tuple[bool | None, str]]  # (held, our numbers as text); None: not testable
+
+
+@dataclass(frozen=True)
+class ClaimResult:
+    name: str
+    statement: str
+    paper: str
+    ours: str
+    held: bool | None
+
+
+def check_claims(claims: Sequence[Claim], metrics: Metrics) -> list[ClaimResult]:
+    out = []
+    for c in claims:
+        try:
+            held, ours = c.check(metrics)
+        except (KeyError, ValueError, ZeroDivisionError) as e:
+            held, ours = None, f"not measurable: {e}"
+        out.append(ClaimResult(c.name, c.statement, c.paper, ours, held))
+    return out
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return float("nan"), float("nan")
+    return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
+
+
+def fmt(mean: float, std: float | None = None, pct: bool = False) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    scale = 100 if pct else 1
+    s = f"{mean * scale:.1f}" if pct else f"{mean:.3g}"
+    if std:
+        s += f" ± {std * scale:.1f}" if pct else f" ± {std:.2g}"
+    return s
+
+
+@dataclass
+class Table:
+    title: str
+    header: list[str]
+    rows: list[list[str]]
+
+    def markdown(self) -> str:
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.header) + " |"]
+        lines.append("|" + "|".join("---" for _ in self.header) + "|")
+        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        return "\n".join(lines) + "\n"
+
+
+def write_report(
+    out: Path,
+    title: str,
+    intro: str,
+    tables: Sequence[Table],
+    plots: Sequence[tuple[str, str]],
+    claims: Sequence[ClaimResult],
+    metrics: Metrics,
+) -> Path:
+    """``out/report.md`` (tables, plots, verdicts) and ``out/metrics.json``."""
+    verdict = {True: "held", False: "NOT held", None: "not testable"}
+    lines = [f"# {title}", "", intro.strip(), "", "## Claims", ""]
+    lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    for c in claims:
+        lines.append(f"| **{c.name}**: {c.statement} | {c.paper} | {c.ours} | {verdict[c.held]} |")
+    lines += ["", "## Results", ""]
+    for t in tables:
+        lines += [t.markdown(), ""]
+    for caption, path in plots:
+        lines += [f"![{caption}]({path})", "", f"*{caption}*", ""]
+    report = out / "report.md"
+    atomic_write_text(report, "\n".join(lines) + "\n")
+    atomic_write_json(out / "metrics.json", {"claims": [asdict(c) for c in claims], "metrics": metrics})
+    return report
+
+
+def print_claims(claims: Sequence[ClaimResult]) -> None:
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    t = RichTable(title="claim checks")
+    for col in ("claim", "paper", "ours", "verdict"):
+        t.add_column(col)
+    style = {True: "[green]held", False: "[red]NOT held", None: "[yellow]not testable"}
+    for c in claims:
+        t.add_row(c.name, c.paper, c.ours, style[c.held])
+    Console().print(t)

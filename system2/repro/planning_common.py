@@ -1,0 +1,114 @@
+"""Pieces both planning reproductions share: scale settings, data, training and evaluation of an arm,
+with every stage cached in the output directory so an interrupted run resumes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from system2.planning.dropping import DropConfig
+from system2.planning.generate import GenerateConfig, generate_dataset
+from system2.planning.recipes import (
+    ModelSettings,
+    PlannerEvalConfig,
+    PlannerTrainConfig,
+    evaluate_planner,
+    train_planner,
+)
+from system2.train import TrainConfig
+
+
+@dataclass
+class PlanningScale:
+    """Everything a planning reproduction needs to know about its size."""
+
+    env: str = "maze"
+    size: int = 7
+    train_sizes: tuple[int, ...] = (1000,)
+    test: int = 100
+    preset: str = "cpu"
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup: int = 100
+    eval_samples: int = 8
+    eval_limit: int = 0
+    reference_runs: int = 16
+    seeds: int = 1
+    bootstrap_rounds: int = 2
+    bootstrap_prompts: int = 500
+    bootstrap_samples: int = 4
+    bootstrap_steps: int = 300
+    drop: DropConfig = field(default_factory=DropConfig)
+    grad_accum: int = 1
+
+
+def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
+    path = out / "data"
+    cfg = GenerateConfig(
+        env=scale.env,  # type: ignore[arg-type]
+        width=scale.size,
+        height=scale.size,
+        train=max(scale.train_sizes),
+        test=scale.test,
+        seed=1234,
+        workers=workers,
+    )
+    generate_dataset(cfg, path, progress=False)
+    return path
+
+
+def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: int, seed: int) -> Path:
+    """Train one arm (cached: a finished run is reused, a partial one resumes)."""
+    run = out / "runs" / f"{mode}-n{n_train}-seed{seed}"
+    if (run / "model" / "model.safetensors").exists():
+        return run
+    tcfg = TrainConfig(
+        steps=scale.steps,
+        batch_size=scale.batch_size,
+        grad_accum=scale.grad_accum,
+        lr=scale.lr,
+        warmup=scale.warmup,
+        seed=seed,
+        ckpt_every=max(1, scale.steps // 4),
+        log_every=max(1, scale.steps // 50),
+    )
+    cfg = PlannerTrainConfig(
+        data=str(data),
+        out=str(run),
+        mode=mode,  # type: ignore[arg-type]
+        limit=n_train,
+        model=ModelSettings(preset=scale.preset),
+        train=tcfg,
+        drop=scale.drop,
+    )
+    train_planner(cfg)
+    return run
+
+
+def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: int) -> dict[str, Any]:
+    """Greedy plus K samples on the test split in ``mode`` (cached in ``run/eval-MODE``)."""
+    out = run / f"eval-{mode}"
+    if (out / "summary.json").exists():
+        return json.loads((out / "summary.json").read_text())["summary"]
+    cfg = PlannerEvalConfig(
+        model=str(run),
+        data=str(data),
+        out=str(out),
+        mode=mode,  # type: ignore[arg-type]
+        samples=scale.eval_samples,
+        limit=scale.eval_limit,
+        reference_runs=scale.reference_runs,
+        seed=seed,
+    )
+    return evaluate_planner(cfg)
+
+
+def optimal_key(summary: dict[str, Any]) -> str:
+    return next(k for k in summary if k.startswith("any_optimal@"))
+
+
+def with_overrides(scale: PlanningScale, **kw: Any) -> PlanningScale:
+    return replace(scale, **{k: v for k, v in kw.items() if v is not None})
