@@ -12,14 +12,13 @@ import dataclasses
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from system2.runs import atomic_write_text
+from system2.runs import atomic_dir, atomic_write_text
 
 MODEL_TYPES: dict[str, tuple[type, type]] = {}
 
@@ -44,18 +43,9 @@ def write_model_files(model: torch.nn.Module, directory: Path) -> None:
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> Path:
     """Save a model directory atomically (temporary directory, then rename)."""
-    final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
+    with atomic_dir(path) as tmp:
         write_model_files(model, tmp)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return final
+    return Path(path)
 
 
 def load_model(path: str | os.PathLike[str], map_location: str = "cpu") -> torch.nn.Module:
@@ -80,18 +70,10 @@ def save_checkpoint(
 ) -> Path:
     """Write ``directory/step-NNNNNNNN`` atomically and point ``directory/latest`` at it."""
     root = Path(directory)
-    root.mkdir(parents=True, exist_ok=True)
     final = root / f"step-{step:08d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
-    try:
+    with atomic_dir(final) as tmp:
         write_model_files(model, tmp)
         torch.save(trainer_state, tmp / "trainer.pt")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
     atomic_write_text(root / "latest", final.name + "\n")
     return final
 

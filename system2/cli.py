@@ -39,6 +39,17 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+@app.command("demo")
+def demo(
+    out: Annotated[Path, typer.Option(help="Output directory (cached: a rerun only redraws).")] = Path("demo"),
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 700,
+) -> None:
+    """The tour: mazes -> A* search dynamics -> a small Searchformer -> unseen mazes solved and drawn."""
+    from system2.demo import DemoConfig, run_demo
+
+    run_demo(DemoConfig(out=str(out), steps=steps))
+
+
 @app.callback()
 def main(
     version: Annotated[
@@ -133,6 +144,8 @@ def planning_show(
         _fail(str(e))
     if not 0 <= index < table.num_rows:
         _fail(f"--index {index} is out of range: the {split} split has {table.num_rows} rows")
+    if mode not in ("slow", "fast", "auto"):
+        _fail(f"--mode must be slow, fast or auto, got {mode!r}")
     row = table.slice(index, 1).to_pylist()[0]
     extra = []
     if model is not None:
@@ -142,17 +155,10 @@ def planning_show(
 
 
 def _model_response(model: str, data: Path, split: str, index: int, mode: str) -> list[str]:
-    from system2.nn.decode import SamplingConfig
-    from system2.planning.data import load_examples
-    from system2.planning.inference import check_compatible, load_planner, sample_responses
+    from system2.planning.inference import respond
 
     try:
-        planner, vocab = load_planner(model)
-        examples = load_examples(data, split, limit=index + 1)
-        check_compatible(vocab, examples)
-        row = examples.rows[index]
-        sampling = SamplingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))
-        return sample_responses(planner, examples, [index], mode, 1, sampling)[0][0]  # type: ignore[arg-type]
+        return respond(model, data, split, index, mode)  # type: ignore[arg-type]
     except (FileNotFoundError, ValueError) as e:
         _fail(str(e))
         raise

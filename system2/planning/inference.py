@@ -17,7 +17,7 @@ import torch
 from system2.checkpoint import load_model
 from system2.nn.decode import SamplingConfig, generate
 from system2.nn.encdec import EncoderDecoder
-from system2.planning.data import PlanningExamples, encode_prompts
+from system2.planning.data import PlanningExamples, encode_prompts, load_examples
 from system2.planning.tokens import CREATE, PLAN, Vocabulary
 
 Mode = Literal["slow", "fast", "auto"]
@@ -102,3 +102,13 @@ def sample_responses(
         if progress is not None:
             progress(len(chunk) * num_samples)  # type: ignore[operator]
     return out
+
+
+def respond(model: str | Path, data: str | Path, split: str, index: int, mode: Mode) -> list[str]:
+    """The planner's greedy response to task ``index`` of a dataset split (for pictures)."""
+    planner, vocab = load_planner(model)
+    examples = load_examples(data, split, limit=index + 1)
+    check_compatible(vocab, examples)
+    row = examples.rows[index]
+    sampling = SamplingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))
+    return sample_responses(planner, examples, [index], mode, 1, sampling)[0][0]

@@ -1,0 +1,293 @@
+"""Training throughput of our EncoderDecoder against ``torch.nn.Transformer`` of the same shape, on CPU.
+
+Both models train on the same synthetic batches (random token ids, maze-like lengths, batch 32, fp32)
+with the same loss (``system2.planning.data.sequence_loss``: token cross-entropy averaged per sequence)
+and the same AdamW step; a step is forward + backward + optimizer. The baseline is the plain PyTorch
+model one would write: two embeddings plus fixed sinusoidal positions, ``nn.Transformer(d_model, nhead,
+enc_layers, dec_layers, dim_feedforward=1.5 x our SwiGLU hidden, activation="gelu", norm_first=True,
+batch_first=True, dropout=0)``, a bias-free output Linear; a causal ``tgt_mask`` with ``tgt_is_causal``
+and the prompt's key padding mask for the encoder and the cross-attention. Targets are right-padded, so
+under the causal mask no target key padding mask is needed (ours has none); passing one would slow the
+baseline down (it turns the causal fast path into a merged float mask). SwiGLU has three matrices and the
+GELU feed-forward two, so 1.5 x the hidden width gives both the same feed-forward parameters.
+
+Reported: decoder target tokens per second (best of several timed passes over the same batches, after
+an untimed one; the two models alternate) and the ratio ours / nn.Transformer. Run from the repository root::
+
+    python benchmarks/train_throughput.py [--quick] [--presets cpu,s] [--json PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+from torch import nn
+
+from system2.nn.encdec import EncDecConfig, EncoderDecoder
+from system2.planning.data import pad_batch, sequence_loss
+from system2.planning.tokens import maze_vocabulary
+
+try:
+    from benchmarks.astar import machine
+except ImportError:  # run as a script: benchmarks/ itself is on sys.path
+    from astar import machine  # type: ignore[no-redef]
+
+TARGET_RATIO = 1.0
+THREADS = 2
+VOCAB = len(maze_vocabulary(10, 10))  # 118 tokens, bos (0) doubles as padding
+Batch = dict[str, torch.Tensor]
+SETTINGS: dict[str, tuple[int, int]] = {"10x10": (125, 280), "short": (45, 150)}  # mean prompt, target
+
+
+@dataclass(frozen=True)
+class Plan:
+    """``batches`` distinct batches; one untimed pass over them per model (every shape allocated once),
+    then ``rounds`` timed passes per model, the two models alternating."""
+
+    batches: int
+    rounds: int
+
+
+FULL = {"cpu": Plan(2, 5), "s": Plan(2, 3)}
+QUICK = {"cpu": Plan(1, 1), "s": Plan(1, 1)}
+QUICK_BATCH = 4
+
+
+class TorchTransformer(nn.Module):
+    """Embeddings + sinusoidal positions + ``nn.Transformer`` + output Linear: the baseline."""
+
+    def __init__(
+        self,
+        vocab: int,
+        d_model: int,
+        nhead: int,
+        enc_layers: int,
+        dec_layers: int,
+        ffn: int,
+        max_len: int = 4096,
+    ) -> None:
+        super().__init__()
+        self.src_embed = nn.Embedding(vocab, d_model)
+        self.tgt_embed = nn.Embedding(vocab, d_model)
+        pos = torch.arange(max_len, dtype=torch.float32)[:, None]
+        freq = torch.exp(torch.arange(0, d_model, 2, dtype=torch.float32) * (-math.log(10000.0) / d_model))
+        table = torch.zeros(max_len, d_model)
+        table[:, 0::2], table[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+        self.register_buffer("pos", table, persistent=False)
+        with warnings.catch_warnings():  # "enable_nested_tensor is True, but ... norm_first was True"
+            warnings.simplefilter("ignore", UserWarning)
+            self.transformer = nn.Transformer(
+                d_model,
+                nhead,
+                enc_layers,
+                dec_layers,
+                ffn,
+                dropout=0.0,
+                activation="gelu",
+                batch_first=True,
+                norm_first=True,
+            )
+        self.out = nn.Linear(d_model, vocab, bias=False)
+
+    def forward(self, src: torch.Tensor, src_mask: torch.Tensor, tgt: torch.Tensor) -> torch.Tensor:
+        s, t = src.shape[1], tgt.shape[1]
+        pad = ~src_mask
+        causal = nn.Transformer.generate_square_subsequent_mask(t, device=tgt.device)
+        h = self.transformer(
+            self.src_embed(src) + self.pos[:s],
+            self.tgt_embed(tgt) + self.pos[:t],
+            tgt_mask=causal,
+            src_key_padding_mask=pad,
+            memory_key_padding_mask=pad,
+            tgt_is_causal=True,
+        )
+        return self.out(h)
+
+
+def build_models(preset: str, seed: int) -> tuple[EncoderDecoder, TorchTransformer]:
+    """Our model of ``preset`` and the nn.Transformer baseline of the same shape."""
+    cfg = EncDecConfig.preset(preset, VOCAB)
+    torch.manual_seed(seed)
+    ours = EncoderDecoder(cfg)
+    torch.manual_seed(seed)
+    ffn = round(1.5 * cfg.hidden)
+    ref = TorchTransformer(VOCAB, cfg.d_model, cfg.n_heads, cfg.enc_layers, cfg.dec_layers, ffn)
+    return ours, ref
+
+
+def synthetic_batches(n: int, batch: int, src_len: int, tgt_len: int, seed: int) -> list[Batch]:
+    """``n`` batches of random token ids: prompt lengths uniform in +-10% of ``src_len``, decoder lengths
+    (``bos`` + targets) uniform in +-40% of ``tgt_len``, right-padded as ``PlanningTrainData`` does."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        src_lens = rng.integers(round(0.9 * src_len), round(1.1 * src_len) + 1, batch)
+        tgt_lens = rng.integers(round(0.6 * tgt_len), round(1.4 * tgt_len) + 1, batch)
+        srcs = [rng.integers(1, VOCAB, k) for k in src_lens]
+        tgts = [np.concatenate([[0], rng.integers(1, VOCAB, k - 1)]) for k in tgt_lens]
+        src, src_mask = pad_batch(srcs, 0)
+        tgt, tgt_mask = pad_batch(tgts, 0)
+        out.append({"src": src, "src_mask": src_mask, "tgt": tgt, "tgt_mask": tgt_mask})
+    return out
+
+
+class Trainer:
+    """One model, its AdamW and a cursor over the shared batches."""
+
+    def __init__(self, model: nn.Module, batches: Sequence[Batch]) -> None:
+        self.model = model.train()
+        self.opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
+        self.batches = batches
+        self.i = 0
+        self.last_loss = math.nan
+
+    def step(self) -> int:
+        """Forward + backward + optimizer step on the next batch; returns its target tokens."""
+        batch = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        loss, n = sequence_loss(self.model, batch)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        self.last_loss = float(loss.detach())
+        return n
+
+    def timed(self, steps: int) -> float:
+        """Target tokens per second over ``steps`` steps."""
+        t0 = time.perf_counter()
+        tokens = sum(self.step() for _ in range(steps))
+        return tokens / (time.perf_counter() - t0)
+
+
+def measure(preset: str, setting: str, plan: Plan, batch: int, seed: int, console: Console) -> dict[str, Any]:
+    """Both models of ``preset`` on the batches of ``setting``; one result row."""
+    src_len, tgt_len = SETTINGS[setting]
+    ours, ref = build_models(preset, seed)
+    batches = synthetic_batches(plan.batches, batch, src_len, tgt_len, seed)
+    trainers = {"ours": Trainer(ours, batches), "ref": Trainer(ref, batches)}
+    for tr in trainers.values():
+        for _ in range(plan.batches):
+            tr.step()
+        if not math.isfinite(tr.last_loss):
+            raise FloatingPointError(f"{preset} {setting}: non-finite loss {tr.last_loss}")
+    rates: dict[str, list[float]] = {"ours": [], "ref": []}
+    for r in range(plan.rounds):
+        for name in ("ours", "ref") if r % 2 == 0 else ("ref", "ours"):
+            rates[name].append(trainers[name].timed(plan.batches))
+    best = {k: max(v) for k, v in rates.items()}
+    console.log(
+        f"{preset} {setting}: ours {best['ours']:,.0f} tok/s, nn.Transformer {best['ref']:,.0f} tok/s "
+        f"(rounds: ours {[round(x) for x in rates['ours']]}, ref {[round(x) for x in rates['ref']]})"
+    )
+    tokens = [int(b["tgt_mask"][:, 1:].sum()) for b in batches]
+    return {
+        "preset": preset,
+        "setting": setting,
+        "batch": batch,
+        "mean_src_len": src_len,
+        "mean_tgt_len": tgt_len,
+        "target_tokens_per_batch": statistics.mean(tokens),
+        "padded_shapes": [[list(b["src"].shape), list(b["tgt"].shape)] for b in batches],
+        "ours_params": sum(p.numel() for p in ours.parameters()),
+        "ref_params": sum(p.numel() for p in ref.parameters()),
+        "ref_dim_feedforward": ref.transformer.encoder.layers[0].linear1.out_features,
+        "plan": vars(plan),
+        "ours_tok_s_rounds": rates["ours"],
+        "ref_tok_s_rounds": rates["ref"],
+        "ours_tok_s": best["ours"],
+        "ref_tok_s": best["ref"],
+        "ratio": best["ours"] / best["ref"],
+        "ratio_median": statistics.median(rates["ours"]) / statistics.median(rates["ref"]),
+    }
+
+
+def set_threads(n: int = THREADS) -> str:
+    """Use ``n`` intra-op threads and one inter-op thread, on the first ``n`` allowed CPUs."""
+    torch.set_num_threads(n)
+    torch.set_num_interop_threads(1)
+    if hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))[:n]
+        os.sched_setaffinity(0, set(cpus))
+        return f"torch threads {n}, pinned to CPUs {cpus}"
+    return f"torch threads {n}, not pinned (no sched_setaffinity)"
+
+
+def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
+    table = Table(title=title)
+    cols = ("preset", "setting", "params ours", "params nn.T", "ours tok/s", "nn.Transformer tok/s", "ratio")
+    cols += ("ratio of medians",)
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("preset", "setting") else "right")
+    for r in rows:
+        table.add_row(
+            r["preset"],
+            f"{r['setting']} ({r['mean_src_len']}/{r['mean_tgt_len']})",
+            f"{r['ours_params']:,}",
+            f"{r['ref_params']:,}",
+            f"{r['ours_tok_s']:,.0f}",
+            f"{r['ref_tok_s']:,.0f}",
+            f"{r['ratio']:.2f}x",
+            f"{r['ratio_median']:.2f}x",
+        )
+    return table
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"batch {QUICK_BATCH}, one round (a smoke run)")
+    parser.add_argument("--presets", default="cpu,s", help="comma-separated model presets (default cpu,s)")
+    parser.add_argument("--settings", default=",".join(SETTINGS), help="comma-separated length settings")
+    parser.add_argument("--json", metavar="PATH", help="write the results and machine description here")
+    parser.add_argument("--seed", type=int, default=0, help="model and batch seed (default 0)")
+    args = parser.parse_args(argv)
+    presets, settings = args.presets.split(","), args.settings.split(",")
+    plans = QUICK if args.quick else FULL
+    for p in presets:
+        if p not in plans:
+            parser.error(f"unknown preset {p!r}: choose from {', '.join(plans)}")
+    for s in settings:
+        if s not in SETTINGS:
+            parser.error(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
+    batch = QUICK_BATCH if args.quick else 32
+
+    console = Console() if sys.stdout.isatty() else Console(width=120)
+    threads = set_threads()
+    info = machine() | {"threads": threads, "torch": torch.__version__, "loadavg_before": os.getloadavg()}
+    console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {threads}), torch {torch.__version__}, fp32")
+    rows = [measure(p, s, plans[p], batch, args.seed, console) for p in presets for s in settings]
+    info["loadavg_after"] = os.getloadavg()
+    console.print(render(rows, f"Training throughput, batch {batch}, fp32, CPU, {THREADS} threads"))
+    console.print(
+        "tok/s: decoder target tokens (real, not padding) per second of forward + backward + AdamW step, "
+        "best round; ratio = ours / nn.Transformer (best rounds; also of the median rounds). "
+        "setting: (mean prompt / mean decoder length)."
+    )
+    worst = min(r["ratio"] for r in rows)
+    console.print(
+        f"lowest ratio {worst:.3f}x: target >= {TARGET_RATIO:.1f}x "
+        + ("[green]met[/green]" if worst >= TARGET_RATIO else "[red]NOT met[/red]")
+    )
+    if args.json:
+        with open(args.json, "w") as f:
+            command = " ".join(["python", *sys.argv])
+            json.dump({"command": command, "machine": info, "seed": args.seed, "rows": rows}, f, indent=2)
+        console.log(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,92 @@
+"""The tour behind ``make demo``: generate mazes with their A* search dynamics, train a small
+Searchformer for a few minutes, let it solve unseen mazes, draw its search beside A*'s, print a table.
+Every stage is cached in the output directory, so a second run only redraws and reprints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from system2.planning.generate import GenerateConfig, generate_dataset, read_split
+from system2.planning.recipes import (
+    ModelSettings,
+    PlannerEvalConfig,
+    PlannerTrainConfig,
+    evaluate_planner,
+    print_summary,
+    train_planner,
+)
+from system2.planning.stats import dataset_stats, print_stats
+from system2.train import TrainConfig
+
+
+@dataclass
+class DemoConfig:
+    out: str = "demo"
+    size: int = 5
+    train: int = 3000
+    test: int = 100
+    preset: str = "cpu"
+    steps: int = 700
+    batch_size: int = 32
+    lr: float = 2e-3
+    samples: int = 4
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    from rich.console import Console
+
+    console = Console()
+    out = Path(cfg.out)
+    data = out / "mazes"
+    console.rule(f"1. {cfg.train + cfg.test} {cfg.size}x{cfg.size} mazes and their A* search dynamics")
+    gen = GenerateConfig(width=cfg.size, height=cfg.size, train=cfg.train, test=cfg.test, seed=0, workers=2)
+    generate_dataset(gen, data)
+    print_stats(dataset_stats(data))
+    example = read_split(data, "train").slice(0, 1).to_pylist()[0]
+    console.print("One training example (prompt | trace | plan):")
+    console.print(" ".join(example["prompt"]), style="cyan")
+    console.print(" ".join(example["trace"][:40]) + " ...", style="yellow")
+    console.print(" ".join(example["plan"]), style="green")
+
+    console.rule(f"2. Train a Searchformer ({cfg.preset} preset, {cfg.steps} steps) on search-augmented sequences")
+    run = out / "searchformer"
+    if not (run / "model" / "model.safetensors").exists():
+        tcfg = PlannerTrainConfig(
+            data=str(data),
+            out=str(run),
+            mode="search",
+            model=ModelSettings(preset=cfg.preset),
+            train=TrainConfig(
+                steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, warmup=50, ckpt_every=cfg.steps, log_every=10
+            ),
+        )
+        train_planner(tcfg)
+
+    console.rule(f"3. Solve {cfg.test} unseen mazes: greedy and {cfg.samples} samples each")
+    ecfg = PlannerEvalConfig(
+        model=str(run), data=str(data), out=str(out / "eval"), samples=cfg.samples, reference_runs=8, mode="auto"
+    )
+    summary = evaluate_planner(ecfg)
+
+    console.rule("4. The model's search beside A*'s")
+    from system2.planning.inference import respond
+    from system2.planning.render import render_row
+
+    rows = read_split(data, "test").to_pylist()
+    pictures = []
+    for i in range(2):
+        response = respond(run, data, "test", i, "auto")
+        pictures.append(render_row(rows[i], "maze", out / f"maze-{i}.png", [("Searchformer (greedy)", response)]))
+    console.print("pictures: " + ", ".join(str(p) for p in pictures))
+    keys = (
+        "greedy_optimal",
+        "greedy_feasible",
+        f"any_optimal@{cfg.samples}",
+        "swc",
+        "mean_trace_tokens",
+        "ilr_optimal",
+    )
+    print_summary({k: summary[k] for k in keys if k in summary}, "Searchformer on unseen mazes")
+    return summary
