@@ -14,11 +14,10 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/system2 planning generate maze --size 10 --train 2000 --test 200 --seed 0 --workers 2 --out demo/mazes
-	$(BIN)/system2 planning show demo/mazes --split test --index 0 --out demo/maze.png
+	$(BIN)/system2 demo --out demo
 	$(BIN)/system2 planning generate sokoban --size 7 --train 60 --test 10 --seed 0 --workers 2 --out demo/sokoban max_trace_tokens=10000
 	$(BIN)/system2 planning show demo/sokoban --split test --index 0 --out demo/sokoban.png
-	@echo "Pictures: demo/maze.png demo/sokoban.png"
+	@echo "Pictures: demo/maze-0.png demo/maze-1.png demo/sokoban.png"
 
 test: $(STAMP)
 	$(BIN)/ruff check .

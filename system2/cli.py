@@ -42,7 +42,7 @@ def _version(value: bool) -> None:
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory (cached: a rerun only redraws).")] = Path("demo"),
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 700,
+    steps: Annotated[int, typer.Option(help="Training steps.")] = 1200,
 ) -> None:
     """The tour: mazes -> A* search dynamics -> a small Searchformer -> unseen mazes solved and drawn."""
     from system2.demo import DemoConfig, run_demo

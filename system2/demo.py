@@ -28,7 +28,7 @@ class DemoConfig:
     train: int = 3000
     test: int = 100
     preset: str = "cpu"
-    steps: int = 700
+    steps: int = 1200
     batch_size: int = 32
     lr: float = 2e-3
     samples: int = 4

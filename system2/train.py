@@ -12,6 +12,7 @@ weights as a run that was never interrupted. Metrics go to ``metrics.jsonl`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
@@ -195,7 +196,7 @@ def train(
                 pos += global_batch
                 batch = {k: v.to(acc.device) for k, v in data.batch(idx, epoch).items()}
                 sync = micro == cfg.grad_accum - 1
-                ctx = acc.no_sync(model) if not sync and world > 1 else _nullcontext()
+                ctx = acc.no_sync(model) if not sync and world > 1 else contextlib.nullcontext()
                 with ctx, acc.autocast():
                     loss, n_tok = loss_fn(model, batch)
                     acc.backward(loss / cfg.grad_accum)
@@ -256,14 +257,6 @@ def train(
 def _py_rng_state() -> list[Any]:
     version, internal, gauss = random.getstate()
     return [version, list(internal), gauss]
-
-
-class _nullcontext:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 class _MetricsLogger:

@@ -77,6 +77,7 @@ def train_planner(cfg: PlannerTrainConfig, progress: bool = True) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / "config.json", to_dict(cfg))
+    save_vocab(examples.vocab, out)  # checkpoints under OUT/ckpt find it here
     torch.manual_seed(cfg.train.seed)
     # a run that starts from a checkpoint takes its architecture (and, in train(), its weights)
     model = load_model(cfg.init_from) if cfg.init_from else cfg.model.build(len(examples.vocab))
