@@ -120,3 +120,16 @@ def test_claims_and_report(tmp_path):
 def test_repro_rejects_unknown_scale():
     result = runner.invoke(app, ["repro", "searchformer", "--scale", "huge"])
     assert result.exit_code == 2 and "unknown scale" in result.output
+
+
+def test_claims_on_models_that_solve_nothing_are_not_testable():
+    """A comparison between two models that both fail is not evidence either way."""
+    from system2.repro import dualformer
+
+    zero = {"1_optimal@4": 0.0, "1_solved@4": 0.0, "mean_trace_tokens": 50.0, "diversity": 0.0}
+    metrics = {"samples": 4, "arms": {name: [dict(zero)] for name, _, _ in dualformer.EVALS}}
+    verdicts = {c.name: c.held for c in check_claims(dualformer.CLAIMS, metrics)}
+    assert set(verdicts.values()) == {None}, verdicts
+    metrics["arms"]["Dualformer slow"] = [dict(zero, **{"1_optimal@4": 0.5, "1_solved@4": 0.5, "diversity": 1.0})]
+    verdicts = {c.name: c.held for c in check_claims(dualformer.CLAIMS, metrics)}
+    assert verdicts["slow mode is optimal"] is True and verdicts["diversity"] is True

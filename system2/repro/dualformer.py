@@ -17,7 +17,7 @@ from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, p
 
 SCALES: dict[str, pc.PlanningScale] = {
     "tiny": pc.PlanningScale(
-        size=5, train_sizes=(600,), test=50, preset="tiny", steps=250, lr=3e-3, warmup=25, eval_samples=4,
+        size=5, train_sizes=(1200,), test=50, preset="cpu", steps=400, lr=2e-3, warmup=40, eval_samples=4,
         reference_runs=0,
     ),
     "small": pc.PlanningScale(
@@ -115,29 +115,45 @@ def _mean(m: dict[str, Any], arm: str, key: str) -> float:
     return mean_std([s.get(key.format(k=k)) for s in m["arms"][arm]])[0]
 
 
-def _claim_slow_optimal(m: dict[str, Any]) -> tuple[bool, str]:
+def _unsolved(m: dict[str, Any], *arms: str) -> str | None:
+    """Comparisons between models that solve nothing say nothing: name such arms."""
+    dead = [a for a in arms if _mean(m, a, "1_solved@{k}") == 0]
+    return f"{' and '.join(dead)} solved no test task" if dead else None
+
+
+def _claim_slow_optimal(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if _unsolved(m, "Dualformer slow") and _unsolved(m, "Searchformer"):
+        return None, "neither model solved a test task"
     a, b = _mean(m, "Dualformer slow", "1_optimal@{k}"), _mean(m, "Searchformer", "1_optimal@{k}")
     return a >= b, f"slow {100 * a:.1f}% vs Searchformer {100 * b:.1f}%"
 
 
-def _claim_slow_shorter(m: dict[str, Any]) -> tuple[bool, str]:
+def _claim_slow_shorter(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if why := _unsolved(m, "Dualformer slow", "Searchformer"):
+        return None, why
     a, b = _mean(m, "Dualformer slow", "mean_trace_tokens"), _mean(m, "Searchformer", "mean_trace_tokens")
     return a < b, f"slow {a:.0f} vs Searchformer {b:.0f} trace tokens ({100 * (1 - a / b):+.1f}% shorter)"
 
 
-def _claim_fast_beats_solution(m: dict[str, Any]) -> tuple[bool, str]:
+def _claim_fast_beats_solution(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if _unsolved(m, "Dualformer fast") and _unsolved(m, "solution-only"):
+        return None, "neither fast mode nor solution-only solved a test task"
     a, b = _mean(m, "Dualformer fast", "1_optimal@{k}"), _mean(m, "solution-only", "1_optimal@{k}")
     return a > b, f"fast {100 * a:.1f}% vs solution-only {100 * b:.1f}%"
 
 
-def _claim_auto(m: dict[str, Any]) -> tuple[bool, str]:
+def _claim_auto(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if why := _unsolved(m, "Dualformer auto", "Searchformer"):
+        return None, why
     a, b = _mean(m, "Dualformer auto", "mean_trace_tokens"), _mean(m, "Searchformer", "mean_trace_tokens")
     oa, ob = _mean(m, "Dualformer auto", "1_optimal@{k}"), _mean(m, "Searchformer", "1_optimal@{k}")
     held = a < b and oa >= ob
     return held, f"auto {a:.0f} vs {b:.0f} tokens; {100 * oa:.1f}% vs {100 * ob:.1f}% optimal"
 
 
-def _claim_diversity(m: dict[str, Any]) -> tuple[bool, str]:
+def _claim_diversity(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if _unsolved(m, "Dualformer slow") and _unsolved(m, "Searchformer"):
+        return None, "neither model solved a test task"
     a, b = _mean(m, "Dualformer slow", "diversity"), _mean(m, "Searchformer", "diversity")
     return a > b, f"{a:.2f} vs {b:.2f} distinct optimal plans per task"
 

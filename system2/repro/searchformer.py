@@ -18,7 +18,7 @@ from system2.train import TrainConfig
 
 SCALES: dict[str, pc.PlanningScale] = {
     "tiny": pc.PlanningScale(
-        size=5, train_sizes=(150, 600), test=50, preset="tiny", steps=250, lr=3e-3, warmup=25,
+        size=5, train_sizes=(300, 1200), test=50, preset="cpu", steps=400, lr=2e-3, warmup=40,
         eval_samples=4, reference_runs=8, bootstrap_rounds=1, bootstrap_prompts=100,
         bootstrap_samples=4, bootstrap_steps=60,
     ),
@@ -209,9 +209,10 @@ def _plot_bootstrap(boot: list[dict[str, Any]], k: int, out: Path) -> tuple[str,
 
 
 def _gap(m: dict[str, Any], n: int) -> tuple[float, float, float]:
-    k = pc.optimal_key(m["arms"]["search"][n][0])
-    search = mean_std([s[k] for s in m["arms"]["search"][n]])[0]
-    solution = mean_std([s[k] for s in m["arms"]["solution"][n]])[0]
+    arms = {mode: {int(size): v for size, v in m["arms"][mode].items()} for mode in ("search", "solution")}
+    k = pc.optimal_key(arms["search"][n][0])  # sizes are strings once metrics went through JSON
+    search = mean_std([s[k] for s in arms["search"][n]])[0]
+    solution = mean_std([s[k] for s in arms["solution"][n]])[0]
     return search, solution, search - solution
 
 
@@ -226,6 +227,11 @@ def _claim_gap_at_small_data(m: dict[str, Any]) -> tuple[bool | None, str]:
     if len(sizes) < 2:
         return None, "one training-set size only"
     small, large = _gap(m, sizes[0])[2], _gap(m, sizes[-1])[2]
+    if small <= 0 and large <= 0:
+        return (
+            None,
+            f"search-augmented training shows no advantage at any size ({100 * small:+.1f}, {100 * large:+.1f} pts)",
+        )
     return (
         small >= large,
         f"gap {100 * small:+.1f} pts at {sizes[0]} vs {100 * large:+.1f} pts at {sizes[-1]}",
