@@ -28,17 +28,46 @@ def register_model(model_cls: type, config_cls: type) -> None:
 
 
 def _register_builtin() -> None:
+    from system2.nn.decoder import DecoderConfig, DecoderLM
     from system2.nn.encdec import EncDecConfig, EncoderDecoder
 
     register_model(EncoderDecoder, EncDecConfig)
+    register_model(DecoderLM, DecoderConfig)
+
+
+def is_hf_model(model: torch.nn.Module) -> bool:
+    """A Hugging Face ``transformers`` model (saved with its own ``save_pretrained``)."""
+    return callable(getattr(model, "save_pretrained", None)) and hasattr(model, "config")
 
 
 def write_model_files(model: torch.nn.Module, directory: Path) -> None:
-    """Write config.json + model.safetensors into an existing directory (not atomic by itself)."""
+    """Write config.json + model.safetensors into an existing directory (not atomic by itself); a Hugging
+    Face model writes its own files with ``save_pretrained``, so the directory loads with ``from_pretrained``."""
+    if is_hf_model(model):
+        from transformers.utils import logging
+
+        logging.disable_progress_bar()  # no per-file bars in training logs
+        model.save_pretrained(directory)
+        return
     cfg = {"model_type": model.model_type, **dataclasses.asdict(model.config)}
     (directory / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(directory / "model.safetensors"))
+
+
+def load_model_weights(model: torch.nn.Module, directory: str | os.PathLike[str]) -> None:
+    """Load the weights saved in ``directory`` into ``model`` in place. A Hugging Face model is read back
+    with ``from_pretrained`` (which handles sharding, tied weights and renamed keys) and copied over."""
+    d = Path(directory)
+    if not is_hf_model(model):
+        model.load_state_dict(load_file(str(d / "model.safetensors")))
+        return
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+    dtype = next(model.parameters()).dtype
+    saved = type(model).from_pretrained(d, local_files_only=True, dtype=dtype)
+    model.load_state_dict(saved.state_dict())
 
 
 def save_model(model: torch.nn.Module, path: str | os.PathLike[str]) -> Path:

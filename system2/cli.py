@@ -25,7 +25,7 @@ repro = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(repro, name="repro")
-REPROS = ("searchformer", "dualformer")
+REPROS = ("searchformer", "dualformer", "cope", "irpo", "rl-reasoning")
 
 
 def _fail(message: str) -> None:
@@ -278,7 +278,7 @@ def planning_bootstrap(
 def _run_repro(name: str, scale: str, seeds: int | None, out: Path | None) -> None:
     import importlib
 
-    module = importlib.import_module(f"system2.repro.{name}")
+    module = importlib.import_module(f"system2.repro.{name.replace('-', '_')}")
     if scale not in module.SCALES:
         _fail(f"unknown scale {scale!r}: use one of {', '.join(module.SCALES)}")
     if seeds is not None and seeds < 1:
@@ -286,8 +286,8 @@ def _run_repro(name: str, scale: str, seeds: int | None, out: Path | None) -> No
     target = out or Path("runs") / "repro" / f"{name}-{scale}"
     if scale == "paper":
         typer.secho(
-            "paper scale runs the papers' own settings: days of GPU time; see configs/planning/ to launch single "
-            "arms with accelerate launch",
+            "paper scale runs the papers' own settings: days of GPU time; see configs/ to launch single arms "
+            "with accelerate launch",
             fg=typer.colors.YELLOW,
         )
     module.run(scale, target, seeds)
@@ -322,6 +322,14 @@ def repro_all(
     for name in REPROS:
         _run_repro(name, scale, seeds, out / f"{name}-{scale}")
 
+
+def _register_selfimprove() -> None:
+    from system2.selfimprove.commands import register
+
+    register(app)
+
+
+_register_selfimprove()
 
 if __name__ == "__main__":
     app()

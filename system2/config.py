@@ -106,15 +106,27 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
 def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
     """Build dataclass ``cls`` from a (nested) mapping; unknown keys raise ConfigError."""
     types_ = _field_types(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for k, v in data.items():
         if k not in types_:
             raise _unknown_key_error(k, types_, prefix)
+        if dataclasses.is_dataclass(types_[k]) and isinstance(v, Mapping):
+            # a partial nested mapping updates this field's own default, not the nested class's defaults
+            default = _default_of(fields[k])
+            if default is not None:
+                v = _merge(to_dict(default), v)
         kwargs[k] = _coerce(v, types_[k], prefix + k)
     try:
         return cls(**kwargs)
     except TypeError as e:
         raise ConfigError(f"config {cls.__name__}: {e}") from None
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -24,7 +24,13 @@ from typing import Any, Protocol
 
 import torch
 
-from system2.checkpoint import latest_checkpoint, load_trainer_state, prune_checkpoints, save_checkpoint
+from system2.checkpoint import (
+    latest_checkpoint,
+    load_model_weights,
+    load_trainer_state,
+    prune_checkpoints,
+    save_checkpoint,
+)
 from system2.config import ConfigError, to_dict
 
 
@@ -68,7 +74,12 @@ class TrainData(Protocol):
     def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]: ...
 
 
-LossFn = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int]]
+# (model, batch) -> (loss, n_tokens) or (loss, n_tokens, metrics): float metrics (e.g. DPO's chosen/rejected
+# log-probs) are averaged over the micro-steps of a step and over processes, and logged with the loss.
+LossFn = Callable[
+    [torch.nn.Module, dict[str, torch.Tensor]],
+    tuple[torch.Tensor, int] | tuple[torch.Tensor, int, dict[str, float]],
+]
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -148,9 +159,7 @@ def train(
     step, epoch, pos = 0, 0, 0
     last = latest_checkpoint(ckpt_dir)
     if last is not None:
-        from safetensors.torch import load_file
-
-        model.load_state_dict(load_file(str(last / "model.safetensors")))
+        load_model_weights(model, last)
         st = load_trainer_state(last)
         optimizer.load_state_dict(st["optimizer"])
         scheduler.load_state_dict(st["scheduler"])
@@ -160,10 +169,8 @@ def train(
         if acc.is_main_process:
             print(f"resuming from {last} (step {step})")
     elif init_from is not None:
-        from safetensors.torch import load_file
-
         init = Path(init_from)
-        model.load_state_dict(load_file(str(init / "model.safetensors")))
+        load_model_weights(model, init)
         if (init / "trainer.pt").is_file():
             optimizer.load_state_dict(load_trainer_state(init)["optimizer"])
             for group in optimizer.param_groups:  # keep the moments, take the new run's settings
@@ -188,6 +195,7 @@ def train(
         while step < cfg.steps:
             model.train()
             loss_sum = torch.zeros((), device=acc.device)
+            metric_sums: dict[str, float] = {}
             for micro in range(cfg.grad_accum):
                 if pos + global_batch > len(data):
                     epoch, pos = epoch + 1, 0
@@ -198,8 +206,10 @@ def train(
                 sync = micro == cfg.grad_accum - 1
                 ctx = acc.no_sync(model) if not sync and world > 1 else contextlib.nullcontext()
                 with ctx, acc.autocast():
-                    loss, n_tok = loss_fn(model, batch)
+                    loss, n_tok, *extra = loss_fn(model, batch)
                     acc.backward(loss / cfg.grad_accum)
+                for k, v in (extra[0] if extra else {}).items():
+                    metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / cfg.grad_accum
                 loss_sum += loss.detach()
                 window_tokens += n_tok * world
             grad_norm = acc.clip_grad_norm_(params, cfg.clip) if cfg.clip > 0 else None
@@ -221,6 +231,10 @@ def train(
                 }
                 if grad_norm is not None:
                     row["grad_norm"] = float(grad_norm)
+                if metric_sums:
+                    keys = sorted(metric_sums)
+                    values = acc.reduce(torch.tensor([metric_sums[k] for k in keys], device=acc.device), "mean")
+                    row.update(zip(keys, values.tolist(), strict=True))
                 if logger:
                     logger.log(row)
                 bar.update(step, loss_value, tok_s)

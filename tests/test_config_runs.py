@@ -81,3 +81,21 @@ def test_run_dir(tmp_path):
     run = RunDir(tmp_path / "run").create()
     run.write_json("metrics.json", {"a": 1})
     assert run.read_json("metrics.json") == {"a": 1} and run.exists("metrics.json")
+
+
+def test_partial_nested_override_keeps_the_parents_defaults():
+    """``train.log_every=5`` must change one field of the recipe's own nested default, not reset the
+    nested config to its class defaults."""
+
+    @dataclass
+    class Inner:
+        lr: float = 1e-3
+        steps: int = 10
+
+    @dataclass
+    class Outer:
+        inner: Inner = field(default_factory=lambda: Inner(lr=5e-5, steps=200))
+
+    cfg = load_config(Outer, overrides=["inner.steps=7"])
+    assert cfg.inner == Inner(lr=5e-5, steps=7)
+    assert load_config(Outer).inner == Inner(lr=5e-5, steps=200)

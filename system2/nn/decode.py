@@ -1,6 +1,9 @@
-"""Batched, KV-cached decoding for the encoder-decoder: greedy or temperature/top-k sampling, a forced
-prefix after ``bos`` (Dualformer's slow mode forces ``create``, fast mode forces ``plan``), stopping at
-``eos`` or a length limit. Finished sequences leave the batch, so long traces do not slow short ones.
+"""Batched, KV-cached decoding: greedy or temperature/top-k sampling, stopping at ``eos`` or a length
+limit. Finished sequences leave the batch, so long traces do not slow short ones.
+
+- ``generate``: the encoder-decoder, with a forced prefix after ``bos`` (Dualformer's slow mode forces
+  ``create``, fast mode forces ``plan``).
+- ``generate_lm``: the decoder-only model (``nn/decoder.py``), continuing left-padded prompts.
 
 ``use_cache=False`` re-runs the full decoder at every step: the slow reference the cached path must
 equal (a test) and the baseline of the decoding benchmark.
@@ -10,10 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
 from system2.nn.encdec import EncoderDecoder
+
+if TYPE_CHECKING:
+    from system2.nn.decoder import DecoderLM
 
 
 @dataclass(frozen=True)
@@ -104,3 +111,60 @@ def generate(
         else:
             logits = model.decode(seqs[alive, :pos], memory, src_mask)[:, -1]
     return [seqs[i, : lengths[i]].tolist() for i in range(batch)]
+
+
+@torch.no_grad()
+def generate_lm(
+    model: DecoderLM,
+    prompts: Sequence[Sequence[int]],
+    eos_id: int,
+    cfg: SamplingConfig,
+    pad_id: int = 0,
+    num_samples: int = 1,
+    generator: torch.Generator | None = None,
+    use_cache: bool = True,
+) -> list[list[int]]:
+    """Continue every prompt of a decoder-only model ``num_samples`` times; returns len(prompts) *
+    num_samples token lists (sample j of prompt i at index i * num_samples + j), each the prompt followed
+    by its continuation, ending at ``eos`` or at the length limit. Prompts of different lengths are
+    left-padded into one batch (the model masks the padding); finished rows leave the batch."""
+    model.eval()
+    rows = [list(p) for p in prompts for _ in range(num_samples)]
+    if not rows or min(map(len, rows)) == 0:
+        raise ValueError("generate_lm needs at least one prompt, and every prompt needs at least one token")
+    device = model.embed.weight.device
+    batch, width = len(rows), max(map(len, rows))
+    total = width + cfg.max_new_tokens
+    seqs = torch.full((batch, total), eos_id, dtype=torch.long, device=device)
+    real = torch.ones((batch, total), dtype=torch.bool, device=device)
+    for i, r in enumerate(rows):
+        seqs[i, : width - len(r)] = pad_id
+        seqs[i, width - len(r) : width] = torch.tensor(r, dtype=torch.long, device=device)
+        real[i, : width - len(r)] = False
+    padded = not bool(real[:, :width].all())
+    lengths = torch.full((batch,), total, dtype=torch.long, device=device)
+
+    alive = torch.arange(batch, device=device)  # rows of the original batch still decoding
+    state = model.start_decoding(batch, total) if use_cache else None
+    logits = model(seqs[:, :width], real[:, :width] if padded else None, state)[:, -1]
+    pos = width
+    for _ in range(cfg.max_new_tokens):
+        nxt = _pick(logits, cfg, generator)
+        seqs[alive, pos] = nxt
+        pos += 1
+        done = nxt == eos_id
+        if done.any():
+            lengths[alive[done]] = pos
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            alive, nxt = alive[keep], nxt[keep]
+            if state is not None:
+                state.select(keep)
+        if pos == total:
+            break
+        if state is not None:
+            logits = model(nxt[:, None], None, state)[:, -1]
+        else:
+            logits = model(seqs[alive, :pos], real[alive, :pos] if padded else None)[:, -1]
+    return [seqs[i, width - len(r) : lengths[i]].tolist() for i, r in enumerate(rows)]

@@ -73,6 +73,10 @@ class Attention(nn.Module):
         b, t, _ = x.shape
         return x.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)
 
+    def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:
+        """An empty cache for this layer's keys and values (subclasses may keep more)."""
+        return KVCache(batch, self.n_heads, max_len, self.head_dim, like)
+
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._heads(self.wk(context)), self._heads(self.wv(context))
 

@@ -243,18 +243,16 @@ def _claim_bootstrap_shorter(m: dict[str, Any]) -> tuple[bool | None, str]:
     a, b = first.get("mean_trace_tokens_optimal"), last.get("mean_trace_tokens_optimal")
     if not a or not b:
         return None, "no optimal responses to measure"
-    return (
-        b < a,
-        f"{a:.0f} -> {b:.0f} trace tokens ({100 * (1 - b / a):+.1f}% shorter) after round {last['round']}",
-    )
+    change = f"{100 * abs(1 - b / a):.1f}% {'shorter' if b < a else 'longer'}"
+    return b < a, f"{a:.0f} -> {b:.0f} trace tokens ({change}) after round {last['round']}"
 
 
 def _claim_bootstrap_optimal(m: dict[str, Any]) -> tuple[bool | None, str]:
     first, last = m["bootstrap"][0], m["bootstrap"][-1]
     k = pc.optimal_key(first)
     a, b = first[k], last[k]
-    if a == 0:
-        return None, "the starting model solves no test task optimally"
+    if a < 0.1:
+        return None, f"the starting model solves only {100 * a:.1f}% of test tasks optimally: too few to compare"
     return b >= a - 0.05, f"{100 * a:.1f}% -> {100 * b:.1f}% optimal"
 
 

@@ -1,0 +1,94 @@
+"""SFT, DPO and DPO+NLL losses on summed sequence log-probabilities.
+
+DPO (sigmoid form, Rafailov et al.): with ``log pi(y|x)`` the *sum* of response-token log-probs,
+``L = -log sigma(beta * [(pi_c - ref_c) - (pi_r - ref_r)])`` averaged over pairs.
+
+DPO+NLL (IRPO, Pang et al. 2024, v3): ``L = L_DPO + alpha * L_NLL``. Two normalisations of the NLL of the
+chosen response:
+
+- ``nll_norm="sequence"`` (the paper): each chosen sequence's NLL divided by its own length, then averaged
+  over the pairs; every pair weighs the same.
+- ``nll_norm="token"`` (TRL's ``loss_type=["sigmoid", "sft"]``): the summed NLL of all chosen tokens in the
+  micro-batch divided by their total count, so long chosen responses weigh more.
+
+The lengths count response tokens including eos (the tokens the model is trained to produce).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+
+from system2.lm.logprobs import token_logprobs
+
+NllNorm = Literal["sequence", "token"]
+NLL_NORMS = ("sequence", "token")
+
+
+def sft_loss(
+    model: torch.nn.Module, batch: dict[str, torch.Tensor], norm: NllNorm = "sequence"
+) -> tuple[torch.Tensor, int]:
+    """Negative log-likelihood of the response tokens: per sequence averaged then over the batch
+    (``"sequence"``, the planning loss convention), or averaged over all tokens (``"token"``); returns
+    (loss, number of response tokens)."""
+    logp, mask = token_logprobs(model, batch)
+    n = mask.sum(1)
+    return nll_from_sums(-logp.sum(1), n, norm), int(n.sum())
+
+
+def nll_from_sums(nll: torch.Tensor, lengths: torch.Tensor, norm: NllNorm) -> torch.Tensor:
+    """Mean NLL from per-sequence summed NLLs ``[B]`` and token counts ``[B]`` under ``norm``."""
+    if norm == "sequence":
+        return (nll / lengths.clamp(min=1)).mean()
+    if norm == "token":
+        return nll.sum() / lengths.sum().clamp(min=1)
+    raise ValueError(f"unknown NLL normalisation {norm!r}: use one of {', '.join(NLL_NORMS)}")
+
+
+def dpo_loss(
+    pol_chosen: torch.Tensor,
+    pol_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    beta: float = 0.1,
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Sigmoid DPO loss over a batch of pairs (all inputs ``[B]`` summed log-probs) and the per-step
+    metrics: mean log-probs of chosen/rejected, implicit rewards ``beta * (pi - ref)``, their margin and
+    the share of pairs whose chosen reward is strictly higher."""
+    chosen_rewards = beta * (pol_chosen - ref_chosen)
+    rejected_rewards = beta * (pol_rejected - ref_rejected)
+    margins = chosen_rewards - rejected_rewards
+    loss = -F.logsigmoid(margins).mean()
+    with torch.no_grad():
+        metrics = {
+            "logps/chosen": pol_chosen.float().mean().item(),
+            "logps/rejected": pol_rejected.float().mean().item(),
+            "rewards/chosen": chosen_rewards.float().mean().item(),
+            "rewards/rejected": rejected_rewards.float().mean().item(),
+            "rewards/margins": margins.float().mean().item(),
+            "rewards/accuracies": (margins > 0).float().mean().item(),
+            "loss/dpo": loss.item(),
+        }
+    return loss, metrics
+
+
+def dpo_nll_loss(
+    pol_chosen: torch.Tensor,
+    pol_rejected: torch.Tensor,
+    ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
+    chosen_nll: torch.Tensor,
+    chosen_len: torch.Tensor,
+    beta: float = 0.1,
+    alpha: float = 1.0,
+    nll_norm: NllNorm = "sequence",
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """``L_DPO + alpha * L_NLL`` (IRPO). ``chosen_nll`` is the summed NLL of each chosen response
+    (normally ``-pol_chosen``) and ``chosen_len`` its token count; ``nll_norm`` picks the paper's
+    per-sequence normalisation or TRL's token mean (module docstring)."""
+    dpo, metrics = dpo_loss(pol_chosen, pol_rejected, ref_chosen, ref_rejected, beta)
+    nll = nll_from_sums(chosen_nll, chosen_len, nll_norm)
+    metrics["loss/nll"] = nll.item()
+    return dpo + alpha * nll, metrics

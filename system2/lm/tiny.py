@@ -1,0 +1,167 @@
+"""Tiny Hugging Face causal LMs for CPU experiments, and loading/saving of any local causal LM.
+
+A tiny model is a standard ``LlamaForCausalLM`` built from a config, with a word-level
+``PreTrainedTokenizerFast`` built from the task vocabulary. Both are saved with ``save_pretrained`` and
+read back with ``from_pretrained``, so every algorithm runs unchanged on a real checkpoint. Nothing here
+touches the Hugging Face hub: every load is ``local_files_only``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from system2.runs import atomic_dir
+
+PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
+SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
+
+
+def build_word_tokenizer(words: Iterable[str], model_max_length: int) -> Any:
+    """A word-level tokenizer: text is split on whitespace and each word is one token.
+
+    Ids 0-3 are ``<pad> <bos> <eos> <unk>``; the words follow in first-seen order (duplicates and words
+    containing whitespace are rejected so the vocabulary is exactly what the task says). Encoding adds
+    ``<bos>`` in front, as Llama tokenizers do; ``decode(ids, skip_special_tokens=True)`` gives back the
+    words joined by single spaces."""
+    from tokenizers import Tokenizer, models, pre_tokenizers, processors  # no decoder: words join with spaces
+    from transformers import PreTrainedTokenizerFast
+
+    vocab: dict[str, int] = {t: i for i, t in enumerate(SPECIAL_TOKENS)}
+    for w in words:
+        if not w or any(c.isspace() for c in w):
+            raise ValueError(f"vocabulary word {w!r} is empty or contains whitespace")
+        vocab.setdefault(w, len(vocab))
+    core = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A", pair=f"{BOS} $A $B", special_tokens=[(BOS, vocab[BOS])]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=core,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        model_max_length=model_max_length,
+        clean_up_tokenization_spaces=False,
+    )
+
+
+def tiny_llama(
+    tokenizer: Any,
+    d_model: int = 128,
+    n_layers: int = 4,
+    n_heads: int = 4,
+    max_len: int = 128,
+    seed: int = 0,
+    d_ff: int | None = None,
+) -> Any:
+    """A small ``LlamaForCausalLM`` (untied embeddings, SwiGLU width ``d_ff`` = 4 x ``d_model`` unless
+    given) whose initial weights depend only on ``seed``; the global random state is left untouched."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    if d_model % n_heads:
+        raise ValueError(f"d_model ({d_model}) must be a multiple of n_heads ({n_heads})")
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=d_model,
+        intermediate_size=d_ff or 4 * d_model,
+        num_hidden_layers=n_layers,
+        num_attention_heads=n_heads,
+        num_key_value_heads=n_heads,
+        max_position_embeddings=max_len,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def save_lm(model: Any, tokenizer: Any, path: str | os.PathLike[str]) -> Path:
+    """Write model and tokenizer with ``save_pretrained`` into ``path`` atomically (a killed job never
+    leaves a half-written model directory)."""
+    _quiet_transformers()
+    with atomic_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return Path(path)
+
+
+def _quiet_transformers() -> None:
+    """No per-file progress bars from save_pretrained/from_pretrained in job logs."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
+
+
+def check_lm_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Return ``config.json`` of a local causal-LM directory, or raise an error that says what is wrong."""
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(
+            f"model path {str(p)!r} does not exist (models load from local directories only; no hub access)"
+        )
+    if not (p / "config.json").is_file():
+        raise FileNotFoundError(f"{p} is not a model directory: it has no config.json (save one with save_lm)")
+    raw = json.loads((p / "config.json").read_text())
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    kind = raw.get("model_type")
+    if kind is None or kind not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        known = "" if kind is None else f" (model_type {kind!r} has no causal-LM class in transformers)"
+        raise ValueError(f"{p} does not hold a causal language model{known}")
+    arch = raw.get("architectures") or []
+    if arch and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in arch):
+        raise ValueError(f"{p} holds {', '.join(arch)}, not a causal language model (…ForCausalLM)")
+    AutoConfig.from_pretrained(p, local_files_only=True)  # raises on a malformed config
+    return raw
+
+
+def load_lm(
+    path: str | os.PathLike[str],
+    dtype: torch.dtype | str | None = None,
+    device: str | torch.device = "cpu",
+    pad_with_eos: bool = False,
+) -> tuple[Any, Any]:
+    """Load ``(model, tokenizer)`` from a local directory written by ``save_lm`` or any Hugging Face
+    causal-LM checkpoint. ``dtype`` defaults to float32 (set e.g. torch.bfloat16 on GPUs).
+
+    A tokenizer without a pad token is an error unless ``pad_with_eos`` sets the pad token to eos (safe
+    here: padding is always tracked by attention masks, never by comparing ids)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    check_lm_dir(path)
+    _quiet_transformers()
+    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        if not pad_with_eos or tokenizer.eos_token_id is None:
+            raise ValueError(
+                f"the tokenizer in {path} has no pad token: call load_lm(..., pad_with_eos=True) to pad with eos, "
+                "or set tokenizer.pad_token = tokenizer.eos_token and save it again"
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    model.to(device)
+    if model.generation_config.pad_token_id is None:
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model, tokenizer
+
+
+def context_length(model: Any, tokenizer: Any | None = None) -> int:
+    """The longest sequence the model accepts: its position limit, or the tokenizer's if smaller."""
+    limit = getattr(model.config, "max_position_embeddings", None) or 10**9
+    if tokenizer is not None and 0 < getattr(tokenizer, "model_max_length", 0) < 10**8:
+        limit = min(limit, int(tokenizer.model_max_length))
+    return int(limit)

@@ -1,0 +1,283 @@
+"""Teaching LLMs to reason with RL (Havrilla et al., arXiv 2403.04642) in miniature: posttraining.md R5.
+
+World: the chained-arithmetic world of the IRPO reproduction (the GSM8K stand-in). Starting policy: a
+tiny Llama after SFT on a few hundred gold solutions; a "longer SFT" model trains the same data for more
+steps. Arms, from the SFT model, with about the same number of sampled solutions each:
+- expert iteration (EI): K samples per question, keep correct ones, pool over rounds, retrain each round;
+- PPO: sparse final-answer reward, per-token KL 0.05 to the SFT model, GAE(1, 0.95), clip 0.2;
+  ``small`` adds a PPO arm with the dense per-step reward;
+- RCRL: samples tagged [GOOD]/[BAD], fine-tuned on all of them, evaluated conditioned on [GOOD];
+- an outcome reward model (ORM) trained on the SFT model's labelled samples, used for rerank@K.
+Metrics at K samples: maj@1 (greedy), maj@K, rerank@K, pass@K. Claims as in R5; with one seed a claim is
+judged on the sign of the effect alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from system2.lm.tiny import load_lm
+from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.irpo import MAX_LEN, MAX_NEW
+from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
+from system2.selfimprove.loop import cached_json, group_by_question, sample_and_score
+from system2.selfimprove.metrics import maj_at_k, pass_at_k, rerank_at_k
+from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
+from system2.selfimprove.ppo import PPOConfig, run_ppo
+from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.tasks.arithmetic import ArithmeticConfig, extract_answer, make_dataset, read_problems, write_problems
+from system2.train import TrainConfig
+
+
+@dataclass(frozen=True)
+class RLScale:
+    train: int = 1000
+    test: int = 300
+    gold: int = 300
+    sft_steps: int = 300
+    long_sft_steps: int = 1200
+    k: int = 16  # samples per question for evaluation (paper: 96)
+    ei_rounds: int = 3
+    ei_samples: int = 8
+    ei_steps: int = 400
+    ppo_prompts: int = 64
+    ppo_samples: int = 4
+    ppo_lr: float = 2e-5
+    rcrl_steps: int = 600
+    dense_arm: bool = True
+    seeds: int = 1
+    d_model: int = 128
+    layers: int = 4
+
+
+SCALES: dict[str, RLScale] = {
+    "tiny": RLScale(train=300, test=150, gold=300, sft_steps=250, long_sft_steps=600, k=8, ei_rounds=2,
+                    ei_samples=4, ei_steps=200, ppo_prompts=32, ppo_samples=4, rcrl_steps=200, dense_arm=False,
+                    d_model=96, layers=3),
+    "small": RLScale(),
+    # The paper's setting (posttraining.md section 5): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
+    # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx). Run each arm with the
+    # `system2 expert-iteration | ppo | rcrl | orm` commands and configs/selfimprove/*_paper.yaml.
+    "paper": RLScale(train=7473, test=1319, gold=7473, sft_steps=0, long_sft_steps=0, k=96, ei_rounds=4,
+                     ei_samples=96, ei_steps=5000, ppo_prompts=512, ppo_samples=4, rcrl_steps=5000, seeds=1),
+}  # fmt: skip
+
+
+def _train_cfg(steps: int, seed: int, lr: float, batch: int = 32) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=max(1, steps // 10), seed=seed,
+                       ckpt_every=steps, log_every=max(1, steps // 20))  # fmt: skip
+
+
+def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix: str = "") -> dict[str, Any]:
+    """maj@1, maj@K, pass@K, rerank@K (by the ORM) and the ids of the problems solved, greedy and at K."""
+    model, tok = load_lm(policy)
+    greedy = sample_and_score(model, tok, test, 1, 0.0, MAX_NEW, seed, prompt_prefix=prefix)
+    rows = sample_and_score(model, tok, test, k, 1.0, MAX_NEW, seed + 1, prompt_prefix=prefix)
+    orm, otok = load_orm(orm_dir)
+    scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], MAX_LEN)
+    groups = list(group_by_question(rows).values())
+    texts = [[r["text"] for r in g] for g in groups]
+    score_groups = [scores[i * k : (i + 1) * k] for i in range(len(groups))]
+    answers = [p.answer for p in test]
+    return {
+        "maj@1": sum(r["correct"] for r in greedy) / len(greedy),
+        "maj@K": maj_at_k(texts, answers, extract_answer),
+        "pass@K": pass_at_k(texts, answers, extract_answer),
+        "rerank@K": rerank_at_k(texts, score_groups, answers, extract_answer),
+        "solved_greedy": sorted(r["id"] for r in greedy if r["correct"]),
+        "solved_at_k": sorted({r["id"] for r in rows if r["correct"]}),
+    }
+
+
+def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+    scale = SCALES[scale_name]
+    if seeds:
+        scale = replace(scale, seeds=seeds)
+    out.mkdir(parents=True, exist_ok=True)
+    data = out / "data"
+    if not (data / "test.parquet").is_file():
+        for name, problems in make_dataset(1, scale.train, scale.test, cfg=ArithmeticConfig()).items():
+            write_problems(data / f"{name}.parquet", problems)
+    train, test_file = str(data / "train.parquet"), str(data / "test.parquet")
+    test = read_problems(test_file)
+    per_seed = []
+    for seed in range(scale.seeds):
+        root = out / f"seed-{seed}"
+        arms, ppo_log = _train_arms(
+            scale, root, seed, {"train_data": train, "max_len": MAX_LEN, "max_new_tokens": MAX_NEW}
+        )
+        results = {}
+        for name, (path, prefix) in arms.items():
+            file = root / "eval" / f"{name.replace(' ', '_')}.json"
+            results[name] = cached_json(
+                file, lambda p=path, x=prefix, s=seed, o=root / "orm" / "orm": _evaluate(p, o, test, scale.k, s, x)
+            )
+        curve = [r["reward"] for r in ppo_log if "reward" in r]
+        per_seed.append({"seed": seed, "arms": results, "budget": scale.train * scale.ei_samples * scale.ei_rounds,
+                         "ppo_curve": curve})  # fmt: skip
+    metrics = {"scale": scale_name, "k": scale.k, "seeds": per_seed}
+    claims = check_claims(CLAIMS, metrics)
+    write_report(
+        out,
+        "RL for reasoning reproduction",
+        _intro(scale_name, scale),
+        [_table(metrics)],
+        [_plot(metrics, out)],
+        claims,
+        metrics,
+    )
+    print_claims(claims)
+    return metrics
+
+
+def _train_arms(
+    scale: RLScale, root: Path, seed: int, common: dict[str, Any]
+) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
+    """Train every arm of one seed (each stage cached); returns {arm: (model dir, prompt prefix)} and PPO's log."""
+    tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=MAX_LEN)
+    sft_cfg = SFTConfig(tiny=tiny, out=str(root / "sft"), limit=scale.gold, seed=seed,
+                        train=_train_cfg(scale.sft_steps, seed, 1e-3), **common)  # fmt: skip
+    sft = run_sft(sft_cfg)["model"]
+    long_sft = run_sft(replace(sft_cfg, out=str(root / "sft_long"), train=_train_cfg(scale.long_sft_steps, seed, 1e-3)))
+    train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples, seed=seed,
+                        train=_train_cfg(scale.ei_steps, seed, 1e-4), **common))  # fmt: skip
+    budget = scale.train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
+    ei = ExpertIterationConfig(model=sft, out=str(root / "ei"), rounds=scale.ei_rounds, samples=scale.ei_samples,
+                               seed=seed, train=_train_cfg(scale.ei_steps, seed, 3e-4), **common)  # fmt: skip
+    run_expert_iteration(ei)
+    iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
+    ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
+                    samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, seed=seed, ckpt_every=max(1, iters // 4),
+                    **common)  # fmt: skip
+    ppo_log = run_ppo(ppo)
+    rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // scale.train), seed=seed,
+                      train=_train_cfg(scale.rcrl_steps, seed, 3e-4), **common)  # fmt: skip
+    run_rcrl(rcrl)
+    arms = {
+        "SFT": (sft, ""),
+        "longer SFT": (long_sft["model"], ""),
+        "EI": (str(root / "ei" / f"round-{scale.ei_rounds}" / "train" / "model"), ""),
+        "PPO": (str(root / "ppo" / "model"), ""),
+        "RCRL": (str(root / "rcrl" / "round-1" / "train" / "model"), f"{GOOD} "),
+    }
+    if scale.dense_arm:
+        run_ppo(replace(ppo, out=str(root / "ppo_dense"), reward="dense"))
+        arms["PPO dense"] = (str(root / "ppo_dense" / "model"), "")
+    return arms, ppo_log
+
+
+def _intro(name: str, s: RLScale) -> str:
+    return (
+        f"Scale `{name}`: {s.train} training questions (chained arithmetic mod 20, 2-4 operations), {s.test} test "
+        f"questions; SFT = a tiny Llama (d={s.d_model}, {s.layers} layers) after {s.sft_steps} steps on {s.gold} gold "
+        f"solutions (longer SFT: {s.long_sft_steps} steps). Each RL arm draws about "
+        f"{s.train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
+        f"split; {s.seeds} seed(s). The RCRL token scheme, EI's round count and PPO's settings are unconfirmed "
+        "in the paper [S/R]: see docs/selfimprove.md."
+    )
+
+
+def _arm(m: dict[str, Any], arm: str, key: str) -> list[float]:
+    return [s["arms"][arm][key] for s in m["seeds"] if arm in s["arms"]]
+
+
+def _diff(m: dict[str, Any], a: str, b: str, key: str) -> tuple[float, float]:
+    return mean_std([x - y for x, y in zip(_arm(m, a, key), _arm(m, b, key), strict=True)])
+
+
+def _claim_ei_best(m: dict[str, Any]) -> tuple[bool, str]:
+    ei, ppo, rcrl = (mean_std(_arm(m, a, "maj@1"))[0] for a in ("EI", "PPO", "RCRL"))
+    return ei >= max(ppo, rcrl), f"maj@1 EI {100 * ei:.1f}%, PPO {100 * ppo:.1f}%, RCRL {100 * rcrl:.1f}%"
+
+
+def _claim_rl_raises_maj1(m: dict[str, Any]) -> tuple[bool, str]:
+    d, sd = _diff(m, "EI", "SFT", "maj@1")
+    d2, _ = _diff(m, "PPO", "SFT", "maj@1")
+    return d > 0 and d2 > 0 and (
+        len(m["seeds"]) < 2 or d > 2 * sd
+    ), f"EI {100 * d:+.1f}, PPO {100 * d2:+.1f} pts over SFT"
+
+
+def _claim_sft_tradeoff(m: dict[str, Any]) -> tuple[bool, str]:
+    d1, _ = _diff(m, "longer SFT", "SFT", "maj@1")
+    dk, _ = _diff(m, "longer SFT", "SFT", "pass@K")
+    return d1 > 0 > dk, f"longer SFT: maj@1 {100 * d1:+.1f}, pass@K {100 * dk:+.1f} pts"
+
+
+def _claim_pass_flat(m: dict[str, Any]) -> tuple[bool, str]:
+    d1, _ = _diff(m, "EI", "SFT", "maj@1")
+    dk, _ = _diff(m, "EI", "SFT", "pass@K")
+    return d1 > 0 and dk < d1, f"EI: maj@1 {100 * d1:+.1f}, pass@K {100 * dk:+.1f} pts"
+
+
+def _claim_exploration(m: dict[str, Any]) -> tuple[bool | None, str]:
+    fracs = []
+    for s in m["seeds"]:
+        solved = set(s["arms"]["EI"]["solved_greedy"])
+        if solved:
+            fracs.append(len(solved & set(s["arms"]["SFT"]["solved_at_k"])) / len(solved))
+    if not fracs:
+        return None, "EI solves no test problem greedily"
+    f = mean_std(fracs)[0]
+    return f > 0.9, f"{100 * f:.1f}% of EI's greedy solves were in SFT's pass@K set"
+
+
+def _claim_dense(m: dict[str, Any]) -> tuple[bool | None, str]:
+    if not _arm(m, "PPO dense", "maj@1"):
+        return None, "no dense-reward arm at this scale"
+    d, _ = _diff(m, "PPO dense", "PPO", "maj@1")
+    return abs(d) <= 0.05, f"final maj@1 dense - sparse = {100 * d:+.1f} pts"
+
+
+CLAIMS = [
+    Claim("EI is best", "expert iteration is at least as good as PPO and RCRL (maj@1)", "EI best in most cases; "
+          "~7% (7B) / 5% (13B) over SFT", _claim_ei_best),
+    Claim("RL raises maj@1", "EI and PPO both raise greedy accuracy over the SFT model", "Tables 1-2 [S]",
+          _claim_rl_raises_maj1),
+    Claim("SFT trade-off", "training SFT longer raises maj@1 but lowers pass@K", "Sec. 5 [S]", _claim_sft_tradeoff),
+    Claim("pass@K barely moves", "RL raises maj@1 more than pass@K", "pass@96 saturates early [V/S]", _claim_pass_flat),
+    Claim("exploration limit", "over 90% of the problems RL solves greedily were in SFT's pass@K set",
+          "models barely explore beyond SFT's solutions [V/S]", _claim_exploration),
+    Claim("dense reward", "a dense reward does not raise the final accuracy (within 5 pts)",
+          "dense/ORM rewards help sample efficiency, not final performance [S]", _claim_dense),
+]  # fmt: skip
+
+
+def _table(m: dict[str, Any]) -> Table:
+    arms = list(m["seeds"][0]["arms"])
+    rows = [[a] + [fmt(*mean_std(_arm(m, a, key)), pct=True) for key in ("maj@1", "maj@K", "rerank@K", "pass@K")]
+            for a in arms]  # fmt: skip
+    k = m["k"]
+    return Table(f"Test accuracy (%), K = {k}", ["arm", "maj@1", f"maj@{k}", f"rerank@{k}", f"pass@{k}"], rows)
+
+
+def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    arms = list(m["seeds"][0]["arms"])
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    width = 0.2
+    for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
+        a.bar(
+            [j + i * width for j in range(len(arms))],
+            [100 * mean_std(_arm(m, x, key))[0] for x in arms],
+            width,
+            label=key,
+        )
+    a.set_xticks([j + 1.5 * width for j in range(len(arms))], arms, rotation=25, fontsize=8)
+    a.set_ylabel("test accuracy (%)")
+    a.legend(fontsize=7)
+    curve = m["seeds"][0]["ppo_curve"]
+    b.plot(range(1, len(curve) + 1), curve, color="#2e86de")
+    b.set_xlabel("PPO iteration")
+    b.set_ylabel("mean training reward")
+    fig.tight_layout()
+    fig.savefig(out / "rl.png", dpi=120)
+    plt.close(fig)
+    return "Accuracy by arm at K samples, and PPO's training reward", "rl.png"

@@ -1,0 +1,1 @@
+"""Self-improvement: a language model trained on its own samples, judged by exact checkers or by itself."""

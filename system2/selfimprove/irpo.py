@@ -1,0 +1,186 @@
+"""Iterative Reasoning Preference Optimization (IRPO, arXiv 2404.19733; posttraining.md section 1).
+
+Iteration t (t = 1..T), with M_0 the starting policy:
+1. sample N solutions (chain of thought + final answer) per training question from M_{t-1};
+2. reward 1 when the parsed final answer equals the gold answer, else 0;
+3. winners = correct samples + the gold solution, losers = wrong samples;
+4. K pairs per question by the wrap-around walk (``pairs.py``); questions without a loser are skipped;
+5. train M_t from M_{t-1} on these pairs with DPO+NLL (alpha=1, beta=0.1), reference = M_{t-1}.
+   Pairs of earlier iterations are not reused.
+
+The same loop runs the paper's baselines: ``alpha=0`` is DPO alone, ``objective=sft`` is STaR-style SFT
+on the chosen solutions. Every stage lands in ``OUT/iter-T/`` (samples, pairs, training run, model,
+result) and is skipped when present, so a killed run resumes at the stage where it stopped.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from system2.config import ConfigError
+from system2.lm.data import PreferenceData, SFTData, make_dpo_loss_fn, make_sft_loss_fn
+from system2.lm.encoding import check_lengths, prompt_token_ids, response_token_ids
+from system2.lm.logprobs import reference_logprobs
+from system2.lm.tiny import load_lm
+from system2.selfimprove.loop import (
+    cached_json,
+    cached_rows,
+    evaluate_policy,
+    finetune,
+    group_by_question,
+    sample_and_score,
+)
+from system2.selfimprove.pairs import question_pairs
+from system2.tasks.arithmetic import read_problems
+from system2.train import TrainConfig
+
+
+@dataclass
+class IRPOConfig:
+    model: str = ""  # M_0: a causal LM directory (with its tokenizer)
+    train_data: str = ""  # problems (Parquet/JSONL with question, solution, answer)
+    eval_data: str = ""  # held-out problems for greedy accuracy per iteration
+    out: str = ""
+    iterations: int = 3
+    samples: int = 8  # N per question (paper: 30 on GSM8K)
+    temperatures: list[float] = field(default_factory=lambda: [1.0])  # per iteration; the last one repeats
+    pairs_per_question: int = 4  # K (paper: 10 on GSM8K)
+    objective: str = "dpo"  # dpo (with the NLL term when alpha > 0) | sft (STaR: SFT on the chosen)
+    alpha: float = 1.0  # NLL weight (0: DPO alone)
+    beta: float = 0.1
+    nll_norm: str = "sequence"  # sequence (paper: per chosen sequence, then mean) | token (TRL: batch token mean)
+    add_gold: bool = True  # gold solution joins the winners (GSM8K/MATH)
+    max_new_tokens: int = 64
+    max_len: int = 128  # prompt + response tokens; longer pairs are dropped
+    epochs: float = 0.0  # > 0: train for this many passes over the pairs (overrides train.steps)
+    limit: int = 0  # training questions used (0: all)
+    eval_limit: int = 0
+    eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
+    batch_size: int = 64  # sampling batch
+    seed: int = 0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10))
+
+    def validate(self) -> None:
+        if not self.model or not self.train_data or not self.out:
+            raise ConfigError("set model=PATH (M_0), train_data=FILE and out=DIR")
+        if self.iterations < 1 or self.samples < 1 or self.pairs_per_question < 1:
+            raise ConfigError("iterations, samples and pairs_per_question must be >= 1")
+        if self.objective not in ("dpo", "sft"):
+            raise ConfigError(f"objective must be 'dpo' or 'sft', got {self.objective!r}")
+        if self.nll_norm not in ("sequence", "token"):
+            raise ConfigError(f"nll_norm must be 'sequence' or 'token', got {self.nll_norm!r}")
+        if self.epochs < 0:
+            raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
+        if not self.temperatures or min(self.temperatures) < 0:
+            raise ConfigError("temperatures must be a non-empty list of numbers >= 0")
+        for path in (self.model, self.train_data, self.eval_data):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{path} does not exist")
+        self.train.validate()
+
+    def temperature(self, iteration: int) -> float:
+        return self.temperatures[min(iteration - 1, len(self.temperatures) - 1)]
+
+
+def build_pairs(
+    cfg: IRPOConfig, samples: list[dict[str, Any]], gold: dict[str, str], tokenizer: Any
+) -> list[dict[str, Any]]:
+    """Pairs of one iteration from its scored samples, as rows; pairs longer than ``max_len`` are dropped."""
+    rows = []
+    for qid, group in group_by_question(samples).items():
+        pairs = question_pairs(
+            qid,
+            group[0]["question"],
+            [r["text"] for r in group],
+            [bool(r["correct"]) for r in group],
+            cfg.pairs_per_question,
+            gold[qid] if cfg.add_gold else None,
+        )
+        rows += [{"id": p.question_id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+    if not rows:
+        return rows
+    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows])
+    fit_c = set(
+        check_lengths(prompt_ids, response_token_ids(tokenizer, [r["chosen"] for r in rows]), cfg.max_len, True)
+    )
+    fit_r = set(
+        check_lengths(prompt_ids, response_token_ids(tokenizer, [r["rejected"] for r in rows]), cfg.max_len, True)
+    )
+    return [r for i, r in enumerate(rows) if i in fit_c and i in fit_r]
+
+
+def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) every iteration; returns one result row per iteration, iteration 0 = M_0."""
+    cfg.validate()
+    out = Path(cfg.out)
+    problems = read_problems(cfg.train_data)
+    problems = problems[: cfg.limit] if cfg.limit else problems
+    test = read_problems(cfg.eval_data) if cfg.eval_data else []
+    test = test[: cfg.eval_limit] if cfg.eval_limit else test
+    gold = {p.id: p.solution for p in problems}
+
+    def evaluate(model_dir: str | Path) -> dict[str, Any]:
+        if not test:
+            return {}
+        model, tok = load_lm(model_dir)
+        return evaluate_policy(
+            model, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
+        )
+
+    results = [{"iteration": 0, **cached_json(out / "iter-0" / "result.json", lambda: evaluate(cfg.model))}]
+    current: str | Path = cfg.model
+    for t in range(1, cfg.iterations + 1):
+        it = out / f"iter-{t}"
+        model, tok = load_lm(current)
+        temp = cfg.temperature(t)
+        samples = cached_rows(
+            it / "samples.parquet",
+            lambda m=model, k=tok, T=temp, s=cfg.seed * 1000 + t: sample_and_score(
+                m, k, problems, cfg.samples, T, cfg.max_new_tokens, s, cfg.batch_size
+            ),
+        )
+        pairs = cached_rows(it / "pairs.parquet", lambda s=samples, k=tok: build_pairs(cfg, s, gold, k))
+        if not pairs:
+            raise ValueError(f"iteration {t}: no question has both a right and a wrong sample; nothing to train on")
+        prompts = [p["prompt"] for p in pairs]
+        if cfg.objective == "sft":
+            data_fn = lambda k, pr=prompts, ch=[p["chosen"] for p in pairs]: SFTData(k, pr, ch, cfg.max_len)  # noqa: E731
+            loss_fn = make_sft_loss_fn()
+        else:
+            chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
+            ref = cached_rows(
+                it / "reference.parquet",
+                lambda m=model, k=tok, pr=prompts, ch=chosen, rj=rejected: reference_logprobs_rows(
+                    m, k, pr, ch, rj, cfg
+                ),
+            )
+            data_fn = lambda k, pr=prompts, ch=chosen, rj=rejected, r=ref: PreferenceData(  # noqa: E731
+                k, pr, ch, rj, cfg.max_len, [x["ref_chosen"] for x in r], [x["ref_rejected"] for x in r]
+            )
+            loss_fn = make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm)
+        del model
+        train_cfg = cfg.train
+        if cfg.epochs > 0:
+            train_cfg = replace(cfg.train, steps=max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size)))
+        current = finetune(current, data_fn, loss_fn, train_cfg, it / "train", progress)
+        stats = {
+            "iteration": t,
+            "temperature": temp,
+            "train_sample_accuracy": sum(bool(r["correct"]) for r in samples) / len(samples),
+            "pairs": len(pairs),
+            "questions_with_pairs": len({p["id"] for p in pairs}),
+        }
+        results.append({**stats, **cached_json(it / "result.json", lambda c=current: evaluate(c))})
+    return results
+
+
+def reference_logprobs_rows(
+    model: Any, tokenizer: Any, prompts: list[str], chosen: list[str], rejected: list[str], cfg: IRPOConfig
+) -> list[dict[str, float]]:
+    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1}."""
+    ref_c = reference_logprobs(model, tokenizer, prompts, chosen, cfg.max_len)
+    ref_r = reference_logprobs(model, tokenizer, prompts, rejected, cfg.max_len)
+    return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

@@ -1,0 +1,140 @@
+"""The pieces every self-improvement loop shares: sample and score solutions with the current policy,
+evaluate a policy (maj@1, maj@K, pass@K), fine-tune a policy through the project's one training loop, and
+skip stages whose results are already on disk (a killed run resumes where it stopped).
+
+A policy is any Hugging Face causal LM directory (``save_lm`` format); questions are ``Problem`` rows
+(question, gold solution, answer) and correctness comes from the task's exact checker, never from the
+model.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from system2.lm.sampling import SampleConfig, sample
+from system2.lm.tiny import load_lm, save_lm
+from system2.runs import atomic_write_json
+from system2.selfimprove.metrics import accuracy, maj_at_k, pass_at_k
+from system2.tasks.arithmetic import Problem, extract_answer
+from system2.train import TrainConfig, TrainData, train
+
+Extract = Callable[[object], int | None]
+
+
+def sample_and_score(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    problems: Sequence[Problem],
+    n: int,
+    temperature: float,
+    max_new_tokens: int,
+    seed: int,
+    batch_size: int = 64,
+    extract: Extract = extract_answer,
+    prompt_prefix: str = "",
+) -> list[dict[str, Any]]:
+    """``n`` sampled solutions per problem, each with its parsed answer and exact-match reward (one row
+    per sample, in problem order)."""
+    cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+    outs = sample(model, tokenizer, [prompt_prefix + p.question for p in problems], cfg)
+    rows = []
+    for p, texts in zip(problems, outs, strict=True):
+        for i, text in enumerate(texts):
+            got = extract(text)
+            rows.append(
+                {
+                    "id": p.id,
+                    "question": p.question,
+                    "sample": i,
+                    "text": text,
+                    "parsed": got,
+                    "answer": p.answer,
+                    "correct": got == p.answer,
+                }
+            )
+    return rows
+
+
+def group_by_question(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        groups.setdefault(r["id"], []).append(r)
+    return groups
+
+
+def evaluate_policy(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    problems: Sequence[Problem],
+    max_new_tokens: int,
+    k: int = 0,
+    temperature: float = 0.8,
+    seed: int = 0,
+    batch_size: int = 64,
+    extract: Extract = extract_answer,
+    prompt_prefix: str = "",
+) -> dict[str, float]:
+    """maj@1 (greedy accuracy); with ``k`` > 0 also maj@K and pass@K from ``k`` samples at ``temperature``."""
+    answers = [p.answer for p in problems]
+    greedy = sample_and_score(
+        model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix
+    )
+    out = {"maj@1": accuracy([r["text"] for r in greedy], answers, extract)}
+    out["mean_response_words"] = sum(len(r["text"].split()) for r in greedy) / len(greedy)
+    if k > 0:
+        rows = sample_and_score(
+            model, tokenizer, problems, k, temperature, max_new_tokens, seed + 1, batch_size, extract, prompt_prefix
+        )
+        groups = [[r["text"] for r in g] for g in group_by_question(rows).values()]
+        out[f"maj@{k}"] = maj_at_k(groups, answers, extract)
+        out[f"pass@{k}"] = pass_at_k(groups, answers, extract)
+    return out
+
+
+def finetune(
+    init: str | Path,
+    data_fn: Callable[[Any], TrainData],
+    loss_fn: Callable,
+    cfg: TrainConfig,
+    out: Path,
+    progress: bool = True,
+) -> Path:
+    """Load the policy at ``init``, train it with ``loss_fn`` on ``data_fn(tokenizer)`` and save it to
+    ``out/model``. The run checkpoints into ``out/ckpt``, so a rerun resumes; a finished one is skipped."""
+    final = out / "model"
+    if (final / "config.json").is_file():
+        return final
+    model, tokenizer = load_lm(init)
+    data = data_fn(tokenizer)
+    train(model, data, loss_fn, cfg, out, progress=progress)
+    save_lm(model, tokenizer, final)
+    return final
+
+
+def cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Return the JSON at ``path``, or compute it and write it atomically (a stage done once)."""
+    if path.is_file():
+        return json.loads(path.read_text())
+    result = compute()
+    atomic_write_json(path, result)
+    return result
+
+
+def cached_rows(path: Path, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows from the Parquet file at ``path``, or computed and written atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from system2.runs import atomic_path
+
+    if path.is_file():
+        return pq.read_table(path).to_pylist()
+    rows = compute()
+    with atomic_path(path) as tmp:
+        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    return rows

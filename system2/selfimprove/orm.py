@@ -1,0 +1,169 @@
+"""Outcome reward model (ORM; Havrilla et al., posttraining.md section 5): a classifier head on a causal
+LM's trunk that predicts P(correct | question, solution), trained on the SFT model's own samples labelled
+by the exact checker, and used to rerank K samples (rerank@K).
+
+The ORM is a standard ``AutoModelForSequenceClassification`` (one logit, read at the last non-pad
+token) initialised from the policy's directory, so it saves and loads like any Hugging Face checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from system2.config import ConfigError
+from system2.lm.logprobs import encode_prompt_response
+from system2.lm.tiny import load_lm
+from system2.selfimprove.loop import cached_json, cached_rows, group_by_question, sample_and_score
+from system2.selfimprove.metrics import rerank_at_k
+from system2.tasks.arithmetic import extract_answer, read_problems
+from system2.train import TrainConfig, train
+
+
+@dataclass
+class ORMConfig:
+    model: str = ""  # the policy whose samples are labelled (its trunk initialises the ORM)
+    train_data: str = ""
+    eval_data: str = ""
+    out: str = ""
+    samples: int = 8  # per training question
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    max_len: int = 128
+    limit: int = 0
+    eval_limit: int = 0
+    eval_samples: int = 8  # K for rerank@K on eval_data
+    batch_size: int = 64
+    seed: int = 0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=32, lr=1e-4, warmup=20))
+
+    def validate(self) -> None:
+        if not self.model or not self.train_data or not self.out:
+            raise ConfigError("set model=PATH (the SFT policy), train_data=FILE and out=DIR")
+        for path in (self.model, self.train_data, self.eval_data):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{path} does not exist")
+        self.train.validate()
+
+
+class RewardData:
+    """(question, solution, label) examples as tensors for the training loop."""
+
+    def __init__(
+        self, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], labels: Sequence[bool], max_len: int
+    ):
+        if not len(prompts) == len(responses) == len(labels):
+            raise ValueError("prompts, responses and labels must have the same length")
+        self.tokenizer, self.max_len = tokenizer, max_len
+        self.prompts, self.responses = list(prompts), list(responses)
+        self.labels = torch.tensor([float(x) for x in labels])
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+    def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
+        enc = encode_prompt_response(
+            self.tokenizer, [self.prompts[i] for i in indices], [self.responses[i] for i in indices], self.max_len
+        )
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "label": self.labels[indices]}
+
+
+def orm_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.squeeze(-1)
+    return F.binary_cross_entropy_with_logits(logits.float(), batch["label"]), int(batch["attention_mask"].sum())
+
+
+def load_orm(path: str | Path) -> tuple[torch.nn.Module, Any]:
+    """An ORM saved by :func:`train_orm` (or a policy directory, giving an untrained head)."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path} is not a model directory (no config.json)")
+    tok = AutoTokenizer.from_pretrained(path)
+    if tok.pad_token_id is None:
+        raise ValueError(
+            f"the tokenizer in {path} has no pad token: set one (e.g. tokenizer.pad_token = tokenizer.eos_token)"
+        )
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, pad_token_id=tok.pad_token_id)
+    return model, tok
+
+
+@torch.no_grad()
+def score_solutions(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_len: int,
+    batch_size: int = 64,
+) -> list[float]:
+    """P(correct) for each (question, solution)."""
+    model.eval()
+    out: list[float] = []
+    for s in range(0, len(prompts), batch_size):
+        enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len)
+        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.squeeze(-1)
+        out += torch.sigmoid(logits.float()).tolist()
+    return out
+
+
+def train_orm(cfg: ORMConfig, progress: bool = True) -> dict[str, Any]:
+    """Sample, label, train the ORM, and report its accuracy and rerank@K on held-out questions."""
+    cfg.validate()
+    out = Path(cfg.out)
+    problems = read_problems(cfg.train_data)
+    problems = problems[: cfg.limit] if cfg.limit else problems
+
+    def draw() -> list[dict[str, Any]]:
+        policy, tok = load_lm(cfg.model)
+        return sample_and_score(
+            policy, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.batch_size
+        )
+
+    rows = cached_rows(out / "samples.parquet", draw)
+    final = out / "orm"
+    if not (final / "orm.json").is_file():
+        model, tok = load_orm(cfg.model)
+        data = RewardData(
+            tok, [r["question"] for r in rows], [r["text"] for r in rows], [r["correct"] for r in rows], cfg.max_len
+        )
+        train(model, data, orm_loss, cfg.train, out / "train", progress=progress)
+        from system2.runs import atomic_dir
+
+        with atomic_dir(final) as tmp:
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+            (tmp / "orm.json").write_text('{"kind": "outcome reward model", "labels": "P(correct)"}\n')
+    return cached_json(out / "result.json", lambda: evaluate_orm(cfg, final))
+
+
+def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
+    """Held-out classification accuracy of the ORM and rerank@K of the policy's samples."""
+    if not cfg.eval_data:
+        return {}
+    test = read_problems(cfg.eval_data)
+    test = test[: cfg.eval_limit] if cfg.eval_limit else test
+    policy, tok = load_lm(cfg.model)
+    rows = sample_and_score(
+        policy, tok, test, cfg.eval_samples, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1, cfg.batch_size
+    )
+    orm, otok = load_orm(orm_dir)
+    scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+    acc = sum((s > 0.5) == bool(r["correct"]) for s, r in zip(scores, rows, strict=True)) / len(rows)
+    groups = list(group_by_question(rows).values())
+    k = cfg.eval_samples
+    score_groups, pos = [], 0
+    for g in groups:
+        score_groups.append(scores[pos : pos + len(g)])
+        pos += len(g)
+    texts = [[r["text"] for r in g] for g in groups]
+    return {
+        "orm_accuracy": acc,
+        "positive_fraction": sum(bool(r["correct"]) for r in rows) / len(rows),
+        f"rerank@{k}": rerank_at_k(texts, score_groups, [p.answer for p in test], extract_answer),
+    }

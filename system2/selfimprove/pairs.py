@@ -1,0 +1,55 @@
+"""Preference pairs from scored samples (IRPO, posttraining.md section 1, step 4).
+
+Winners are the correct samples plus the gold solution, losers the wrong ones. Pairs walk through both
+lists together, wrapping around to the first element when one runs out, until ``k`` pairs are made.
+
+Where the paper is silent (our choice): once the walk would repeat a pair (after lcm(|winners|, |losers|)
+steps) the losers shift by one and the walk goes on along the next "diagonal", so every pair is distinct
+and all |winners| x |losers| pairs are reachable; a question with one winner and one loser gives one pair,
+not ``k`` copies of it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Pair:
+    question_id: str
+    prompt: str
+    chosen: str
+    rejected: str
+
+
+def wraparound_pairs(winners: Sequence[str], losers: Sequence[str], k: int) -> list[tuple[str, str]]:
+    """Up to ``k`` distinct (winner, loser) pairs by walking both lists together with wrap-around; none if
+    either list is empty."""
+    if k < 1:
+        raise ValueError(f"k (pairs per question) must be >= 1, got {k}")
+    if not winners or not losers:
+        return []
+    w, n_l = len(winners), len(losers)
+    cycle = math.lcm(w, n_l)
+    return [(winners[i % w], losers[(i + i // cycle) % n_l]) for i in range(min(k, w * n_l))]
+
+
+def question_pairs(
+    question_id: str,
+    prompt: str,
+    samples: Sequence[str],
+    correct: Sequence[bool],
+    k: int,
+    gold: str | None = None,
+) -> list[Pair]:
+    """IRPO pairs for one question: winners = correct samples (+ ``gold`` when given, appended last so
+    the model's own solutions are paired first), losers = wrong samples."""
+    if len(samples) != len(correct):
+        raise ValueError(f"{len(samples)} samples but {len(correct)} correctness flags")
+    winners = [s for s, ok in zip(samples, correct, strict=True) if ok]
+    losers = [s for s, ok in zip(samples, correct, strict=True) if not ok]
+    if gold is not None:
+        winners.append(gold)
+    return [Pair(question_id, prompt, w, lo) for w, lo in wraparound_pairs(winners, losers, k)]

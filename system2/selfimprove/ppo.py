@@ -1,0 +1,273 @@
+"""PPO for reasoning with a final-answer reward (Havrilla et al.; posttraining.md section 5 and R5).
+
+One iteration: sample solutions for a batch of training questions with the current policy; score each by
+its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose value matches
+the gold solution's); per-token reward = -kl_coef * (log pi - log pi_ref), with the score added on the last
+token (eos); advantages by GAE(gamma, lambda) from a value head on the policy's last hidden state; then
+``ppo_epochs`` passes of clipped policy and clipped value losses over minibatches.
+
+Design choices (documented, configurable): the value head is a linear layer on the shared trunk (as in
+trlx); sampled texts are re-tokenized before scoring, which is exact for the word-level tokenizers of the
+synthetic tasks; PPO runs in one process with its own loop (rollouts and updates alternate, which the
+supervised training loop does not model). Checkpoints every ``ckpt_every`` iterations; a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from system2.config import ConfigError
+from system2.lm.logprobs import encode_prompt_response
+from system2.lm.tiny import load_lm, save_lm
+from system2.runs import atomic_dir, atomic_write_text
+from system2.selfimprove.loop import cached_json, evaluate_policy, sample_and_score
+from system2.tasks.arithmetic import dense_step_reward, read_problems
+
+
+@dataclass
+class PPOConfig:
+    model: str = ""  # the initial policy; also the frozen KL reference
+    train_data: str = ""
+    eval_data: str = ""
+    out: str = ""
+    iterations: int = 50
+    prompts_per_iteration: int = 64
+    samples_per_prompt: int = 1
+    temperature: float = 1.0
+    max_new_tokens: int = 64
+    max_len: int = 128
+    kl_coef: float = 0.05
+    gamma: float = 1.0
+    lam: float = 0.95
+    clip: float = 0.2
+    value_clip: float = 0.2
+    vf_coef: float = 1.0
+    ppo_epochs: int = 4
+    minibatch_size: int = 16
+    lr: float = 1e-5
+    max_grad_norm: float = 1.0
+    reward: str = "sparse"  # sparse | dense
+    dense_per_step: float = 0.1
+    ckpt_every: int = 10
+    eval_every: int = 0  # 0: evaluate only at the end
+    limit: int = 0
+    eval_limit: int = 0
+    eval_samples: int = 0
+    batch_size: int = 64
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.model or not self.train_data or not self.out:
+            raise ConfigError("set model=PATH (the initial policy), train_data=FILE and out=DIR")
+        if self.reward not in ("sparse", "dense"):
+            raise ConfigError(f"reward must be 'sparse' or 'dense', got {self.reward!r}")
+        if min(self.iterations, self.prompts_per_iteration, self.samples_per_prompt, self.ppo_epochs) < 1:
+            raise ConfigError("iterations, prompts_per_iteration, samples_per_prompt and ppo_epochs must be >= 1")
+        if not 0 <= self.lam <= 1 or not 0 <= self.gamma <= 1 or self.clip <= 0:
+            raise ConfigError("need 0 <= lam, gamma <= 1 and clip > 0")
+        for path in (self.model, self.train_data, self.eval_data):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{path} does not exist")
+
+
+def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalized advantage estimates over the masked (response) positions of each row.
+
+    ``rewards``, ``values``, ``mask``: (B, T); positions outside the mask are skipped, so a response may sit
+    anywhere in the row. The value after the last response token is 0 (the episode ends at eos)."""
+    b, t = rewards.shape
+    adv = torch.zeros_like(rewards)
+    next_value = torch.zeros(b, dtype=rewards.dtype, device=rewards.device)
+    next_adv = torch.zeros_like(next_value)
+    for i in range(t - 1, -1, -1):
+        m = mask[:, i].to(rewards.dtype)
+        delta = rewards[:, i] + gamma * next_value - values[:, i]
+        a = delta + gamma * lam * next_adv
+        adv[:, i] = a * m
+        next_value = torch.where(m.bool(), values[:, i], next_value)
+        next_adv = torch.where(m.bool(), a, next_adv)
+    return adv
+
+
+def ppo_losses(
+    logp: torch.Tensor,
+    old_logp: torch.Tensor,
+    adv: torch.Tensor,
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip: float,
+    value_clip: float,
+) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
+    """Clipped surrogate policy loss and clipped value loss, both token means over ``mask``."""
+    m = mask.to(logp.dtype)
+    n = m.sum().clamp(min=1)
+    ratio = torch.exp(logp - old_logp)
+    pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
+    pg_loss = (pg * m).sum() / n
+    v_clipped = old_values + (values - old_values).clamp(-value_clip, value_clip)
+    vf = 0.5 * torch.maximum((values - returns) ** 2, (v_clipped - returns) ** 2)
+    vf_loss = (vf * m).sum() / n
+    with torch.no_grad():
+        stats = {
+            "clip_fraction": float((((ratio - 1).abs() > clip).to(m.dtype) * m).sum() / n),
+            "approx_kl": float((((ratio - 1) - torch.log(ratio)) * m).sum() / n),
+        }
+    return pg_loss, vf_loss, stats
+
+
+def token_logprobs_and_values(
+    model: torch.nn.Module, value_head: torch.nn.Module | None, batch: dict[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Per-position log-prob of the next token, the value of the state before it, and the response mask,
+    all of shape (B, T-1) aligned on the predicted token."""
+    out = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        output_hidden_states=value_head is not None,
+    )
+    logits = out.logits[:, :-1].float()
+    target = batch["input_ids"][:, 1:]
+    logp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
+    mask = batch["labels"][:, 1:] != -100
+    values = value_head(out.hidden_states[-1][:, :-1].float()).squeeze(-1) if value_head is not None else None
+    return logp, values, mask
+
+
+def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
+    score = 1.0 if row["correct"] else 0.0
+    if cfg.reward == "dense":
+        score += dense_step_reward(row["text"], gold, cfg.dense_per_step)
+    return score
+
+
+def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or resume) PPO; returns the logged rows (one per iteration) plus the final evaluation."""
+    cfg.validate()
+    from rich.progress import Progress
+
+    out = Path(cfg.out)
+    problems = read_problems(cfg.train_data)
+    problems = problems[: cfg.limit] if cfg.limit else problems
+    test = read_problems(cfg.eval_data) if cfg.eval_data else []
+    test = test[: cfg.eval_limit] if cfg.eval_limit else test
+    gold = {p.id: p.solution for p in problems}
+
+    torch.manual_seed(cfg.seed)
+    ref, _ = load_lm(cfg.model)
+    ref.eval().requires_grad_(False)
+    start, ckpt = 0, _latest(out)
+    policy, tok = load_lm(ckpt if ckpt is not None else cfg.model)
+    value_head = torch.nn.Linear(policy.config.hidden_size, 1)
+    torch.nn.init.zeros_(value_head.weight)
+    torch.nn.init.zeros_(value_head.bias)
+    params = list(policy.parameters()) + list(value_head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
+    log: list[dict[str, Any]] = []
+    if ckpt is not None:
+        value_head.load_state_dict(load_file(str(ckpt / "value_head.safetensors")))
+        state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
+        opt.load_state_dict(state["optimizer"])
+        start, log = state["iteration"], [dict(r) for r in state["log"]]
+        torch.set_rng_state(state["torch_rng"])
+    rng = random.Random(f"ppo/{cfg.seed}")
+    epochs = cfg.iterations * cfg.prompts_per_iteration // len(problems) + 2
+    order = [i for _ in range(epochs) for i in rng.sample(range(len(problems)), len(problems))]
+
+    with Progress(disable=not progress) as bar:
+        task = bar.add_task("ppo", total=cfg.iterations, completed=start)
+        for it in range(start, cfg.iterations):
+            idx = order[it * cfg.prompts_per_iteration : (it + 1) * cfg.prompts_per_iteration]
+            batch_problems = [problems[i] for i in idx]
+            policy.eval()
+            rows = sample_and_score(
+                policy, tok, batch_problems, cfg.samples_per_prompt, cfg.temperature, cfg.max_new_tokens,
+                cfg.seed * 100_003 + it, cfg.batch_size,
+            )  # fmt: skip
+            scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows])
+            enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+            with torch.no_grad():
+                old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc)
+                ref_logp, _, _ = token_logprobs_and_values(ref, None, enc)
+                kl = (old_logp - ref_logp) * mask
+                rewards = -cfg.kl_coef * kl
+                last = mask.long().cumsum(1).argmax(1)  # the eos position of each response
+                rewards[torch.arange(len(rows)), last] += scores
+                adv = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
+                returns = adv + old_values
+                mean = adv[mask].mean()
+                std = adv[mask].std().clamp(min=1e-8) if mask.sum() > 1 else torch.tensor(1.0)
+                adv = (adv - mean) / std * mask
+            policy.train()
+            stats: dict[str, float] = {}
+            gen = torch.Generator().manual_seed(cfg.seed * 7919 + it)
+            for _ in range(cfg.ppo_epochs):
+                perm = torch.randperm(len(rows), generator=gen)
+                for s in range(0, len(rows), cfg.minibatch_size):
+                    mb = perm[s : s + cfg.minibatch_size]
+                    sub = {k: v[mb] for k, v in enc.items()}
+                    logp, values, m = token_logprobs_and_values(policy, value_head, sub)
+                    pg, vf, st = ppo_losses(
+                        logp, old_logp[mb], adv[mb], values, old_values[mb], returns[mb], m, cfg.clip, cfg.value_clip
+                    )
+                    opt.zero_grad(set_to_none=True)
+                    (pg + cfg.vf_coef * vf).backward()
+                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    opt.step()
+                    stats = {"policy_loss": pg.item(), "value_loss": vf.item(), **st}
+            row = {
+                "iteration": it + 1,
+                "samples_drawn": (it + 1) * cfg.prompts_per_iteration * cfg.samples_per_prompt,
+                "reward": float(scores.mean()),
+                "train_accuracy": sum(bool(r["correct"]) for r in rows) / len(rows),
+                "kl": float(kl.sum(1).mean()),
+                **stats,
+            }
+            if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test:
+                policy.eval()
+                row.update(
+                    evaluate_policy(policy, tok, test, cfg.max_new_tokens, 0, seed=cfg.seed, batch_size=cfg.batch_size)
+                )
+            log.append(row)
+            bar.update(task, completed=it + 1, description=f"ppo reward {row['reward']:.3f}")
+            if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:
+                _save(out, it + 1, policy, tok, value_head, opt, log)
+    final = out / "model"
+    if not (final / "config.json").is_file():
+        save_lm(policy, tok, final)
+
+    def evaluate() -> dict[str, Any]:
+        if not test:
+            return {}
+        policy.eval()
+        return evaluate_policy(
+            policy, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
+        )
+
+    return log + [{"iteration": cfg.iterations, "final": True, **cached_json(out / "result.json", evaluate)}]
+
+
+def _save(out: Path, iteration: int, policy: Any, tok: Any, value_head: torch.nn.Module, opt: Any, log: list) -> None:
+    path = out / "ckpt" / f"iter-{iteration:06d}"
+    with atomic_dir(path) as tmp:
+        policy.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
+        state = {"optimizer": opt.state_dict(), "iteration": iteration, "log": log, "torch_rng": torch.get_rng_state()}
+        torch.save(state, tmp / "trainer.pt")
+    atomic_write_text(out / "ckpt" / "latest", path.name + "\n")
+
+
+def _latest(out: Path) -> Path | None:
+    pointer = out / "ckpt" / "latest"
+    if not pointer.is_file():
+        return None
+    path = out / "ckpt" / pointer.read_text().strip()
+    return path if (path / "trainer.pt").is_file() else None

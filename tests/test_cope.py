@@ -1,0 +1,182 @@
+"""CoPE against a naive reference that builds every e[p_ij] vector with loops (architecture.md 1.1), and
+its defining properties: relative positions when every gate is 1, gradients through the fractional part,
+no position for masked keys, cached decoding equal to the full pass."""
+
+import math
+
+import pytest
+import torch
+
+from system2.nn.cope import CoPEAttention, interpolate_logits
+from system2.nn.positions import RotaryEmbedding
+
+D, H = 16, 2
+
+
+@torch.no_grad()
+def naive_cope(attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The paper's formulas, one (batch, head, query, key) at a time, in float64:
+    g_ij = sigmoid(q_i.k_j / sqrt(d)), p_ij = min(sum_{k=j..i} g_ik, p_max),
+    e[p] = (p - floor p) e[ceil p] + (1 - p + floor p) e[floor p], logits q_i.k_j / sqrt(d) + q_i.e[p_ij]."""
+    b, t, _ = x.shape
+    dh = attn.head_dim
+    x = x.double()
+
+    def heads(w: torch.nn.Linear) -> torch.Tensor:
+        return (x @ w.weight.double().T).view(b, t, H, dh).transpose(1, 2)  # B x H x T x dh
+
+    q_content, k, v = heads(attn.wq), heads(attn.wk), heads(attn.wv)
+    q = q_content
+    if attn.rope is not None:
+        q, k = attn.rope.rotate(q.float(), 0).double(), attn.rope.rotate(k.float(), 0).double()
+    gate_keys = {"keys": k, "values": v}.get(attn.gates)
+    if attn.gates == "separate":
+        gate_keys = heads(attn.wg)
+        if attn.rope is not None:
+            gate_keys = attn.rope.rotate(gate_keys.float(), 0).double()
+    table = attn.cope.table.double()
+    p_max = attn.cope.max_pos
+    scale = 1 / math.sqrt(dh)
+    out = torch.zeros(b, H, t, dh, dtype=torch.float64)
+    for bi in range(b):
+        for h in range(H):
+            e_table = table[h if table.shape[0] > 1 else 0]  # dh x (p_max + 1)
+            for i in range(t):
+                keys = [j for j in range(i + 1) if mask is None or mask[bi, j]]
+                g_scale = scale if attn.scale_gates else 1.0
+                gates = {j: torch.sigmoid(q[bi, h, i] @ gate_keys[bi, h, j] * g_scale) for j in keys}
+                logits = []
+                for j in keys:
+                    p = min(sum(gates[m] for m in keys if m >= j), p_max)
+                    lo, hi = math.floor(p), math.ceil(p)
+                    e = (p - lo) * e_table[:, hi] + (1 - p + lo) * e_table[:, lo]
+                    qk, qe = q[bi, h, i] @ k[bi, h, j], q_content[bi, h, i] @ e
+                    logits.append((qk + qe) * scale if attn.scale_positions else qk * scale + qe)
+                weights = torch.softmax(torch.stack(logits), 0)
+                out[bi, h, i] = sum(w * v[bi, h, j] for w, j in zip(weights, keys, strict=True))
+    merged = out.transpose(1, 2).reshape(b, t, H * dh)
+    return (merged @ attn.wo.weight.double().T).float()
+
+
+def layer(seed: int = 0, max_pos: int = 3, rope: bool = False, **options) -> CoPEAttention:
+    torch.manual_seed(seed)
+    attn = CoPEAttention(D, H, max_pos, RotaryEmbedding(D // H, 16) if rope else None, **options)
+    torch.nn.init.normal_(attn.cope.table)  # the official zero init would hide the position term
+    return attn
+
+
+OPTIONS = [
+    {},
+    {"tables": "head"},
+    {"scale_positions": True},
+    {"scale_gates": False},
+    {"gates": "separate"},
+    {"gates": "values"},
+    {"rope": True},
+    {"rope": True, "gates": "separate", "tables": "head"},
+]
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_equals_naive_reference(options):
+    attn = layer(**options)
+    x = torch.randn(2, 7, D)
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, causal=True), naive_cope(attn, x), atol=1e-5, rtol=1e-5)
+
+
+def test_positions_are_clamped_at_p_max():
+    attn = layer(max_pos=1)  # positions pass 1 after two keys: most of them are clamped
+    x = torch.randn(1, 9, D)
+    attn.record = True
+    with torch.no_grad():
+        torch.testing.assert_close(attn(x, causal=True), naive_cope(attn, x), atol=1e-5, rtol=1e-5)
+    assert float(attn.recorded["positions"].max()) == 1.0
+
+
+def test_all_gates_open_gives_relative_positions():
+    """With q.k large and positive everywhere every gate is 1, so p_ij = i - j + 1."""
+    attn = CoPEAttention(D, H, max_pos=20)
+    with torch.no_grad():
+        for w in (attn.wq, attn.wk):
+            w.weight.copy_(10 * torch.eye(D))
+    x = torch.rand(1, 8, D) + 0.5  # positive entries: q.k = 100 x.x > 0
+    attn.record = True
+    with torch.no_grad():
+        attn(x, causal=True)
+    gates, positions = attn.recorded["gates"][0], attn.recorded["positions"][0]  # H x T x T
+    i, j = torch.meshgrid(torch.arange(8), torch.arange(8), indexing="ij")
+    past = j <= i
+    for h in range(H):
+        assert torch.all(gates[h][past] == 1)
+        torch.testing.assert_close(positions[h][past], (i - j + 1)[past].float())
+        assert torch.all(positions[h][~past] == 0) and torch.all(gates[h][~past] == 0)
+
+
+def test_interpolation_and_its_gradient():
+    z = torch.tensor([[0.0, 2.0, 3.0, 7.0]])  # q.e[n] for n = 0..3
+    p = torch.tensor([[[0.25, 1.5, 2.0, 3.0]]], requires_grad=True)
+    out = interpolate_logits(z[:, None, :].expand(1, 1, 4), p)
+    torch.testing.assert_close(out, torch.tensor([[[0.5, 2.5, 3.0, 7.0]]]))
+    out.sum().backward()
+    # d/dp = e[ceil] - e[floor] inside an interval; 0 at the clamp p_max = 3
+    torch.testing.assert_close(p.grad, torch.tensor([[[2.0, 1.0, 4.0, 0.0]]]))
+
+
+def test_gradients_reach_the_gates_through_the_fractional_part():
+    """Separate gate keys influence the output only through positions, i.e. through p - floor(p)."""
+    attn = layer(gates="separate", max_pos=8)
+    x = torch.randn(2, 6, D)
+    attn(x, causal=True).square().sum().backward()
+    assert attn.wg.weight.grad is not None and attn.wg.weight.grad.abs().sum() > 0
+    assert attn.cope.table.grad.abs().sum() > 0
+    gate_logits = torch.randn(1, 1, 4, 4, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(1, 1, 4, 6, dtype=torch.float64)
+
+    def positions_term(g: torch.Tensor) -> torch.Tensor:
+        gates = torch.sigmoid(g).tril()  # causal, keys reversed is not needed for the check
+        return interpolate_logits(z, gates.flip(-1).cumsum(-1).flip(-1))
+
+    assert torch.autograd.gradcheck(positions_term, (gate_logits,))
+
+
+def test_masked_keys_get_no_position():
+    """A hidden key changes nothing: same outputs as the sequence without it (no RoPE: no absolute index)."""
+    attn = layer(max_pos=6)
+    x = torch.randn(1, 7, D)
+    mask = torch.ones(1, 7, dtype=torch.bool)
+    mask[0, 2] = False
+    allowed = (torch.ones(7, 7, dtype=torch.bool).tril() & mask[:, None, :]) | torch.eye(7, dtype=torch.bool)
+    attn.record = True
+    with torch.no_grad():
+        masked = attn(x, mask=allowed[:, None])
+        gates = attn.recorded["gates"][0]
+        without = attn(x[:, mask[0]], causal=True)
+    assert torch.all(gates[:, 3:, 2] == 0)  # later queries give the hidden key no gate
+    keep = [0, 1, 3, 4, 5, 6]
+    torch.testing.assert_close(masked[:, keep], without, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(masked[0, keep], naive_cope(attn, x, mask)[0, keep], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", [{}, {"gates": "separate", "rope": True}, {"gates": "values"}])
+def test_cached_steps_equal_the_full_pass(options):
+    """Old keys' positions change with every new query; the cache recomputes them from the new row."""
+    attn = layer(max_pos=4, **options)
+    x = torch.randn(2, 9, D)
+    cache = attn.new_cache(2, 12, x)
+    with torch.no_grad():
+        full = attn(x, causal=True)
+        parts = [attn(x[:, :4], causal=True, cache=cache)]
+        parts += [attn(x[:, i : i + 1], causal=True, cache=cache) for i in range(4, 9)]
+    torch.testing.assert_close(torch.cat(parts, 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_bad_options_are_rejected():
+    with pytest.raises(ValueError, match="gates must be one of"):
+        CoPEAttention(D, H, 4, gates="queries")
+    with pytest.raises(ValueError, match="tables must be"):
+        CoPEAttention(D, H, 4, tables="model")
+    with pytest.raises(ValueError, match="max_pos must be >= 1"):
+        CoPEAttention(D, H, 0)
+    with pytest.raises(ValueError, match="causal=True or a mask"):
+        layer()(torch.randn(1, 3, D))

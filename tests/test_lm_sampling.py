@@ -1,0 +1,129 @@
+"""Sampling: shapes, seeding independent of batching, greedy left-padded batches equal one-at-a-time
+``generate``, stop strings, top-p, and the counter-based random numbers."""
+
+import pytest
+import torch
+
+from system2.lm.sampling import SampleConfig, cut_at_stop, sample, sample_tokens, splitmix64, uniforms
+from system2.lm.tiny import build_word_tokenizer, tiny_llama
+
+WORDS = ["Q:", *map(str, range(10)), "10", "20", "+", "-", "*", "=", "?", "|", ";", "Final", "answer:"]
+PROMPTS = ["Q: 7 + 3 * 2 = ? |", "Q: 1 = ? |", "Q: 2 + 4 + 5 + 6 * 8 - 1 = ? |"]
+
+
+@pytest.fixture(scope="module")
+def lm():
+    tok = build_word_tokenizer(WORDS, model_max_length=48)
+    return tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=48, seed=0), tok
+
+
+def test_shapes_and_seeding_do_not_depend_on_batching(lm):
+    model, tok = lm
+    cfg = SampleConfig(n=3, temperature=1.0, max_new_tokens=8, seed=7, batch_size=64)
+    a = sample(model, tok, PROMPTS, cfg)
+    assert [len(x) for x in a] == [3, 3, 3] and all(isinstance(s, str) for x in a for s in x)
+    assert a == sample(model, tok, PROMPTS, SampleConfig(n=3, max_new_tokens=8, seed=7, batch_size=2))
+    other = sample(model, tok, PROMPTS, SampleConfig(n=3, max_new_tokens=8, seed=8))
+    assert other != a
+    assert len({s for x in a for s in x}) > 5  # the n samples of a prompt differ from each other
+    assert sample(model, tok, [], cfg) == []
+
+
+def test_a_prompt_alone_gets_the_samples_it_gets_among_others(lm):
+    model, tok = lm
+    both = sample(model, tok, PROMPTS, SampleConfig(n=2, max_new_tokens=8, seed=3, batch_size=4))
+    # the row key is (seed, prompt index, sample index): the same prompt at index 0 of another list
+    first = sample(model, tok, PROMPTS[:1], SampleConfig(n=2, max_new_tokens=8, seed=3, batch_size=1))
+    assert first[0] == both[0]
+
+
+def test_greedy_left_padded_batch_equals_generate_one_at_a_time(lm):
+    model, tok = lm
+    cfg = SampleConfig(n=2, temperature=0.0, max_new_tokens=10, batch_size=64)
+    got = sample(model, tok, PROMPTS, cfg)
+    for prompt, outs in zip(PROMPTS, got, strict=True):
+        ids = torch.tensor([tok(prompt)["input_ids"]])
+        ref = model.generate(ids, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
+        new = ref[0, ids.shape[1] :].tolist()
+        if tok.eos_token_id in new:
+            new = new[: new.index(tok.eos_token_id)]
+        assert outs == [tok.decode(new, skip_special_tokens=True)] * 2
+        assert len(outs[0].split()) > 0
+
+
+def test_stop_strings_cut_after_the_first_stop_and_keep_it(lm):
+    model, tok = lm
+    free = sample(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=20, seed=1))
+    words = [w for x in free for s in x for w in s.split()[1:]]
+    stop = max(set(words), key=words.count)  # a word the model does produce
+    cut = sample(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=20, seed=1, stop=[stop, "never-made"]))
+    hits = 0
+    for full_row, cut_row in zip(free, cut, strict=True):
+        for full, short in zip(full_row, cut_row, strict=True):
+            assert short == cut_at_stop(full, [stop])
+            hits += short != full
+            if stop in full:
+                assert short.endswith(stop) and short.count(stop) == 1
+    assert hits > 0
+    assert cut_at_stop("a ; b ; c", [";", "b"]) == "a ;" and cut_at_stop("abc", ["x"]) == "abc"
+
+
+def test_bad_sampling_input(lm):
+    model, tok = lm
+    with pytest.raises(ValueError, match="no room to generate"):
+        sample(model, tok, ["Q: " + "1 " * 60], SampleConfig())
+    with pytest.raises(ValueError, match="top_p"):
+        sample(model, tok, PROMPTS, SampleConfig(top_p=0.0))
+    with pytest.raises(ValueError, match="backend"):
+        sample(model, tok, PROMPTS, SampleConfig(backend="tgi"))
+    with pytest.raises(ValueError, match="chat template"):
+        sample(model, tok, PROMPTS, SampleConfig(), chat=True)
+
+
+def test_rows_stop_at_the_context_end(lm):
+    model, tok = lm
+    long_prompt = "Q: " + "1 + " * 20 + "1 = ? |"  # 46 tokens with bos: 2 left of 48
+    out = sample(model, tok, [long_prompt], SampleConfig(n=2, max_new_tokens=30, seed=0))
+    assert all(len(tok(s, add_special_tokens=False)["input_ids"]) <= 2 for s in out[0])
+
+
+def test_splitmix64_matches_the_reference():
+    def ref(x: int) -> int:
+        m = 2**64 - 1
+        z = (x + 0x9E3779B97F4A7C15) & m
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & m
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & m
+        return z ^ (z >> 31)
+
+    xs = [0, 1, 2, 12345, 2**40 + 7, 2**62, -1, -(2**63)]
+    got = splitmix64(torch.tensor(xs, dtype=torch.long)).tolist()
+    assert [g & (2**64 - 1) for g in got] == [ref(x & (2**64 - 1)) for x in xs]
+    u = uniforms(torch.arange(20000, dtype=torch.long), 3)
+    assert float(u.min()) >= 0 and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+
+
+def test_inverse_cdf_sampling_follows_the_distribution_and_top_p():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])).expand(4000, 4)
+    u = (torch.arange(4000, dtype=torch.float64) + 0.5) / 4000  # an even grid: counts are exact
+    counts = torch.bincount(sample_tokens(logits, u, 1.0, 1.0), minlength=4)
+    assert counts.tolist() == [2000, 1200, 600, 200]
+    top = torch.bincount(sample_tokens(logits, u, 1.0, 0.75), minlength=4)
+    assert top.tolist() == [2500, 1500, 0, 0]  # {0.5, 0.3} is the smallest set reaching 0.75, renormalised
+    sharp = torch.bincount(sample_tokens(logits, u, 0.25, 1.0), minlength=4)
+    assert sharp[0] > 3000
+
+
+def test_chat_prompts_go_through_the_template(lm):
+    model, _ = lm
+    tok = build_word_tokenizer(WORDS, model_max_length=48)
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}Q: {{ m['content'] }} |{% endfor %}"
+    cfg = SampleConfig(n=2, max_new_tokens=6, seed=4)
+    chat = sample(model, tok, ["7 + 3 = ?", "1 = ?"], cfg, chat=True)
+    assert chat == sample(model, tok, ["Q: 7 + 3 = ? |", "Q: 1 = ? |"], cfg)  # bos comes from the template only
+
+
+def test_more_samples_extend_the_sample_set(lm):
+    model, tok = lm
+    four = sample(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=6, seed=2))
+    two = sample(model, tok, PROMPTS, SampleConfig(n=2, max_new_tokens=6, seed=2))
+    assert [x[:2] for x in four] == two
