@@ -24,7 +24,7 @@ from typing import Any
 from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import ArithmeticConfig, make_dataset, write_problems
+from system2.tasks.arithmetic import write_dataset
 from system2.train import TrainConfig
 
 
@@ -110,8 +110,7 @@ def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     if not (data / "test.parquet").is_file():
-        for name, problems in make_dataset(0, scale.train, scale.test, scale.hard, cfg=ArithmeticConfig()).items():
-            write_problems(data / f"{name}.parquet", problems)
+        write_dataset(data, 0, scale.train, scale.test, scale.hard)
     per_seed: list[dict[str, Any]] = []
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
@@ -124,6 +123,7 @@ def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
             ("star", ("samples.parquet", "pairs.parquet"), {"objective": "sft"}),
             ("irpo_2k", ("samples.parquet",), {"pairs_per_question": 2 * scale.pairs}),
         ):
+            _reuse(root / "irpo" / "iter-0", root / arm / "iter-0", ("result.json",))
             _reuse(first, root / arm / "iter-1", names)
             arms[arm] = _irpo(scale, data, m0["model"], root / arm, seed, iterations=1, **changes)[-1]
         full = _sft(scale, data, root / "sft_gold", seed, m0["model"], scale.full_sft_steps, 0)

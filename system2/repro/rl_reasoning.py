@@ -28,7 +28,7 @@ from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_
 from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import ArithmeticConfig, extract_answer, make_dataset, read_problems, write_problems
+from system2.tasks.arithmetic import extract_answer, read_problems, write_dataset
 from system2.train import TrainConfig
 
 
@@ -99,8 +99,7 @@ def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     if not (data / "test.parquet").is_file():
-        for name, problems in make_dataset(1, scale.train, scale.test, cfg=ArithmeticConfig()).items():
-            write_problems(data / f"{name}.parquet", problems)
+        write_dataset(data, 1, scale.train, scale.test)
     train, test_file = str(data / "train.parquet"), str(data / "test.parquet")
     test = read_problems(test_file)
     per_seed = []

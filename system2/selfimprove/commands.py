@@ -12,7 +12,6 @@ from typing import Annotated, Any
 import typer
 
 Overrides = Annotated[list[str] | None, typer.Argument(help="Settings as key=value (e.g. train.steps=200).")]
-ConfigFile = Annotated[Path | None, typer.Option(help="YAML file of settings (see configs/selfimprove/).")]
 ModelPath = Annotated[str | None, typer.Option(help="Local causal LM directory (the starting policy).")]
 TrainData = Annotated[str | None, typer.Option(help="Training problems (Parquet or JSONL).")]
 EvalData = Annotated[str | None, typer.Option(help="Held-out problems for evaluation.")]
@@ -59,118 +58,57 @@ def arithmetic(
 ) -> None:
     """Generate the arithmetic reasoning world: problems, gold chains of thought, exact answers."""
     from system2.cli import _fail
-    from system2.tasks.arithmetic import ArithmeticConfig, make_dataset, write_problems
+    from system2.tasks.arithmetic import ArithmeticConfig, write_dataset
 
     try:
-        splits = make_dataset(seed, train, test, hard, svamp, ArithmeticConfig(modulus=modulus, style=style))
+        splits = write_dataset(out, seed, train, test, hard, svamp, ArithmeticConfig(modulus=modulus, style=style))
     except ValueError as e:
         _fail(str(e))
-    for name, problems in splits.items():
-        write_problems(out / f"{name}.parquet", problems)
     example = splits["train"][0]
     print_rows(f"arithmetic world in {out}", [{"split": k, "problems": len(v)} for k, v in splits.items()])
     typer.echo(f"example: {example.question}  ->  {example.solution}")
 
 
-def sft(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    config: ConfigFile = None,
-) -> None:
-    """Supervised fine-tuning on gold solutions (M_0); without --model a tiny Llama is built first."""
-    from system2.selfimprove.sft import SFTConfig, run_sft
-
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
-    _run(SFTConfig, run_sft, "SFT", config, overrides, flags)
-
-
-def irpo(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    iterations: Annotated[int | None, typer.Option(help="IRPO iterations (paper: 3-4).")] = None,
-    config: ConfigFile = None,
-) -> None:
-    """Iterative Reasoning Preference Optimization: sample, pair right vs wrong, DPO+NLL, repeat."""
-    from system2.selfimprove.irpo import IRPOConfig, run_irpo
-
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out, "iterations": iterations}
-    _run(IRPOConfig, run_irpo, "IRPO", config, overrides, flags)
+RECIPES = {
+    # command: (module, config class, runner, title, help)
+    "sft": ("sft", "SFTConfig", "run_sft", "SFT",
+            "Supervised fine-tuning on gold solutions (M_0); without --model a tiny Llama is built first."),
+    "irpo": ("irpo", "IRPOConfig", "run_irpo", "IRPO",
+             "Iterative Reasoning Preference Optimization: sample, pair right vs wrong, DPO+NLL, repeat."),
+    "expert-iteration": ("expert_iteration", "ExpertIterationConfig", "run_expert_iteration", "expert iteration",
+                         "Expert iteration: keep correct samples, pool them over rounds, retrain from the start."),
+    "ppo": ("ppo", "PPOConfig", "run_ppo", "PPO",
+            "PPO with a final-answer reward, a value head, GAE and a per-token KL penalty to the start policy."),
+    "rcrl": ("rcrl", "RCRLConfig", "run_rcrl", "RCRL",
+             "Return-conditioned RL: tag samples [GOOD]/[BAD], fine-tune on all, generate conditioned on [GOOD]."),
+    "orm": ("orm", "ORMConfig", "train_orm", "outcome reward model",
+            "Outcome reward model: a classifier on the policy's labelled samples; reports rerank@K."),
+}  # fmt: skip
 
 
-def expert_iteration(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    rounds: Annotated[int | None, typer.Option(help="Rounds (paper: 4-5).")] = None,
-    config: ConfigFile = None,
-) -> None:
-    """Expert iteration: keep correct samples, pool them over rounds, retrain from the initial model."""
-    from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
+def _recipe_command(module: str, config: str, runner: str, title: str, doc: str) -> Any:
+    def command(
+        overrides: Overrides = None,
+        model: ModelPath = None,
+        train_data: TrainData = None,
+        eval_data: EvalData = None,
+        out: Out = None,
+        config_file: Annotated[
+            Path | None, typer.Option("--config", help="YAML file of settings (see configs/selfimprove/).")
+        ] = None,
+    ) -> None:
+        import importlib
 
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out, "rounds": rounds}
-    _run(ExpertIterationConfig, run_expert_iteration, "expert iteration", config, overrides, flags)
+        mod = importlib.import_module(f"system2.selfimprove.{module}")
+        flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
+        _run(getattr(mod, config), getattr(mod, runner), title, config_file, overrides, flags)
 
-
-def ppo(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    iterations: Annotated[int | None, typer.Option(help="Rollout + update iterations.")] = None,
-    config: ConfigFile = None,
-) -> None:
-    """PPO with a final-answer reward, a value head, GAE and a per-token KL penalty to the start policy."""
-    from system2.selfimprove.ppo import PPOConfig, run_ppo
-
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out, "iterations": iterations}
-    _run(PPOConfig, run_ppo, "PPO", config, overrides, flags)
-
-
-def rcrl(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    config: ConfigFile = None,
-) -> None:
-    """Return-conditioned RL: tag samples [GOOD]/[BAD], fine-tune on all, generate conditioned on [GOOD]."""
-    from system2.selfimprove.rcrl import RCRLConfig, run_rcrl
-
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
-    _run(RCRLConfig, run_rcrl, "RCRL", config, overrides, flags)
-
-
-def orm(
-    overrides: Overrides = None,
-    model: ModelPath = None,
-    train_data: TrainData = None,
-    eval_data: EvalData = None,
-    out: Out = None,
-    config: ConfigFile = None,
-) -> None:
-    """Outcome reward model: a classifier on the policy's labelled samples; reports rerank@K."""
-    from system2.selfimprove.orm import ORMConfig, train_orm
-
-    flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
-    _run(ORMConfig, train_orm, "outcome reward model", config, overrides, flags)
+    command.__doc__ = doc + " Other settings as key=value (e.g. iterations=3 train.steps=200); rerun to resume."
+    return command
 
 
 def register(app: typer.Typer) -> None:
     """Add the self-improvement commands to the main app."""
     app.command("arithmetic")(arithmetic)
-    app.command("sft")(sft)
-    app.command("irpo")(irpo)
-    app.command("expert-iteration")(expert_iteration)
-    app.command("ppo")(ppo)
-    app.command("rcrl")(rcrl)
-    app.command("orm")(orm)
+    for name, spec in RECIPES.items():
+        app.command(name)(_recipe_command(*spec))

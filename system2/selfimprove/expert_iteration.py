@@ -16,38 +16,23 @@ from typing import Any
 from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import cached_json, cached_rows, evaluate_policy, finetune, sample_and_score
-from system2.tasks.arithmetic import read_problems
+from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, finetune, sample_and_score
 from system2.train import TrainConfig
 
 
 @dataclass
-class ExpertIterationConfig:
-    model: str = ""  # the initial policy (every round is fine-tuned from it)
-    train_data: str = ""
-    eval_data: str = ""
-    out: str = ""
+class ExpertIterationConfig(LoopConfig):
+    """``model`` is the initial policy: every round is fine-tuned from it."""
+
     rounds: int = 4
     samples: int = 16  # K per question (paper: 96; R5 scale: 16-32)
     temperature: float = 1.0
-    max_new_tokens: int = 64
-    max_len: int = 128
-    limit: int = 0
-    eval_limit: int = 0
-    eval_samples: int = 0
-    batch_size: int = 64
-    seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
 
     def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (the initial policy), train_data=FILE and out=DIR")
+        super().validate()
         if self.rounds < 1 or self.samples < 1:
             raise ConfigError("rounds and samples must be >= 1")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        self.train.validate()
 
 
 def correct_unique(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,22 +50,9 @@ def run_expert_iteration(cfg: ExpertIterationConfig, progress: bool = True) -> l
     """Run (or resume) every round; one result row per round, round 0 = the initial policy."""
     cfg.validate()
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
-    test = read_problems(cfg.eval_data) if cfg.eval_data else []
-    test = test[: cfg.eval_limit] if cfg.eval_limit else test
-
-    def evaluate(model_dir: str | Path) -> dict[str, Any]:
-        if not test:
-            return {}
-        model, tok = load_lm(model_dir)
-        return evaluate_policy(
-            model, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
-        )
-
-    results = [
-        {"round": 0, "samples_drawn": 0, **cached_json(out / "round-0" / "result.json", lambda: evaluate(cfg.model))}
-    ]
+    problems, test = cfg.problems()
+    first = cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))
+    results = [{"round": 0, "samples_drawn": 0, **first}]
     current: str | Path = cfg.model
     union: dict[tuple[str, str], dict[str, Any]] = {}
     for r in range(1, cfg.rounds + 1):
@@ -112,5 +84,5 @@ def run_expert_iteration(cfg: ExpertIterationConfig, progress: bool = True) -> l
         )
         drawn = len(problems) * cfg.samples * r
         stats = {"round": r, "samples_drawn": drawn, "correct_unique": len(kept), "dataset": len(data)}
-        results.append({**stats, **cached_json(rd / "result.json", lambda c=current: evaluate(c))})
+        results.append({**stats, **cached_json(rd / "result.json", lambda c=current: cfg.evaluate(c, test))})
     return results

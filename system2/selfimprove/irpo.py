@@ -26,24 +26,21 @@ from system2.lm.encoding import check_lengths, prompt_token_ids, response_token_
 from system2.lm.logprobs import reference_logprobs
 from system2.lm.tiny import load_lm
 from system2.selfimprove.loop import (
+    LoopConfig,
     cached_json,
     cached_rows,
-    evaluate_policy,
     finetune,
     group_by_question,
     sample_and_score,
 )
 from system2.selfimprove.pairs import question_pairs
-from system2.tasks.arithmetic import read_problems
 from system2.train import TrainConfig
 
 
 @dataclass
-class IRPOConfig:
-    model: str = ""  # M_0: a causal LM directory (with its tokenizer)
-    train_data: str = ""  # problems (Parquet/JSONL with question, solution, answer)
-    eval_data: str = ""  # held-out problems for greedy accuracy per iteration
-    out: str = ""
+class IRPOConfig(LoopConfig):
+    """``model`` is M_0; ``eval_data`` gives greedy accuracy (and maj@K) after every iteration."""
+
     iterations: int = 3
     samples: int = 8  # N per question (paper: 30 on GSM8K)
     temperatures: list[float] = field(default_factory=lambda: [1.0])  # per iteration; the last one repeats
@@ -53,19 +50,11 @@ class IRPOConfig:
     beta: float = 0.1
     nll_norm: str = "sequence"  # sequence (paper: per chosen sequence, then mean) | token (TRL: batch token mean)
     add_gold: bool = True  # gold solution joins the winners (GSM8K/MATH)
-    max_new_tokens: int = 64
-    max_len: int = 128  # prompt + response tokens; longer pairs are dropped
     epochs: float = 0.0  # > 0: train for this many passes over the pairs (overrides train.steps)
-    limit: int = 0  # training questions used (0: all)
-    eval_limit: int = 0
-    eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
-    batch_size: int = 64  # sampling batch
-    seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10))
 
     def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (M_0), train_data=FILE and out=DIR")
+        super().validate()
         if self.iterations < 1 or self.samples < 1 or self.pairs_per_question < 1:
             raise ConfigError("iterations, samples and pairs_per_question must be >= 1")
         if self.objective not in ("dpo", "sft"):
@@ -76,10 +65,6 @@ class IRPOConfig:
             raise ConfigError(f"epochs must be >= 0, got {self.epochs}")
         if not self.temperatures or min(self.temperatures) < 0:
             raise ConfigError("temperatures must be a non-empty list of numbers >= 0")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        self.train.validate()
 
     def temperature(self, iteration: int) -> float:
         return self.temperatures[min(iteration - 1, len(self.temperatures) - 1)]
@@ -116,21 +101,10 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) every iteration; returns one result row per iteration, iteration 0 = M_0."""
     cfg.validate()
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
-    test = read_problems(cfg.eval_data) if cfg.eval_data else []
-    test = test[: cfg.eval_limit] if cfg.eval_limit else test
+    problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
-    def evaluate(model_dir: str | Path) -> dict[str, Any]:
-        if not test:
-            return {}
-        model, tok = load_lm(model_dir)
-        return evaluate_policy(
-            model, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
-        )
-
-    results = [{"iteration": 0, **cached_json(out / "iter-0" / "result.json", lambda: evaluate(cfg.model))}]
+    results = [{"iteration": 0, **cached_json(out / "iter-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))}]
     current: str | Path = cfg.model
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter-{t}"
@@ -173,7 +147,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
             "pairs": len(pairs),
             "questions_with_pairs": len({p["id"] for p in pairs}),
         }
-        results.append({**stats, **cached_json(it / "result.json", lambda c=current: evaluate(c))})
+        results.append({**stats, **cached_json(it / "result.json", lambda c=current: cfg.evaluate(c, test))})
     return results
 
 

@@ -11,19 +11,68 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from system2.config import ConfigError
 from system2.lm.sampling import SampleConfig, sample
 from system2.lm.tiny import load_lm, save_lm
 from system2.runs import atomic_write_json
 from system2.selfimprove.metrics import accuracy, maj_at_k, pass_at_k
-from system2.tasks.arithmetic import Problem, extract_answer
+from system2.tasks.arithmetic import Problem, extract_answer, read_problems
 from system2.train import TrainConfig, TrainData, train
 
 Extract = Callable[[object], int | None]
+
+
+@dataclass
+class LoopConfig:
+    """Settings every self-improvement recipe shares (each recipe's config adds its own)."""
+
+    model: str = ""  # the starting policy: a local causal LM directory with its tokenizer
+    train_data: str = ""  # problems (Parquet/JSONL rows with question, solution, answer)
+    eval_data: str = ""  # held-out problems; empty: no evaluation
+    out: str = ""  # run directory (a rerun resumes)
+    max_new_tokens: int = 64
+    max_len: int = 128  # prompt + response tokens
+    limit: int = 0  # training questions used (0: all)
+    eval_limit: int = 0
+    eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
+    batch_size: int = 64  # sampling batch
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not self.model or not self.train_data or not self.out:
+            raise ConfigError("set model=PATH (the starting policy), train_data=FILE and out=DIR")
+        self.check_paths()
+
+    def check_paths(self) -> None:
+        for path in (self.model, self.train_data, self.eval_data):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{path} does not exist")
+        if self.max_new_tokens < 1 or self.max_len < 2:
+            raise ConfigError("max_new_tokens must be >= 1 and max_len >= 2")
+        if hasattr(self, "train"):
+            self.train.validate()
+
+    def problems(self) -> tuple[list[Problem], list[Problem]]:
+        """(training problems, evaluation problems), cut to ``limit`` / ``eval_limit``."""
+        train_set = read_problems(self.train_data)
+        test = read_problems(self.eval_data) if self.eval_data else []
+        return train_set[: self.limit or None], test[: self.eval_limit or None]
+
+    def evaluate(self, model_dir: str | Path, test: Sequence[Problem], prefix: str = "") -> dict[str, Any]:
+        """maj@1 (and maj@K/pass@K with ``eval_samples``) of the policy at ``model_dir``; {} without test data."""
+        if not test:
+            return {}
+        model, tok = load_lm(model_dir)
+        return evaluate_policy(
+            model, tok, test, self.max_new_tokens, self.eval_samples, seed=self.seed, batch_size=self.batch_size,
+            prompt_prefix=prefix,
+        )  # fmt: skip
 
 
 def sample_and_score(

@@ -16,39 +16,22 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from system2.config import ConfigError
 from system2.lm.logprobs import encode_prompt_response
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import cached_json, cached_rows, group_by_question, sample_and_score
+from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
 from system2.selfimprove.metrics import rerank_at_k
-from system2.tasks.arithmetic import extract_answer, read_problems
+from system2.tasks.arithmetic import extract_answer
 from system2.train import TrainConfig, train
 
 
 @dataclass
-class ORMConfig:
-    model: str = ""  # the policy whose samples are labelled (its trunk initialises the ORM)
-    train_data: str = ""
-    eval_data: str = ""
-    out: str = ""
+class ORMConfig(LoopConfig):
+    """``model`` is the policy whose samples are labelled; its trunk initialises the ORM."""
+
     samples: int = 8  # per training question
     temperature: float = 1.0
-    max_new_tokens: int = 64
-    max_len: int = 128
-    limit: int = 0
-    eval_limit: int = 0
     eval_samples: int = 8  # K for rerank@K on eval_data
-    batch_size: int = 64
-    seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=32, lr=1e-4, warmup=20))
-
-    def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (the SFT policy), train_data=FILE and out=DIR")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        self.train.validate()
 
 
 class RewardData:
@@ -116,8 +99,7 @@ def train_orm(cfg: ORMConfig, progress: bool = True) -> dict[str, Any]:
     """Sample, label, train the ORM, and report its accuracy and rerank@K on held-out questions."""
     cfg.validate()
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
+    problems, _ = cfg.problems()
 
     def draw() -> list[dict[str, Any]]:
         policy, tok = load_lm(cfg.model)
@@ -144,10 +126,9 @@ def train_orm(cfg: ORMConfig, progress: bool = True) -> dict[str, Any]:
 
 def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
     """Held-out classification accuracy of the ORM and rerank@K of the policy's samples."""
-    if not cfg.eval_data:
+    _, test = cfg.problems()
+    if not test:
         return {}
-    test = read_problems(cfg.eval_data)
-    test = test[: cfg.eval_limit] if cfg.eval_limit else test
     policy, tok = load_lm(cfg.model)
     rows = sample_and_score(
         policy, tok, test, cfg.eval_samples, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1, cfg.batch_size

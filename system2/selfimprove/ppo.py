@@ -26,22 +26,18 @@ from system2.config import ConfigError
 from system2.lm.logprobs import encode_prompt_response
 from system2.lm.tiny import load_lm, save_lm
 from system2.runs import atomic_dir, atomic_write_text
-from system2.selfimprove.loop import cached_json, evaluate_policy, sample_and_score
-from system2.tasks.arithmetic import dense_step_reward, read_problems
+from system2.selfimprove.loop import LoopConfig, cached_json, evaluate_policy, sample_and_score
+from system2.tasks.arithmetic import dense_step_reward
 
 
 @dataclass
-class PPOConfig:
-    model: str = ""  # the initial policy; also the frozen KL reference
-    train_data: str = ""
-    eval_data: str = ""
-    out: str = ""
+class PPOConfig(LoopConfig):
+    """``model`` is the initial policy and also the frozen KL reference."""
+
     iterations: int = 50
     prompts_per_iteration: int = 64
     samples_per_prompt: int = 1
     temperature: float = 1.0
-    max_new_tokens: int = 64
-    max_len: int = 128
     kl_coef: float = 0.05
     gamma: float = 1.0
     lam: float = 0.95
@@ -56,24 +52,15 @@ class PPOConfig:
     dense_per_step: float = 0.1
     ckpt_every: int = 10
     eval_every: int = 0  # 0: evaluate only at the end
-    limit: int = 0
-    eval_limit: int = 0
-    eval_samples: int = 0
-    batch_size: int = 64
-    seed: int = 0
 
     def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (the initial policy), train_data=FILE and out=DIR")
+        super().validate()
         if self.reward not in ("sparse", "dense"):
             raise ConfigError(f"reward must be 'sparse' or 'dense', got {self.reward!r}")
         if min(self.iterations, self.prompts_per_iteration, self.samples_per_prompt, self.ppo_epochs) < 1:
             raise ConfigError("iterations, prompts_per_iteration, samples_per_prompt and ppo_epochs must be >= 1")
         if not 0 <= self.lam <= 1 or not 0 <= self.gamma <= 1 or self.clip <= 0:
             raise ConfigError("need 0 <= lam, gamma <= 1 and clip > 0")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -154,10 +141,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
     from rich.progress import Progress
 
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
-    test = read_problems(cfg.eval_data) if cfg.eval_data else []
-    test = test[: cfg.eval_limit] if cfg.eval_limit else test
+    problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
     torch.manual_seed(cfg.seed)
@@ -243,15 +227,13 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
     if not (final / "config.json").is_file():
         save_lm(policy, tok, final)
 
-    def evaluate() -> dict[str, Any]:
-        if not test:
-            return {}
-        policy.eval()
-        return evaluate_policy(
-            policy, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
-        )
-
-    return log + [{"iteration": cfg.iterations, "final": True, **cached_json(out / "result.json", evaluate)}]
+    return log + [
+        {
+            "iteration": cfg.iterations,
+            "final": True,
+            **cached_json(out / "result.json", lambda: cfg.evaluate(final, test)),
+        }
+    ]
 
 
 def _save(out: Path, iteration: int, policy: Any, tok: Any, value_head: torch.nn.Module, opt: Any, log: list) -> None:

@@ -18,40 +18,26 @@ from typing import Any
 from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import cached_json, cached_rows, evaluate_policy, finetune, sample_and_score
-from system2.tasks.arithmetic import RETURN_TOKENS, read_problems
+from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, finetune, sample_and_score
+from system2.tasks.arithmetic import RETURN_TOKENS
 from system2.train import TrainConfig
 
 GOOD, BAD = RETURN_TOKENS
 
 
 @dataclass
-class RCRLConfig:
-    model: str = ""  # the initial policy (an SFT model)
-    train_data: str = ""
-    eval_data: str = ""
-    out: str = ""
+class RCRLConfig(LoopConfig):
+    """``model`` is the initial policy (an SFT model): every round is fine-tuned from it."""
+
     rounds: int = 1
     samples: int = 16
     temperature: float = 1.0
-    max_new_tokens: int = 64
-    max_len: int = 128
-    limit: int = 0
-    eval_limit: int = 0
-    eval_samples: int = 0
-    batch_size: int = 64
-    seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
 
     def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (the initial policy), train_data=FILE and out=DIR")
+        super().validate()
         if self.rounds < 1 or self.samples < 1:
             raise ConfigError("rounds and samples must be >= 1")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        self.train.validate()
 
 
 def tag(question: str, correct: bool) -> str:
@@ -63,21 +49,8 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True) -> list[dict[str, Any]]:
     """Run (or resume) every round; one result row per round, round 0 = the initial policy (unconditioned)."""
     cfg.validate()
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
-    test = read_problems(cfg.eval_data) if cfg.eval_data else []
-    test = test[: cfg.eval_limit] if cfg.eval_limit else test
-
-    def evaluate(model_dir: str | Path, prefix: str) -> dict[str, Any]:
-        if not test:
-            return {}
-        model, tok = load_lm(model_dir)
-        return evaluate_policy(
-            model, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size,
-            prompt_prefix=prefix,
-        )  # fmt: skip
-
-    results = [{"round": 0, **cached_json(out / "round-0" / "result.json", lambda: evaluate(cfg.model, ""))}]
+    problems, test = cfg.problems()
+    results = [{"round": 0, **cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))}]
     current: str | Path = cfg.model
     pool: list[dict[str, Any]] = []
     for r in range(1, cfg.rounds + 1):
@@ -110,5 +83,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True) -> list[dict[str, Any]]:
             "samples_drawn": len(pool),
             "good_fraction": sum(x["correct"] for x in rows) / len(rows),
         }
-        results.append({**stats, **cached_json(rd / "result.json", lambda c=current: evaluate(c, f"{GOOD} "))})
+        results.append(
+            {**stats, **cached_json(rd / "result.json", lambda c=current: cfg.evaluate(c, test, f"{GOOD} "))}
+        )
     return results

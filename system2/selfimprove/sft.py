@@ -15,9 +15,9 @@ from typing import Any
 
 from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
-from system2.lm.tiny import build_word_tokenizer, load_lm, save_lm, tiny_llama
-from system2.selfimprove.loop import cached_json, evaluate_policy, finetune
-from system2.tasks.arithmetic import ArithmeticConfig, read_problems, vocabulary
+from system2.lm.tiny import build_word_tokenizer, save_lm, tiny_llama
+from system2.selfimprove.loop import LoopConfig, cached_json, finetune
+from system2.tasks.arithmetic import ArithmeticConfig, vocabulary
 from system2.train import TrainConfig
 
 
@@ -31,28 +31,16 @@ class TinyLMConfig:
 
 
 @dataclass
-class SFTConfig:
-    model: str = ""  # a local causal LM directory; empty: build a tiny model from `tiny`
+class SFTConfig(LoopConfig):
+    """``model`` empty: build a tiny model from ``tiny``; ``limit`` = gold solutions used (0: all)."""
+
     tiny: TinyLMConfig = field(default_factory=TinyLMConfig)
-    train_data: str = ""
-    eval_data: str = ""
-    out: str = ""
-    limit: int = 0  # gold solutions used (0: all)
-    max_len: int = 128
-    max_new_tokens: int = 64
-    eval_limit: int = 0
-    eval_samples: int = 0
-    batch_size: int = 64
-    seed: int = 0
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=32, lr=1e-3, warmup=50))
 
     def validate(self) -> None:
         if not self.train_data or not self.out:
             raise ConfigError("set train_data=FILE and out=DIR (and model=PATH, or leave it empty for a tiny model)")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        self.train.validate()
+        self.check_paths()
 
 
 def init_tiny(cfg: SFTConfig, path: Path) -> Path:
@@ -72,22 +60,15 @@ def run_sft(cfg: SFTConfig, progress: bool = True) -> dict[str, Any]:
     """Fine-tune on gold solutions and evaluate; returns the result row (also in ``OUT/result.json``)."""
     cfg.validate()
     out = Path(cfg.out)
-    problems = read_problems(cfg.train_data)
-    problems = problems[: cfg.limit] if cfg.limit else problems
+    problems, test = cfg.problems()
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init")
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]
     final = finetune(
         init, lambda tok: SFTData(tok, prompts, solutions, cfg.max_len), make_sft_loss_fn(), cfg.train, out, progress
     )
 
-    def evaluate() -> dict[str, Any]:
-        if not cfg.eval_data:
-            return {}
-        test = read_problems(cfg.eval_data)
-        test = test[: cfg.eval_limit] if cfg.eval_limit else test
-        model, tok = load_lm(final)
-        return evaluate_policy(
-            model, tok, test, cfg.max_new_tokens, cfg.eval_samples, seed=cfg.seed, batch_size=cfg.batch_size
-        )
-
-    return {"model": str(final), "examples": len(problems), **cached_json(out / "result.json", evaluate)}
+    return {
+        "model": str(final),
+        "examples": len(problems),
+        **cached_json(out / "result.json", lambda: cfg.evaluate(final, test)),
+    }

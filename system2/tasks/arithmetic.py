@@ -225,6 +225,24 @@ def write_problems(path: str | Path, problems: Sequence[Problem]) -> None:
         pq.write_table(table, tmp)
 
 
+def write_dataset(
+    out: str | Path,
+    seed: int,
+    n_train: int,
+    n_test: int,
+    n_hard: int = 0,
+    n_svamp: int = 0,
+    cfg: ArithmeticConfig = ArithmeticConfig(),
+) -> dict[str, list[Problem]]:
+    """Generate the splits and write ``OUT/<split>.parquet``; each file is written atomically, and the same
+    arguments give the same bytes, so a rerun after a crash completes the set."""
+    splits = make_dataset(seed, n_train, n_test, n_hard, n_svamp, cfg)
+    for name, problems in splits.items():
+        if not (Path(out) / f"{name}.parquet").is_file():
+            write_problems(Path(out) / f"{name}.parquet", problems)
+    return splits
+
+
 def read_problems(path: str | Path) -> list[Problem]:
     """Read problems from Parquet or JSONL; a file without the needed fields fails with their names."""
     p = Path(path)
