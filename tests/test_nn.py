@@ -104,3 +104,17 @@ def test_bad_shapes_are_rejected():
         EncoderDecoder(EncDecConfig(vocab_size=10, d_model=30, n_heads=4))
     with pytest.raises(ValueError, match="unknown model preset"):
         EncDecConfig.preset("huge", 10)
+
+
+def test_rope_backward_equals_autograd_of_the_forward():
+    """The hand-written RoPE gradient (the inverse rotation) against autograd through the plain formula."""
+    from system2.nn.positions import RotaryEmbedding, _rotate
+
+    rope = RotaryEmbedding(8, max_len=16).double()
+    x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
+    torch.autograd.gradcheck(lambda z: rope.rotate(z, 4), (x,))
+    cos, sin = rope.cos[4:9], rope.sin[4:9]
+    g = torch.randn(2, 3, 5, 8, dtype=torch.float64)
+    (ref,) = torch.autograd.grad(_rotate(x, cos, sin), x, g)
+    (ours,) = torch.autograd.grad(rope.rotate(x, 4), x, g)
+    torch.testing.assert_close(ours, ref)

@@ -3,6 +3,8 @@ that KV-cached decoding sees the same rotations as a full forward pass."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -33,6 +35,28 @@ class RotaryEmbedding(nn.Module):
             self._build(max(2 * self.max_len, offset + t))
         cos = self.cos[offset : offset + t].to(x.dtype)
         sin = self.sin[offset : offset + t].to(x.dtype)
-        x1, x2 = x.chunk(2, dim=-1)
-        rotated = torch.cat([-x2, x1], dim=-1)
-        return x * cos + rotated * sin
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _Rotate.apply(x, cos, sin)
+        return _rotate(x, cos, sin)
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x * cos + rotate_half(x) * sin, with rotate_half(x) = (-x2, x1)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-x2, x1], dim=-1) * sin
+
+
+class _Rotate(torch.autograd.Function):
+    """RoPE with a hand-written backward: the gradient is the inverse rotation, so autograd keeps only the
+    cos/sin tables instead of every intermediate of the forward (less memory traffic in training)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(cos, sin)
+        return _rotate(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
+        cos, sin = ctx.saved_tensors
+        g1, g2 = (grad * sin).chunk(2, dim=-1)  # the transpose of rotate_half maps (z1, z2) to (z2, -z1)
+        return grad * cos + torch.cat([g2, -g1], dim=-1), None, None

@@ -41,7 +41,7 @@ class IRPOScale:
     samples: int = 8
     pairs: int = 4
     dpo_epochs: float = 1.0
-    dpo_lr: float = 5e-5
+    dpo_lr: float = 2e-4
     batch_size: int = 16
     temperature: float = 1.0
     seeds: int = 3

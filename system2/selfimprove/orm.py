@@ -72,7 +72,14 @@ def load_orm(path: str | Path) -> tuple[torch.nn.Module, Any]:
         raise ValueError(
             f"the tokenizer in {path} has no pad token: set one (e.g. tokenizer.pad_token = tokenizer.eos_token)"
         )
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, pad_token_id=tok.pad_token_id)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # from a policy directory the new head is "missing" by design: no report
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, pad_token_id=tok.pad_token_id)
+    finally:
+        hf_logging.set_verbosity(level)
     return model, tok
 
 
