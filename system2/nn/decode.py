@@ -11,7 +11,7 @@ equal (a test) and the baseline of the decoding benchmark.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -51,6 +51,40 @@ def _pick(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator 
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
+def _decode_loop(
+    seqs: torch.Tensor,
+    pos: int,
+    logits: torch.Tensor,
+    cfg: SamplingConfig,
+    eos_id: int,
+    generator: torch.Generator | None,
+    next_logits: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
+    drop_rows: Callable[[torch.Tensor], None],
+) -> torch.Tensor:
+    """The sampling loop both model shapes share: pick a token for every live row, write it into ``seqs``
+    at ``pos``, retire rows that emitted eos (``drop_rows(keep)`` shrinks the caller's state to the rows
+    kept), and ask ``next_logits(alive, nxt, pos)`` for the next step. Returns each row's end position."""
+    batch, total = seqs.shape
+    lengths = torch.full((batch,), total, dtype=torch.long, device=seqs.device)
+    alive = torch.arange(batch, device=seqs.device)  # rows of the original batch still decoding
+    for _ in range(cfg.max_new_tokens):
+        nxt = _pick(logits, cfg, generator)
+        seqs[alive, pos] = nxt
+        pos += 1
+        done = nxt == eos_id
+        if done.any():
+            lengths[alive[done]] = pos
+            keep = (~done).nonzero().squeeze(-1)
+            if keep.numel() == 0:
+                break
+            alive, nxt = alive[keep], nxt[keep]
+            drop_rows(keep)
+        if pos == total:
+            break
+        logits = next_logits(alive, nxt, pos)
+    return lengths
+
+
 @torch.no_grad()
 def generate(
     model: EncoderDecoder,
@@ -78,38 +112,27 @@ def generate(
     total = start.shape[1] + cfg.max_new_tokens
     seqs = torch.full((batch, total), eos_id, dtype=torch.long, device=device)
     seqs[:, : start.shape[1]] = start
-    lengths = torch.full((batch,), total, dtype=torch.long, device=device)
-
-    alive = torch.arange(batch, device=device)  # rows of the original batch still decoding
     if use_cache:
         state = model.start_decoding(memory, src_mask, total)
         logits = model.decode(start, state=state)[:, -1]
     else:
         state = None
         logits = model.decode(start, memory, src_mask)[:, -1]
-    pos = start.shape[1]
-    for _ in range(cfg.max_new_tokens):
-        nxt = _pick(logits, cfg, generator)
-        seqs[alive, pos] = nxt
-        pos += 1
-        done = nxt == eos_id
-        if done.any():
-            lengths[alive[done]] = pos
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0:
-                break
-            alive, nxt = alive[keep], nxt[keep]
-            if state is not None:
-                state.select(keep)
-            else:
-                memory = memory.index_select(0, keep)
-                src_mask = None if src_mask is None else src_mask.index_select(0, keep)
-        if pos == total:
-            break
+    ctx = {"memory": memory, "mask": src_mask}
+
+    def drop_rows(keep: torch.Tensor) -> None:
         if state is not None:
-            logits = model.decode(nxt[:, None], state=state)[:, -1]
+            state.select(keep)
         else:
-            logits = model.decode(seqs[alive, :pos], memory, src_mask)[:, -1]
+            ctx["memory"] = ctx["memory"].index_select(0, keep)
+            ctx["mask"] = None if ctx["mask"] is None else ctx["mask"].index_select(0, keep)
+
+    def next_logits(alive: torch.Tensor, nxt: torch.Tensor, pos: int) -> torch.Tensor:
+        if state is not None:
+            return model.decode(nxt[:, None], state=state)[:, -1]
+        return model.decode(seqs[alive, :pos], ctx["memory"], ctx["mask"])[:, -1]
+
+    lengths = _decode_loop(seqs, start.shape[1], logits, cfg, eos_id, generator, next_logits, drop_rows)
     return [seqs[i, : lengths[i]].tolist() for i in range(batch)]
 
 
@@ -142,29 +165,17 @@ def generate_lm(
         seqs[i, width - len(r) : width] = torch.tensor(r, dtype=torch.long, device=device)
         real[i, : width - len(r)] = False
     padded = not bool(real[:, :width].all())
-    lengths = torch.full((batch,), total, dtype=torch.long, device=device)
-
-    alive = torch.arange(batch, device=device)  # rows of the original batch still decoding
     state = model.start_decoding(batch, total) if use_cache else None
     logits = model(seqs[:, :width], real[:, :width] if padded else None, state)[:, -1]
-    pos = width
-    for _ in range(cfg.max_new_tokens):
-        nxt = _pick(logits, cfg, generator)
-        seqs[alive, pos] = nxt
-        pos += 1
-        done = nxt == eos_id
-        if done.any():
-            lengths[alive[done]] = pos
-            keep = (~done).nonzero().squeeze(-1)
-            if keep.numel() == 0:
-                break
-            alive, nxt = alive[keep], nxt[keep]
-            if state is not None:
-                state.select(keep)
-        if pos == total:
-            break
+
+    def drop_rows(keep: torch.Tensor) -> None:
         if state is not None:
-            logits = model(nxt[:, None], None, state)[:, -1]
-        else:
-            logits = model(seqs[alive, :pos], real[alive, :pos] if padded else None)[:, -1]
+            state.select(keep)
+
+    def next_logits(alive: torch.Tensor, nxt: torch.Tensor, pos: int) -> torch.Tensor:
+        if state is not None:
+            return model(nxt[:, None], None, state)[:, -1]
+        return model(seqs[alive, :pos], real[alive, :pos] if padded else None)[:, -1]
+
+    lengths = _decode_loop(seqs, width, logits, cfg, eos_id, generator, next_logits, drop_rows)
     return [seqs[i, width - len(r) : lengths[i]].tolist() for i, r in enumerate(rows)]
