@@ -64,6 +64,15 @@ def test_irpo_iterations_write_every_stage_and_resume(world: dict[str, str], tmp
     mtime = (tmp_path / "irpo" / "iter-2" / "samples.parquet").stat().st_mtime
     assert run_irpo(cfg, progress=False) == rows
     assert (tmp_path / "irpo" / "iter-2" / "samples.parquet").stat().st_mtime == mtime
+    # a run killed during iteration 2 (its model and result never written) resumes there and ends the same
+    import shutil
+
+    shutil.rmtree(tmp_path / "irpo" / "iter-2" / "train" / "model")
+    (tmp_path / "irpo" / "iter-2" / "result.json").unlink()
+    (tmp_path / "irpo" / "iter-2" / "pairs.parquet").unlink()
+    iter1 = (tmp_path / "irpo" / "iter-1" / "samples.parquet").stat().st_mtime
+    assert run_irpo(cfg, progress=False) == rows
+    assert (tmp_path / "irpo" / "iter-1" / "samples.parquet").stat().st_mtime == iter1
 
 
 def test_expert_iteration_pools_rounds_and_restarts_from_the_initial_model(world: dict, tmp_path: Path) -> None:
