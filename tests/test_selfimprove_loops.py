@@ -130,6 +130,8 @@ def test_bad_configs_fail_before_work(world: dict, tmp_path: Path) -> None:
         IRPOConfig(train_data=world["train"], out=str(tmp_path)).validate()
     with pytest.raises(ConfigError, match="does not exist"):
         IRPOConfig(model=str(tmp_path / "nope"), train_data=world["train"], out=str(tmp_path)).validate()
+    with pytest.raises(ConfigError, match="not a model directory|config.json"):
+        IRPOConfig(model=str(tmp_path), train_data=world["train"], out=str(tmp_path)).validate()
     with pytest.raises(ConfigError, match="objective"):
         IRPOConfig(model=world["model"], train_data=world["train"], out=str(tmp_path), objective="x").validate()
     with pytest.raises(ConfigError, match="reward"):

@@ -145,7 +145,7 @@ def _train_arms(
                         train=_train_cfg(scale.ei_steps, seed, 1e-4), **common))  # fmt: skip
     budget = scale.train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
     ei = ExpertIterationConfig(model=sft, out=str(root / "ei"), rounds=scale.ei_rounds, samples=scale.ei_samples,
-                               seed=seed, train=_train_cfg(scale.ei_steps, seed, 3e-4), **common)  # fmt: skip
+                               seed=seed, train=_train_cfg(scale.ei_steps, seed, 1e-3), **common)  # fmt: skip
     run_expert_iteration(ei)
     iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
     ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
@@ -153,7 +153,7 @@ def _train_arms(
                     **common)  # fmt: skip
     ppo_log = run_ppo(ppo)
     rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // scale.train), seed=seed,
-                      train=_train_cfg(scale.rcrl_steps, seed, 3e-4), **common)  # fmt: skip
+                      train=_train_cfg(scale.rcrl_steps, seed, 1e-3), **common)  # fmt: skip
     run_rcrl(rcrl)
     arms = {
         "SFT": (sft, ""),

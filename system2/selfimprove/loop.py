@@ -19,7 +19,7 @@ import torch
 
 from system2.config import ConfigError
 from system2.lm.sampling import SampleConfig, sample
-from system2.lm.tiny import load_lm, save_lm
+from system2.lm.tiny import check_lm_dir, load_lm, save_lm
 from system2.runs import atomic_write_json
 from system2.selfimprove.metrics import accuracy, maj_at_k, pass_at_k
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
@@ -53,6 +53,11 @@ class LoopConfig:
         for path in (self.model, self.train_data, self.eval_data):
             if path and not Path(path).exists():
                 raise ConfigError(f"{path} does not exist")
+        if self.model:
+            try:
+                check_lm_dir(self.model)  # a causal LM directory, before any work starts
+            except (FileNotFoundError, ValueError) as e:
+                raise ConfigError(f"model: {e}") from None
         if self.max_new_tokens < 1 or self.max_len < 2:
             raise ConfigError("max_new_tokens must be >= 1 and max_len >= 2")
         if hasattr(self, "train"):
