@@ -108,9 +108,12 @@ def test_bad_shapes_are_rejected():
 
 def test_rope_backward_equals_autograd_of_the_forward():
     """The hand-written RoPE gradient (the inverse rotation) against autograd through the plain formula."""
-    from system2.nn.positions import RotaryEmbedding, _rotate
-
     rope = RotaryEmbedding(8, max_len=16).double()
+
+    def _rotate(z, cos, sin):  # the textbook formula, differentiated by autograd
+        z1, z2 = z.chunk(2, dim=-1)
+        return z * cos + torch.cat([-z2, z1], dim=-1) * sin
+
     x = torch.randn(2, 3, 5, 8, dtype=torch.float64, requires_grad=True)
     torch.autograd.gradcheck(lambda z: rope.rotate(z, 4), (x,))
     cos, sin = rope.cos[4:9], rope.sin[4:9]
@@ -118,3 +121,26 @@ def test_rope_backward_equals_autograd_of_the_forward():
     (ref,) = torch.autograd.grad(_rotate(x, cos, sin), x, g)
     (ours,) = torch.autograd.grad(rope.rotate(x, 4), x, g)
     torch.testing.assert_close(ours, ref)
+    with torch.no_grad():  # the decoding path (no autograd) computes the same rotation
+        torch.testing.assert_close(rope.rotate(x, 4), _rotate(x, cos, sin))
+
+
+def test_rmsnorm_equals_torch_rmsnorm_forward_and_backward():
+    """Our RMSNorm (fused forward, hand-written backward) against nn.RMSNorm and a float64 gradcheck."""
+    from system2.nn.layers import RMSNorm
+
+    ours, ref = RMSNorm(16, eps=1e-5), torch.nn.RMSNorm(16, eps=1e-5)
+    with torch.no_grad():
+        ours.weight.copy_(torch.randn(16))
+        ref.weight.copy_(ours.weight)
+    assert list(ours.state_dict()) == list(ref.state_dict())
+    x = torch.randn(3, 7, 16, requires_grad=True)
+    g = torch.randn(3, 7, 16)
+    y1, y2 = ours(x), ref(x)
+    torch.testing.assert_close(y1, y2)
+    gx1, gw1 = torch.autograd.grad(y1, (x, ours.weight), g)
+    gx2, gw2 = torch.autograd.grad(y2, (x, ref.weight), g)
+    torch.testing.assert_close(gx1, gx2)
+    torch.testing.assert_close(gw1, gw2)
+    d = RMSNorm(6, eps=1e-5).double()
+    torch.autograd.gradcheck(d, (torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True),))

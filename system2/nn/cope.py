@@ -149,8 +149,7 @@ class CoPEAttention(Attention):
         if table is None:
             raise ValueError("this CoPE layer borrows a shared table: pass cope=")
         b, t, d = x.shape
-        q_content = self._heads(self.wq(x))  # B x H x Tq x d_h, before RoPE
-        k, v = self._heads(self.wk(x)), self._heads(self.wv(x))
+        q_content, k, v = self.project_qkv(x)  # B x H x T x d_h; q before RoPE
         g = self._heads(self.wg(x)) if self.wg is not None else None
         offset = cache.length if cache is not None else 0
         q = q_content

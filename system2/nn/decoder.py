@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from system2.nn.cope import GATE_SOURCES, ContextualPosition, CoPEAttention
-from system2.nn.layers import Attention, KVCache, SwiGLU, swiglu_hidden
+from system2.nn.layers import Attention, KVCache, RMSNorm, SwiGLU, swiglu_hidden
 from system2.nn.positions import RotaryEmbedding
 
 POSITIONS = ("none", "abs", "rope", "cope", "cope+rope")
@@ -92,7 +92,7 @@ class DecoderConfig:
 class DecoderBlock(nn.Module):
     def __init__(self, cfg: DecoderConfig, rope: RotaryEmbedding | None, cope: bool, own_table: bool) -> None:
         super().__init__()
-        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm1 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.attn: Attention
         if cope:
             self.attn = CoPEAttention(
@@ -108,7 +108,7 @@ class DecoderBlock(nn.Module):
             )
         else:
             self.attn = Attention(cfg.d_model, cfg.n_heads, rope)
-        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm2 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
 
     def forward(
@@ -186,7 +186,7 @@ class DecoderLM(nn.Module):
             DecoderBlock(cfg, rope, i in cope_layers, own_table=self.table_owner in (None, i))
             for i in range(cfg.n_layers)
         )
-        self.norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size, bias=False)
 
     def num_parameters(self) -> int:

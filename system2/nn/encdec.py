@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from system2.nn.layers import Attention, KVCache, SwiGLU, swiglu_hidden
+from system2.nn.layers import Attention, KVCache, RMSNorm, SwiGLU, swiglu_hidden
 from system2.nn.positions import RotaryEmbedding
 
 # Sizes of the papers (planning.md A5) and CPU presets.
@@ -69,9 +69,9 @@ class EncDecConfig:
 class EncoderLayer(nn.Module):
     def __init__(self, cfg: EncDecConfig, rope: RotaryEmbedding) -> None:
         super().__init__()
-        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm1 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.attn = Attention(cfg.d_model, cfg.n_heads, rope)
-        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm2 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -82,11 +82,11 @@ class EncoderLayer(nn.Module):
 class DecoderLayer(nn.Module):
     def __init__(self, cfg: EncDecConfig, rope: RotaryEmbedding) -> None:
         super().__init__()
-        self.norm1 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm1 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.self_attn = Attention(cfg.d_model, cfg.n_heads, rope)
-        self.norm2 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm2 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.cross_attn = Attention(cfg.d_model, cfg.n_heads, None)
-        self.norm3 = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.norm3 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
 
     def forward(
@@ -129,11 +129,11 @@ class EncoderDecoder(nn.Module):
         self.rope = rope
         self.enc_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.enc_layers = nn.ModuleList(EncoderLayer(cfg, rope) for _ in range(cfg.enc_layers))
-        self.enc_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.enc_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.enc_out = nn.Linear(cfg.d_model, cfg.d_model, bias=False)
         self.dec_embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.dec_layers = nn.ModuleList(DecoderLayer(cfg, rope) for _ in range(cfg.dec_layers))
-        self.dec_norm = nn.RMSNorm(cfg.d_model, eps=cfg.norm_eps)
+        self.dec_norm = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         # PyTorch's default initialisation (Linear: Kaiming-uniform, Embedding: N(0, 1)). A GPT-style
         # N(0, 0.02) init leaves the attention of these narrow models near-uniform for hundreds of steps:
         # on a copy-after-marker task it needed ~3x more steps than the default (measured).
