@@ -180,3 +180,25 @@ def test_bad_options_are_rejected():
         CoPEAttention(D, H, 0)
     with pytest.raises(ValueError, match="causal=True or a mask"):
         layer()(torch.randn(1, 3, D))
+
+
+@pytest.mark.parametrize("gates", ["keys", "separate"])
+def test_query_blocks_give_the_same_outputs_and_gradients(monkeypatch, gates):
+    """Long sequences run the T x T work on blocks of queries; any block size gives the same numbers."""
+    import system2.nn.cope as cope_module
+
+    torch.manual_seed(0)
+    layer = CoPEAttention(32, 4, max_pos=6, gates=gates)
+    with torch.no_grad():
+        layer.cope.table.normal_()
+    x = torch.randn(2, 11, 32, requires_grad=True)
+    layer.record = True
+    full = layer(x, causal=True)
+    (g_full,) = torch.autograd.grad(full.square().sum(), x)
+    rec_full = layer.recorded
+    monkeypatch.setattr(cope_module, "BLOCK_BYTES", 4 * 2 * 4 * 11 * 3)  # 3 query rows per block
+    blocks = layer(x, causal=True)
+    (g_blocks,) = torch.autograd.grad(blocks.square().sum(), x)
+    torch.testing.assert_close(blocks, full)
+    torch.testing.assert_close(g_blocks, g_full)
+    torch.testing.assert_close(layer.recorded["positions"], rec_full["positions"])

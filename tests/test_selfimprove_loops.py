@@ -83,6 +83,7 @@ def test_expert_iteration_pools_rounds_and_restarts_from_the_initial_model(world
     rows = run_expert_iteration(cfg, progress=False)
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert rows[2]["dataset"] >= rows[1]["dataset"] and rows[2]["samples_drawn"] == 2 * 24 * 3
+    assert rows[2]["model"] == str(tmp_path / "ei" / "round-2" / "train" / "model")
     cfg_json = json.loads((tmp_path / "ei" / "round-2" / "train" / "train_config.json").read_text())
     assert cfg_json["steps"] == 2
     assert correct_unique(

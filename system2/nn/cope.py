@@ -32,6 +32,7 @@ from system2.nn.positions import RotaryEmbedding
 GateSource = Literal["keys", "separate", "values"]
 GATE_SOURCES = ("keys", "separate", "values")
 TableSharing = Literal["layer", "head"]
+BLOCK_BYTES = 16 * 2**20  # the T x T temporaries of one block of queries (fp32) stay under this size
 
 
 def interpolate_logits(z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
@@ -127,6 +128,7 @@ class CoPEAttention(Attention):
         self.cope = ContextualPosition(self.head_dim, max_pos, n_heads, tables) if own_table else None
         self.record = False  # when True, keep the last gates and positions in ``recorded`` (for plots)
         self.recorded: dict[str, torch.Tensor] = {}
+        self._blocks: list[dict[str, torch.Tensor]] = []
 
     def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:
         return CoPECache(batch, self.n_heads, max_len, self.head_dim, like, gate_keys=self.wg is not None)
@@ -172,16 +174,39 @@ class CoPEAttention(Attention):
             allowed = torch.ones(t, tk, dtype=torch.bool, device=x.device).tril(tk - t).flip(-1)
         scale = 1.0 / math.sqrt(self.head_dim)
         q_scaled = q * scale
+        # Rows (queries) are independent, so the T x T work runs on blocks of queries whose temporaries stay
+        # under BLOCK_BYTES: large blocks are served by fresh mmaps (page-faulted again every step) on glibc.
+        rows = max(1, BLOCK_BYTES // (4 * b * self.n_heads * tk))
+        parts = []
+        for s in range(0, t, rows):
+            block = slice(s, s + rows)
+            mask_rows = allowed if allowed.shape[-2] == 1 else allowed[..., block, :]
+            parts.append(self._attend(q_scaled[:, :, block], q_content[:, :, block], k, v, g, mask_rows, table, scale))
+        out = parts[0] if len(parts) == 1 else torch.cat(parts, dim=2)
+        if self.record:
+            self.recorded = {key: torch.cat([r[key] for r in self._blocks], dim=2) for key in ("gates", "positions")}
+        self._blocks = []
+        return self.wo(out.transpose(1, 2).reshape(b, t, d))
+
+    def _attend(
+        self,
+        q_scaled: torch.Tensor,
+        q_content: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        g: torch.Tensor | None,
+        allowed: torch.Tensor,
+        table: ContextualPosition,
+        scale: float,
+    ) -> torch.Tensor:
+        """Attention output of a block of queries against every (reversed) key."""
         logits = torch.matmul(q_scaled, k.transpose(-1, -2))  # B x H x Tq x Tk (keys reversed)
-        if allowed is not None:
-            logits.masked_fill_(~allowed, float("-inf"))
+        logits.masked_fill_(~allowed, float("-inf"))
         if self.gates == "keys":
             gate_logits = logits
         else:
             gate_keys = g if self.gates == "separate" else v
-            gate_logits = torch.matmul(q_scaled, gate_keys.transpose(-1, -2))
-            if allowed is not None:
-                gate_logits = gate_logits.masked_fill(~allowed, float("-inf"))
+            gate_logits = torch.matmul(q_scaled, gate_keys.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
         gate_logits = gate_logits.float()  # the prefix sums need fp32 under bf16 autocast
         if not self.scale_gates:
             gate_logits = gate_logits * math.sqrt(self.head_dim)
@@ -191,10 +216,9 @@ class CoPEAttention(Attention):
             positions.clamp_(max=table.max_pos)  # slope at p_max stops the gradient of clamped positions
         pos_logits = table(q_content, positions)
         if self.record:
-            self.recorded = {"gates": gates.detach().flip(-1), "positions": positions.detach().flip(-1)}
+            self._blocks.append({"gates": gates.detach().flip(-1), "positions": positions.detach().flip(-1)})
         # official default: (q.k + q.e) / sqrt(d); paper appendix (and --cope-nodiv): q.k / sqrt(d) + q.e
         logits = logits.float()
         logits = logits.add_(pos_logits, alpha=scale) if self.scale_positions else logits.add_(pos_logits)
         attn = torch.softmax(logits, dim=-1).to(v.dtype)
-        out = torch.matmul(attn, v)
-        return self.wo(out.transpose(1, 2).reshape(b, t, d))
+        return torch.matmul(attn, v)

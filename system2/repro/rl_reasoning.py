@@ -51,6 +51,7 @@ class RLScale:
     seeds: int = 1
     d_model: int = 128
     layers: int = 4
+    batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL)
 
 
 SCALES: dict[str, RLScale] = {
@@ -66,7 +67,7 @@ SCALES: dict[str, RLScale] = {
 }  # fmt: skip
 
 
-def _train_cfg(steps: int, seed: int, lr: float, batch: int = 32) -> TrainConfig:
+def _train_cfg(steps: int, seed: int, lr: float, batch: int) -> TrainConfig:
     return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=max(1, steps // 10), seed=seed,
                        ckpt_every=steps, log_every=max(1, steps // 20))  # fmt: skip
 
@@ -138,29 +139,31 @@ def _train_arms(
     """Train every arm of one seed (each stage cached); returns {arm: (model dir, prompt prefix)} and PPO's log."""
     tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=MAX_LEN)
     sft_cfg = SFTConfig(tiny=tiny, out=str(root / "sft"), limit=scale.gold, seed=seed,
-                        train=_train_cfg(scale.sft_steps, seed, 1e-3), **common)  # fmt: skip
+                        train=_train_cfg(scale.sft_steps, seed, 1e-3, scale.batch), **common)  # fmt: skip
     sft = run_sft(sft_cfg)["model"]
-    long_sft = run_sft(replace(sft_cfg, out=str(root / "sft_long"), train=_train_cfg(scale.long_sft_steps, seed, 1e-3)))
+    long_train = _train_cfg(scale.long_sft_steps, seed, 1e-3, scale.batch)
+    long_sft = run_sft(replace(sft_cfg, out=str(root / "sft_long"), train=long_train))
     train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples, seed=seed,
-                        train=_train_cfg(scale.ei_steps, seed, 1e-4), **common))  # fmt: skip
+                        train=_train_cfg(scale.ei_steps, seed, 1e-4, scale.batch), **common))  # fmt: skip
     budget = scale.train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
+    ei_train = _train_cfg(scale.ei_steps, seed, 1e-3, scale.batch)
     ei = ExpertIterationConfig(model=sft, out=str(root / "ei"), rounds=scale.ei_rounds, samples=scale.ei_samples,
-                               seed=seed, train=_train_cfg(scale.ei_steps, seed, 1e-3), **common)  # fmt: skip
-    run_expert_iteration(ei)
+                               seed=seed, train=ei_train, **common)  # fmt: skip
+    ei_model = run_expert_iteration(ei)[-1]["model"]
     iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
     ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
                     samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, seed=seed, ckpt_every=max(1, iters // 4),
                     **common)  # fmt: skip
     ppo_log = run_ppo(ppo)
     rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // scale.train), seed=seed,
-                      train=_train_cfg(scale.rcrl_steps, seed, 1e-3), **common)  # fmt: skip
-    run_rcrl(rcrl)
+                      train=_train_cfg(scale.rcrl_steps, seed, 1e-3, scale.batch), **common)  # fmt: skip
+    rcrl_model = run_rcrl(rcrl)[-1]["model"]
     arms = {
         "SFT": (sft, ""),
         "longer SFT": (long_sft["model"], ""),
-        "EI": (str(root / "ei" / f"round-{scale.ei_rounds}" / "train" / "model"), ""),
+        "EI": (ei_model, ""),
         "PPO": (str(root / "ppo" / "model"), ""),
-        "RCRL": (str(root / "rcrl" / "round-1" / "train" / "model"), f"{GOOD} "),
+        "RCRL": (rcrl_model, f"{GOOD} "),
     }
     if scale.dense_arm:
         run_ppo(replace(ppo, out=str(root / "ppo_dense"), reward="dense"))

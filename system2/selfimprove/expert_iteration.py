@@ -69,20 +69,25 @@ def run_expert_iteration(cfg: ExpertIterationConfig, progress: bool = True) -> l
         for row in kept:
             union.setdefault((row["id"], row["text"]), row)
         data = list(union.values())
-        if not data:
-            raise ValueError(
-                f"round {r}: no correct sample yet; raise samples or temperature, or start from an SFT model"
+        if data:
+            prompts, texts = [d["question"] for d in data], [d["text"] for d in data]
+            current = finetune(
+                cfg.model,
+                lambda k, p=prompts, t=texts: SFTData(k, p, t, cfg.max_len),
+                make_sft_loss_fn(),
+                cfg.train,
+                rd / "train",
+                progress,
             )
-        prompts, texts = [d["question"] for d in data], [d["text"] for d in data]
-        current = finetune(
-            cfg.model,
-            lambda k, p=prompts, t=texts: SFTData(k, p, t, cfg.max_len),
-            make_sft_loss_fn(),
-            cfg.train,
-            rd / "train",
-            progress,
-        )
+        else:  # no correct sample yet: nothing to imitate, the policy stays the initial model
+            current = cfg.model
         drawn = len(problems) * cfg.samples * r
-        stats = {"round": r, "samples_drawn": drawn, "correct_unique": len(kept), "dataset": len(data)}
+        stats = {
+            "round": r,
+            "samples_drawn": drawn,
+            "correct_unique": len(kept),
+            "dataset": len(data),
+            "model": str(current),
+        }
         results.append({**stats, **cached_json(rd / "result.json", lambda c=current: cfg.evaluate(c, test))})
     return results

@@ -80,6 +80,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True) -> list[dict[str, Any]]:
         )
         stats = {
             "round": r,
+            "model": str(current),
             "samples_drawn": len(pool),
             "good_fraction": sum(x["correct"] for x in rows) / len(rows),
         }
