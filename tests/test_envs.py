@@ -18,6 +18,23 @@ def test_layout_wall_count_in_official_range():
             assert sorted(free) == layout.free_cells()
 
 
+@pytest.mark.parametrize(("width", "height"), [(2, 2), (3, 7), (10, 10), (30, 30), (120, 100)])
+def test_neighbours_match_a_cell_by_cell_reference(width, height):
+    # 120x100 exceeds the table size and takes the lazy path.
+    rng = random.Random(width * 1000 + height)
+    for _ in range(5):
+        layout, free = mz.sample_layout(width, height, rng)
+        walls = set(layout.walls)
+        for c in free:
+            x, y = c % width, c // width
+            expected = [
+                nx + ny * width
+                for nx, ny in ((x, y + 1), (x, y - 1), (x - 1, y), (x + 1, y))
+                if 0 <= nx < width and 0 <= ny < height and nx + ny * width not in walls
+            ]
+            assert list(layout.neighbors[c]) == expected
+
+
 def test_layout_tasks_follow_the_generation_rules():
     rng = random.Random(1)
     layout, free = mz.sample_layout(10, 10, rng)

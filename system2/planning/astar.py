@@ -90,8 +90,12 @@ def astar_trace(
     # Node table: one (state, g, parent id) per push, so parents are exactly those of the original
     # node objects (this matters only when a closed state is reopened).
     nodes: list[tuple[S, int, int]] = []
-    open_node: dict[S, int] = {}  # state -> node id of its live open entry
-    closed_g: dict[S, int] = {}
+    # Lowest g ever pushed per state. The official rule skips a child when an open or a closed copy of
+    # its state costs <= g; since a push needs a g below every existing copy, the live open copy (if
+    # any) and the last closed copy both hold exactly this lowest g, so one lookup decides. A popped
+    # entry whose g is above it is stale (replaced by a cheaper copy) and is skipped.
+    best_g: dict[S, int] = {}
+    never = math.inf
     events: list[tuple[int, S, int, float]] = []
     heap: list[tuple[float, object, int]] = []
     push_node = nodes.append
@@ -100,7 +104,7 @@ def astar_trace(
     start = problem.start
     h0 = heuristic(start)
     push_node((start, 0, -1))
-    open_node[start] = 0
+    best_g[start] = 0
     heappush(heap, (0 + h0, tie_key(start) if deterministic else rand(), 0))  # type: ignore[misc]
     log((CREATE, start, 0, h0))
 
@@ -108,10 +112,8 @@ def astar_trace(
     while heap:
         f, _, nid = heappop(heap)
         state, g, _ = nodes[nid]
-        if open_node.get(state) != nid:
+        if best_g[state] != g:
             continue  # stale entry: a cheaper copy replaced it
-        del open_node[state]
-        closed_g[state] = g
         log((CLOSE, state, g, f - g))
         if f == inf:
             return SearchResult(False, events)
@@ -125,19 +127,11 @@ def astar_trace(
         gc = g + 1
         for child in children:
             hc = heuristic(child)
-            if hc == inf:
+            if hc == inf or best_g.get(child, never) <= gc:
                 continue
-            other = open_node.get(child)
-            if other is not None:
-                if nodes[other][1] <= gc:
-                    continue
-                del open_node[child]  # the stale heap entry is skipped when popped
-            cg = closed_g.get(child)
-            if cg is not None and cg <= gc:
-                continue
+            best_g[child] = gc
             cid = len(nodes)
             push_node((child, gc, nid))
-            open_node[child] = cid
             heappush(heap, (gc + hc, tie_key(child) if deterministic else rand(), cid))  # type: ignore[misc]
             log((CREATE, child, gc, hc))
 

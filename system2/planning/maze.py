@@ -8,11 +8,13 @@ layout with 30-50% of the cells blocked (no connectivity guarantee), then up to 
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -33,6 +35,11 @@ def check_maze_size(width: int, height: int) -> None:
         raise MazeError(f"maze size {width}x{height} is too large: the position hash needs x < 100000")
 
 
+# Grids up to this many cells get a precomputed successor table (about 1 KB per cell, shared by every
+# layout of that size); larger grids fill their neighbour lists lazily, one cell at a time.
+TABLE_MAX_CELLS = 10_000
+
+
 @dataclass(frozen=True)
 class MazeLayout:
     """A wall layout shared by many (start, goal) tasks; the unit of the train/test split."""
@@ -40,6 +47,7 @@ class MazeLayout:
     width: int
     height: int
     walls: tuple[int, ...]  # sorted cell indices
+    wall_cells: np.ndarray = field(init=False, repr=False, compare=False)  # the walls as an index array
 
     def __post_init__(self) -> None:
         check_maze_size(self.width, self.height)
@@ -49,30 +57,48 @@ class MazeLayout:
                 f"{len(self.walls)} walls leave fewer than 2 free cells in a "
                 f"{self.width}x{self.height} maze: use fewer walls"
             )
-        walls = self.walls
-        if walls and (walls[0] < 0 or walls[-1] >= n):
+        try:
+            cells = np.fromiter(self.walls, np.intp, len(self.walls))
+        except (TypeError, ValueError):
+            raise MazeError("walls must be integer cell indices (x + y * width)") from None
+        if len(cells) and (cells[0] < 0 or cells[-1] >= n):
             raise MazeError(f"a wall lies outside the {self.width}x{self.height} grid")
-        if list(walls) != sorted(set(walls)):
+        if len(cells) > 1 and not (cells[1:] > cells[:-1]).all():
             raise MazeError("walls must be sorted, distinct cell indices (x + y * width)")
+        object.__setattr__(self, "wall_cells", cells)
 
     @cached_property
     def wall_set(self) -> frozenset[int]:
         return frozenset(self.walls)
 
     @cached_property
-    def neighbors(self) -> _Neighbors:
-        """Free neighbours of a cell in the official order up (y+1), down, left, right; computed on
-        first use per cell (a search touches few cells; a layout serves many searches)."""
-        return _Neighbors(self)
+    def free_mask(self) -> np.ndarray:
+        """Boolean array over the cells, True where free, plus one False entry at index w*h that
+        stands for "off the grid"."""
+        free = np.ones(self.width * self.height + 1, dtype=bool)
+        free[-1] = False
+        free[self.wall_cells] = False
+        return free
+
+    @cached_property
+    def neighbors(self) -> Sequence[tuple[int, ...]]:
+        """Free neighbours of every cell in the official order up (y+1), down, left, right.
+
+        Each cell's four neighbours are looked up as free or not in one vectorized step, and the
+        four answers select the cell's tuple from a per-grid-size table of all 16 cases."""
+        tables = _grid_tables(self.width, self.height)
+        if tables.successors is None:
+            return _LazyNeighbors(tables.candidates, self.wall_set)
+        up, down, left, right = self.free_mask.view(np.uint8)[tables.neighbor_index]
+        return tables.successors[tables.cells16 + (up << 3 | down << 2 | left << 1 | right)].tolist()
 
     @property
     def tie_keys(self) -> list[int]:
         """The official position hash x + 100000 * y of every cell."""
-        return _grid_tables(self.width, self.height)[1]
+        return _grid_tables(self.width, self.height).tie_keys
 
     def free_cells(self) -> list[int]:
-        blocked = self.wall_set
-        return [i for i in range(self.width * self.height) if i not in blocked]
+        return np.flatnonzero(self.free_mask[:-1]).tolist()
 
     def pos(self, idx: int) -> Pos:
         return idx % self.width, idx // self.width
@@ -81,36 +107,52 @@ class MazeLayout:
         return pos[0] + pos[1] * self.width
 
 
-@lru_cache(maxsize=64)
-def _grid_tables(width: int, height: int) -> tuple[list[tuple[int, ...]], list[int]]:
-    """Per grid size: the in-bounds neighbours of every cell (up, down, left, right) and tie keys."""
-    cand: list[tuple[int, ...]] = []
-    for idx in range(width * height):
+class _GridTables(NamedTuple):
+    """What every layout of one grid size shares."""
+
+    candidates: list[tuple[int, ...]]  # in-bounds neighbours of each cell: up, down, left, right
+    neighbor_index: np.ndarray  # (4, n): the up, down, left, right cell of each cell; n when off the grid
+    cells16: np.ndarray  # 16 * cell index
+    successors: np.ndarray | None  # object (16 n,): at 16 c + 8 up + 4 down + 2 left + 1 right, the
+    # neighbours of cell c that are free given which of its four neighbours are (1 = free)
+    tie_keys: list[int]
+
+
+@lru_cache(maxsize=16)
+def _grid_tables(width: int, height: int) -> _GridTables:
+    n = width * height
+    neighbor_index = np.full((4, n), n, dtype=np.intp)
+    candidates: list[tuple[int, ...]] = []
+    for idx in range(n):
         x, y = idx % width, idx // width
-        c = []
-        if y + 1 < height:
-            c.append(idx + width)
-        if y > 0:
-            c.append(idx - width)
-        if x > 0:
-            c.append(idx - 1)
-        if x + 1 < width:
-            c.append(idx + 1)
-        cand.append(tuple(c))
-    return cand, [idx % width + 100000 * (idx // width) for idx in range(width * height)]
+        for d, (ok, other) in enumerate(
+            ((y + 1 < height, idx + width), (y > 0, idx - width), (x > 0, idx - 1), (x + 1 < width, idx + 1))
+        ):
+            if ok:
+                neighbor_index[d, idx] = other
+        candidates.append(tuple(int(c) for c in neighbor_index[:, idx] if c != n))
+    successors = None
+    if n <= TABLE_MAX_CELLS:
+        successors = np.empty(16 * n, dtype=object)
+        for idx in range(n):
+            four = neighbor_index[:, idx].tolist()
+            for k, bits in enumerate(itertools.product((0, 1), repeat=4)):  # k = 8 up + 4 down + 2 left + right
+                successors[16 * idx + k] = tuple(c for c, b in zip(four, bits, strict=True) if b and c != n)
+    tie_keys = [idx % width + 100000 * (idx // width) for idx in range(n)]
+    return _GridTables(candidates, neighbor_index, 16 * np.arange(n), successors, tie_keys)
 
 
-class _Neighbors(dict):
-    """cell -> free neighbours, filled lazily; ``__getitem__`` is a C-level dict lookup once filled."""
+class _LazyNeighbors(dict):
+    """cell -> free neighbours, filled on first use (grids too large for the successor table)."""
 
-    def __init__(self, layout: MazeLayout) -> None:
+    def __init__(self, candidates: list[tuple[int, ...]], blocked: frozenset[int]) -> None:
         super().__init__()
-        self.cand = _grid_tables(layout.width, layout.height)[0]
-        self.blocked = layout.wall_set
+        self.candidates = candidates
+        self.blocked = blocked
 
     def __missing__(self, idx: int) -> tuple[int, ...]:
         blocked = self.blocked
-        out = tuple([c for c in self.cand[idx] if c not in blocked])
+        out = tuple([c for c in self.candidates[idx] if c not in blocked])
         self[idx] = out
         return out
 
@@ -139,7 +181,7 @@ class Maze:
         for name, p in (("start", self.start), ("goal", self.goal)):
             if not (0 <= p[0] < self.width and 0 <= p[1] < self.height):
                 raise MazeError(f"{name} {p} lies outside the {self.width}x{self.height} grid")
-            if self.layout.idx(p) in self.layout.wall_set:
+            if not self.layout.free_mask[self.layout.idx(p)]:
                 raise MazeError(f"{name} {p} is a wall cell")
         if self.start == self.goal:
             raise MazeError("start and goal must be different cells")
@@ -169,7 +211,7 @@ class Maze:
 
     def is_free(self, p: Pos) -> bool:
         x, y = p
-        return 0 <= x < self.width and 0 <= y < self.height and self.layout.idx(p) not in self.layout.wall_set
+        return 0 <= x < self.width and 0 <= y < self.height and bool(self.layout.free_mask[self.layout.idx(p)])
 
     def search_problem(self) -> MazeSearch:
         return MazeSearch(self)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import chain
 
+import numpy as np
+
 from system2.planning.astar import EVENT_NAMES, SearchResult
 from system2.planning.maze import Maze, MazeError
 from system2.planning.sokoban import SokobanError, SokobanLevel, State
@@ -128,19 +130,22 @@ def sokoban_vocabulary(width: int, height: int, cost_tokens: int) -> Vocabulary:
 
 # ----- mazes ---------------------------------------------------------------------------------------
 @lru_cache(maxsize=64)
-def _cell_strings(width: int, height: int) -> tuple[list[str], list[str], list[tuple[str, str, str]]]:
-    """Per grid size: x and y token of every cell and its ``wall x y`` triple."""
+def _cell_strings(width: int, height: int) -> tuple[list[str], list[str], np.ndarray]:
+    """Per grid size: x and y token of every cell and, as an object array of shape (cells, 3), its
+    ``wall x y`` triple (a prompt's walls are then one gather)."""
     num = _number_strings(max(width, height))
     xs = [num[i % width] for i in range(width * height)]
     ys = [num[i // width] for i in range(width * height)]
-    return xs, ys, [("wall", x, y) for x, y in zip(xs, ys, strict=True)]
+    walls = np.empty((width * height, 3), dtype=object)
+    walls[:, 0], walls[:, 1], walls[:, 2] = "wall", xs, ys
+    return xs, ys, walls
 
 
 def maze_prompt(maze: Maze) -> list[str]:
     num = _number_strings(max(maze.width, maze.height))
     out = ["start", num[maze.start[0]], num[maze.start[1]], "goal", num[maze.goal[0]], num[maze.goal[1]]]
     walls = _cell_strings(maze.width, maze.height)[2]
-    out.extend(chain.from_iterable([walls[c] for c in maze.layout.walls]))
+    out += walls[maze.layout.wall_cells].ravel().tolist()
     return out
 
 
