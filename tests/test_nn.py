@@ -144,3 +144,71 @@ def test_rmsnorm_equals_torch_rmsnorm_forward_and_backward():
     torch.testing.assert_close(gw1, gw2)
     d = RMSNorm(6, eps=1e-5).double()
     torch.autograd.gradcheck(d, (torch.randn(2, 3, 6, dtype=torch.float64, requires_grad=True),))
+
+
+def test_swiglu_backward_equals_autograd_of_the_plain_formula():
+    """The fused SwiGLU gradient (both halves written into one buffer) against autograd of silu(a) * b."""
+    from system2.nn.layers import SwiGLU
+
+    torch.manual_seed(0)
+    ffn = SwiGLU(8, 12).double()
+    x = torch.randn(2, 5, 8, dtype=torch.float64, requires_grad=True)
+    g = torch.randn(2, 5, 8, dtype=torch.float64)
+
+    def plain(z):
+        return ffn.w2(torch.nn.functional.silu(ffn.w1(z)) * ffn.w3(z))
+
+    params = (x, ffn.w1.weight, ffn.w2.weight, ffn.w3.weight)
+    y = ffn(x)
+    torch.testing.assert_close(y, plain(x))
+    for ours, ref in zip(torch.autograd.grad(y, params, g), torch.autograd.grad(plain(x), params, g), strict=True):
+        torch.testing.assert_close(ours, ref)
+    torch.autograd.gradcheck(ffn, (x,))
+
+
+@pytest.mark.parametrize("rotate", [False, True])
+def test_split_heads_backward_equals_autograd_of_chunk_and_rotate(rotate):
+    """Queries/keys/values from one product, with RoPE on q and k: values and gradients against chunk +
+    the textbook rotation under autograd, including an unused output (its gradient is None)."""
+    from system2.nn.layers import head_views, split_heads
+
+    rope = RotaryEmbedding(4, max_len=16).double()
+    cos, sin = rope.tables(5, 3, torch.float64)
+
+    def textbook(z):
+        z1, z2 = z.chunk(2, dim=-1)
+        return z * cos + torch.cat([-z2, z1], dim=-1) * sin
+
+    fused = torch.randn(2, 5, 3 * 8, dtype=torch.float64, requires_grad=True)
+    ours = split_heads(fused, 3, 2, (cos, sin) if rotate else None)
+    ref = head_views(fused, 3, 2)
+    if rotate:
+        ref[0], ref[1] = textbook(ref[0]), textbook(ref[1])
+    grads = [torch.randn_like(r) for r in ref]
+    for a, b in zip(ours, ref, strict=True):
+        torch.testing.assert_close(a, b)
+    for used in ([0, 1, 2], [0, 2]):
+        (g_ours,) = torch.autograd.grad([ours[i] for i in used], fused, [grads[i] for i in used], retain_graph=True)
+        (g_ref,) = torch.autograd.grad([ref[i] for i in used], fused, [grads[i] for i in used], retain_graph=True)
+        torch.testing.assert_close(g_ours, g_ref)
+    torch.autograd.gradcheck(lambda z: tuple(split_heads(z, 3, 2, (cos, sin) if rotate else None)), (fused,))
+
+
+def test_packed_training_forward_equals_the_padded_one():
+    """With tgt_mask the model runs its token-wise layers on real tokens only: the logits and every
+    parameter gradient equal those of the padded forward at the real positions."""
+    torch.manual_seed(0)
+    model = EncoderDecoder(EncDecConfig(vocab_size=20, d_model=32, n_heads=4, enc_layers=2, dec_layers=2)).double()
+    src = torch.randint(1, 20, (3, 7))
+    src_mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] * 5 + [0] * 2], dtype=torch.bool)
+    tgt = torch.randint(1, 20, (3, 9))
+    tgt_mask = torch.tensor([[1] * 9, [1] * 2 + [0] * 7, [1] * 6 + [0] * 3], dtype=torch.bool)
+    packed = model(src, src_mask, tgt, tgt_mask)
+    padded = model(src, src_mask, tgt)[tgt_mask]
+    torch.testing.assert_close(packed, padded)
+    g = torch.randn_like(packed)
+    params = list(model.parameters())
+    for a, b in zip(torch.autograd.grad(packed, params, g), torch.autograd.grad(padded, params, g), strict=True):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="prefix of each row"):
+        model(src, src_mask, tgt, torch.tensor([[0] + [1] * 8] * 3, dtype=torch.bool))

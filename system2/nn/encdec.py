@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from system2.nn.layers import Attention, KVCache, RMSNorm, SwiGLU, swiglu_hidden
+from system2.nn.layers import Attention, KVCache, Packing, RMSNorm, SwiGLU, swiglu_hidden
 from system2.nn.positions import RotaryEmbedding
 
 # Sizes of the papers (planning.md A5) and CPU presets.
@@ -74,8 +74,8 @@ class EncoderLayer(nn.Module):
         self.norm2 = RMSNorm(cfg.d_model, eps=cfg.norm_eps)
         self.ffn = SwiGLU(cfg.d_model, cfg.hidden)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), mask=mask)
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, packing: Packing | None = None) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x), mask=mask, packing=packing)
         return x + self.ffn(self.norm2(x))
 
 
@@ -95,9 +95,10 @@ class DecoderLayer(nn.Module):
         cross_kv: tuple[torch.Tensor, torch.Tensor],
         mem_mask: torch.Tensor | None,
         cache: KVCache | None = None,
+        packing: Packing | None = None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.norm1(x), causal=True, cache=cache)
-        x = x + self.cross_attn(self.norm2(x), mask=mem_mask, kv=cross_kv)
+        x = x + self.self_attn(self.norm1(x), causal=True, cache=cache, packing=packing)
+        x = x + self.cross_attn(self.norm2(x), mask=mem_mask, kv=cross_kv, packing=packing)
         return x + self.ffn(self.norm3(x))
 
 
@@ -151,13 +152,16 @@ class EncoderDecoder(nn.Module):
     def _key_mask(mask: torch.Tensor | None) -> torch.Tensor | None:
         return None if mask is None else mask[:, None, None, :]
 
-    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """``src`` (B, S) token ids; ``src_mask`` (B, S) True on real tokens."""
-        x = self.enc_embed(src)
+    def encode(self, src: torch.Tensor, src_mask: torch.Tensor | None = None, packed: bool = False) -> torch.Tensor:
+        """``src`` (B, S) token ids; ``src_mask`` (B, S) True on real tokens. ``packed``: run the token-wise
+        layers on the real tokens only (same result at the real positions; zeros at the padding)."""
         mask = self._key_mask(src_mask)
+        packing = Packing(src_mask) if packed and src_mask is not None else None
+        x = self.enc_embed(packing.pack(src) if packing is not None else src)
         for layer in self.enc_layers:
-            x = layer(x, mask)
-        return self.enc_out(self.enc_norm(x))
+            x = layer(x, mask, packing)
+        x = self.enc_out(self.enc_norm(x))
+        return packing.unpack(x) if packing is not None else x
 
     def cross_kv(self, memory: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
         return [layer.cross_attn.project_kv(memory) for layer in self.dec_layers]
@@ -181,8 +185,24 @@ class EncoderDecoder(nn.Module):
             x = layer(x, cross[i], mem_mask, None if caches is None else caches[i])
         return self.lm_head(self.dec_norm(x))
 
-    def forward(self, src: torch.Tensor, src_mask: torch.Tensor | None, tgt: torch.Tensor) -> torch.Tensor:
-        return self.decode(tgt, self.encode(src, src_mask), src_mask)
+    def forward(
+        self, src: torch.Tensor, src_mask: torch.Tensor | None, tgt: torch.Tensor, tgt_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Logits (B, T, V) of every decoder position. With ``tgt_mask`` (B, T), True on a prefix of each
+        row (right padding), only the logits of those positions, packed as (N, V) in row-major order
+        (``logits[tgt_mask]``): every token-wise layer then skips the padding, which in training on
+        variable-length traces is a large share of the positions."""
+        if tgt_mask is None:
+            return self.decode(tgt, self.encode(src, src_mask), src_mask)
+        if tgt_mask.shape != tgt.shape or bool((tgt_mask[:, 1:] & ~tgt_mask[:, :-1]).any()):
+            raise ValueError("tgt_mask must have tgt's shape and be True on a prefix of each row (right padding)")
+        memory = self.encode(src, src_mask, packed=True)
+        packing = Packing(tgt_mask)
+        x = self.dec_embed(packing.pack(tgt))
+        cross, mem_mask = self.cross_kv(memory), self._key_mask(src_mask)
+        for i, layer in enumerate(self.dec_layers):
+            x = layer(x, cross[i], mem_mask, packing=packing)
+        return self.lm_head(self.dec_norm(x))
 
     def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> DecoderState:
         """Empty caches for up to ``max_len`` decoder positions and the cross-attention keys/values."""

@@ -29,24 +29,31 @@ class RotaryEmbedding(nn.Module):
         self.register_buffer("sin", emb.sin(), persistent=False)
         self.max_len = max_len
 
-    def rotate(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        t = x.shape[-2]
+    def tables(self, t: int, offset: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin for positions offset .. offset + t - 1, shape (t, Dh)."""
         if offset + t > self.max_len:
             self._build(max(2 * self.max_len, offset + t))
-        cos = self.cos[offset : offset + t].to(x.dtype)
-        sin = self.sin[offset : offset + t].to(x.dtype)
+        return self.cos[offset : offset + t].to(dtype), self.sin[offset : offset + t].to(dtype)
+
+    def rotate(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        cos, sin = self.tables(x.shape[-2], offset, x.dtype)
         if torch.is_grad_enabled() and x.requires_grad:
             return _Rotate.apply(x, cos, sin)
-        return _rotate(x, cos, sin)
+        return apply_rotation(x, cos, sin)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+def apply_rotation(
+    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None, inverse: bool = False
+) -> torch.Tensor:
     """x * cos + rotate_half(x) * sin, with rotate_half(x) = (-x2, x1): one product and two in-place
-    multiply-adds on the halves of a fresh output (three kernels instead of five)."""
+    multiply-adds on the halves (three kernels instead of five). ``inverse`` applies the transposed
+    rotation, which is the gradient of the forward one; ``out`` may be a strided view to write into."""
     h = x.shape[-1] // 2
-    out = x * cos
-    out[..., :h].addcmul_(x[..., h:], sin[..., :h], value=-1.0)
-    out[..., h:].addcmul_(x[..., :h], sin[..., h:])
+    sign = 1.0 if inverse else -1.0
+    out = torch.mul(x, cos) if out is None else torch.mul(x, cos, out=out)
+    # y1 = x1 c - x2 s, y2 = x2 c + x1 s  (inverse: x1 c + x2 s, x2 c - x1 s)
+    out[..., :h].addcmul_(x[..., h:], sin[..., :h], value=sign)
+    out[..., h:].addcmul_(x[..., :h], sin[..., h:], value=-sign)
     return out
 
 
@@ -57,14 +64,9 @@ class _Rotate(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(cos, sin)
-        return _rotate(x, cos, sin)
+        return apply_rotation(x, cos, sin)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
         cos, sin = ctx.saved_tensors
-        # y1 = x1 c - x2 s, y2 = x2 c + x1 s  =>  dx1 = g1 c + g2 s, dx2 = g2 c - g1 s
-        h = grad.shape[-1] // 2
-        gx = grad * cos
-        gx[..., :h].addcmul_(grad[..., h:], sin[..., h:])
-        gx[..., h:].addcmul_(grad[..., :h], sin[..., :h], value=-1.0)
-        return gx, None, None
+        return apply_rotation(grad, cos, sin, inverse=True), None, None

@@ -126,10 +126,15 @@ class PlanningTrainData:
 
 def sequence_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
     """Cross-entropy of every decoder target token (trace, plan and eos), averaged per sequence and then
-    over the batch, as the official training does; returns (loss, number of target tokens)."""
+    over the batch, as the official training does; returns (loss, number of target tokens).
+
+    The model is asked only for the logits of the positions that have a target (``tgt_mask`` argument,
+    packed (N, V)), so it can skip the padding."""
     tgt, tgt_mask = batch["tgt"], batch["tgt_mask"]
-    logits = model(batch["src"], batch["src_mask"], tgt[:, :-1])
-    targets, mask = tgt[:, 1:], tgt_mask[:, 1:]
-    ce = F.cross_entropy(logits.float().transpose(1, 2), targets, reduction="none")
-    per_seq = (ce * mask).sum(1) / mask.sum(1).clamp(min=1)
-    return per_seq.mean(), int(mask.sum())
+    mask = tgt_mask[:, 1:]
+    logits = model(batch["src"], batch["src_mask"], tgt[:, :-1], mask)
+    ce = F.cross_entropy(logits.float(), tgt[:, 1:][mask], reduction="none")
+    rows = mask.nonzero()[:, 0]
+    counts = mask.sum(1)
+    per_seq = ce.new_zeros(mask.shape[0]).index_add_(0, rows, ce) / counts.clamp(min=1)
+    return per_seq.mean(), int(counts.sum())
