@@ -20,12 +20,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import math
-import os
-import platform
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -40,8 +36,10 @@ from system2.planning.sokoban import SokobanLevel, generate_level
 
 try:
     from benchmarks import astar_baseline as baseline
+    from benchmarks.common import machine, make_console, pin_one_core, print_verdict, write_json
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
     import astar_baseline as baseline  # type: ignore[no-redef]
+    from common import machine, make_console, pin_one_core, print_verdict, write_json  # type: ignore[no-redef]
 
 MazeTask = tuple[int, int, tuple[int, ...], tuple[int, int], tuple[int, int]]  # w, h, wall cells, start, goal
 Tokens = tuple[list[str], list[str], list[str]]
@@ -225,31 +223,6 @@ def time_passes(fn: Callable[[Any], Any], tasks: Sequence[Any], repeats: int) ->
     return best, first  # type: ignore[return-value]
 
 
-def pin_one_core() -> str:
-    """Restrict this process to a single CPU where the OS allows it; returns a description."""
-    if hasattr(os, "sched_setaffinity"):
-        cpu = min(os.sched_getaffinity(0))
-        os.sched_setaffinity(0, {cpu})
-        return f"pinned to CPU {cpu}"
-    return "not pinned (no sched_setaffinity)"
-
-
-def machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-    }
-
-
 def run(plan: Sequence[tuple[str, int, int, int, int]], seed: int, console: Console) -> list[dict[str, Any]]:
     rows = []
     for env, size, n, ours_repeats, base_repeats in plan:
@@ -317,7 +290,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="task-set seed (default 0)")
     args = parser.parse_args(argv)
 
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = make_console()
     pinning = pin_one_core()
     info = machine() | {"pinning": pinning}
     console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {pinning}), Python {info['python']}")
@@ -334,16 +307,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     maze30 = next((r for r in rows if r["env"] == "maze" and r["size"] == "30x30"), None)
     if maze30 is not None:
-        ok = maze30["speedup"] >= TARGET_SPEEDUP_30
-        console.print(
-            f"30x30 maze speedup {maze30['speedup']:.1f}x: target >= {TARGET_SPEEDUP_30:.0f}x "
-            + ("[green]met[/green]" if ok else "[red]NOT met[/red]")
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            command = " ".join(["python", *sys.argv])
-            json.dump({"command": command, "machine": info, "seed": args.seed, "rows": rows}, f, indent=2)
-        console.log(f"wrote {args.json}")
+        print_verdict(console, "30x30 maze speedup", maze30["speedup"], TARGET_SPEEDUP_30)
+    write_json(args.json, console, info, seed=args.seed, rows=rows)
     return 0
 
 

@@ -33,16 +33,13 @@ from __future__ import annotations
 import argparse
 import ctypes
 import ctypes.util
-import json
 import math
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from rich.console import Console
 from rich.table import Table
 from torch import nn
 
@@ -51,11 +48,9 @@ from system2.nn.layers import Attention
 from system2.nn.positions import RotaryEmbedding
 
 try:
-    from benchmarks.astar import machine
-    from benchmarks.train_throughput import THREADS, set_threads
+    from benchmarks.common import THREADS, machine, make_console, print_verdict, set_threads, write_json
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from astar import machine  # type: ignore[no-redef]
-    from train_throughput import THREADS, set_threads  # type: ignore[no-redef]
+    from common import THREADS, machine, make_console, print_verdict, set_threads, write_json  # type: ignore[no-redef]
 
 D_MODEL, HEADS, MAX_POS = 256, 4, 64
 TOKENS = 4096
@@ -166,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.keep_freed_memory:
         keep_freed_memory()
-    console = Console() if sys.stdout.isatty() else Console(width=120)
+    console = make_console()
     threads = set_threads() if args.device == "cpu" else "cuda"
     info = machine() | {"threads": threads, "torch": torch.__version__, "device": args.device}
     info["keep_freed_memory"] = args.keep_freed_memory
@@ -191,7 +186,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                 }
             )
             console.log(f"T={t} batch {batch} {name}: {res['ms']:.1f} ms, {res['memory_mb']:.1f} MB")
-    info["loadavg_after"] = os.getloadavg()
     memory_label = "saved MB" if args.device == "cpu" else "peak MB"
     where = f"CPU, {THREADS} threads" if args.device == "cpu" else "CUDA"
     where += ", freed memory kept" if args.keep_freed_memory else ""
@@ -202,13 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     at_target = [r for r in rows if r["T"] == TARGET_T and r["layer"] == "cope"]
     if at_target:
-        ratio = at_target[0]["time_ratio"]
-        met = "[green]met[/green]" if ratio <= TARGET_RATIO else "[red]NOT met[/red]"
-        console.print(f"CoPE at T={TARGET_T}: {ratio:.2f}x RoPE's time: target <= {TARGET_RATIO:.0f}x {met}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(["python", *sys.argv]), "machine": info, "rows": rows}, f, indent=2)
-        console.log(f"wrote {args.json}")
+        label = f"CoPE at T={TARGET_T}: time vs RoPE"
+        print_verdict(console, label, at_target[0]["time_ratio"], TARGET_RATIO, at_most=True)
+    write_json(args.json, console, info, rows=rows)
     return 0
 
 

@@ -17,10 +17,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,11 +34,11 @@ from system2.nn.encdec import EncDecConfig, EncoderDecoder
 from system2.planning.data import pad_batch
 
 try:
-    from benchmarks.astar import machine
-    from benchmarks.train_throughput import THREADS, VOCAB, set_threads
+    from benchmarks.common import THREADS, make_console, print_verdict, torch_run_info, write_json
+    from benchmarks.train_throughput import VOCAB
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from astar import machine  # type: ignore[no-redef]
-    from train_throughput import THREADS, VOCAB, set_threads  # type: ignore[no-redef]
+    from common import THREADS, make_console, print_verdict, torch_run_info, write_json  # type: ignore[no-redef]
+    from train_throughput import VOCAB  # type: ignore[no-redef]
 
 TARGET_SPEEDUP = 3.0  # at 300 generated tokens
 TARGET_TOKENS = 300
@@ -172,12 +169,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown preset {p!r}: choose from cpu, s")
     plan = QUICK if args.quick else FULL
 
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    threads = set_threads()
-    info = machine() | {"threads": threads, "torch": torch.__version__, "loadavg_before": os.getloadavg()}
-    console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {threads}), torch {torch.__version__}, fp32")
+    console = make_console()
+    info = torch_run_info(console)
     rows = [row for p in presets for row in measure(p, plan, args.seed, console)]
-    info["loadavg_after"] = os.getloadavg()
     console.print(render(rows, f"Greedy decoding, KV cache vs full re-run, fp32, CPU, {THREADS} threads"))
     console.print(
         "tok/s: generated tokens (batch x new tokens) per second of generate(), prompt encoding included; "
@@ -186,15 +180,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     at_target = [r for r in rows if r["new_tokens"] == TARGET_TOKENS]
     if at_target:
         worst = min(r["speedup"] for r in at_target)
-        console.print(
-            f"lowest speedup at {TARGET_TOKENS} tokens {worst:.1f}x: target >= {TARGET_SPEEDUP:.0f}x "
-            + ("[green]met[/green]" if worst >= TARGET_SPEEDUP else "[red]NOT met[/red]")
-        )
-    if args.json:
-        with open(args.json, "w") as f:
-            command = " ".join(["python", *sys.argv])
-            json.dump({"command": command, "machine": info, "seed": args.seed, "rows": rows}, f, indent=2)
-        console.log(f"wrote {args.json}")
+        print_verdict(console, f"lowest speedup at {TARGET_TOKENS} tokens", worst, TARGET_SPEEDUP)
+    write_json(args.json, console, info, seed=args.seed, rows=rows)
     return 0
 
 

@@ -23,17 +23,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
-import os
 import random
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import torch
 from rich.console import Console
 from rich.table import Table
 
@@ -43,11 +39,9 @@ from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.train import TrainConfig, train
 
 try:
-    from benchmarks.astar import machine
-    from benchmarks.train_throughput import THREADS, set_threads
+    from benchmarks.common import THREADS, make_console, print_verdict, torch_run_info, write_json
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from astar import machine  # type: ignore[no-redef]
-    from train_throughput import THREADS, set_threads  # type: ignore[no-redef]
+    from common import THREADS, make_console, print_verdict, torch_run_info, write_json  # type: ignore[no-redef]
 
 TARGET = 1.0
 BETA, LR, MAX_LEN = 0.1, 1e-4, 64
@@ -164,23 +158,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    threads = set_threads(args.threads)
-    info = machine() | {"threads": threads, "torch": torch.__version__, "loadavg_before": os.getloadavg()}
-    console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {threads}), torch {torch.__version__}, fp32")
+    console = make_console()
+    info = torch_run_info(console, args.threads)
     rows = measure(plan, args.seed, console)
-    info["loadavg_after"] = os.getloadavg()
     title = f"DPO training, tiny Llama (d={plan.d_model}, {plan.n_layers} layers), fp32, CPU, {args.threads} threads"
     console.print(render(rows, title))
     console.print("steps/s: optimizer steps per second, from text pairs to a trained model; ratio = ours / baseline.")
-    worst = min(r["ratio"] for r in rows)
-    verdict = "[green]met" if worst >= TARGET else "[red]NOT met"
-    console.print(f"lowest ratio {worst:.2f}x: target >= {TARGET:.1f}x {verdict}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(["python", *sys.argv]), "machine": info, "plan": plan.__dict__,
-                       "rows": rows}, f, indent=2)  # fmt: skip
-        console.log(f"wrote {args.json}")
+    print_verdict(console, "lowest ratio", min(r["ratio"] for r in rows), TARGET)
+    write_json(args.json, console, info, plan=plan.__dict__, rows=rows)
     return 0
 
 

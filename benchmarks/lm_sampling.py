@@ -20,11 +20,8 @@ ratio ours / baseline (target >= 1.0x). Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import random
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -38,11 +35,9 @@ from system2.lm.sampling import SampleConfig, sample
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 
 try:
-    from benchmarks.astar import machine
-    from benchmarks.train_throughput import THREADS, set_threads
+    from benchmarks.common import THREADS, make_console, print_verdict, torch_run_info, write_json
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from astar import machine  # type: ignore[no-redef]
-    from train_throughput import THREADS, set_threads  # type: ignore[no-redef]
+    from common import THREADS, make_console, print_verdict, torch_run_info, write_json  # type: ignore[no-redef]
 
 TARGET = 1.0
 WORDS = ["Q:", *map(str, range(100)), "+", "-", "*", "=", "?", "|", ";", "Final", "answer:"]
@@ -166,23 +161,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    threads = set_threads(args.threads)
-    info = machine() | {"threads": threads, "torch": torch.__version__, "loadavg_before": os.getloadavg()}
-    console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {threads}), torch {torch.__version__}, fp32")
+    console = make_console()
+    info = torch_run_info(console, args.threads)
     rows = measure(plan, args.seed, console)
-    info["loadavg_after"] = os.getloadavg()
     title = f"Tiny Llama (d={plan.d_model}, {plan.n_layers} layers) sampling, fp32, CPU, {args.threads} threads"
     console.print(render(rows, title))
     console.print("samples/s: completions per second, best of up to 3 runs; ratio = ours / per-prompt generate.")
-    worst = min(r["ratio"] for r in rows)
-    verdict = "[green]met" if worst >= TARGET else "[red]NOT met"
-    console.print(f"lowest ratio {worst:.1f}x: target >= {TARGET:.1f}x {verdict}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"command": " ".join(["python", *sys.argv]), "machine": info, "plan": plan.__dict__,
-                       "rows": rows}, f, indent=2)  # fmt: skip
-        console.log(f"wrote {args.json}")
+    print_verdict(console, "lowest ratio", min(r["ratio"] for r in rows), TARGET)
+    write_json(args.json, console, info, plan=plan.__dict__, rows=rows)
     return 0
 
 

@@ -20,11 +20,8 @@ an untimed one; the two models alternate) and the ratio ours / nn.Transformer. R
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
 import statistics
-import sys
 import time
 import warnings
 from collections.abc import Sequence
@@ -42,12 +39,11 @@ from system2.planning.data import pad_batch, sequence_loss
 from system2.planning.tokens import maze_vocabulary
 
 try:
-    from benchmarks.astar import machine
+    from benchmarks.common import THREADS, make_console, print_verdict, torch_run_info, write_json
 except ImportError:  # run as a script: benchmarks/ itself is on sys.path
-    from astar import machine  # type: ignore[no-redef]
+    from common import THREADS, make_console, print_verdict, torch_run_info, write_json  # type: ignore[no-redef]
 
 TARGET_RATIO = 1.0
-THREADS = 2
 VOCAB = len(maze_vocabulary(10, 10))  # 118 tokens, bos (0) doubles as padding
 Batch = dict[str, torch.Tensor]
 SETTINGS: dict[str, tuple[int, int]] = {"10x10": (125, 280), "short": (45, 150)}  # mean prompt, target
@@ -214,24 +210,14 @@ def measure(preset: str, setting: str, plan: Plan, batch: int, seed: int, consol
         "ref_tok_s": best["ref"],
         "ratio": best["ours"] / best["ref"],
         "ratio_median": statistics.median(rates["ours"]) / statistics.median(rates["ref"]),
+        "ratio_paired_median": statistics.median(a / b for a, b in zip(rates["ours"], rates["ref"], strict=True)),
     }
-
-
-def set_threads(n: int = THREADS) -> str:
-    """Use ``n`` intra-op threads and one inter-op thread, on the first ``n`` allowed CPUs."""
-    torch.set_num_threads(n)
-    torch.set_num_interop_threads(1)
-    if hasattr(os, "sched_setaffinity"):
-        cpus = sorted(os.sched_getaffinity(0))[:n]
-        os.sched_setaffinity(0, set(cpus))
-        return f"torch threads {n}, pinned to CPUs {cpus}"
-    return f"torch threads {n}, not pinned (no sched_setaffinity)"
 
 
 def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
     cols = ("preset", "setting", "params ours", "params nn.T", "ours tok/s", "nn.Transformer tok/s", "ratio")
-    cols += ("ratio of medians",)
+    cols += ("ratio of medians", "paired ratio (median)")
     for col in cols:
         table.add_column(col, justify="left" if col in ("preset", "setting") else "right")
     for r in rows:
@@ -244,6 +230,7 @@ def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
             f"{r['ref_tok_s']:,.0f}",
             f"{r['ratio']:.2f}x",
             f"{r['ratio_median']:.2f}x",
+            f"{r['ratio_paired_median']:.2f}x",
         )
     return table
 
@@ -266,28 +253,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
     batch = QUICK_BATCH if args.quick else 32
 
-    console = Console() if sys.stdout.isatty() else Console(width=120)
-    threads = set_threads()
-    info = machine() | {"threads": threads, "torch": torch.__version__, "loadavg_before": os.getloadavg()}
-    console.log(f"{info['cpu']} ({info['cpu_count']} CPUs, {threads}), torch {torch.__version__}, fp32")
+    console = make_console()
+    info = torch_run_info(console)
     rows = [measure(p, s, plans[p], batch, args.seed, console) for p in presets for s in settings]
-    info["loadavg_after"] = os.getloadavg()
     console.print(render(rows, f"Training throughput, batch {batch}, fp32, CPU, {THREADS} threads"))
     console.print(
         "tok/s: decoder target tokens (real, not padding) per second of forward + backward + AdamW step, "
-        "best round; ratio = ours / nn.Transformer (best rounds; also of the median rounds). "
-        "setting: (mean prompt / mean decoder length)."
+        "best round; ratio = ours / nn.Transformer (best rounds; also of the median rounds, and the median "
+        "of the ratios of adjacent rounds). setting: (mean prompt / mean decoder length)."
     )
-    worst = min(r["ratio"] for r in rows)
-    console.print(
-        f"lowest ratio {worst:.3f}x: target >= {TARGET_RATIO:.1f}x "
-        + ("[green]met[/green]" if worst >= TARGET_RATIO else "[red]NOT met[/red]")
-    )
-    if args.json:
-        with open(args.json, "w") as f:
-            command = " ".join(["python", *sys.argv])
-            json.dump({"command": command, "machine": info, "seed": args.seed, "rows": rows}, f, indent=2)
-        console.log(f"wrote {args.json}")
+    print_verdict(console, "lowest ratio", min(r["ratio"] for r in rows), TARGET_RATIO)
+    write_json(args.json, console, info, seed=args.seed, rows=rows)
     return 0
 
 
