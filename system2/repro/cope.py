@@ -19,7 +19,16 @@ from typing import Any
 from system2.nn.decoder import DecoderConfig
 from system2.repro.cope_arm import ArmConfig, TaskSettings, evaluate_arm, train_arm
 from system2.repro.cope_figures import error_bars, flipflop_gates
-from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.framework import (
+    Claim,
+    Table,
+    check_claims,
+    fmt,
+    mean_std,
+    print_claims,
+    with_overrides,
+    write_report,
+)
 from system2.tasks.counting import CountingConfig
 from system2.tasks.flipflop import FlipFlopConfig
 from system2.tasks.selective_copy import SelectiveCopyConfig
@@ -136,8 +145,8 @@ def arm_config(base: ArmConfig, position: str, seed: int, out: Path) -> ArmConfi
 
 def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
     """Train and score every arm, check the claims and write ``out/report.md``."""
-    scale = SCALES[scale_name]
-    n_seeds = seeds or scale.seeds
+    scale = with_overrides(SCALES[scale_name], seeds=seeds)
+    n_seeds = scale.seeds
     out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for label, base in scale.tasks.items():

@@ -13,7 +13,16 @@ from pathlib import Path
 from typing import Any
 
 from system2.repro import planning_common as pc
-from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.framework import (
+    Claim,
+    Table,
+    check_claims,
+    fmt,
+    mean_std,
+    print_claims,
+    with_overrides,
+    write_report,
+)
 
 SCALES: dict[str, pc.PlanningScale] = {
     "tiny": pc.PlanningScale(
@@ -43,7 +52,7 @@ EVALS = [
 
 
 def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
-    scale = pc.with_overrides(SCALES[scale_name], seeds=seeds)
+    scale = with_overrides(SCALES[scale_name], seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
     data = pc.dataset(scale, out)
     n = max(scale.train_sizes)

@@ -9,11 +9,20 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from system2.runs import atomic_write_json, atomic_write_text
+
+Scale = TypeVar("Scale")
+
+
+def with_overrides(scale: Scale, **kw: Any) -> Scale:
+    """``scale`` (a dataclass) with the given fields replaced, skipping those given as None (options
+    such as ``--seeds`` that were not passed)."""
+    return replace(scale, **{k: v for k, v in kw.items() if v is not None})  # type: ignore[type-var]
+
 
 Metrics = dict[str, Any]
 

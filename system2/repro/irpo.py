@@ -22,7 +22,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.framework import (
+    Claim,
+    Table,
+    check_claims,
+    fmt,
+    mean_std,
+    print_claims,
+    with_overrides,
+    write_report,
+)
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks.arithmetic import write_dataset
@@ -106,9 +115,7 @@ def chosen_logp_trend(run: Path) -> float:
 
 
 def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
-    scale = SCALES[scale_name]
-    if seeds:
-        scale = replace(scale, seeds=seeds)
+    scale = with_overrides(SCALES[scale_name], seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     if not (data / "test.parquet").is_file():

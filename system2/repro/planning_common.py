@@ -4,7 +4,7 @@ with every stage cached in the output directory so an interrupted run resumes.""
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,3 @@ def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: i
 
 def optimal_key(summary: dict[str, Any]) -> str:
     return next(k for k in summary if k.startswith("any_optimal@"))
-
-
-def with_overrides(scale: PlanningScale, **kw: Any) -> PlanningScale:
-    return replace(scale, **{k: v for k, v in kw.items() if v is not None})

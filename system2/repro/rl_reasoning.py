@@ -19,7 +19,16 @@ from pathlib import Path
 from typing import Any
 
 from system2.lm.tiny import load_lm
-from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.framework import (
+    Claim,
+    Table,
+    check_claims,
+    fmt,
+    mean_std,
+    print_claims,
+    with_overrides,
+    write_report,
+)
 from system2.repro.irpo import MAX_LEN, MAX_NEW
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.loop import cached_json, group_by_question, sample_and_score
@@ -94,9 +103,7 @@ def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix:
 
 
 def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
-    scale = SCALES[scale_name]
-    if seeds:
-        scale = replace(scale, seeds=seeds)
+    scale = with_overrides(SCALES[scale_name], seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
     data = out / "data"
     if not (data / "test.parquet").is_file():

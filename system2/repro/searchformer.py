@@ -13,7 +13,16 @@ from typing import Any
 
 from system2.planning.bootstrap import BootstrapConfig, run_bootstrap
 from system2.repro import planning_common as pc
-from system2.repro.framework import Claim, Table, check_claims, fmt, mean_std, print_claims, write_report
+from system2.repro.framework import (
+    Claim,
+    Table,
+    check_claims,
+    fmt,
+    mean_std,
+    print_claims,
+    with_overrides,
+    write_report,
+)
 from system2.train import TrainConfig
 
 SCALES: dict[str, pc.PlanningScale] = {
@@ -43,7 +52,7 @@ def _stat(summaries: list[dict[str, Any]], key: str) -> tuple[float, float]:
 
 def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
     """Run every arm, check the claims and write ``out/report.md``."""
-    scale = pc.with_overrides(SCALES[scale_name], seeds=seeds)
+    scale = with_overrides(SCALES[scale_name], seeds=seeds)
     out.mkdir(parents=True, exist_ok=True)
     data = pc.dataset(scale, out)
     results: dict[str, dict[int, list[dict[str, Any]]]] = {"solution": {}, "search": {}}

@@ -9,30 +9,21 @@ present, so a killed run resumes where it stopped.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, finetune, sample_and_score
-from system2.train import TrainConfig
+from system2.selfimprove.loop import RoundsConfig, cached_json, cached_rows, finetune, sample_and_score
 
 
 @dataclass
-class ExpertIterationConfig(LoopConfig):
-    """``model`` is the initial policy: every round is fine-tuned from it."""
+class ExpertIterationConfig(RoundsConfig):
+    """``model`` is the initial policy: every round is fine-tuned from it. ``samples``: K per question
+    (paper: 96; R5 scale: 16-32)."""
 
     rounds: int = 4
-    samples: int = 16  # K per question (paper: 96; R5 scale: 16-32)
-    temperature: float = 1.0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
-
-    def validate(self) -> None:
-        super().validate()
-        if self.rounds < 1 or self.samples < 1:
-            raise ConfigError("rounds and samples must be >= 1")
 
 
 def correct_unique(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:

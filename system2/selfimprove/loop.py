@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,22 @@ class LoopConfig:
             model, tok, test, self.max_new_tokens, self.eval_samples, seed=self.seed, batch_size=self.batch_size,
             prompt_prefix=prefix,
         )  # fmt: skip
+
+
+@dataclass
+class RoundsConfig(LoopConfig):
+    """Rounds of sampling ``samples`` solutions per training question at ``temperature`` and fine-tuning
+    the initial policy (``model``) on what they yield (expert iteration, return-conditioned RL)."""
+
+    rounds: int = 1
+    samples: int = 16
+    temperature: float = 1.0
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
+
+    def validate(self) -> None:
+        super().validate()
+        if self.rounds < 1 or self.samples < 1:
+            raise ConfigError("rounds and samples must be >= 1")
 
 
 def sample_and_score(

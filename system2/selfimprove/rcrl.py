@@ -11,33 +11,21 @@ unconfirmed [S/R].
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, finetune, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, cached_json, cached_rows, finetune, sample_and_score
 from system2.tasks.arithmetic import RETURN_TOKENS
-from system2.train import TrainConfig
 
 GOOD, BAD = RETURN_TOKENS
 
 
 @dataclass
-class RCRLConfig(LoopConfig):
+class RCRLConfig(RoundsConfig):
     """``model`` is the initial policy (an SFT model): every round is fine-tuned from it."""
-
-    rounds: int = 1
-    samples: int = 16
-    temperature: float = 1.0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
-
-    def validate(self) -> None:
-        super().validate()
-        if self.rounds < 1 or self.samples < 1:
-            raise ConfigError("rounds and samples must be >= 1")
 
 
 def tag(question: str, correct: bool) -> str:
