@@ -35,6 +35,11 @@ def test_a_prompt_alone_gets_the_samples_it_gets_among_others(lm):
     # the row key is (seed, prompt index, sample index): the same prompt at index 0 of another list
     first = sample(model, tok, PROMPTS[:1], SampleConfig(n=2, max_new_tokens=8, seed=3, batch_size=1))
     assert first[0] == both[0]
+    # a later slice of the list, sampled with its offset (one process's share), gets the samples it gets
+    # in the whole list
+    rest = sample(model, tok, PROMPTS[1:], SampleConfig(n=2, max_new_tokens=8, seed=3, batch_size=3), prompt_offset=1)
+    assert rest == both[1:]
+    assert sample(model, tok, PROMPTS[1:], SampleConfig(n=2, max_new_tokens=8, seed=3)) != both[1:]
 
 
 def test_greedy_left_padded_batch_equals_generate_one_at_a_time(lm):

@@ -4,11 +4,17 @@ instead of recomputing, and the recipes' bookkeeping (pairs, pooled data, return
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
-from system2.config import ConfigError
+from system2.config import ConfigError, to_dict
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, correct_unique, run_expert_iteration
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.orm import ORMConfig, train_orm
@@ -114,6 +120,71 @@ def test_ppo_runs_checkpoints_and_resumes(world: dict, tmp_path: Path) -> None:
     assert (tmp_path / "ppo" / "ckpt" / "iter-000002" / "value_head.safetensors").is_file()
     assert (tmp_path / "ppo" / "model" / "config.json").is_file()
     assert run_ppo(cfg, progress=False) == log  # finished: resumes at the end, same log
+
+
+def _ppo_cfg(world: dict, out: Path, **kw) -> PPOConfig:
+    base = dict(iterations=3, prompts_per_iteration=4, samples_per_prompt=2, ppo_epochs=2, minibatch_size=8,
+                ckpt_every=1, lr=1e-3, temperature=1.5)  # fmt: skip
+    return PPOConfig(model=world["model"], train_data=world["train"], out=str(out), **{**base, **kw}, **COMMON)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    last = run / "ckpt" / (run / "ckpt" / "latest").read_text().strip()
+    return {**load_file(str(last / "model.safetensors")), **load_file(str(last / "value_head.safetensors"))}
+
+
+def test_ppo_killed_mid_run_resumes_to_the_same_weights(world: dict, tmp_path: Path, monkeypatch) -> None:
+    clean = run_ppo(_ppo_cfg(world, tmp_path / "clean"), progress=False)
+    import system2.selfimprove.ppo as ppo
+
+    calls, real = {"n": 0}, ppo.sample_and_score
+
+    def dies_in_iteration_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ppo, "sample_and_score", dies_in_iteration_3)
+    with pytest.raises(KeyboardInterrupt):
+        run_ppo(_ppo_cfg(world, tmp_path / "crashed"), progress=False)
+    assert (tmp_path / "crashed" / "ckpt" / "latest").read_text().strip() == "iter-000002"
+    monkeypatch.setattr(ppo, "sample_and_score", real)
+    resumed = run_ppo(_ppo_cfg(world, tmp_path / "crashed"), progress=False)
+    assert resumed == clean
+    a, b = _weights(tmp_path / "clean"), _weights(tmp_path / "crashed")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_two_process_gloo_ppo_equals_one_process(world: dict, tmp_path: Path) -> None:
+    """2 processes x 2 prompts per iteration give the weights of 1 process x 4 prompts: the same samples
+    (each prompt keeps its random stream), advantages normalised over both, gradients of the whole
+    minibatch."""
+    cfg = _ppo_cfg(world, tmp_path / "two")
+    (tmp_path / "two.json").write_text(json.dumps(to_dict(cfg)))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
+           str(Path(__file__).parent / "scripts" / "ddp_ppo.py"), str(tmp_path / "two.json")]  # fmt: skip
+    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    # gloo may abort at teardown ("terminate called without an active exception") after finishing
+    if two.returncode != 0:
+        assert (tmp_path / "two" / "done").exists() and "terminate called" in two.stderr, two.stderr[-3000:]
+    one = run_ppo(_ppo_cfg(world, tmp_path / "one"), progress=False)
+    two_log = json.loads((tmp_path / "two" / "done").read_text())
+    assert len(two_log) == len(one) == 4
+    for r1, r2 in zip(one[:3], two_log[:3], strict=True):
+        assert r1["reward"] > 0 or r1["iteration"] > 1  # the first iteration has a signal to learn from
+        for key in ("reward", "train_accuracy", "kl", "policy_loss", "value_loss", "approx_kl", "clip_fraction"):
+            assert r2[key] == pytest.approx(r1[key], rel=1e-4, abs=1e-6), (r1["iteration"], key)
+    a, b = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    start = load_file(str(Path(world["model"]) / "model.safetensors"))
+    assert any(not torch.allclose(start[k], a[k]) for k in start)  # PPO moved the policy
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
 
 
 def test_orm_trains_and_reranks(world: dict, tmp_path: Path) -> None:

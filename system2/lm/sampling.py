@@ -58,11 +58,19 @@ class SampleConfig:
             raise ValueError(f"unknown sampling backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
 
 
-def sample(model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool = False) -> list[list[str]]:
+def sample(
+    model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool = False, prompt_offset: int = 0
+) -> list[list[str]]:
     """``cfg.n`` completions for each prompt (a list per prompt, in prompt order). With ``chat`` each
     prompt is rendered as a user turn by the tokenizer's chat template. For the vLLM backend ``model`` is
-    the model directory (or a model whose ``name_or_path`` is one)."""
+    the model directory (or a model whose ``name_or_path`` is one).
+
+    ``prompt_offset`` is the index of ``prompts[0]`` in a longer list that was cut into slices (one per
+    process): a prompt's random stream is keyed by its index in that list, so the slices' samples are those
+    of the whole list sampled at once."""
     cfg.validate()
+    if prompt_offset < 0:
+        raise ValueError(f"prompt_offset must be >= 0, got {prompt_offset}")
     if not prompts:
         return []
     if cfg.backend == "vllm":
@@ -81,8 +89,8 @@ def sample(model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, ch
     try:
         for s in range(0, len(rows), cfg.batch_size):
             chunk = rows[s : s + cfg.batch_size]
-            texts = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], [(i << 20) + j for i, j in chunk],
-                                    cfg, limit)  # fmt: skip
+            keys = [((prompt_offset + i) << 20) + j for i, j in chunk]
+            texts = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], keys, cfg, limit)
             for (i, j), text in zip(chunk, texts, strict=True):
                 out[i][j] = text
     finally:

@@ -107,11 +107,12 @@ def sample_and_score(
     batch_size: int = 64,
     extract: Extract = extract_answer,
     prompt_prefix: str = "",
+    prompt_offset: int = 0,
 ) -> list[dict[str, Any]]:
     """``n`` sampled solutions per problem, each with its parsed answer and exact-match reward (one row
-    per sample, in problem order)."""
+    per sample, in problem order). ``prompt_offset``: as in ``sample``, for one process's slice."""
     cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
-    outs = sample(model, tokenizer, [prompt_prefix + p.question for p in problems], cfg)
+    outs = sample(model, tokenizer, [prompt_prefix + p.question for p in problems], cfg, prompt_offset=prompt_offset)
     rows = []
     for p, texts in zip(problems, outs, strict=True):
         for i, text in enumerate(texts):

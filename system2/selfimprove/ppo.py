@@ -8,8 +8,9 @@ token (eos); advantages by GAE(gamma, lambda) from a value head on the policy's 
 
 Design choices (documented, configurable): the value head is a linear layer on the shared trunk (as in
 trlx); sampled texts are re-tokenized before scoring, which is exact for the word-level tokenizers of the
-synthetic tasks; PPO runs in one process with its own loop (rollouts and updates alternate, which the
-supervised training loop does not model). Checkpoints every ``ckpt_every`` iterations; a rerun resumes.
+synthetic tasks; PPO has its own loop (rollouts and updates alternate, which the
+supervised training loop does not model), on ``accelerate``: the same command runs on several processes.
+Checkpoints every ``ckpt_every`` iterations; a rerun resumes.
 """
 
 from __future__ import annotations
@@ -92,10 +93,12 @@ def ppo_losses(
     mask: torch.Tensor,
     clip: float,
     value_clip: float,
+    n_tokens: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]]:
-    """Clipped surrogate policy loss and clipped value loss, both token means over ``mask``."""
+    """Clipped surrogate policy loss and clipped value loss, both token means over ``mask`` (sums over
+    ``mask`` divided by ``n_tokens`` when given: one process's share of a minibatch spread over several)."""
     m = mask.to(logp.dtype)
-    n = m.sum().clamp(min=1)
+    n = m.sum().clamp(min=1) if n_tokens is None else torch.tensor(n_tokens, dtype=logp.dtype, device=logp.device)
     ratio = torch.exp(logp - old_logp)
     pg = torch.maximum(-adv * ratio, -adv * ratio.clamp(1 - clip, 1 + clip))
     pg_loss = (pg * m).sum() / n
@@ -135,18 +138,43 @@ def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
     return score
 
 
+class PolicyWithValue(torch.nn.Module):
+    """The policy and its value head as one module, so one DDP wrapper syncs the gradients of both."""
+
+    def __init__(self, policy: torch.nn.Module, value_head: torch.nn.Module) -> None:
+        super().__init__()
+        self.policy, self.value_head = policy, value_head
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        return token_logprobs_and_values(self.policy, self.value_head, batch)
+
+
 def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
-    """Run (or resume) PPO; returns the logged rows (one per iteration) plus the final evaluation."""
-    cfg.validate()
+    """Run (or resume) PPO; returns the logged rows (one per iteration) plus the final evaluation.
+
+    Under ``torchrun``/``accelerate launch`` each of the W processes samples its contiguous 1/W of the
+    iteration's prompts (with the random streams those prompts have in one process), advantages are
+    normalised over all processes, and each process takes 1/W of every minibatch; losses are divided by
+    the minibatch's token count over all processes, so the synced gradient is the one-process gradient
+    of the same minibatch."""
+    from accelerate import Accelerator
     from rich.progress import Progress
 
+    cfg.validate()
+    acc = Accelerator(cpu=not torch.cuda.is_available())
+    world, rank, device = acc.num_processes, acc.process_index, acc.device
+    if cfg.prompts_per_iteration % world or cfg.minibatch_size % world:
+        raise ConfigError(
+            f"prompts_per_iteration ({cfg.prompts_per_iteration}) and minibatch_size ({cfg.minibatch_size}) "
+            f"must be multiples of the number of processes ({world})"
+        )
     out = Path(cfg.out)
     problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
     torch.manual_seed(cfg.seed)
     ref, _ = load_lm(cfg.model)
-    ref.eval().requires_grad_(False)
+    ref.eval().requires_grad_(False).to(device)
     start, ckpt = 0, _latest(out)
     policy, tok = load_lm(ckpt if ckpt is not None else cfg.model)
     value_head = torch.nn.Linear(policy.config.hidden_size, 1)
@@ -161,60 +189,73 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
         opt.load_state_dict(state["optimizer"])
         start, log = state["iteration"], [dict(r) for r in state["log"]]
         torch.set_rng_state(state["torch_rng"])
+    model, opt = acc.prepare(PolicyWithValue(policy, value_head), opt)
     rng = random.Random(f"ppo/{cfg.seed}")
     epochs = cfg.iterations * cfg.prompts_per_iteration // len(problems) + 2
     order = [i for _ in range(epochs) for i in rng.sample(range(len(problems)), len(problems))]
+    share, mb_size = cfg.prompts_per_iteration // world, cfg.minibatch_size // world
 
-    with Progress(disable=not progress) as bar:
+    def total(*values: float) -> list[float]:
+        """Sums over all processes."""
+        return acc.reduce(torch.tensor(values, dtype=torch.float64, device=device), "sum").tolist()
+
+    with Progress(disable=not (progress and acc.is_main_process)) as bar:
         task = bar.add_task("ppo", total=cfg.iterations, completed=start)
         for it in range(start, cfg.iterations):
-            idx = order[it * cfg.prompts_per_iteration : (it + 1) * cfg.prompts_per_iteration]
-            batch_problems = [problems[i] for i in idx]
+            first = it * cfg.prompts_per_iteration + rank * share
             policy.eval()
             rows = sample_and_score(
-                policy, tok, batch_problems, cfg.samples_per_prompt, cfg.temperature, cfg.max_new_tokens,
-                cfg.seed * 100_003 + it, cfg.batch_size,
+                policy, tok, [problems[i] for i in order[first : first + share]], cfg.samples_per_prompt,
+                cfg.temperature, cfg.max_new_tokens, cfg.seed * 100_003 + it, cfg.batch_size,
+                prompt_offset=rank * share,
             )  # fmt: skip
-            scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows])
+            scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
             enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+            enc = {k: v.to(device) for k, v in enc.items()}
             with torch.no_grad():
                 old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc)
                 ref_logp, _, _ = token_logprobs_and_values(ref, None, enc)
                 kl = (old_logp - ref_logp) * mask
                 rewards = -cfg.kl_coef * kl
                 last = mask.long().cumsum(1).argmax(1)  # the eos position of each response
-                rewards[torch.arange(len(rows)), last] += scores
+                rewards[torch.arange(len(rows), device=device), last] += scores
                 adv = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
                 returns = adv + old_values
-                mean = adv[mask].mean()
-                std = adv[mask].std().clamp(min=1e-8) if mask.sum() > 1 else torch.tensor(1.0)
+                n, s1, s2 = total(float(mask.sum()), float(adv[mask].sum()), float((adv[mask] ** 2).sum()))
+                mean = s1 / max(n, 1)
+                std = max(((s2 - n * mean**2) / (n - 1)) ** 0.5, 1e-8) if n > 1 else 1.0
                 adv = (adv - mean) / std * mask
-            policy.train()
+            model.train()
             stats: dict[str, float] = {}
             gen = torch.Generator().manual_seed(cfg.seed * 7919 + it)
             for _ in range(cfg.ppo_epochs):
-                perm = torch.randperm(len(rows), generator=gen)
-                for s in range(0, len(rows), cfg.minibatch_size):
-                    mb = perm[s : s + cfg.minibatch_size]
-                    sub = {k: v[mb] for k, v in enc.items()}
-                    logp, values, m = token_logprobs_and_values(policy, value_head, sub)
+                perm = torch.randperm(len(rows), generator=gen).to(device)
+                for s in range(0, len(rows), mb_size):
+                    mb = perm[s : s + mb_size]
+                    logp, values, m = model({k: v[mb] for k, v in enc.items()})
+                    (n_mb,) = total(float(m.sum()))
                     pg, vf, st = ppo_losses(
-                        logp, old_logp[mb], adv[mb], values, old_values[mb], returns[mb], m, cfg.clip, cfg.value_clip
-                    )
+                        logp, old_logp[mb], adv[mb], values, old_values[mb], returns[mb], m, cfg.clip,
+                        cfg.value_clip, n_tokens=max(n_mb, 1.0) / world,
+                    )  # fmt: skip
                     opt.zero_grad(set_to_none=True)
-                    (pg + cfg.vf_coef * vf).backward()
-                    torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
+                    acc.backward(pg + cfg.vf_coef * vf)  # DDP averages: the sum over processes / n_mb
+                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
                     opt.step()
-                    stats = {"policy_loss": pg.item(), "value_loss": vf.item(), **st}
+                    sums = total(pg.item(), vf.item(), *st.values())  # each a share of the minibatch mean
+                    stats = dict(zip(["policy_loss", "value_loss", *st], (v / world for v in sums), strict=True))
+            n_rows, score_sum, n_correct, kl_sum = total(
+                len(rows), float(scores.sum()), sum(bool(r["correct"]) for r in rows), float(kl.sum())
+            )
             row = {
                 "iteration": it + 1,
                 "samples_drawn": (it + 1) * cfg.prompts_per_iteration * cfg.samples_per_prompt,
-                "reward": float(scores.mean()),
-                "train_accuracy": sum(bool(r["correct"]) for r in rows) / len(rows),
-                "kl": float(kl.sum(1).mean()),
+                "reward": score_sum / n_rows,
+                "train_accuracy": n_correct / n_rows,
+                "kl": kl_sum / n_rows,
                 **stats,
             }
-            if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test:
+            if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and acc.is_main_process:
                 policy.eval()
                 row.update(
                     evaluate_policy(policy, tok, test, cfg.max_new_tokens, 0, seed=cfg.seed, batch_size=cfg.batch_size)
@@ -222,18 +263,18 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
             log.append(row)
             bar.update(task, completed=it + 1, description=f"ppo reward {row['reward']:.3f}")
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:
-                _save(out, it + 1, policy, tok, value_head, opt, log)
+                acc.wait_for_everyone()
+                if acc.is_main_process:
+                    _save(out, it + 1, policy, tok, value_head, opt, log)
+                acc.wait_for_everyone()
     final = out / "model"
-    if not (final / "config.json").is_file():
+    if acc.is_main_process and not (final / "config.json").is_file():
         save_lm(policy, tok, final)
-
-    return log + [
-        {
-            "iteration": cfg.iterations,
-            "final": True,
-            **cached_json(out / "result.json", lambda: cfg.evaluate(final, test)),
-        }
-    ]
+    result: dict[str, Any] = {}
+    if acc.is_main_process:
+        result = cached_json(out / "result.json", lambda: cfg.evaluate(final, test))
+    acc.wait_for_everyone()  # a barrier before teardown (gloo can abort otherwise)
+    return log + [{"iteration": cfg.iterations, "final": True, **result}]
 
 
 def _save(out: Path, iteration: int, policy: Any, tok: Any, value_head: torch.nn.Module, opt: Any, log: list) -> None:
