@@ -132,3 +132,67 @@ def test_more_samples_extend_the_sample_set(lm):
     four = sample(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=6, seed=2))
     two = sample(model, tok, PROMPTS, SampleConfig(n=2, max_new_tokens=6, seed=2))
     assert [x[:2] for x in four] == two
+
+
+class _FakeVLLM:
+    """The slice of vLLM 0.33.0's interface the backend uses (``LLM(model, *, seed)``, the
+    ``SamplingParams`` fields, ``LLM.generate(prompts, params, *, use_tqdm)``), keyword-strict as vLLM's
+    msgspec structs are. Each completion echoes its prompt ids and runs on past the stop string."""
+
+    calls: list = []
+
+    class SamplingParams:
+        FIELDS = {"n", "temperature", "top_p", "max_tokens", "stop", "include_stop_str_in_output", "seed"}
+
+        def __init__(self, **kw):
+            unknown = set(kw) - self.FIELDS
+            if unknown:
+                raise TypeError(f"unknown SamplingParams fields {unknown}")
+            self.__dict__.update(kw)
+
+    class LLM:
+        def __init__(self, model: str, *, seed: int = 0):
+            self.model, self.seed = model, seed
+
+        def generate(self, prompts, sampling_params, *, use_tqdm=True):
+            from types import SimpleNamespace
+
+            _FakeVLLM.calls.append((self.model, self.seed, prompts, sampling_params))
+            return [
+                SimpleNamespace(
+                    outputs=[
+                        SimpleNamespace(text=f"{p['prompt_token_ids']}/{j} ; stop here")
+                        for j in range(sampling_params.n)
+                    ]
+                )  # fmt: skip
+                for p in prompts
+            ]
+
+
+def test_vllm_backend_passes_token_ids_and_settings_and_cuts_at_stop(lm, tmp_path, monkeypatch):
+    import sys
+    import types
+
+    import system2.lm.sampling as sampling
+    from system2.lm.encoding import prompt_token_ids
+
+    fake = types.ModuleType("vllm")
+    fake.LLM, fake.SamplingParams = _FakeVLLM.LLM, _FakeVLLM.SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    sampling._vllm_engine.cache_clear()
+    _, tok = lm
+    cfg = SampleConfig(n=2, temperature=0.7, top_p=0.9, max_new_tokens=5, stop=["stop"], seed=3, backend="vllm")
+    out = sample(str(tmp_path), tok, PROMPTS[:2], cfg)
+    ids = prompt_token_ids(tok, PROMPTS[:2])
+    assert out == [[f"{p}/{j} ; stop" for j in range(2)] for p in ids]  # cut after the stop string, kept
+    model, seed, prompts, params = _FakeVLLM.calls[-1]
+    assert (model, seed) == (str(tmp_path), 3) and prompts == [{"prompt_token_ids": p} for p in ids]
+    assert (params.n, params.temperature, params.top_p, params.max_tokens) == (2, 0.7, 0.9, 5)
+    assert params.stop == ["stop"] and params.include_stop_str_in_output and params.seed == 3
+    with pytest.raises(ValueError, match="local directory"):
+        sample(str(tmp_path / "missing"), tok, PROMPTS[:1], cfg)
+    sampling._vllm_engine.cache_clear()
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not installed
+    with pytest.raises(ImportError, match="pip install"):
+        sample(str(tmp_path), tok, PROMPTS[:1], cfg)
+    sampling._vllm_engine.cache_clear()

@@ -8,9 +8,8 @@ Backends behind one interface (``SampleConfig.backend``):
   step), so a sample depends only on the seed and its own prompt: the same seed gives the same samples
   for any ``batch_size`` and any batch composition (up to floating-point rounding of the logits, which
   can flip a draw that lands within ~1e-7 of a token boundary). ``temperature=0`` is greedy decoding.
-- ``"vllm"``: vLLM on GPU machines; the model is given by its directory. vLLM is imported only here and is
-  not a declared extra: no vLLM release installs beside this project's pins (0.32.0 needs
-  transformers<5.20, 0.33.0 needs torch 2.14).
+- ``"vllm"``: vLLM on GPU machines (``pip install "system2[vllm]"``: vLLM 0.33.0, which brings torch 2.14.0
+  and transformers 5.20.2); the model is given by its directory. vLLM is imported only here.
   Its random streams are vLLM's own, so its samples differ from the HF backend's for the same seed.
 
 A completion is the generated text up to the first eos (removed) or up to and including the first stop
@@ -275,8 +274,8 @@ def _vllm_engine(path: str, seed: int) -> Any:
         from vllm import LLM
     except ImportError as e:
         raise ImportError(
-            "the vllm sampling backend needs vLLM installed on a GPU machine (pip install vllm, in an environment "
-            "whose torch/transformers versions vLLM supports), or use SampleConfig(backend='hf')"
+            "the vllm sampling backend needs vLLM on a GPU machine: pip install 'system2[vllm]' (vLLM 0.33.0), "
+            "or use SampleConfig(backend='hf')"
         ) from e
     return LLM(model=path, seed=seed)
 
