@@ -4,10 +4,6 @@ instead of recomputing, and the recipes' bookkeeping (pairs, pooled data, return
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -157,22 +153,13 @@ def test_ppo_killed_mid_run_resumes_to_the_same_weights(world: dict, tmp_path: P
         assert torch.equal(a[k], b[k]), k
 
 
-def test_two_process_gloo_ppo_equals_one_process(world: dict, tmp_path: Path) -> None:
+def test_two_process_gloo_ppo_equals_one_process(world: dict, tmp_path: Path, run_two_processes) -> None:
     """2 processes x 2 prompts per iteration give the weights of 1 process x 4 prompts: the same samples
     (each prompt keeps its random stream), advantages normalised over both, gradients of the whole
     minibatch."""
     cfg = _ppo_cfg(world, tmp_path / "two")
     (tmp_path / "two.json").write_text(json.dumps(to_dict(cfg)))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(port),
-           str(Path(__file__).parent / "scripts" / "ddp_ppo.py"), str(tmp_path / "two.json")]  # fmt: skip
-    two = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    # gloo may abort at teardown ("terminate called without an active exception") after finishing
-    if two.returncode != 0:
-        assert (tmp_path / "two" / "done").exists() and "terminate called" in two.stderr, two.stderr[-3000:]
+    run_two_processes("ddp_ppo.py", [tmp_path / "two.json"], tmp_path / "two" / "done")
     one = run_ppo(_ppo_cfg(world, tmp_path / "one"), progress=False)
     two_log = json.loads((tmp_path / "two" / "done").read_text())
     assert len(two_log) == len(one) == 4
