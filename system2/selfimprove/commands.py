@@ -6,6 +6,7 @@ recipe (a rerun with the same ``out`` resumes), and prints a table of its result
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -43,7 +44,8 @@ def _run(cls: type, runner: Any, title: str, config: Path | None, overrides: lis
         result = runner(cfg)
     except (ValueError, FileNotFoundError) as e:
         _fail(str(e))
-    print_rows(title, result if isinstance(result, list) else [result])
+    if int(os.environ.get("RANK", "0")) == 0:  # one table under torchrun / accelerate launch
+        print_rows(title, result if isinstance(result, list) else [result])
 
 
 def arithmetic(
