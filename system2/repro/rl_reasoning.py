@@ -269,7 +269,8 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    arms = list(m["seeds"][0]["arms"])
+    order = ["SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"]  # the table's order (JSON may sort keys)
+    arms = sorted(m["seeds"][0]["arms"], key=lambda x: order.index(x) if x in order else len(order))
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     width = 0.2
     for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
@@ -281,7 +282,7 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
         )
     a.set_xticks([j + 1.5 * width for j in range(len(arms))], arms, rotation=25, fontsize=8)
     a.set_ylabel("test accuracy (%)")
-    a.legend(fontsize=7)
+    a.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
     curve = m["seeds"][0]["ppo_curve"]
     b.plot(range(1, len(curve) + 1), curve, color="#2e86de")
     b.set_xlabel("PPO iteration")
