@@ -8,9 +8,9 @@ token (eos); advantages by GAE(gamma, lambda) from a value head on the policy's 
 
 Design choices (documented, configurable): the value head is a linear layer on the shared trunk (as in
 trlx); sampled texts are re-tokenized before scoring, which is exact for the word-level tokenizers of the
-synthetic tasks; PPO has its own loop (rollouts and updates alternate, which the
-supervised training loop does not model), on ``accelerate``: the same command runs on several processes.
-Checkpoints every ``ckpt_every`` iterations; a rerun resumes.
+synthetic tasks; PPO has its own loop (rollouts and updates alternate, which the supervised training loop
+does not model), on ``accelerate``, so the same command runs on several processes. Checkpoints every
+``ckpt_every`` iterations; a rerun resumes.
 """
 
 from __future__ import annotations
