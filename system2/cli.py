@@ -42,12 +42,15 @@ def _version(value: bool) -> None:
 @app.command("demo")
 def demo(
     out: Annotated[Path, typer.Option(help="Output directory (cached: a rerun only redraws).")] = Path("demo"),
-    steps: Annotated[int, typer.Option(help="Training steps.")] = 1200,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's 900).")] = None,
 ) -> None:
     """The tour: mazes -> A* search dynamics -> a small Searchformer -> unseen mazes solved and drawn."""
     from system2.demo import DemoConfig, run_demo
 
-    run_demo(DemoConfig(out=str(out), steps=steps))
+    cfg = DemoConfig(out=str(out))
+    if steps is not None:
+        cfg.steps = steps
+    run_demo(cfg)
 
 
 @app.callback()
