@@ -288,3 +288,17 @@ def test_judge_sample_never_raises_on_junk(tokens, sokoban, nodes):
     assert r.valid or (not r.feasible and r.plan_length == 0 and r.plan == ())
     assert r.feasible <= r.valid and r.optimal <= r.feasible
     assert r.plan_length == len(r.plan) and 0 <= r.trace_tokens <= len(tokens)
+
+
+def test_picture_titles_carry_the_checker_verdict():
+    from system2.planning.render import plan_verdict
+
+    maze = golden()
+    words = {
+        GOLDEN_TRACE + " " + GOLDEN_PLAN: "optimal plan",
+        DETOUR_A: "feasible, 7 nodes vs 5",
+        THROUGH_WALL: "infeasible plan",
+        "create 0 0 plan 9": "no valid plan",
+    }
+    for text, verdict in words.items():
+        assert plan_verdict(ev.judge_sample(maze, out(text), 5), 5) == verdict, text

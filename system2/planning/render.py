@@ -20,6 +20,7 @@ from matplotlib.colors import Normalize  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from system2.planning import tokens as tk  # noqa: E402
+from system2.planning.evaluate import SampleResult, judge_sample  # noqa: E402
 from system2.planning.maze import Maze  # noqa: E402
 from system2.planning.sokoban import SokobanLevel  # noqa: E402
 from system2.runs import atomic_write_with  # noqa: E402
@@ -147,5 +148,17 @@ def render_row(row: dict[str, Any], env: str, out: str | Path, extra: Sequence[t
     panels = [("A* search", list(row["trace"]), list(parsed.plan))]
     for title, generated in extra:
         g = tk.parse_response(generated)
-        panels.append((title, list(g.trace), list(g.plan)))
+        verdict = plan_verdict(judge_sample(task, generated, len(parsed.plan)), len(parsed.plan))
+        panels.append((f"{title}: {verdict}", list(g.trace), list(g.plan)))
     return render_task(task, panels, out)
+
+
+def plan_verdict(result: SampleResult, optimal_nodes: int) -> str:
+    """A few words on a generated plan, for a picture's title: the checker's judgement, never the model's."""
+    if not result.valid:
+        return "no valid plan"
+    if not result.feasible:
+        return "infeasible plan"
+    if result.optimal:
+        return "optimal plan"
+    return f"feasible, {result.plan_length} nodes vs {optimal_nodes}"
