@@ -40,6 +40,8 @@ from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks.arithmetic import extract_answer, read_problems, write_dataset
 from system2.train import TrainConfig
 
+ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of tables and plots
+
 
 @dataclass(frozen=True)
 class RLScale:
@@ -255,8 +257,14 @@ CLAIMS = [
 ]  # fmt: skip
 
 
+def _arm_names(m: dict[str, Any]) -> list[str]:
+    """The arms in ARMS order (metrics read back from JSON have their keys sorted)."""
+    present = m["seeds"][0]["arms"]
+    return [a for a in ARMS if a in present] + sorted(a for a in present if a not in ARMS)
+
+
 def _table(m: dict[str, Any]) -> Table:
-    arms = list(m["seeds"][0]["arms"])
+    arms = _arm_names(m)
     rows = [[a] + [fmt(*mean_std(_arm(m, a, key)), pct=True) for key in ("maj@1", "maj@K", "rerank@K", "pass@K")]
             for a in arms]  # fmt: skip
     k = m["k"]
@@ -269,8 +277,7 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    order = ["SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"]  # the table's order (JSON may sort keys)
-    arms = sorted(m["seeds"][0]["arms"], key=lambda x: order.index(x) if x in order else len(order))
+    arms = _arm_names(m)
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
     width = 0.2
     for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
