@@ -5,9 +5,9 @@ Every stage is cached in the output directory, so a second run only redraws and 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
+from system2.config import ConfigError, to_dict
 from system2.planning.generate import GenerateConfig, generate_dataset, read_split
 from system2.planning.recipes import (
     ModelSettings,
@@ -18,27 +18,35 @@ from system2.planning.recipes import (
     train_planner,
 )
 from system2.planning.stats import dataset_stats, print_stats
+from system2.runs import open_run
 from system2.train import TrainConfig
 
 
 @dataclass
 class DemoConfig:
-    out: str = "demo"
-    size: int = 5
-    train: int = 3000
-    test: int = 100
-    preset: str = "cpu"
-    steps: int = 900  # with the install, a fresh clone's `make demo` stays under 10 minutes on 2 cores
-    batch_size: int = 32
-    lr: float = 2e-3
-    samples: int = 4
+    out: str = "demo"  # output directory (a rerun redraws from its cache)
+    size: int = 5  # maze side
+    train: int = 3000  # training mazes
+    test: int = 100  # unseen test mazes the model solves
+    preset: str = "cpu"  # model size preset (tiny, cpu, s, m, l, xl)
+    steps: int = 900  # training steps; with the install, a fresh clone's `make demo` stays under 10 minutes on 2 cores
+    batch_size: int = 32  # training batch
+    lr: float = 2e-3  # peak learning rate
+    samples: int = 4  # sampled responses per test maze, besides the greedy one
+
+    def validate(self) -> None:
+        for k in ("size", "train", "test", "steps", "batch_size", "samples"):
+            if getattr(self, k) < 1:
+                raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    from rich.console import Console
+def run_demo(cfg: DemoConfig, restart: bool = False) -> dict[str, Any]:
+    """Run (or redraw from its cache) the tour; other settings in an existing ``out`` are refused."""
+    from system2.console import console as make_console
 
-    console = Console()
-    out = Path(cfg.out)
+    cfg.validate()
+    console = make_console()
+    out = open_run(cfg.out, "demo", to_dict(cfg), restart=restart, log=lambda _: None)
     data = out / "mazes"
     console.rule(f"1. {cfg.train + cfg.test} {cfg.size}x{cfg.size} mazes and their A* search dynamics")
     gen = GenerateConfig(width=cfg.size, height=cfg.size, train=cfg.train, test=cfg.test, seed=0, workers=2)

@@ -24,43 +24,47 @@ from typing import Any, Protocol
 
 import torch
 
-from system2.checkpoint import (
-    latest_checkpoint,
-    load_model_weights,
-    load_trainer_state,
-    prune_checkpoints,
-    save_checkpoint,
-)
-from system2.config import ConfigError, to_dict
+from system2 import dist
+from system2.checkpoint import load_model_weights, load_trainer_state, prune_checkpoints, resume, save_checkpoint
+from system2.config import ConfigError
+from system2.console import Progress
+from system2.runs import atomic_write_text
 
 
 @dataclass
 class TrainConfig:
-    steps: int = 1000
-    batch_size: int = 32  # per process and micro-step
-    grad_accum: int = 1
-    lr: float = 1e-3
-    min_lr_ratio: float = 0.1
-    warmup: int = 100
-    weight_decay: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    clip: float = 1.0
-    seed: int = 0
-    ckpt_every: int = 500
-    keep_ckpts: int = 2
-    log_every: int = 10
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 32  # examples per process and micro-step
+    grad_accum: int = 1  # micro-steps per optimizer step
+    lr: float = 1e-3  # peak learning rate
+    min_lr_ratio: float = 0.1  # the cosine decay ends at lr * min_lr_ratio
+    warmup: int = 100  # linear warm-up steps
+    weight_decay: float = 0.01  # AdamW weight decay
+    beta1: float = 0.9  # AdamW beta1
+    beta2: float = 0.99  # AdamW beta2
+    clip: float = 1.0  # gradient norm clip (0: none)
+    seed: int = 0  # seed of the data order (planners and CoPE arms: also of the initial weights)
+    ckpt_every: int = 500  # steps between checkpoints (a rerun resumes from the newest)
+    keep_ckpts: int = 2  # checkpoints kept on disk
+    log_every: int = 10  # steps between metrics records (metrics.jsonl)
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU; or "no" / "bf16"
-    tensorboard: bool = True
+    tensorboard: bool = True  # also write metrics for TensorBoard
 
     def validate(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "log_every"):
+        for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "log_every", "keep_ckpts"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "clip"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"train.{name} must be a finite number, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError("train.lr must be > 0 and train.min_lr_ratio in [0, 1]")
-        if self.warmup < 0:
-            raise ConfigError(f"train.warmup must be >= 0, got {self.warmup}")
+            raise ConfigError(f"train.lr must be > 0 (got {self.lr}) and train.min_lr_ratio in [0, 1]")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1) or self.weight_decay < 0 or self.clip < 0:
+            raise ConfigError("train.beta1 and train.beta2 must be in [0, 1); weight_decay and clip >= 0")
+        if not 0 <= self.warmup <= self.steps:
+            raise ConfigError(
+                f"train.warmup must be in [0, train.steps], got warmup={self.warmup} with steps={self.steps}"
+            )
         if self.mixed_precision not in ("auto", "no", "bf16"):
             raise ConfigError(f"train.mixed_precision must be auto, no or bf16, got {self.mixed_precision!r}")
 
@@ -130,12 +134,15 @@ def train(
     eval_every: int = 0,
     progress: bool = True,
     init_from: str | Path | None = None,
+    extra_files: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train ``model`` on ``data`` for ``cfg.steps`` optimizer steps, checkpointing into ``out/ckpt``.
 
     ``init_from`` (a checkpoint directory) starts a new run from its weights and optimizer moments with
     a fresh step counter and warm-up, as search-dynamics bootstrapping fine-tunes each round; it is
-    ignored when ``out`` already holds a checkpoint to resume."""
+    ignored when ``out`` already holds a checkpoint to resume. ``extra_files`` (name -> text, e.g. a
+    vocabulary) are saved inside every checkpoint's model files. A damaged newest checkpoint is skipped
+    (the previous one is used, saying so); metrics logged after the resumed step are dropped."""
     from accelerate import Accelerator
 
     cfg.validate()
@@ -144,7 +151,7 @@ def train(
     if precision == "auto":
         precision = "bf16" if torch.cuda.is_available() else "no"
     acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
-    world, rank = acc.num_processes, acc.process_index
+    world, rank = dist.world_size(), dist.rank()
     global_batch = cfg.batch_size * world
     if len(data) < global_batch:
         raise ConfigError(
@@ -157,16 +164,21 @@ def train(
     ckpt_dir = out / "ckpt"
 
     step, epoch, pos = 0, 0, 0
-    last = latest_checkpoint(ckpt_dir)
-    if last is not None:
-        load_model_weights(model, last)
-        st = load_trainer_state(last)
+
+    def load(ckpt: Path) -> dict[str, Any]:
+        st = load_trainer_state(ckpt)
+        load_model_weights(model, ckpt)
+        return st
+
+    found = resume(ckpt_dir, load, log=print if dist.is_main() else lambda _: None)
+    if found is not None:
+        last, st = found
         optimizer.load_state_dict(st["optimizer"])
         scheduler.load_state_dict(st["scheduler"])
         step, epoch, pos = st["step"], st["epoch"], st["pos"]
         torch.set_rng_state(st["torch_rng"])
         random.setstate((st["py_rng"][0], tuple(st["py_rng"][1]), st["py_rng"][2]))
-        if acc.is_main_process:
+        if dist.is_main():
             print(f"resuming from {last} (step {step})")
     elif init_from is not None:
         init = Path(init_from)
@@ -177,12 +189,9 @@ def train(
                 group.update(lr=cfg.lr * lr_factor(0, cfg), initial_lr=cfg.lr, weight_decay=cfg.weight_decay)
                 group.update(betas=(cfg.beta1, cfg.beta2))
     model, optimizer = acc.prepare(model, optimizer)
-    if acc.is_main_process:
+    if dist.is_main():
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.json").write_text(json.dumps(to_dict(cfg), indent=2) + "\n")
-    logger = _MetricsLogger(out, cfg.tensorboard) if acc.is_main_process else None
-    bar = _Bar(cfg.steps, step, progress and acc.is_main_process)
-
+    logger = _MetricsLogger(out, cfg.tensorboard, resumed_step=step) if dist.is_main() else None
     lengths = data.lengths() if hasattr(data, "lengths") else None
 
     def order_of(ep: int) -> list[int]:
@@ -191,6 +200,7 @@ def train(
     order = order_of(epoch)
     t0, tokens_total, window_tokens, window_t = time.time(), 0, 0, time.time()
     loss_value = float("nan")
+    bar = Progress(cfg.steps, "train", enabled=progress and dist.is_main(), start=step)
     try:
         while step < cfg.steps:
             model.train()
@@ -237,14 +247,14 @@ def train(
                     row.update(zip(keys, values.tolist(), strict=True))
                 if logger:
                     logger.log(row)
-                bar.update(step, loss_value, tok_s)
+                bar.update(step, info=f"loss {loss_value:.4f}  {tok_s:,.0f} tok/s")
             if eval_fn is not None and eval_every and step % eval_every == 0:
                 metrics = eval_fn(acc.unwrap_model(model), step)
                 if logger:
                     logger.log({"step": step, **{f"eval/{k}": v for k, v in metrics.items()}})
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 acc.wait_for_everyone()
-                if acc.is_main_process:
+                if dist.is_main():
                     state = {
                         "optimizer": optimizer.optimizer.state_dict()
                         if hasattr(optimizer, "optimizer")
@@ -257,15 +267,23 @@ def train(
                         "py_rng": _py_rng_state(),
                         "world_size": world,
                     }
-                    save_checkpoint(ckpt_dir, step, acc.unwrap_model(model), state)
+                    save_checkpoint(ckpt_dir, step, acc.unwrap_model(model), state, extra_files=extra_files)
                     prune_checkpoints(ckpt_dir, cfg.keep_ckpts)
                 acc.wait_for_everyone()
     finally:
-        bar.close()
+        bar.close(stopped=step < cfg.steps)
         if logger:
             logger.close()
     acc.wait_for_everyone()  # a barrier before teardown (gloo can abort otherwise)
     return TrainResult(step, loss_value, time.time() - t0, tokens_total)
+
+
+def _logged_step(line: str) -> float:
+    """The step of one metrics.jsonl line; a damaged (half-written) line counts as after any step."""
+    try:
+        return float(json.loads(line)["step"])
+    except (ValueError, KeyError, TypeError):
+        return math.inf
 
 
 def _py_rng_state() -> list[Any]:
@@ -274,15 +292,21 @@ def _py_rng_state() -> list[Any]:
 
 
 class _MetricsLogger:
-    """Append-only JSONL plus TensorBoard scalars, both in the run directory."""
+    """Append-only JSONL plus TensorBoard scalars, both in the run directory. A resumed run first drops
+    what was logged after its checkpoint (the rows in ``metrics.jsonl``; TensorBoard purges them on
+    reading), so each step is logged once."""
 
-    def __init__(self, out: Path, tensorboard: bool) -> None:
-        self.file = open(out / "metrics.jsonl", "a")  # noqa: SIM115 - closed in close()
+    def __init__(self, out: Path, tensorboard: bool, resumed_step: int = 0) -> None:
+        path = out / "metrics.jsonl"
+        if path.is_file():
+            kept = [line for line in path.read_text().splitlines() if _logged_step(line) <= resumed_step]
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.file = open(path, "a")  # noqa: SIM115 - closed in close()
         self.tb = None
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(out / "tensorboard"))
+            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resumed_step + 1 if resumed_step else None)
 
     def log(self, row: dict[str, float]) -> None:
         self.file.write(json.dumps(row) + "\n")
@@ -296,25 +320,3 @@ class _MetricsLogger:
         self.file.close()
         if self.tb is not None:
             self.tb.close()
-
-
-class _Bar:
-    def __init__(self, total: int, start: int, enabled: bool) -> None:
-        self.p = None
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-        self.p = Progress(
-            "[bold]train", BarColumn(), MofNCompleteColumn(), "{task.fields[info]}", TimeRemainingColumn()
-        )
-        self.p.start()
-        self.task = self.p.add_task("train", total=total, completed=start, info="")
-
-    def update(self, step: int, loss: float, tok_s: float) -> None:
-        if self.p is not None:
-            self.p.update(self.task, completed=step, info=f"loss {loss:.4f}  {tok_s:,.0f} tok/s")
-
-    def close(self) -> None:
-        if self.p is not None:
-            self.p.stop()

@@ -6,7 +6,7 @@ from typing import Literal
 import pytest
 
 from system2.config import ConfigError, load_config, parse_overrides, to_dict
-from system2.runs import RunDir, atomic_path, atomic_write_text
+from system2.runs import atomic_path, atomic_write_text
 
 
 @dataclass
@@ -75,12 +75,6 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
         raise RuntimeError("crash while writing")
     assert target.read_text() == "old"
     assert [p.name for p in target.parent.iterdir()] == ["file.txt"]
-
-
-def test_run_dir(tmp_path):
-    run = RunDir(tmp_path / "run").create()
-    run.write_json("metrics.json", {"a": 1})
-    assert run.read_json("metrics.json") == {"a": 1} and run.exists("metrics.json")
 
 
 def test_partial_nested_override_keeps_the_parents_defaults():

@@ -9,6 +9,7 @@ from system2.config import ConfigError
 from system2.planning import generate as gen
 from system2.planning import tokens as tk
 from system2.planning.stats import dataset_stats
+from system2.runs import RunError
 
 
 def digest(path: Path) -> dict[str, str]:
@@ -128,20 +129,23 @@ def test_bad_settings_fail_before_any_work(tmp_path, kw, message):
 def test_other_settings_in_an_existing_dir_are_refused(tmp_path):
     gen.generate_dataset(maze_cfg(train=20, test=5), tmp_path / "d", progress=False)
     before = digest(tmp_path / "d")
-    with pytest.raises(ConfigError, match="differs in seed"):
+    with pytest.raises(RunError, match=r"other settings \(seed: 3 -> 9\)"):
         gen.generate_dataset(maze_cfg(train=20, test=5, seed=9), tmp_path / "d", progress=False)
     assert digest(tmp_path / "d") == before
     (tmp_path / "x").mkdir()
     (tmp_path / "x" / "notes.txt").write_text("mine")
-    with pytest.raises(ConfigError, match="not a planning dataset"):
+    with pytest.raises(RunError, match="not a system2 run directory"):
         gen.generate_dataset(maze_cfg(), tmp_path / "x", progress=False)
     assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
 
 
 def test_too_few_distinct_tasks_is_reported(tmp_path):
-    with pytest.raises(RuntimeError, match="too few distinct tasks"):
-        gen.generate_dataset(
-            gen.GenerateConfig(width=2, height=2, train=50, test=0, attempts_per_layout=3, block_size=1),
-            tmp_path / "tiny",
-            progress=False,
-        )
+    # refused before any work: a 2x2 maze admits at most 12 tasks
+    with pytest.raises(ConfigError, match="at most 12 distinct tasks"):
+        gen.generate_dataset(gen.GenerateConfig(width=2, height=2, train=50, test=0), tmp_path / "a", progress=False)
+    assert not (tmp_path / "a").exists()
+    # found while sampling (no 3x3 task has a 9-node shortest plan): a clear error, nothing left behind
+    cfg = gen.GenerateConfig(width=3, height=3, train=5, test=0, min_plan_nodes=9, attempts_per_layout=3, block_size=1)
+    with pytest.raises(ConfigError, match="too few distinct tasks"):
+        gen.generate_dataset(cfg, tmp_path / "b", progress=False)
+    assert not (tmp_path / "b").exists()

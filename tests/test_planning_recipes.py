@@ -11,6 +11,7 @@ from system2.planning.bootstrap import BootstrapConfig, run_bootstrap
 from system2.planning.generate import GenerateConfig, generate_dataset
 from system2.planning.recipes import PlannerEvalConfig, PlannerTrainConfig, evaluate_planner, train_planner
 from system2.repro.framework import Claim, check_claims, write_report
+from system2.runs import RunError
 from system2.train import TrainConfig
 
 runner = CliRunner()
@@ -36,7 +37,7 @@ def test_train_writes_model_vocab_and_metrics(trained):
     _, run = trained
     assert {p.name for p in (run / "model").iterdir()} == {"config.json", "model.safetensors", "vocab.json"}
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 6
-    assert json.loads((run / "config.json").read_text())["mode"] == "dualformer"
+    assert json.loads((run / "run.json").read_text())["settings"]["mode"] == "dualformer"
 
 
 @pytest.mark.parametrize("mode", ["slow", "fast", "auto"])
@@ -83,8 +84,10 @@ def test_bad_recipe_configs(trained):
     data, run = trained
     with pytest.raises(ConfigError, match="data=DIR"):
         PlannerTrainConfig().validate()
-    with pytest.raises(FileNotFoundError, match="holds no planner"):
+    with pytest.raises(RunError, match="is a planning dataset, not a planner training run"):
         evaluate_planner(PlannerEvalConfig(model=str(data), data=str(data)), progress=False)
+    with pytest.raises(FileNotFoundError, match="holds no planner"):
+        evaluate_planner(PlannerEvalConfig(model=str(data / "data"), data=str(data)), progress=False)
 
 
 def test_cli_eval_and_show_with_model(trained, tmp_path):

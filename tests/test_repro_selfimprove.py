@@ -4,6 +4,7 @@ every arm runs, the report, metrics and plot are written, and every claim gets a
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,15 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     # the one-iteration baselines train on IRPO's own first-iteration samples
     first = (tmp_path / "seed-0" / "irpo" / "iter-1" / "samples.parquet").read_bytes()
     assert (tmp_path / "seed-0" / "dpo" / "iter-1" / "samples.parquet").read_bytes() == first
+    # more seeds reuse the finished one; another scale is refused before any compute
+    stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed-0").rglob("*") if p.is_file()}
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path), "--seeds", "2"])
+    assert result.exit_code == 0, result.output
+    assert {p: p.stat().st_mtime_ns for p in (tmp_path / "seed-0").rglob("*") if p.is_file()} == stamps
+    assert len(json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"]) == 2
+    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, samples=3))
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "other settings (samples: 2 -> 3)" in result.output, result.output
 
 
 def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from system2.console import Progress
 from system2.lm.encoding import (
     IGNORE,
     check_lengths,
@@ -51,10 +52,11 @@ def reference_logprobs(
     max_len: int,
     batch_size: int = 64,
     chat: bool = False,
+    progress: bool = True,
 ) -> list[float]:
     """Summed response log-probs of every (prompt, response) pair under a frozen model (e.g. the DPO
     reference), in batches of similar length under ``no_grad``; the model's train/eval mode is restored.
-    A pair longer than ``max_len`` is an error naming it."""
+    A pair longer than ``max_len`` is an error naming it. ``progress`` shows the pairs done."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     if not prompts:
@@ -69,12 +71,14 @@ def reference_logprobs(
     model.eval()
     device = next(model.parameters()).device
     try:
-        for s in range(0, len(order), batch_size):
-            idx = order[s : s + batch_size]
-            batch = collate([p_ids[i] for i in idx], [r_ids[i] for i in idx], tokenizer.pad_token_id)
-            logps, _ = sequence_logprobs(model, {k: v.to(device) for k, v in batch.items()})
-            for i, v in zip(idx, logps.tolist(), strict=True):
-                out[i] = v
+        with Progress(len(order), "reference log-probs", enabled=progress) as bar:
+            for s in range(0, len(order), batch_size):
+                idx = order[s : s + batch_size]
+                batch = collate([p_ids[i] for i in idx], [r_ids[i] for i in idx], tokenizer.pad_token_id)
+                logps, _ = sequence_logprobs(model, {k: v.to(device) for k, v in batch.items()})
+                for i, v in zip(idx, logps.tolist(), strict=True):
+                    out[i] = v
+                bar.advance(len(idx))
     finally:
         model.train(was_training)
     return out

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from system2.console import Progress
 from system2.lm.encoding import prompt_token_ids
 from system2.lm.tiny import context_length
 
@@ -58,11 +59,19 @@ class SampleConfig:
 
 
 def sample(
-    model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool = False, prompt_offset: int = 0
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    cfg: SampleConfig,
+    chat: bool = False,
+    prompt_offset: int = 0,
+    progress: bool = True,
+    label: str = "sample",
 ) -> list[list[str]]:
     """``cfg.n`` completions for each prompt (a list per prompt, in prompt order). With ``chat`` each
     prompt is rendered as a user turn by the tokenizer's chat template. For the vLLM backend ``model`` is
-    the model directory (or a model whose ``name_or_path`` is one).
+    the model directory (or a model whose ``name_or_path`` is one). ``progress`` shows the completions
+    done under ``label`` (see ``system2.console.Progress``).
 
     ``prompt_offset`` is the index of ``prompts[0]`` in a longer list that was cut into slices (one per
     process): a prompt's random stream is keyed by its index in that list, so the slices' samples are those
@@ -73,7 +82,10 @@ def sample(
     if not prompts:
         return []
     if cfg.backend == "vllm":
-        return _sample_vllm(model, tokenizer, prompts, cfg, chat)
+        with Progress(len(prompts) * cfg.n, label, enabled=progress) as bar:
+            outs = _sample_vllm(model, tokenizer, prompts, cfg, chat)
+            bar.update(len(prompts) * cfg.n)
+        return outs
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True)")
     ids = prompt_token_ids(tokenizer, prompts, chat)
@@ -86,12 +98,14 @@ def sample(
     was_training = model.training
     model.eval()
     try:
-        for s in range(0, len(rows), cfg.batch_size):
-            chunk = rows[s : s + cfg.batch_size]
-            keys = [((prompt_offset + i) << 20) + j for i, j in chunk]
-            texts = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], keys, cfg, limit)
-            for (i, j), text in zip(chunk, texts, strict=True):
-                out[i][j] = text
+        with Progress(len(rows), label, enabled=progress) as bar:
+            for s in range(0, len(rows), cfg.batch_size):
+                chunk = rows[s : s + cfg.batch_size]
+                keys = [((prompt_offset + i) << 20) + j for i, j in chunk]
+                texts = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], keys, cfg, limit)
+                for (i, j), text in zip(chunk, texts, strict=True):
+                    out[i][j] = text
+                bar.advance(len(chunk))
     finally:
         model.train(was_training)
     return out

@@ -8,7 +8,6 @@ touches the Hugging Face hub: every load is ``local_files_only``.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 
 import torch
 
-from system2.runs import atomic_dir
+from system2.runs import FileProblem, atomic_dir, read_json
 
 PAD, BOS, EOS, UNK = "<pad>", "<bos>", "<eos>", "<unk>"
 SPECIAL_TOKENS = (PAD, BOS, EOS, UNK)
@@ -114,7 +113,9 @@ def check_lm_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
         )
     if not (p / "config.json").is_file():
         raise FileNotFoundError(f"{p} is not a model directory: it has no config.json (save one with save_lm)")
-    raw = json.loads((p / "config.json").read_text())
+    raw = read_json(p / "config.json")
+    if not isinstance(raw, dict):
+        raise FileProblem(f"{p / 'config.json'} is not a model config (a JSON object): restore it")
     from transformers import AutoConfig
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
@@ -126,7 +127,24 @@ def check_lm_dir(path: str | os.PathLike[str]) -> dict[str, Any]:
     if arch and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in arch):
         raise ValueError(f"{p} holds {', '.join(arch)}, not a causal language model (…ForCausalLM)")
     AutoConfig.from_pretrained(p, local_files_only=True)  # raises on a malformed config
+    check_weight_files(p)
     return raw
+
+
+def check_weight_files(path: Path) -> None:
+    """Read the header of every safetensors file in ``path`` (cheap: no tensor is loaded), so truncated or
+    damaged weights are named before any work starts."""
+    from safetensors import SafetensorError, safe_open
+
+    for f in sorted(path.glob("*.safetensors")):
+        try:
+            with safe_open(str(f), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as e:
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise FileProblem(
+                f"{f} is not a readable safetensors file ({reason}): it is damaged or truncated"
+            ) from None
 
 
 def load_lm(
@@ -140,11 +158,16 @@ def load_lm(
 
     A tokenizer without a pad token is an error unless ``pad_with_eos`` sets the pad token to eos (safe
     here: padding is always tracked by attention masks, never by comparing ids)."""
+    from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     check_lm_dir(path)
     _quiet_transformers()
-    tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises plain Exception on a damaged file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FileProblem(f"{path} holds no readable tokenizer ({reason[:300]}): restore its files") from None
     if tokenizer.pad_token_id is None:
         if not pad_with_eos or tokenizer.eos_token_id is None:
             raise ValueError(
@@ -152,7 +175,11 @@ def load_lm(
                 "or set tokenizer.pad_token = tokenizer.eos_token and save it again"
             )
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype or torch.float32)
+    except (OSError, RuntimeError, ValueError, SafetensorError) as e:  # damaged weights, mismatched shapes
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FileProblem(f"{path} holds no readable model weights ({reason[:300]}): restore them") from None
     model.to(device)
     if model.generation_config.pad_token_id is None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -32,18 +32,18 @@ POSITIONS = ("none", "abs", "rope", "cope", "cope+rope")
 class DecoderConfig:
     """``vocab_size`` and ``max_len`` may be 0 in a recipe, where the task fills them in."""
 
-    vocab_size: int = 0
-    d_model: int = 128
-    n_layers: int = 4
-    n_heads: int = 4
-    ffn_hidden: int = 0  # 0: 8d/3 rounded up to 256, as in encdec.py
-    position: str = "cope"  # none | abs | rope | cope | cope+rope
+    vocab_size: int = 0  # tokens in the vocabulary (0: the task's)
+    d_model: int = 128  # model width
+    n_layers: int = 4  # decoder layers
+    n_heads: int = 4  # attention heads
+    ffn_hidden: int = 0  # feed-forward width (0: 8d/3 rounded up to 256, as in encdec.py)
+    position: str = "cope"  # position encoding: none | abs | rope | cope | cope+rope
     max_len: int = 1024  # abs: learned positions (the longest sequence); rope: initial table length
-    rope_base: float = 10000.0
-    norm_eps: float = 1e-5
+    rope_base: float = 10000.0  # RoPE frequency base
+    norm_eps: float = 1e-5  # RMSNorm epsilon
     cope_max_pos: int = 64  # p_max, where positions are clamped (the official --cope-npos is p_max + 1)
     cope_tables: str = "layer"  # layer: one table per layer shared by its heads (official); head: one per head
-    cope_gates: str = "keys"  # keys; separate (--cope-sep-key); values (--cope-val-gates)
+    cope_gates: str = "keys"  # where CoPE gates come from: keys; separate (--cope-sep-key); values (--cope-val-gates)
     cope_scale_gates: bool = True  # sigmoid(q.k / sqrt(d)) as the official code; False: sigmoid(q.k)
     cope_scale_positions: bool = False  # True: (q.k + q.e) / sqrt(d), the official default; False: paper
     cope_every: int = 1  # CoPE on layers k-1, 2k-1, ... (official --cope-layers k); needs cope+rope if > 1

@@ -36,9 +36,9 @@ DEFAULT_LEVEL_PROBS: tuple[float, float, float, float, float] = (0.45, 1 / 6, 1 
 class DropConfig:
     """How Dualformer drops trace parts; ``probs`` are (p0, p1, p2, p3, p4) and must sum to 1."""
 
-    probs: tuple[float, float, float, float, float] = DEFAULT_LEVEL_PROBS
-    create_drop: float = 0.3
-    level3: Literal["paper", "maze_code"] = "paper"
+    probs: tuple[float, float, float, float, float] = DEFAULT_LEVEL_PROBS  # p0..p4 of dropping levels 0-4
+    create_drop: float = 0.3  # level 3: probability of dropping each create clause
+    level3: Literal["paper", "maze_code"] = "paper"  # level 3 as the paper defines it or as the official maze code
 
     def __post_init__(self) -> None:
         if len(self.probs) != 5 or any(p < 0 for p in self.probs) or abs(sum(self.probs) - 1.0) > 1e-6:

@@ -2,7 +2,7 @@
 
 Layout of a dataset directory::
 
-    DIR/config.json                          the settings (a rerun must use the same ones)
+    DIR/run.json                             the settings (a rerun must use the same ones)
     DIR/data/train-00000-of-00005.parquet    tasks, one row each (datasets.load_dataset("parquet") opens DIR)
     DIR/data/test-00000-of-00001.parquet
     DIR/vocab.json                           the token vocabulary (bos, eos, then sorted tokens)
@@ -20,10 +20,12 @@ the merge is sequential, the bytes of the dataset do not depend on the number of
 from __future__ import annotations
 
 import hashlib
-import json
 import math
+import os
 import random
 import shutil
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -34,10 +36,21 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from system2.config import ConfigError, to_dict
+from system2.console import Progress
 from system2.planning import maze as maze_env
 from system2.planning import sokoban as sokoban_env
 from system2.planning import tokens as tk
-from system2.runs import atomic_write_json, atomic_write_text, atomic_write_with
+from system2.runs import (
+    FileProblem,
+    atomic_write_json,
+    atomic_write_text,
+    atomic_write_with,
+    open_run,
+    read_json,
+    read_parquet,
+    read_run,
+    require_kind,
+)
 
 SCHEMA = pa.schema(
     [
@@ -55,21 +68,28 @@ SCHEMA = pa.schema(
     ]
 )
 SPLITS = ("train", "test")
+DATASET_KIND = "planning-dataset"
+
+
+def _quiet(message: str) -> None:
+    """Datasets resume silently; moving one aside is said."""
+    if "moved" in message:
+        print(message)
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     """Settings of a planning dataset. ``workers`` changes speed only, never the output."""
 
-    env: Literal["maze", "sokoban"] = "maze"
-    width: int = 10
-    height: int = 10
-    train: int = 1000
-    test: int = 100
-    seed: int = 0
-    mode: Literal["det", "nondet"] = "nondet"
-    workers: int = 1
-    shard_size: int = 10_000
+    env: Literal["maze", "sokoban"] = "maze"  # the environment
+    width: int = 10  # grid columns (Sokoban: including the border walls)
+    height: int = 10  # grid rows (Sokoban: including the border walls)
+    train: int = 1000  # training tasks
+    test: int = 100  # test tasks, on layouts unseen in train
+    seed: int = 0  # the same seed gives the same bytes, for any number of workers
+    mode: Literal["det", "nondet"] = "nondet"  # A* tie-breaking: det (the official one) or nondet (randomised)
+    workers: int = 1  # worker processes (speed only)
+    shard_size: int = 10_000  # rows per Parquet file
     block_size: int = 0  # layouts (maze) or levels (Sokoban) per block; 0 picks a default
     attempts_per_layout: int = 100  # maze: (start, goal) draws per wall layout
     min_plan_nodes: int = 0  # maze: keep plans with at least this many nodes; 0 means max(w, h)
@@ -104,16 +124,16 @@ class GenerateConfig:
             raise ConfigError(f"attempts_per_layout must be >= 1, got {self.attempts_per_layout}")
         if self.env == "maze" and self.min_plan_nodes > self.width * self.height:
             raise ConfigError(f"min_plan_nodes={self.min_plan_nodes} exceeds the {self.width * self.height} cells")
+        bound = maze_env.max_distinct_tasks(self.width, self.height) if self.env == "maze" else None
+        if bound is not None and self.train + self.test > bound:
+            raise ConfigError(
+                f"a {self.width}x{self.height} maze admits at most {bound} distinct tasks, fewer than the "
+                f"{self.train + self.test} asked for: lower train/test or enlarge the grid"
+            )
 
     @property
     def deterministic(self) -> bool:
         return self.mode == "det"
-
-    def identity(self) -> dict[str, Any]:
-        """The settings that determine the dataset's bytes (everything but ``workers``)."""
-        d = to_dict(self)
-        d.pop("workers")
-        return d
 
     def resolved_block_size(self) -> int:
         if self.block_size:
@@ -241,40 +261,44 @@ def _mp_context():  # noqa: ANN202
     return get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
 
 
+def _exit_with_parent(parent: int) -> None:
+    """In a worker: exit as soon as the parent process is gone (killed with SIGKILL, say), so no worker
+    is left running under PID 1. A daemon thread polls the parent's id."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _block_path(out: Path, b: int) -> Path:
     return out / ".blocks" / f"block-{b:06d}.parquet"
 
 
-def _check_out_dir(cfg: GenerateConfig, out: Path) -> None:
-    cfg_path = out / "config.json"
-    if cfg_path.exists():
-        old = json.loads(cfg_path.read_text())
-        if old != cfg.identity():
-            diff = sorted(k for k in set(old) | set(cfg.identity()) if old.get(k) != cfg.identity().get(k))
-            raise ConfigError(
-                f"{out} holds a dataset made with other settings (differs in {', '.join(diff)}): "
-                "pass a new --out or the same settings to resume"
-            )
-    elif out.exists() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a planning dataset: pass an empty or new --out directory")
+def generate_dataset(
+    cfg: GenerateConfig, out: str | Path, progress: bool = True, restart: bool = False
+) -> dict[str, Any]:
+    """Generate (or resume) the dataset described by ``cfg`` in ``out``; returns its meta data.
 
-
-def generate_dataset(cfg: GenerateConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
-    """Generate (or resume) the dataset described by ``cfg`` in ``out``; returns its meta data."""
+    ``out`` records the settings (``run.json``): a rerun with the same ones resumes or returns the
+    finished dataset, other ones are refused (``restart`` moves the old directory aside first)."""
     cfg.validate()
     out = Path(out)
-    _check_out_dir(cfg, out)
+    created = not out.exists() or not any(out.iterdir())  # removed again if the settings prove impossible
+    open_run(out, DATASET_KIND, to_dict(cfg), restart=restart, log=_quiet)
     if (out / "meta.json").exists():
-        return json.loads((out / "meta.json").read_text())
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", cfg.identity())
+        return read_json(out / "meta.json")
     (out / ".blocks").mkdir(exist_ok=True)
 
     merge = _Merge(cfg)
     total = cfg.train + cfg.test
-    bar = _progress(total, f"{cfg.env} {cfg.width}x{cfg.height}", progress)
+    bar = Progress(total, f"generate {cfg.env} {cfg.width}x{cfg.height}", enabled=progress)
     max_blocks = 1_000_000
-    pool = ProcessPoolExecutor(max_workers=cfg.workers, mp_context=_mp_context()) if cfg.workers > 1 else None
+    pool = None
+    if cfg.workers > 1:
+        pool = ProcessPoolExecutor(cfg.workers, _mp_context(), initializer=_exit_with_parent, initargs=(os.getpid(),))
     futures: dict[int, Future] = {}
     empty_streak = 0
     try:
@@ -289,19 +313,27 @@ def generate_dataset(cfg: GenerateConfig, out: str | Path, progress: bool = True
             elif not path.exists():
                 generate_block(cfg, b, str(path))
             before = merge.count
-            merge.add_block(pq.read_table(path))
+            try:
+                table = read_parquet(path)
+            except FileProblem:  # a damaged block is made again: it depends only on (seed, block)
+                generate_block(cfg, b, str(path))
+                table = read_parquet(path)
+            merge.add_block(table)
             bar.advance(merge.count - before)
             empty_streak = empty_streak + 1 if merge.count == before else 0
             if merge.done:
                 break
             if empty_streak >= 200:
-                raise RuntimeError(
+                raise ConfigError(
                     f"200 blocks in a row gave no new task (have {merge.count} of {total}): the "
                     "settings admit too few distinct tasks; lower train/test or min_plan_nodes, "
                     "or enlarge the grid"
                 )
+    except ConfigError:
+        shutil.rmtree(out if created else out / ".blocks", ignore_errors=True)
+        raise
     finally:
-        bar.stop()
+        bar.close(stopped=not merge.done)
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
@@ -336,6 +368,8 @@ def write_dataset(
     ``meta.json`` (``info`` must give env, width, height). Also used for derived datasets such as the
     improved traces of search-dynamics bootstrapping."""
     out = Path(out)
+    if read_run(out) is None:  # a derived dataset records what it was made from
+        open_run(out, DATASET_KIND, info, log=_quiet)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[str]] = {}
@@ -364,59 +398,26 @@ def write_dataset(
     return meta
 
 
-class _NullBar:
-    def advance(self, n: int) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
-
-
-class _RichBar:
-    def __init__(self, total: int, label: str) -> None:
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
-
-        self.p = Progress(
-            "[bold]{task.description}",
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-        )
-        self.p.start()
-        self.task = self.p.add_task(label, total=total)
-
-    def advance(self, n: int) -> None:
-        self.p.advance(self.task, n)
-
-    def stop(self) -> None:
-        self.p.stop()
-
-
-def _progress(total: int, label: str, enabled: bool) -> _NullBar | _RichBar:
-    return _RichBar(total, label) if enabled else _NullBar()
-
-
 # ----- reading -------------------------------------------------------------------------------------
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The meta data of a finished dataset, with a clear error when ``path`` is not one."""
     p = Path(path)
+    if not p.is_dir():
+        raise FileNotFoundError(f"{p} is not a planning dataset (no such directory)")
+    record = require_kind(p, DATASET_KIND, "the dataset")
     meta = p / "meta.json"
     if not meta.is_file():
-        if (p / "config.json").is_file():
+        if record is not None:
             raise FileNotFoundError(
                 f"{p} is an unfinished planning dataset: rerun the same generate command to finish it"
             )
         raise FileNotFoundError(
             f"{p} is not a planning dataset (no meta.json): make one with 'system2 planning generate'"
         )
-    return json.loads(meta.read_text())
+    meta_data = read_json(meta)
+    if not isinstance(meta_data, dict) or not isinstance(meta_data.get("files"), dict):
+        raise FileProblem(f"{meta} is not a dataset's meta data (no 'files'): restore it or generate again")
+    return meta_data
 
 
 def read_split(path: str | Path, split: str) -> pa.Table:
@@ -424,9 +425,14 @@ def read_split(path: str | Path, split: str) -> pa.Table:
     meta = read_meta(path)
     if split not in meta["files"]:
         raise ValueError(f"unknown split {split!r}: this dataset has {', '.join(meta['files'])}")
-    tables = [pq.read_table(Path(path) / f) for f in meta["files"][split]]
+    tables = [read_parquet(Path(path) / f) for f in meta["files"][split]]
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
 def read_vocab(path: str | Path) -> tk.Vocabulary:
-    return tk.Vocabulary.from_json((Path(path) / "vocab.json").read_text())
+    """The vocabulary stored in ``path/vocab.json`` (a dataset or a model directory)."""
+    file = Path(path) / "vocab.json"
+    tokens = read_json(file)
+    if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        raise FileProblem(f"{file} is not a vocabulary (a JSON list of tokens): restore it")
+    return tk.Vocabulary(tuple(tokens))

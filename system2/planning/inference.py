@@ -7,49 +7,52 @@ token is forced: ``create`` (slow: a search trace follows), ``plan`` (fast: the 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import torch
 
-from system2.checkpoint import load_model
+from system2.checkpoint import latest_checkpoint, load_model
+from system2.console import Progress
 from system2.nn.decode import SamplingConfig, generate
 from system2.nn.encdec import EncoderDecoder
 from system2.planning.data import PlanningExamples, encode_prompts, load_examples
+from system2.planning.generate import read_vocab
 from system2.planning.tokens import CREATE, PLAN, Vocabulary
+from system2.runs import require_kind
+
+TRAIN_KIND = "planning-train"  # the kind recipes.train_planner records (recipes imports this module)
 
 Mode = Literal["slow", "fast", "auto"]
 MODE_PREFIX: dict[str, tuple[str, ...]] = {"slow": (CREATE,), "fast": (PLAN,), "auto": ()}
 
 
 def resolve_model_dir(path: str | Path) -> Path:
-    """Accept a model directory, a training run directory (its ``model/``) or a checkpoint step."""
+    """Accept a model directory, a training run directory (its ``model/``, or while it trains its newest
+    checkpoint) or a checkpoint step directory."""
     p = Path(path)
+    if p.is_dir():
+        require_kind(p, TRAIN_KIND, "the model")
     for cand in (p, p / "model"):
         if (cand / "config.json").is_file() and (cand / "model.safetensors").is_file():
             return cand
-    if (p / "ckpt" / "latest").is_file():
-        return p / "ckpt" / (p / "ckpt" / "latest").read_text().strip()
+    newest = latest_checkpoint(p / "ckpt")
+    if newest is not None:
+        return newest
     raise FileNotFoundError(
         f"{p} holds no planner: pass a model directory (config.json + model.safetensors), a training run "
         "directory, or a checkpoint step directory"
     )
 
 
-def save_vocab(vocab: Vocabulary, directory: str | Path) -> None:
-    (Path(directory) / "vocab.json").write_text(vocab.to_json() + "\n")
-
-
 def load_planner(path: str | Path, device: str = "cpu") -> tuple[EncoderDecoder, Vocabulary]:
-    """The encoder-decoder and its vocabulary (stored next to the weights, or in the run directory)."""
+    """The encoder-decoder and its vocabulary (``vocab.json``, saved inside every model directory)."""
     d = resolve_model_dir(path)
     model = load_model(d, map_location=device).to(device)
-    for cand in (d / "vocab.json", d.parent / "vocab.json", d.parent.parent / "vocab.json"):
-        if cand.is_file():
-            return model.eval(), Vocabulary(tuple(json.loads(cand.read_text())))  # type: ignore[return-value]
-    raise FileNotFoundError(f"no vocab.json next to the model in {d}")
+    if not (d / "vocab.json").is_file():
+        raise FileNotFoundError(f"{d} has no vocab.json: a planner's model directory keeps its vocabulary")
+    return model.eval(), read_vocab(d)  # type: ignore[return-value]
 
 
 def check_compatible(vocab: Vocabulary, examples: PlanningExamples) -> None:
@@ -69,12 +72,12 @@ def sample_responses(
     sampling: SamplingConfig,
     batch_size: int = 64,
     seed: int = 0,
-    progress: object | None = None,
+    progress: Progress | None = None,
 ) -> list[list[list[str]]]:
     """``num_samples`` decoded responses (string tokens, from ``bos``) for every task in ``indices``.
 
     Prompts are decoded in chunks of at most ``batch_size`` sequences; one seeded generator drives all
-    sampling, so results are reproducible."""
+    sampling, so results are reproducible. ``progress`` is advanced by the number of sequences decoded."""
     if mode not in MODE_PREFIX:
         raise ValueError(f"unknown mode {mode!r}: use slow, fast or auto")
     vocab = examples.vocab
@@ -100,7 +103,7 @@ def sample_responses(
         for i in range(len(chunk)):
             out.append([vocab.decode(s) for s in ids[i * num_samples : (i + 1) * num_samples]])
         if progress is not None:
-            progress(len(chunk) * num_samples)  # type: ignore[operator]
+            progress.advance(len(chunk) * num_samples)
     return out
 
 

@@ -257,6 +257,16 @@ def sample_layout(width: int, height: int, rng: random.Random) -> tuple[MazeLayo
     return MazeLayout(width, height, tuple(walls)), indices[num_walls:]
 
 
+def max_distinct_tasks(width: int, height: int) -> int:
+    """An upper bound on the distinct (layout, start, goal) tasks ``sample_layout`` can give: every wall
+    count it draws times the ordered (start, goal) pairs of free cells (the plan-length filter only
+    removes more). Exact for grids up to 64 cells; larger grids admit more tasks than any request."""
+    n = width * height
+    if n > 64:
+        return 2**63 - 1
+    return sum(math.comb(n, k) * (n - k) * (n - k - 1) for k in range(n // 10 * 3, n // 10 * 5 + 1))
+
+
 def layout_tasks(
     layout: MazeLayout,
     free: list[int],

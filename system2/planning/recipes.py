@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,13 +20,15 @@ import torch
 
 from system2.checkpoint import load_model, save_model
 from system2.config import ConfigError, to_dict
+from system2.console import Progress, print_table
+from system2.dist import is_main
 from system2.nn.decode import SamplingConfig
 from system2.nn.encdec import PRESETS, EncDecConfig, EncoderDecoder
 from system2.planning import evaluate as ev
 from system2.planning.data import MODES, PlanningTrainData, load_examples, sequence_loss
 from system2.planning.dropping import DropConfig
-from system2.planning.inference import check_compatible, load_planner, sample_responses, save_vocab
-from system2.runs import atomic_write_json, atomic_write_with
+from system2.planning.inference import TRAIN_KIND, check_compatible, load_planner, sample_responses
+from system2.runs import atomic_write_json, atomic_write_with, open_run, read_json
 from system2.train import TrainConfig, train
 
 
@@ -35,77 +36,94 @@ from system2.train import TrainConfig, train
 class ModelSettings:
     """A size preset (s, m, l, xl from the papers; cpu, tiny for laptops) with optional overrides."""
 
-    preset: str = "cpu"
-    d_model: int = 0
-    enc_layers: int = 0
-    dec_layers: int = 0
-    n_heads: int = 0
+    preset: str = "cpu"  # size preset: tiny, cpu (laptops), s, m, l, xl (the papers')
+    d_model: int = 0  # model width (0: the preset's)
+    enc_layers: int = 0  # encoder layers (0: the preset's)
+    dec_layers: int = 0  # decoder layers (0: the preset's)
+    n_heads: int = 0  # attention heads (0: the preset's)
 
-    def build(self, vocab_size: int) -> EncoderDecoder:
+    def validate(self) -> None:
         if self.preset not in PRESETS:
             raise ConfigError(f"unknown model.preset {self.preset!r}: choose one of {', '.join(PRESETS)}")
+        for k in ("d_model", "enc_layers", "dec_layers", "n_heads"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"model.{k} must be >= 0 (0: the preset's), got {getattr(self, k)}")
+
+    def build(self, vocab_size: int) -> EncoderDecoder:
+        self.validate()
         extra = {k: v for k in ("d_model", "enc_layers", "dec_layers", "n_heads") if (v := getattr(self, k))}
         return EncoderDecoder(EncDecConfig.preset(self.preset, vocab_size, **extra))
 
 
+EVAL_KIND = "planning-eval"
+
+
 @dataclass
 class PlannerTrainConfig:
-    data: str = ""
-    out: str = ""
-    mode: Literal["solution", "search", "dualformer"] = "search"
+    data: str = ""  # planning dataset directory (from planning generate)
+    out: str = ""  # run directory (a rerun resumes)
+    mode: Literal["solution", "search", "dualformer"] = "search"  # plan only, A* trace + plan, or dropped trace + plan
     limit: int = 0  # use the first N training tasks (0: all)
     max_target_len: int = 0  # drop tasks whose trace + plan is longer (0: keep all)
     init_from: str = ""  # start from this checkpoint (weights and optimizer moments)
-    model: ModelSettings = field(default_factory=ModelSettings)
-    train: TrainConfig = field(default_factory=TrainConfig)
-    drop: DropConfig = field(default_factory=DropConfig)
+    model: ModelSettings = field(default_factory=ModelSettings)  # the encoder-decoder's size
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+    drop: DropConfig = field(default_factory=DropConfig)  # Dualformer trace dropping (mode=dualformer)
 
     def validate(self) -> None:
         if not self.data or not self.out:
             raise ConfigError("set data=DIR (a planning dataset) and out=DIR (the run directory)")
         if self.mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.limit < 0 or self.max_target_len < 0:
+            raise ConfigError("limit and max_target_len must be >= 0 (0: all tasks)")
+        if self.data == self.out or Path(self.data).resolve() == Path(self.out).resolve():
+            raise ConfigError(f"data and out are the same directory ({self.data}): pass another --out")
+        self.model.validate()
         self.train.validate()
 
 
-def train_planner(cfg: PlannerTrainConfig, progress: bool = True) -> Path:
-    """Train and save ``OUT/model``; rerunning the same command resumes from the last checkpoint."""
+def train_planner(cfg: PlannerTrainConfig, progress: bool = True, restart: bool = False) -> Path:
+    """Train and save ``OUT/model``; rerunning the same command resumes from the last checkpoint, a
+    finished run is returned as it is, and other settings are refused (``restart``: start again)."""
     cfg.validate()
     examples = load_examples(cfg.data, "train", cfg.limit, cfg.max_target_len)
     if len(examples) == 0:
         raise ConfigError(f"no training tasks left in {cfg.data} (check limit / max_target_len)")
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", to_dict(cfg))
-    save_vocab(examples.vocab, out)  # checkpoints under OUT/ckpt find it here
+    out = open_run(cfg.out, TRAIN_KIND, to_dict(cfg), restart=restart)
+    final = out / "model"
+    if (final / "model.safetensors").is_file():
+        return final
     torch.manual_seed(cfg.train.seed)
     # a run that starts from a checkpoint takes its architecture (and, in train(), its weights)
     model = load_model(cfg.init_from) if cfg.init_from else cfg.model.build(len(examples.vocab))
     data = PlanningTrainData(examples, cfg.mode, cfg.drop, seed=cfg.train.seed)
-    train(model, data, sequence_loss, cfg.train, out, progress=progress, init_from=cfg.init_from or None)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
-        save_model(model, out / "model")
-        save_vocab(examples.vocab, out / "model")
-    return out / "model"
+    train(
+        model, data, sequence_loss, cfg.train, out, progress=progress, init_from=cfg.init_from or None,
+        extra_files={"vocab.json": examples.vocab.to_json() + "\n"},
+    )  # fmt: skip
+    if is_main():
+        save_model(model, final, extra_files={"vocab.json": examples.vocab.to_json() + "\n"})
+    return final
 
 
 @dataclass
 class PlannerEvalConfig:
-    model: str = ""
-    data: str = ""
-    out: str = ""
-    split: str = "test"
+    model: str = ""  # trained planner: run, model or checkpoint directory
+    data: str = ""  # planning dataset of the same environment and grid size as the training data
+    out: str = ""  # directory for tasks.parquet and summary.json (empty: write nothing)
+    split: str = "test"  # train or test
     limit: int = 0  # evaluate the first N tasks (0: all)
-    mode: Literal["slow", "fast", "auto"] = "auto"
+    mode: Literal["slow", "fast", "auto"] = "auto"  # slow forces a search trace, fast the plan only, auto lets it pick
     samples: int = 64  # K sampled responses per task (planning.md A8: 64)
-    greedy: bool = True
-    temperature: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 0  # 0: twice the longest trace + plan in the split, at least 64
+    greedy: bool = True  # also decode each task greedily
+    temperature: float = 1.0  # sampling temperature of the K samples
+    top_k: int = 0  # sample from the k likeliest tokens (0: all)
+    max_new_tokens: int = 0  # most tokens per response (0: twice the longest trace + plan in the split, >= 64)
     batch_size: int = 64  # sequences decoded at once
     reference_runs: int = 64  # non-deterministic A* runs per task for ILR (0: skip ILR)
-    seed: int = 0
-    device: str = "auto"
+    seed: int = 0  # seed of the sampled responses and of the reference A* runs
+    device: str = "auto"  # auto (cuda if available, else cpu), cpu, cuda or cuda:N
 
     def validate(self) -> None:
         if not self.model or not self.data:
@@ -114,56 +132,71 @@ class PlannerEvalConfig:
             raise ConfigError("samples must be >= 0, and at least one of samples > 0 or greedy=true")
         if self.mode not in ("slow", "fast", "auto"):
             raise ConfigError(f"mode must be slow, fast or auto, got {self.mode!r}")
+        for k in ("limit", "max_new_tokens", "reference_runs", "top_k"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not self.temperature >= 0:
+            raise ConfigError(f"temperature must be >= 0, got {self.temperature}")
 
 
 def _device(name: str) -> str:
     return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
 
 
-def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True) -> dict[str, Any]:
-    """Decode, judge and summarise; writes ``OUT/tasks.parquet`` and ``OUT/summary.json`` when ``out``
-    is set and returns the summary."""
+def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
+    """Decode, judge and summarise; returns the summary. With ``out``, writes ``OUT/tasks.parquet`` and
+    ``OUT/summary.json``; a rerun with the same settings returns the finished evaluation (saying so),
+    other settings are refused (``restart``: move the old one aside)."""
     cfg.validate()
     device = _device(cfg.device)
     model, vocab = load_planner(cfg.model, device)
     examples = load_examples(cfg.data, cfg.split, cfg.limit)
     check_compatible(vocab, examples)
+    if cfg.out:
+        out = open_run(cfg.out, EVAL_KIND, to_dict(cfg), restart=restart, log=lambda _: None)
+        if (out / "summary.json").is_file():
+            if progress and is_main():
+                print(f"the evaluation in {out} is finished; showing its summary")
+            return read_json(out / "summary.json")["summary"]
     n = len(examples)
     longest = max((r["trace_len"] + r["plan_len"] for r in examples.rows), default=32)
     max_new = cfg.max_new_tokens or max(64, 2 * longest + 2)
     indices = list(range(n))
-    bar = _bar(n * (cfg.samples + int(cfg.greedy)), f"eval {cfg.mode}", progress)
-    try:
-        greedy = (
-            sample_responses(model, examples, indices, cfg.mode, 1, SamplingConfig(max_new), cfg.batch_size, 0, bar)
-            if cfg.greedy
-            else [None] * n
-        )
-        sampling = SamplingConfig(max_new, temperature=cfg.temperature, top_k=cfg.top_k)
-        samples = (
-            sample_responses(model, examples, indices, cfg.mode, cfg.samples, sampling, cfg.batch_size, cfg.seed, bar)
-            if cfg.samples
-            else [[] for _ in range(n)]
-        )
-    finally:
-        _close(bar)
-    tasks = [
-        ev.evaluate_task(
-            examples.rows[i],
-            examples.env,
-            samples[i],
-            None if greedy[i] is None else greedy[i][0],
-            reference_runs=cfg.reference_runs,
-            seed=cfg.seed + i * 1000,
-        )
-        for i in indices
-    ]
+    greedy: list[list[str] | None] = [None] * n
+    if cfg.greedy:
+        with Progress(n, f"eval greedy ({cfg.mode})", enabled=progress) as bar:
+            responses = sample_responses(
+                model, examples, indices, cfg.mode, 1, SamplingConfig(max_new), cfg.batch_size, 0, bar
+            )
+            greedy = [r[0] for r in responses]
+    sampling = SamplingConfig(max_new, temperature=cfg.temperature, top_k=cfg.top_k)
+    samples: list[list[list[str]]] = [[] for _ in range(n)]
+    if cfg.samples:
+        with Progress(n * cfg.samples, f"eval {cfg.samples} samples ({cfg.mode})", enabled=progress) as bar:
+            samples = sample_responses(
+                model, examples, indices, cfg.mode, cfg.samples, sampling, cfg.batch_size, cfg.seed, bar
+            )
+    tasks: list[ev.TaskEvaluation] = []
+    judge = f"judge tasks (+{cfg.reference_runs} A* runs each)" if cfg.reference_runs else "judge tasks"
+    with Progress(n, judge, enabled=progress) as bar:
+        for i in indices:
+            tasks.append(
+                ev.evaluate_task(
+                    examples.rows[i],
+                    examples.env,
+                    samples[i],
+                    greedy[i],
+                    reference_runs=cfg.reference_runs,
+                    seed=cfg.seed + i * 1000,
+                )
+            )
+            bar.advance()
     summary = ev.summarize(tasks)
     summary = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()}
     summary.update(mode=cfg.mode, split=cfg.split, max_new_tokens=max_new)
     if cfg.out:
-        out = Path(cfg.out)
-        out.mkdir(parents=True, exist_ok=True)
         rows = ev.task_rows(tasks)
         for r, s in zip(rows, samples, strict=True):
             r["responses"] = [" ".join(x) for x in s]
@@ -174,37 +207,5 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True) -> dict[str,
 
 
 def print_summary(summary: dict[str, Any], title: str = "evaluation") -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(title=title)
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for k, v in summary.items():
-        table.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
-    Console().print(table)
-
-
-def _bar(total: int, label: str, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
-
-    p = Progress(f"[bold]{label}", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    p.start()
-    task = p.add_task(label, total=total)
-
-    def advance(n_sequences: int) -> None:
-        p.advance(task, n_sequences)
-
-    advance.progress = p  # type: ignore[attr-defined]
-    return advance
-
-
-def _close(bar: Any) -> None:
-    if bar is not None:
-        bar.progress.stop()
-
-
-def load_summary(path: str | Path) -> dict[str, Any]:
-    return json.loads((Path(path) / "summary.json").read_text())["summary"]
+    rows = [{"metric": k, "value": v} for k, v in summary.items()]
+    print_table(title, rows, ["metric", "value"])

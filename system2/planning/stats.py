@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from system2.console import console, print_table
 from system2.planning.generate import read_meta, read_split
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -31,24 +32,17 @@ def dataset_stats(path: str | Path) -> dict[str, Any]:
 
 
 def print_stats(stats: dict[str, Any]) -> None:
-    """A short rich table per split."""
-    from rich.console import Console
-    from rich.table import Table
-
+    """A short table per split."""
     meta = stats["meta"]
-    console = Console()
-    console.print(
+    console().print(
         f"[bold]{meta['env']} {meta['width']}x{meta['height']}[/bold], {meta['mode']} A*, "
         f"seed {meta['seed']}, vocabulary {meta['vocab_size']} tokens"
     )
+    columns = ["tokens", "min", "q1", "median", "q3", "max", "mean"]
     for split, s in stats["splits"].items():
-        table = Table(title=f"{split}: {s['tasks']} tasks on {s['layouts']} layouts")
-        table.add_column("tokens")
-        for q in ("min", "q1", "median", "q3", "max", "mean"):
-            table.add_column(q, justify="right")
-        for k in LENGTHS:
-            qs = s["quantiles"][k]
-            if not qs:
-                continue
-            table.add_row(k, *[f"{x:g}" for x in qs], f"{s['mean'][k]:.1f}")
-        console.print(table)
+        rows = [
+            dict(zip(columns, [k, *[f"{x:g}" for x in s["quantiles"][k]], f"{s['mean'][k]:.1f}"], strict=True))
+            for k in LENGTHS
+            if s["quantiles"][k]
+        ]
+        print_table(f"{split}: {s['tasks']} tasks on {s['layouts']} layouts", rows, columns)

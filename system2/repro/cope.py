@@ -26,6 +26,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    start_repro,
     with_overrides,
     write_report,
 )
@@ -143,11 +144,11 @@ def arm_config(base: ArmConfig, position: str, seed: int, out: Path) -> ArmConfi
     )
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
     """Train and score every arm, check the claims and write ``out/report.md``."""
     scale = with_overrides(SCALES[scale_name], seeds=seeds)
     n_seeds = scale.seeds
-    out.mkdir(parents=True, exist_ok=True)
+    start_repro(out, "cope", scale_name, scale, restart)
     results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for label, base in scale.tasks.items():
         results[label] = {pos: [] for pos in scale.positions}

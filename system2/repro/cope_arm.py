@@ -4,29 +4,27 @@ synthetic task (Flip-Flop, selective copy or counting) and scored on the task's 
 A recipe is one ``ArmConfig`` (YAML + ``key=value`` overrides; ``configs/cope/`` holds the paper's
 settings). It runs on one CPU, under ``torchrun`` or under ``accelerate launch``::
 
-    python -m system2.repro.cope_arm --config configs/cope/counting_var3_paper.yaml model.position=rope
-    accelerate launch -m system2.repro.cope_arm --config configs/cope/flipflop_paper.yaml
+    system2 repro cope-arm --config configs/cope/counting_var3_paper.yaml model.position=rope
+    accelerate launch -m system2.cli repro cope-arm --config configs/cope/flipflop_paper.yaml
 
-Everything lands in ``out``: ``config.json``, ``model/``, ``ckpt/``, ``metrics.jsonl`` and ``eval.json``
-(error rates per split). A finished arm is reused and a partial one resumes.
+Everything lands in ``out``: ``run.json`` (the settings), ``model/``, ``ckpt/``, ``metrics.jsonl`` and
+``eval.json`` (error rates per split). A finished arm is reused and a partial one resumes.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 from system2.checkpoint import load_model, save_model
-from system2.config import ConfigError, load_config, to_dict
+from system2.config import ConfigError, to_dict
+from system2.dist import is_main
 from system2.nn.decoder import DecoderConfig, DecoderLM
-from system2.runs import atomic_write_json
+from system2.runs import atomic_write_json, open_run
 from system2.tasks import counting, flipflop, selective_copy
 from system2.tasks.sequences import Example, FixedExamples, FreshExamples, Vocabulary, answer_loss, score
 from system2.train import TrainConfig, TrainData, train
@@ -44,14 +42,16 @@ EVAL_SPLITS: dict[str, tuple[str, ...]] = {
 class TaskSettings:
     """Which task, its generator settings and its data sizes."""
 
-    name: str = "flipflop"
-    flipflop: flipflop.FlipFlopConfig = field(default_factory=flipflop.FlipFlopConfig)
-    selective_copy: selective_copy.SelectiveCopyConfig = field(default_factory=selective_copy.SelectiveCopyConfig)
-    counting: counting.CountingConfig = field(default_factory=counting.CountingConfig)
+    name: str = "flipflop"  # flipflop, selective_copy or counting
+    flipflop: flipflop.FlipFlopConfig = field(default_factory=flipflop.FlipFlopConfig)  # Flip-Flop settings
+    selective_copy: selective_copy.SelectiveCopyConfig = field(  # selective-copy settings
+        default_factory=selective_copy.SelectiveCopyConfig
+    )
+    counting: counting.CountingConfig = field(default_factory=counting.CountingConfig)  # counting settings
     train_examples: int = 0  # a fixed training set of this size; 0: a fresh example every time (not counting)
-    test_examples: int = 1000  # per split
+    test_examples: int = 1000  # test examples per split
     block_size: int = 0  # keep the last N tokens of longer sequences, as the official collator (0: all)
-    data_seed: int = 1234  # test sets and fixed training sets; the same for every arm and seed
+    data_seed: int = 1234  # seed of the test sets and fixed training sets; the same for every arm and seed
 
     def validate(self) -> None:
         if self.name not in TASKS:
@@ -103,12 +103,12 @@ class TaskSettings:
 
 @dataclass
 class ArmConfig:
-    out: str = ""
-    task: TaskSettings = field(default_factory=TaskSettings)
+    out: str = ""  # run directory (a finished arm is reused, a partial one resumes)
+    task: TaskSettings = field(default_factory=TaskSettings)  # the synthetic task and its data
     # vocab_size comes from the task; max_len 0: the longest sequence of any split (abs needs them all)
-    model: DecoderConfig = field(default_factory=lambda: DecoderConfig(max_len=0))
-    train: TrainConfig = field(default_factory=TrainConfig)
-    eval_batch_size: int = 64
+    model: DecoderConfig = field(default_factory=lambda: DecoderConfig(max_len=0))  # the decoder-only model
+    train: TrainConfig = field(default_factory=TrainConfig)  # the training loop
+    eval_batch_size: int = 64  # sequences scored at once
 
     def validate(self) -> None:
         if not self.out:
@@ -138,27 +138,26 @@ def model_config(cfg: ArmConfig, vocab_size: int, longest: int) -> DecoderConfig
     return replace(cfg.model, vocab_size=vocab_size, max_len=cfg.model.max_len or longest)
 
 
-def train_arm(cfg: ArmConfig, progress: bool = True) -> Path:
-    """Train (or reuse, or resume) the arm; returns ``out/model``."""
+def train_arm(cfg: ArmConfig, progress: bool = True, restart: bool = False) -> Path:
+    """Train (or reuse, or resume) the arm; returns ``out/model``. Other settings in an existing ``out``
+    are refused (``restart``: move the old arm aside)."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = open_run(cfg.out, "cope-arm", to_dict(cfg), restart=restart)
     if (out / "model" / "model.safetensors").is_file():
         return out / "model"
     task = cfg.task
     steps = cfg.train.steps * cfg.train.batch_size * cfg.train.grad_accum
     data = task.train_data(size=max(steps, cfg.train.batch_size), seed=cfg.train.seed)
     model_cfg = model_config(cfg, len(task.vocabulary()), longest_sequence(task, task.test_sets(), data))
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(out / "config.json", to_dict(replace(cfg, model=model_cfg)))
     torch.manual_seed(cfg.train.seed)
     model = DecoderLM(model_cfg)
     train(model, data, answer_loss, cfg.train, out, progress=progress)
-    if int(os.environ.get("RANK", "0")) == 0:
-        save_model(model, out / "model")
+    if is_main():
+        save_model(model, out / "model")  # its config.json holds the resolved model settings
     return out / "model"
 
 
-def evaluate_arm(cfg: ArmConfig, model: DecoderLM | None = None) -> dict[str, dict[str, float]]:
+def evaluate_arm(cfg: ArmConfig, model: DecoderLM | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
     """Error rates on every split of the task (cached in ``out/eval.json``)."""
     out = Path(cfg.out)
     cached = out / "eval.json"
@@ -170,31 +169,8 @@ def evaluate_arm(cfg: ArmConfig, model: DecoderLM | None = None) -> dict[str, di
     model.to(device)
     vocab = cfg.task.vocabulary()
     result = {
-        split: score(model, vocab, examples, cfg.eval_batch_size, cfg.task.block_size)
+        split: score(model, vocab, examples, cfg.eval_batch_size, cfg.task.block_size, progress, f"score {split}")
         for split, examples in cfg.task.test_sets().items()
     }
     atomic_write_json(cached, result)
     return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Train and score one CoPE-reproduction arm.")
-    parser.add_argument("--config", type=Path, help="YAML recipe (configs/cope/*.yaml)")
-    parser.add_argument("overrides", nargs="*", help="settings as key=value (e.g. model.position=rope)")
-    args = parser.parse_args(argv)
-    try:
-        cfg = load_config(ArmConfig, args.config, args.overrides)
-        cfg.validate()
-        train_arm(cfg)
-    except (ConfigError, ValueError) as e:
-        parser.exit(2, f"error: {e}\n")
-    if int(os.environ.get("RANK", "0")) == 0:
-        for split, s in evaluate_arm(cfg).items():
-            print(
-                f"{split}: sequence error {100 * s['sequence_error']:.1f}%, token error {100 * s['token_error']:.1f}%"
-            )
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -20,6 +20,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    start_repro,
     with_overrides,
     write_report,
 )
@@ -51,9 +52,9 @@ EVALS = [
 ]
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
     scale = with_overrides(SCALES[scale_name], seeds=seeds)
-    out.mkdir(parents=True, exist_ok=True)
+    start_repro(out, "dualformer", scale_name, scale, restart)
     data = pc.dataset(scale, out)
     n = max(scale.train_sizes)
     results: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in EVALS}

@@ -13,7 +13,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from system2.runs import atomic_write_json, atomic_write_text
+from system2.console import print_table
+from system2.runs import atomic_write_json, atomic_write_text, open_run
 
 Scale = TypeVar("Scale")
 
@@ -25,6 +26,14 @@ def with_overrides(scale: Scale, **kw: Any) -> Scale:
 
 
 Metrics = dict[str, Any]
+
+
+def start_repro(out: Path, paper: str, scale_name: str, scale: Any, restart: bool = False) -> Path:
+    """Record the reproduction's settings in ``out`` before any compute. ``seeds`` is not part of them:
+    every seed has its own sub-runs, so a rerun with more seeds reuses the finished ones; any other
+    change of the scale is refused (``restart``: move the old run aside)."""
+    settings = {"paper": paper, "scale": scale_name, **{k: v for k, v in asdict(scale).items() if k != "seeds"}}
+    return open_run(out, "repro", settings, restart=restart)
 
 
 @dataclass(frozen=True)
@@ -112,13 +121,6 @@ def write_report(
 
 
 def print_claims(claims: Sequence[ClaimResult]) -> None:
-    from rich.console import Console
-    from rich.table import Table as RichTable
-
-    t = RichTable(title="claim checks")
-    for col in ("claim", "paper", "ours", "verdict"):
-        t.add_column(col)
     style = {True: "[green]held", False: "[red]NOT held", None: "[yellow]not testable"}
-    for c in claims:
-        t.add_row(c.name, c.paper, c.ours, style[c.held])
-    Console().print(t)
+    rows = [{"claim": c.name, "paper": c.paper, "ours": c.ours, "verdict": style[c.held]} for c in claims]
+    print_table("claim checks", rows, ["claim", "paper", "ours", "verdict"])

@@ -29,6 +29,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    start_repro,
     with_overrides,
     write_report,
 )
@@ -85,7 +86,10 @@ def _sft(scale: IRPOScale, data: Path, out: Path, seed: int, init: str, steps: i
     return run_sft(cfg)
 
 
-def _irpo(scale: IRPOScale, data: Path, m0: str, out: Path, seed: int, **changes: Any) -> list[dict[str, Any]]:
+def _irpo(
+    scale: IRPOScale, data: Path, m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
+) -> list[dict[str, Any]]:
+    """One IRPO arm; ``reuse``: the IRPO run whose M_0 evaluation and first-iteration stages it shares."""
     cfg = IRPOConfig(
         model=m0, train_data=str(data / "train.parquet"), eval_data=str(data / "test.parquet"), out=str(out),
         iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
@@ -93,7 +97,24 @@ def _irpo(scale: IRPOScale, data: Path, m0: str, out: Path, seed: int, **changes
         train=TrainConfig(batch_size=scale.batch_size, lr=scale.dpo_lr, warmup=10, seed=seed, ckpt_every=10_000,
                           log_every=5),
     )  # fmt: skip
-    return run_irpo(replace(cfg, **changes))
+    cfg = replace(cfg, **changes)
+    if reuse is not None:
+        cfg.start("irpo")  # the arm's own record first, then the shared stages
+        _reuse(reuse / "iter-0", out / "iter-0", ("result.json",))
+        _reuse(
+            reuse / "iter-1",
+            out / "iter-1",
+            SHARED[cfg.objective, cfg.alpha > 0, cfg.pairs_per_question == scale.pairs],
+        )
+    return run_irpo(cfg)
+
+
+# stages an arm shares with IRPO's first iteration, by (objective, NLL term, same pairs per question)
+SHARED = {
+    ("dpo", False, True): ("samples.parquet", "pairs.parquet", "reference.parquet"),
+    ("sft", True, True): ("samples.parquet", "pairs.parquet"),
+    ("dpo", True, False): ("samples.parquet",),
+}
 
 
 def _reuse(src: Path, dst: Path, names: tuple[str, ...]) -> None:
@@ -114,9 +135,9 @@ def chosen_logp_trend(run: Path) -> float:
     return sum(vals[-n:]) / n - sum(vals[:n]) / n
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
     scale = with_overrides(SCALES[scale_name], seeds=seeds)
-    out.mkdir(parents=True, exist_ok=True)
+    start_repro(out, "irpo", scale_name, scale, restart)
     data = out / "data"
     if not (data / "test.parquet").is_file():
         write_dataset(data, 0, scale.train, scale.test, scale.hard)
@@ -127,14 +148,12 @@ def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
         irpo = _irpo(scale, data, m0["model"], root / "irpo", seed)
         first = root / "irpo" / "iter-1"
         arms = {}
-        for arm, names, changes in (
-            ("dpo", ("samples.parquet", "pairs.parquet", "reference.parquet"), {"alpha": 0.0}),
-            ("star", ("samples.parquet", "pairs.parquet"), {"objective": "sft"}),
-            ("irpo_2k", ("samples.parquet",), {"pairs_per_question": 2 * scale.pairs}),
+        for arm, changes in (
+            ("dpo", {"alpha": 0.0}),
+            ("star", {"objective": "sft"}),
+            ("irpo_2k", {"pairs_per_question": 2 * scale.pairs}),
         ):
-            _reuse(root / "irpo" / "iter-0", root / arm / "iter-0", ("result.json",))
-            _reuse(first, root / arm / "iter-1", names)
-            arms[arm] = _irpo(scale, data, m0["model"], root / arm, seed, iterations=1, **changes)[-1]
+            arms[arm] = _irpo(scale, data, m0["model"], root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
         full = _sft(scale, data, root / "sft_gold", seed, m0["model"], scale.full_sft_steps, 0)
         per_seed.append({
             "seed": seed,

@@ -3,7 +3,6 @@ with every stage cached in the output directory so an interrupted run resumes.""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -63,8 +62,6 @@ def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
 def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: int, seed: int) -> Path:
     """Train one arm (cached: a finished run is reused, a partial one resumes)."""
     run = out / "runs" / f"{mode}-n{n_train}-seed{seed}"
-    if (run / "model" / "model.safetensors").exists():
-        return run
     tcfg = TrainConfig(
         steps=scale.steps,
         batch_size=scale.batch_size,
@@ -91,8 +88,6 @@ def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: i
 def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: int) -> dict[str, Any]:
     """Greedy plus K samples on the test split in ``mode`` (cached in ``run/eval-MODE``)."""
     out = run / f"eval-{mode}"
-    if (out / "summary.json").exists():
-        return json.loads((out / "summary.json").read_text())["summary"]
     cfg = PlannerEvalConfig(
         model=str(run),
         data=str(data),

@@ -26,6 +26,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    start_repro,
     with_overrides,
     write_report,
 )
@@ -104,9 +105,9 @@ def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix:
     }
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
     scale = with_overrides(SCALES[scale_name], seeds=seeds)
-    out.mkdir(parents=True, exist_ok=True)
+    start_repro(out, "rl-reasoning", scale_name, scale, restart)
     data = out / "data"
     if not (data / "test.parquet").is_file():
         write_dataset(data, 1, scale.train, scale.test)

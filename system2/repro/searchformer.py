@@ -20,6 +20,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    start_repro,
     with_overrides,
     write_report,
 )
@@ -50,10 +51,10 @@ def _stat(summaries: list[dict[str, Any]], key: str) -> tuple[float, float]:
     return mean_std([s.get(key) for s in summaries])
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None) -> dict[str, Any]:
+def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
     """Run every arm, check the claims and write ``out/report.md``."""
     scale = with_overrides(SCALES[scale_name], seeds=seeds)
-    out.mkdir(parents=True, exist_ok=True)
+    start_repro(out, "searchformer", scale_name, scale, restart)
     data = pc.dataset(scale, out)
     results: dict[str, dict[int, list[dict[str, Any]]]] = {"solution": {}, "search": {}}
     runs: dict[tuple[str, int, int], Path] = {}

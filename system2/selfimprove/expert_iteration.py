@@ -23,7 +23,7 @@ class ExpertIterationConfig(RoundsConfig):
     """``model`` is the initial policy: every round is fine-tuned from it. ``samples``: K per question
     (paper: 96; R5 scale: 16-32)."""
 
-    rounds: int = 4
+    rounds: int = 4  # rounds of sample, keep the correct, retrain (paper: 4 or 5)
 
 
 def correct_unique(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -37,10 +37,12 @@ def correct_unique(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return kept
 
 
-def run_expert_iteration(cfg: ExpertIterationConfig, progress: bool = True) -> list[dict[str, Any]]:
+def run_expert_iteration(
+    cfg: ExpertIterationConfig, progress: bool = True, restart: bool = False
+) -> list[dict[str, Any]]:
     """Run (or resume) every round; one result row per round, round 0 = the initial policy."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = cfg.start("expert-iteration", restart)
     problems, test = cfg.problems()
     first = cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))
     results = [{"round": 0, "samples_drawn": 0, **first}]
@@ -52,8 +54,9 @@ def run_expert_iteration(cfg: ExpertIterationConfig, progress: bool = True) -> l
         def draw(policy: str | Path = current, seed: int = cfg.seed * 1000 + r) -> list[dict[str, Any]]:
             model, tok = load_lm(policy)
             rows = sample_and_score(
-                model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size
-            )
+                model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
+                progress=progress,
+            )  # fmt: skip
             return correct_unique(rows)
 
         kept = cached_rows(rd / "correct.parquet", draw)

@@ -41,17 +41,19 @@ from system2.train import TrainConfig
 class IRPOConfig(LoopConfig):
     """``model`` is M_0; ``eval_data`` gives greedy accuracy (and maj@K) after every iteration."""
 
-    iterations: int = 3
-    samples: int = 8  # N per question (paper: 30 on GSM8K)
-    temperatures: list[float] = field(default_factory=lambda: [1.0])  # per iteration; the last one repeats
-    pairs_per_question: int = 4  # K (paper: 10 on GSM8K)
+    iterations: int = 3  # iterations of sample, pair, train (each from the previous iterate)
+    samples: int = 8  # solutions sampled per question, N (paper: 30 on GSM8K)
+    temperatures: list[float] = field(default_factory=lambda: [1.0])  # temperature per iteration; the last repeats
+    pairs_per_question: int = 4  # preference pairs per question, K (paper: 10 on GSM8K)
     objective: str = "dpo"  # dpo (with the NLL term when alpha > 0) | sft (STaR: SFT on the chosen)
     alpha: float = 1.0  # NLL weight (0: DPO alone)
-    beta: float = 0.1
+    beta: float = 0.1  # DPO beta: how closely the policy is held to the reference (the previous iterate)
     nll_norm: str = "sequence"  # sequence (paper: per chosen sequence, then mean) | token (TRL: batch token mean)
     add_gold: bool = True  # gold solution joins the winners (GSM8K/MATH)
     epochs: float = 0.0  # > 0: train for this many passes over the pairs (overrides train.steps)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10))
+    train: TrainConfig = field(  # each iteration's training
+        default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10)
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -97,10 +99,10 @@ def build_pairs(
     return [r for i, r in enumerate(rows) if i in fit_c and i in fit_r]
 
 
-def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
+def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) every iteration; returns one result row per iteration, iteration 0 = M_0."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = cfg.start("irpo", restart)
     problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
@@ -113,7 +115,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
         samples = cached_rows(
             it / "samples.parquet",
             lambda m=model, k=tok, T=temp, s=cfg.seed * 1000 + t: sample_and_score(
-                m, k, problems, cfg.samples, T, cfg.max_new_tokens, s, cfg.batch_size
+                m, k, problems, cfg.samples, T, cfg.max_new_tokens, s, cfg.batch_size, progress=progress
             ),
         )
         pairs = cached_rows(it / "pairs.parquet", lambda s=samples, k=tok: build_pairs(cfg, s, gold, k))
@@ -128,7 +130,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
             ref = cached_rows(
                 it / "reference.parquet",
                 lambda m=model, k=tok, pr=prompts, ch=chosen, rj=rejected: reference_logprobs_rows(
-                    m, k, pr, ch, rj, cfg
+                    m, k, pr, ch, rj, cfg, progress
                 ),
             )
             data_fn = lambda k, pr=prompts, ch=chosen, rj=rejected, r=ref: PreferenceData(  # noqa: E731
@@ -138,7 +140,8 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
-            train_cfg = replace(cfg.train, steps=max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size)))
+            steps = max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size))
+            train_cfg = replace(cfg.train, steps=steps, warmup=min(cfg.train.warmup, steps))  # warm-up fits the run
         current = finetune(current, data_fn, loss_fn, train_cfg, it / "train", progress)
         stats = {
             "iteration": t,
@@ -152,9 +155,15 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True) -> list[dict[str, Any]]:
 
 
 def reference_logprobs_rows(
-    model: Any, tokenizer: Any, prompts: list[str], chosen: list[str], rejected: list[str], cfg: IRPOConfig
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    chosen: list[str],
+    rejected: list[str],
+    cfg: IRPOConfig,
+    progress: bool = True,
 ) -> list[dict[str, float]]:
     """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1}."""
-    ref_c = reference_logprobs(model, tokenizer, prompts, chosen, cfg.max_len)
-    ref_r = reference_logprobs(model, tokenizer, prompts, rejected, cfg.max_len)
+    ref_c = reference_logprobs(model, tokenizer, prompts, chosen, cfg.max_len, progress=progress)
+    ref_r = reference_logprobs(model, tokenizer, prompts, rejected, cfg.max_len, progress=progress)
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

@@ -17,10 +17,10 @@ from typing import Any
 
 import torch
 
-from system2.config import ConfigError
+from system2.config import ConfigError, to_dict
 from system2.lm.sampling import SampleConfig, sample
 from system2.lm.tiny import check_lm_dir, load_lm, save_lm
-from system2.runs import atomic_write_json
+from system2.runs import atomic_write_json, open_run, read_run
 from system2.selfimprove.metrics import accuracy, maj_at_k, pass_at_k
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
 from system2.train import TrainConfig, TrainData, train
@@ -36,13 +36,13 @@ class LoopConfig:
     train_data: str = ""  # problems (Parquet/JSONL rows with question, solution, answer)
     eval_data: str = ""  # held-out problems; empty: no evaluation
     out: str = ""  # run directory (a rerun resumes)
-    max_new_tokens: int = 64
-    max_len: int = 128  # prompt + response tokens
+    max_new_tokens: int = 64  # most tokens sampled per response
+    max_len: int = 128  # longest sequence: prompt + response tokens
     limit: int = 0  # training questions used (0: all)
-    eval_limit: int = 0
+    eval_limit: int = 0  # evaluation questions used (0: all)
     eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
     batch_size: int = 64  # sampling batch
-    seed: int = 0
+    seed: int = 0  # seed of sampling and of new weights (sft's tiny model, PPO's value head)
 
     def validate(self) -> None:
         if not self.model or not self.train_data or not self.out:
@@ -60,8 +60,22 @@ class LoopConfig:
                 raise ConfigError(f"model: {e}") from None
         if self.max_new_tokens < 1 or self.max_len < 2:
             raise ConfigError("max_new_tokens must be >= 1 and max_len >= 2")
+        for k in ("limit", "eval_limit", "eval_samples"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        for path in (self.train_data, self.eval_data):
+            if path and Path(path).is_dir():
+                kind = "an arithmetic dataset" if read_run(path) else "a directory"
+                raise ConfigError(f"{path} is {kind}: pass one of its files (e.g. {Path(path) / 'train.parquet'})")
         if hasattr(self, "train"):
             self.train.validate()
+
+    def start(self, kind: str, restart: bool = False) -> Path:
+        """Record this config in ``out`` (``run.json``) before any compute: a rerun with the same settings
+        resumes, other settings are refused (``restart``: move the old run aside)."""
+        return open_run(self.out, kind, to_dict(self), restart=restart)
 
     def problems(self) -> tuple[list[Problem], list[Problem]]:
         """(training problems, evaluation problems), cut to ``limit`` / ``eval_limit``."""
@@ -85,10 +99,12 @@ class RoundsConfig(LoopConfig):
     """Rounds of sampling ``samples`` solutions per training question at ``temperature`` and fine-tuning
     the initial policy (``model``) on what they yield (expert iteration, return-conditioned RL)."""
 
-    rounds: int = 1
-    samples: int = 16
-    temperature: float = 1.0
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20))
+    rounds: int = 1  # rounds of sampling and fine-tuning
+    samples: int = 16  # solutions sampled per training question each round
+    temperature: float = 1.0  # sampling temperature
+    train: TrainConfig = field(  # each round's fine-tuning, from the initial policy
+        default_factory=lambda: TrainConfig(steps=300, batch_size=16, lr=3e-4, warmup=20)
+    )
 
     def validate(self) -> None:
         super().validate()
@@ -108,11 +124,15 @@ def sample_and_score(
     extract: Extract = extract_answer,
     prompt_prefix: str = "",
     prompt_offset: int = 0,
+    progress: bool = True,
+    label: str = "sample",
 ) -> list[dict[str, Any]]:
     """``n`` sampled solutions per problem, each with its parsed answer and exact-match reward (one row
-    per sample, in problem order). ``prompt_offset``: as in ``sample``, for one process's slice."""
+    per sample, in problem order). ``prompt_offset``: as in ``sample``, for one process's slice;
+    ``progress`` shows the solutions sampled under ``label``."""
     cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
-    outs = sample(model, tokenizer, [prompt_prefix + p.question for p in problems], cfg, prompt_offset=prompt_offset)
+    prompts = [prompt_prefix + p.question for p in problems]
+    outs = sample(model, tokenizer, prompts, cfg, prompt_offset=prompt_offset, progress=progress, label=label)
     rows = []
     for p, texts in zip(problems, outs, strict=True):
         for i, text in enumerate(texts):
@@ -149,18 +169,21 @@ def evaluate_policy(
     batch_size: int = 64,
     extract: Extract = extract_answer,
     prompt_prefix: str = "",
+    progress: bool = True,
 ) -> dict[str, float]:
     """maj@1 (greedy accuracy); with ``k`` > 0 also maj@K and pass@K from ``k`` samples at ``temperature``."""
     answers = [p.answer for p in problems]
     greedy = sample_and_score(
-        model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix
-    )
+        model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix,
+        progress=progress, label="eval greedy",
+    )  # fmt: skip
     out = {"maj@1": accuracy([r["text"] for r in greedy], answers, extract)}
     out["mean_response_words"] = sum(len(r["text"].split()) for r in greedy) / len(greedy)
     if k > 0:
         rows = sample_and_score(
-            model, tokenizer, problems, k, temperature, max_new_tokens, seed + 1, batch_size, extract, prompt_prefix
-        )
+            model, tokenizer, problems, k, temperature, max_new_tokens, seed + 1, batch_size, extract, prompt_prefix,
+            progress=progress, label=f"eval {k} samples",
+        )  # fmt: skip
         groups = [[r["text"] for r in g] for g in group_by_question(rows).values()]
         out[f"maj@{k}"] = maj_at_k(groups, answers, extract)
         out[f"pass@{k}"] = pass_at_k(groups, answers, extract)

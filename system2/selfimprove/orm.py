@@ -16,6 +16,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from system2.console import Progress
 from system2.lm.logprobs import encode_prompt_response
 from system2.lm.tiny import load_lm
 from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
@@ -28,10 +29,12 @@ from system2.train import TrainConfig, train
 class ORMConfig(LoopConfig):
     """``model`` is the policy whose samples are labelled; its trunk initialises the ORM."""
 
-    samples: int = 8  # per training question
-    temperature: float = 1.0
+    samples: int = 8  # solutions sampled per training question
+    temperature: float = 1.0  # sampling temperature
     eval_samples: int = 8  # K for rerank@K on eval_data
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, batch_size=32, lr=1e-4, warmup=20))
+    train: TrainConfig = field(  # training of the reward model
+        default_factory=lambda: TrainConfig(steps=300, batch_size=32, lr=1e-4, warmup=20)
+    )
 
 
 class RewardData:
@@ -91,28 +94,32 @@ def score_solutions(
     responses: Sequence[str],
     max_len: int,
     batch_size: int = 64,
+    progress: bool = True,
 ) -> list[float]:
-    """P(correct) for each (question, solution)."""
+    """P(correct) for each (question, solution); ``progress`` shows the solutions scored."""
     model.eval()
     out: list[float] = []
-    for s in range(0, len(prompts), batch_size):
-        enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len)
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.squeeze(-1)
-        out += torch.sigmoid(logits.float()).tolist()
+    with Progress(len(prompts), "score solutions (ORM)", enabled=progress) as bar:
+        for s in range(0, len(prompts), batch_size):
+            enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len)
+            logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.squeeze(-1)
+            out += torch.sigmoid(logits.float()).tolist()
+            bar.update(len(out))
     return out
 
 
-def train_orm(cfg: ORMConfig, progress: bool = True) -> dict[str, Any]:
+def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """Sample, label, train the ORM, and report its accuracy and rerank@K on held-out questions."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = cfg.start("orm", restart)
     problems, _ = cfg.problems()
 
     def draw() -> list[dict[str, Any]]:
         policy, tok = load_lm(cfg.model)
         return sample_and_score(
-            policy, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.batch_size
-        )
+            policy, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.batch_size,
+            progress=progress,
+        )  # fmt: skip
 
     rows = cached_rows(out / "samples.parquet", draw)
     final = out / "orm"

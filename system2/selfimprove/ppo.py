@@ -21,12 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
 
+from system2 import dist
+from system2.checkpoint import (
+    load_model_weights,
+    load_trainer_state,
+    prune_checkpoints,
+    read_tensors,
+    resume,
+    save_checkpoint,
+)
 from system2.config import ConfigError
+from system2.console import Progress
 from system2.lm.logprobs import encode_prompt_response
 from system2.lm.tiny import load_lm, save_lm
-from system2.runs import atomic_dir, atomic_write_text
 from system2.selfimprove.loop import LoopConfig, cached_json, evaluate_policy, sample_and_score
 from system2.tasks.arithmetic import dense_step_reward
 
@@ -35,24 +43,24 @@ from system2.tasks.arithmetic import dense_step_reward
 class PPOConfig(LoopConfig):
     """``model`` is the initial policy and also the frozen KL reference."""
 
-    iterations: int = 50
-    prompts_per_iteration: int = 64
-    samples_per_prompt: int = 1
-    temperature: float = 1.0
-    kl_coef: float = 0.05
-    gamma: float = 1.0
-    lam: float = 0.95
-    clip: float = 0.2
-    value_clip: float = 0.2
-    vf_coef: float = 1.0
-    ppo_epochs: int = 4
-    minibatch_size: int = 16
-    lr: float = 1e-5
-    max_grad_norm: float = 1.0
-    reward: str = "sparse"  # sparse | dense
-    dense_per_step: float = 0.1
-    ckpt_every: int = 10
-    eval_every: int = 0  # 0: evaluate only at the end
+    iterations: int = 50  # PPO iterations: sample a batch of questions, then update
+    prompts_per_iteration: int = 64  # training questions per iteration (over all processes)
+    samples_per_prompt: int = 1  # solutions sampled per question
+    temperature: float = 1.0  # sampling temperature
+    kl_coef: float = 0.05  # per-token KL penalty to the initial policy
+    gamma: float = 1.0  # discount of GAE
+    lam: float = 0.95  # lambda of GAE
+    clip: float = 0.2  # policy ratio clip
+    value_clip: float = 0.2  # how far a value may move from its old estimate in the clipped value loss
+    vf_coef: float = 1.0  # weight of the value loss
+    ppo_epochs: int = 4  # passes over each iteration's samples
+    minibatch_size: int = 16  # samples per update (over all processes)
+    lr: float = 1e-5  # AdamW learning rate of the policy and value head
+    max_grad_norm: float = 1.0  # gradient norm clip
+    reward: str = "sparse"  # sparse (1 right, 0 wrong) | dense (adds dense_per_step per right step)
+    dense_per_step: float = 0.1  # dense reward: bonus per step whose value matches the gold solution's
+    ckpt_every: int = 10  # iterations between checkpoints
+    eval_every: int = 0  # iterations between evaluations (0: only at the end)
 
     def validate(self) -> None:
         super().validate()
@@ -149,7 +157,7 @@ class PolicyWithValue(torch.nn.Module):
         return token_logprobs_and_values(self.policy, self.value_head, batch)
 
 
-def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
+def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) PPO; returns the logged rows (one per iteration) plus the final evaluation.
 
     Under ``torchrun``/``accelerate launch`` each of the W processes samples its contiguous 1/W of the
@@ -158,34 +166,39 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
     the minibatch's token count over all processes, so the synced gradient is the one-process gradient
     of the same minibatch."""
     from accelerate import Accelerator
-    from rich.progress import Progress
 
     cfg.validate()
     acc = Accelerator(cpu=not torch.cuda.is_available())
-    world, rank, device = acc.num_processes, acc.process_index, acc.device
+    world, rank, device = dist.world_size(), dist.rank(), acc.device
     if cfg.prompts_per_iteration % world or cfg.minibatch_size % world:
         raise ConfigError(
             f"prompts_per_iteration ({cfg.prompts_per_iteration}) and minibatch_size ({cfg.minibatch_size}) "
             f"must be multiples of the number of processes ({world})"
         )
-    out = Path(cfg.out)
+    out = cfg.start("ppo", restart)
     problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
     torch.manual_seed(cfg.seed)
     ref, _ = load_lm(cfg.model)
     ref.eval().requires_grad_(False).to(device)
-    start, ckpt = 0, _latest(out)
-    policy, tok = load_lm(ckpt if ckpt is not None else cfg.model)
+    policy, tok = load_lm(cfg.model)
     value_head = torch.nn.Linear(policy.config.hidden_size, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)
     params = list(policy.parameters()) + list(value_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
-    log: list[dict[str, Any]] = []
-    if ckpt is not None:
-        value_head.load_state_dict(load_file(str(ckpt / "value_head.safetensors")))
-        state = torch.load(ckpt / "trainer.pt", map_location="cpu", weights_only=True)
+    start, log = 0, []
+
+    def load(ckpt: Path) -> dict[str, Any]:
+        state = load_trainer_state(ckpt)
+        load_model_weights(policy, ckpt)
+        value_head.load_state_dict(read_tensors(ckpt, "value_head"))
+        return state
+
+    found = resume(out / "ckpt", load, log=print if dist.is_main() else lambda _: None)
+    if found is not None:
+        state = found[1]
         opt.load_state_dict(state["optimizer"])
         start, log = state["iteration"], [dict(r) for r in state["log"]]
         torch.set_rng_state(state["torch_rng"])
@@ -199,15 +212,14 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
         """Sums over all processes."""
         return acc.reduce(torch.tensor(values, dtype=torch.float64, device=device), "sum").tolist()
 
-    with Progress(disable=not (progress and acc.is_main_process)) as bar:
-        task = bar.add_task("ppo", total=cfg.iterations, completed=start)
+    with Progress(cfg.iterations, "ppo", enabled=progress and dist.is_main(), start=start) as bar:
         for it in range(start, cfg.iterations):
             first = it * cfg.prompts_per_iteration + rank * share
             policy.eval()
             rows = sample_and_score(
                 policy, tok, [problems[i] for i in order[first : first + share]], cfg.samples_per_prompt,
                 cfg.temperature, cfg.max_new_tokens, cfg.seed * 100_003 + it, cfg.batch_size,
-                prompt_offset=rank * share,
+                prompt_offset=rank * share, progress=progress,
             )  # fmt: skip
             scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
             enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
@@ -255,42 +267,42 @@ def run_ppo(cfg: PPOConfig, progress: bool = True) -> list[dict[str, Any]]:
                 "kl": kl_sum / n_rows,
                 **stats,
             }
-            if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and acc.is_main_process:
+            if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and dist.is_main():
                 policy.eval()
                 row.update(
-                    evaluate_policy(policy, tok, test, cfg.max_new_tokens, 0, seed=cfg.seed, batch_size=cfg.batch_size)
+                    evaluate_policy(
+                        policy,
+                        tok,
+                        test,
+                        cfg.max_new_tokens,
+                        0,
+                        seed=cfg.seed,
+                        batch_size=cfg.batch_size,
+                        progress=progress,
+                    )
                 )
             log.append(row)
-            bar.update(task, completed=it + 1, description=f"ppo reward {row['reward']:.3f}")
+            bar.update(it + 1, info=f"reward {row['reward']:.3f}")
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:
                 acc.wait_for_everyone()
-                if acc.is_main_process:
-                    _save(out, it + 1, policy, tok, value_head, opt, log)
+                if dist.is_main():
+                    state = {"optimizer": opt.state_dict(), "iteration": it + 1, "log": log}
+                    state["torch_rng"] = torch.get_rng_state()
+                    save_checkpoint(
+                        out / "ckpt",
+                        it + 1,
+                        policy,
+                        state,
+                        tokenizer=tok,
+                        tensors={"value_head": value_head.state_dict()},
+                    )
+                    prune_checkpoints(out / "ckpt", 2)
                 acc.wait_for_everyone()
     final = out / "model"
-    if acc.is_main_process and not (final / "config.json").is_file():
+    if dist.is_main() and not (final / "config.json").is_file():
         save_lm(policy, tok, final)
     result: dict[str, Any] = {}
-    if acc.is_main_process:
+    if dist.is_main():
         result = cached_json(out / "result.json", lambda: cfg.evaluate(final, test))
     acc.wait_for_everyone()  # a barrier before teardown (gloo can abort otherwise)
     return log + [{"iteration": cfg.iterations, "final": True, **result}]
-
-
-def _save(out: Path, iteration: int, policy: Any, tok: Any, value_head: torch.nn.Module, opt: Any, log: list) -> None:
-    path = out / "ckpt" / f"iter-{iteration:06d}"
-    with atomic_dir(path) as tmp:
-        policy.save_pretrained(tmp)
-        tok.save_pretrained(tmp)
-        save_file({k: v.contiguous() for k, v in value_head.state_dict().items()}, str(tmp / "value_head.safetensors"))
-        state = {"optimizer": opt.state_dict(), "iteration": iteration, "log": log, "torch_rng": torch.get_rng_state()}
-        torch.save(state, tmp / "trainer.pt")
-    atomic_write_text(out / "ckpt" / "latest", path.name + "\n")
-
-
-def _latest(out: Path) -> Path | None:
-    pointer = out / "ckpt" / "latest"
-    if not pointer.is_file():
-        return None
-    path = out / "ckpt" / pointer.read_text().strip()
-    return path if (path / "trainer.pt").is_file() else None

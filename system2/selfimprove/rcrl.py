@@ -33,10 +33,10 @@ def tag(question: str, correct: bool) -> str:
     return f"{GOOD if correct else BAD} {question}"
 
 
-def run_rcrl(cfg: RCRLConfig, progress: bool = True) -> list[dict[str, Any]]:
+def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) every round; one result row per round, round 0 = the initial policy (unconditioned)."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = cfg.start("rcrl", restart)
     problems, test = cfg.problems()
     results = [{"round": 0, **cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))}]
     current: str | Path = cfg.model
@@ -50,7 +50,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True) -> list[dict[str, Any]]:
             model, tok = load_lm(policy)
             rows = sample_and_score(
                 model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed,
-                cfg.batch_size, prompt_prefix=prefix,
+                cfg.batch_size, prompt_prefix=prefix, progress=progress,
             )  # fmt: skip
             return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"])} for x in rows]
 

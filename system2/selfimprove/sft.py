@@ -23,10 +23,10 @@ from system2.train import TrainConfig
 
 @dataclass
 class TinyLMConfig:
-    d_model: int = 128
-    layers: int = 4
-    heads: int = 4
-    max_len: int = 128
+    d_model: int = 128  # model width
+    layers: int = 4  # transformer layers
+    heads: int = 4  # attention heads
+    max_len: int = 128  # longest sequence (positions and the tokenizer's limit)
     modulus: int = 20  # the arithmetic world whose vocabulary the tokenizer covers
 
 
@@ -34,8 +34,10 @@ class TinyLMConfig:
 class SFTConfig(LoopConfig):
     """``model`` empty: build a tiny model from ``tiny``; ``limit`` = gold solutions used (0: all)."""
 
-    tiny: TinyLMConfig = field(default_factory=TinyLMConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, batch_size=32, lr=1e-3, warmup=50))
+    tiny: TinyLMConfig = field(default_factory=TinyLMConfig)  # the tiny Llama built when model is empty
+    train: TrainConfig = field(  # fine-tuning on the gold solutions
+        default_factory=lambda: TrainConfig(steps=500, batch_size=32, lr=1e-3, warmup=50)
+    )
 
     def validate(self) -> None:
         if not self.train_data or not self.out:
@@ -56,10 +58,10 @@ def init_tiny(cfg: SFTConfig, path: Path) -> Path:
     return path
 
 
-def run_sft(cfg: SFTConfig, progress: bool = True) -> dict[str, Any]:
+def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """Fine-tune on gold solutions and evaluate; returns the result row (also in ``OUT/result.json``)."""
     cfg.validate()
-    out = Path(cfg.out)
+    out = cfg.start("sft", restart)
     problems, test = cfg.problems()
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init")
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]

@@ -225,6 +225,55 @@ def write_problems(path: str | Path, problems: Sequence[Problem]) -> None:
         pq.write_table(table, tmp)
 
 
+@dataclass
+class ArithmeticDataConfig:
+    """Settings of an arithmetic dataset directory (``system2 arithmetic``)."""
+
+    out: str = ""  # dataset directory: train/test/hard/svamp Parquet files
+    train: int = 2000  # training problems (2-4 operations)
+    test: int = 500  # test problems (2-4 operations, unseen in train)
+    hard: int = 500  # harder test problems (5 operations)
+    svamp: int = 0  # word problems with phrasings held out from training
+    seed: int = 0  # the same seed gives the same files
+    modulus: int = 20  # arithmetic modulo this number
+    max_add: int = 9  # operands of + and - are drawn from 1..max_add
+    max_mul: int = 5  # operands of * are drawn from 2..max_mul
+    style: str = "symbolic"  # question rendering: symbolic or words
+
+    def world(self) -> ArithmeticConfig:
+        return ArithmeticConfig(modulus=self.modulus, max_add=self.max_add, max_mul=self.max_mul, style=self.style)
+
+    def validate(self) -> None:
+        from system2.config import ConfigError
+
+        if not self.out:
+            raise ConfigError("set out=DIR (the dataset directory)")
+        if self.train < 1:
+            raise ConfigError(f"train must be >= 1 (every recipe trains on it), got {self.train}")
+        for k in ("test", "hard", "svamp"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
+        try:
+            self.world().validate()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def generate(cfg: ArithmeticDataConfig, restart: bool = False) -> dict[str, list[Problem]]:
+    """Make the dataset ``cfg`` describes in ``cfg.out`` (recorded in its ``run.json``): a rerun with the
+    same settings completes or returns it, other settings are refused (``restart``: move it aside)."""
+    from system2.config import to_dict
+    from system2.runs import open_run
+
+    cfg.validate()
+    out = open_run(cfg.out, "arithmetic-dataset", to_dict(cfg), restart=restart, log=lambda _: None)
+    splits = make_dataset(cfg.seed, cfg.train, cfg.test, cfg.hard, cfg.svamp, cfg.world())
+    for name, problems in splits.items():
+        if not (out / f"{name}.parquet").is_file():
+            write_problems(out / f"{name}.parquet", problems)
+    return splits
+
+
 def write_dataset(
     out: str | Path,
     seed: int,

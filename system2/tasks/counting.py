@@ -33,8 +33,8 @@ VARIABLES = tuple(string.ascii_lowercase)
 
 @dataclass(frozen=True)
 class CountingConfig:
-    n_vars: int = 3  # the paper: 1, 3 or 5
-    max_steps: int = 512  # the official default
+    n_vars: int = 3  # variables per program (the paper: 1, 3 or 5)
+    max_steps: int = 512  # most statements per program (the official default)
 
     def validate(self) -> None:
         if not 1 <= self.n_vars <= len(VARIABLES):

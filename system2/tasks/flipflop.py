@@ -33,7 +33,7 @@ OOD_P_IGNORE: dict[str, float] = {"sparse": 0.98, "dense": 0.1}
 @dataclass(frozen=True)
 class FlipFlopConfig:
     length: int = 64  # tokens per sequence (instruction + bit pairs), as FFL's T
-    p_ignore: float = 0.8
+    p_ignore: float = 0.8  # probability of an ignore instruction (test and train; sparse 0.98, dense 0.1)
 
     def validate(self) -> None:
         if self.length < 4 or self.length % 2:

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from system2.console import Progress
+
 PAD, BOS = "<pad>", "<bos>"
 
 
@@ -124,21 +126,29 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple
 
 @torch.no_grad()
 def score(
-    model: torch.nn.Module, vocab: Vocabulary, examples: Sequence[Example], batch_size: int = 64, max_len: int = 0
+    model: torch.nn.Module,
+    vocab: Vocabulary,
+    examples: Sequence[Example],
+    batch_size: int = 64,
+    max_len: int = 0,
+    progress: bool = True,
+    label: str = "score",
 ) -> dict[str, float]:
     """Teacher-forced argmax at every answer token: the error rate per sequence (any answer token wrong)
-    and per answer token, and the counts."""
+    and per answer token, and the counts. ``progress`` shows the sequences scored under ``label``."""
     model.eval()
     device = next(model.parameters()).device
     wrong_seq = wrong_tok = n_tok = 0
-    for start in range(0, len(examples), batch_size):
-        batch = encode_batch(vocab, examples[start : start + batch_size], max_len)
-        ids, mask = batch["ids"].to(device), batch["answer_mask"][:, 1:].to(device)
-        pred = model(ids[:, :-1]).argmax(-1)
-        wrong = (pred != ids[:, 1:]) & mask
-        wrong_seq += int(wrong.any(1).sum())
-        wrong_tok += int(wrong.sum())
-        n_tok += int(mask.sum())
+    with Progress(len(examples), label, enabled=progress) as bar:
+        for start in range(0, len(examples), batch_size):
+            batch = encode_batch(vocab, examples[start : start + batch_size], max_len)
+            ids, mask = batch["ids"].to(device), batch["answer_mask"][:, 1:].to(device)
+            pred = model(ids[:, :-1]).argmax(-1)
+            wrong = (pred != ids[:, 1:]) & mask
+            wrong_seq += int(wrong.any(1).sum())
+            wrong_tok += int(wrong.sum())
+            n_tok += int(mask.sum())
+            bar.update(min(start + batch_size, len(examples)))
     n = len(examples)
     return {
         "sequence_error": wrong_seq / max(n, 1),

@@ -3,10 +3,10 @@
 usage: ddp_dpo.py OUT BATCH_PER_PROCESS STEPS
 """
 
-import os
 import sys
 from pathlib import Path
 
+from system2.dist import is_main
 from system2.lm.data import PreferenceData, make_dpo_loss_fn
 from system2.lm.logprobs import reference_logprobs
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
@@ -40,7 +40,7 @@ def main() -> None:
     model, data = setup()
     loss_fn = make_dpo_loss_fn(beta=0.1, alpha=1.0, nll_norm="sequence")
     result = train(model, data, loss_fn, config(steps, batch), out, progress=False)
-    if int(os.environ.get("RANK", "0")) == 0:
+    if is_main():
         Path(out, "done").write_text(f"{result.steps}\n")
 
 

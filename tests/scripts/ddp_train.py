@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from system2.dist import is_main
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
 from system2.planning.data import PlanningTrainData, load_examples, sequence_loss
 from system2.train import TrainConfig, train
@@ -20,7 +21,7 @@ def main() -> None:
     model = EncoderDecoder(EncDecConfig.preset("tiny", len(examples.vocab)))
     cfg = TrainConfig(steps=steps, batch_size=batch, warmup=2, log_every=1, ckpt_every=steps, tensorboard=False)
     result = train(model, PlanningTrainData(examples, "dualformer"), sequence_loss, cfg, out, progress=False)
-    if int(__import__("os").environ.get("RANK", "0")) == 0:
+    if is_main():
         Path(out, "done").write_text(f"{result.steps}\n")
 
 

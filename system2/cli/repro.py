@@ -1,0 +1,111 @@
+"""``system2 repro ...``: the papers' experiments in miniature, and single CoPE arms."""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, run_config, user_errors
+from system2.dist import is_main
+
+repro = App(
+    help="Paper reproductions in miniature: every arm, the papers' metrics, claim checks.", no_args_is_help=True
+)
+# command: (the paper as it names itself, its arXiv id, what the reproduction compares)
+REPROS = {
+    "searchformer": ("Searchformer (Lehnert et al. 2024)", "2402.14083",
+                     "solution-only vs search-augmented planners, then search-dynamics bootstrapping"),
+    "dualformer": ("Dualformer (Su et al. 2024)", "2410.09918",
+                   "randomized trace dropping; slow, fast and auto mode vs Searchformer and solution-only"),
+    "cope": ("CoPE (Golovneva et al. 2024)", "2405.18719",
+             "absolute vs RoPE vs CoPE position encoding on Flip-Flop, selective copy and counting"),
+    "irpo": ("IRPO (Pang et al. 2024)", "2404.19733",
+             "Iterative Reasoning Preference Optimization vs DPO alone, STaR and SFT, on arithmetic"),
+    "rl-reasoning": ("Teaching Large Language Models to Reason with Reinforcement Learning (Havrilla et al. 2024)",
+                     "2403.04642", "expert iteration, PPO, RCRL and outcome-reward-model reranking, on arithmetic"),
+}  # fmt: skip
+Scale = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
+Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
+
+
+def run_repro(name: str, scale: str, seeds: int | None, out: Path | None, restart: bool = False) -> None:
+    module = importlib.import_module(f"system2.repro.{name.replace('-', '_')}")
+    if scale not in module.SCALES:
+        fail(f"unknown scale {scale!r}: use one of {', '.join(module.SCALES)}")
+    if seeds is not None and seeds < 1:
+        fail("--seeds must be >= 1")
+    target = out or Path("runs") / "repro" / f"{name}-{scale}"
+    if scale == "paper":
+        typer.secho(
+            "paper scale runs the papers' own settings: days of GPU time; see configs/ to launch single arms "
+            "with accelerate launch",
+            fg=typer.colors.YELLOW,
+        )
+    with user_errors():
+        module.run(scale, target, seeds, restart=restart)
+    typer.echo(f"report: {target / 'report.md'}")
+
+
+def _repro_command(name: str) -> None:
+    def command(
+        scale: Scale = "tiny",
+        seeds: Seeds = None,
+        out: Annotated[Path | None, typer.Option("--out", help="Output directory (rerun to resume).")] = None,
+        restart: Restart = False,
+    ) -> None:
+        run_repro(name, scale, seeds, out, restart)
+
+    paper, arxiv, what = REPROS[name]
+    command.__doc__ = (
+        f"{paper}: {what}.\n\nThe paper's arms in miniature (--scale tiny or small) or at its own settings "
+        f"(--scale paper); writes report.md (in --out, default runs/repro/{name}-SCALE) with the paper's "
+        f"metrics and claim checks. arXiv {arxiv}."
+    )
+    repro.command(name)(command)
+
+
+for _name in REPROS:
+    _repro_command(_name)
+
+
+@repro.command("all")
+def repro_all(
+    scale: Scale = "tiny",
+    seeds: Seeds = None,
+    out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
+) -> None:
+    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL) at one scale."""
+    for name in REPROS:
+        run_repro(name, scale, seeds, out / f"{name}-{scale}")
+
+
+@repro.command("cope-arm", settings="system2.repro.cope_arm:ArmConfig")
+def cope_arm(
+    overrides: Overrides = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Train and score one CoPE arm (one task, one position encoding); see configs/cope/.
+
+    Example: system2 repro cope-arm --config configs/cope/flipflop_paper.yaml --out runs/ff-rope model.position=rope
+    """
+    from system2.repro.cope_arm import ArmConfig, evaluate_arm, train_arm
+
+    cfg = run_config(ArmConfig, config, overrides, {"out": out})
+    with user_errors():
+        train_arm(cfg, restart=restart)
+        if is_main():
+            for split, s in evaluate_arm(cfg).items():
+                typer.echo(
+                    f"{split}: sequence error {100 * s['sequence_error']:.1f}%, "
+                    f"token error {100 * s['token_error']:.1f}%"
+                )
+
+
+def register(app: App) -> None:
+    """Add the ``repro`` group to the main app."""
+    app.add_typer(repro, name="repro")

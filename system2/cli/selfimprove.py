@@ -1,0 +1,123 @@
+"""``system2 arithmetic`` and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
+``rcrl``, ``orm``).
+
+Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
+recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
+table of its results on the main process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Annotated, Any
+
+import typer
+
+from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, print_rows, run_config, user_errors
+
+ModelPath = Annotated[str | None, typer.Option("--model", help="Local causal LM directory (the starting policy).")]
+TrainData = Annotated[str | None, typer.Option("--train-data", help="Training problems (Parquet or JSONL).")]
+EvalData = Annotated[str | None, typer.Option("--eval-data", help="Held-out problems for evaluation.")]
+Out = Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")]
+Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampling and new weights (see train.seed).")]
+Limit = Annotated[int | None, typer.Option("--limit", help="Training questions used (0: all).")]
+Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps of each fine-tuning (train.steps).")]
+
+
+def arithmetic(
+    out: Annotated[str, typer.Option("--out", help="Directory for train/test/hard/svamp Parquet files.")],
+    overrides: Overrides = None,
+    train: Annotated[int | None, typer.Option(help="Training problems (2-4 operations).")] = None,
+    test: Annotated[int | None, typer.Option(help="Test problems (2-4 operations, unseen in train).")] = None,
+    hard: Annotated[int | None, typer.Option(help="Harder test problems (5 operations).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed gives the same files.")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Generate the arithmetic reasoning world: problems, gold chains of thought, exact answers.
+
+    Example: system2 arithmetic --out data/arith --train 2000 modulus=20 style=words svamp=200
+    """
+    from system2.tasks.arithmetic import ArithmeticDataConfig, generate
+
+    flags = {"out": out, "train": train, "test": test, "hard": hard, "seed": seed}
+    cfg = run_config(ArithmeticDataConfig, config, overrides, flags)
+    with user_errors():
+        splits = generate(cfg, restart=restart)
+    example = splits["train"][0]
+    print_rows(f"arithmetic world in {out}", [{"split": k, "problems": len(v)} for k, v in splits.items()])
+    typer.echo(f"example: {example.question}  ->  {example.solution}")
+
+
+RECIPES = {
+    # command: (module, config class, runner, title, help)
+    "sft": ("sft", "SFTConfig", "run_sft", "SFT",
+            "Supervised fine-tuning on gold solutions (M_0); without --model a tiny Llama is built first."),
+    "irpo": ("irpo", "IRPOConfig", "run_irpo", "IRPO",
+             "Iterative Reasoning Preference Optimization: sample, pair right vs wrong, DPO+NLL, repeat."),
+    "expert-iteration": ("expert_iteration", "ExpertIterationConfig", "run_expert_iteration", "expert iteration",
+                         "Expert iteration: keep correct samples, pool them over rounds, retrain from the start."),
+    "ppo": ("ppo", "PPOConfig", "run_ppo", "PPO",
+            "PPO with a final-answer reward, a value head, GAE and a per-token KL penalty to the start policy."),
+    "rcrl": ("rcrl", "RCRLConfig", "run_rcrl", "RCRL",
+             "Return-conditioned RL: tag samples [GOOD]/[BAD], fine-tune on all, generate conditioned on [GOOD]."),
+    "orm": ("orm", "ORMConfig", "train_orm", "outcome reward model",
+            "Outcome reward model: a classifier on the policy's labelled samples; reports rerank@K."),
+}  # fmt: skip
+# the example command line in each recipe's help (the test suite loads every key=value of every help)
+EXAMPLES = {
+    "sft": "--train-data data/arith/train.parquet --out runs/m0 limit=300 train.steps=300",
+    "irpo": "--model runs/m0/model --train-data data/arith/train.parquet --out runs/irpo iterations=3 samples=8",
+    "expert-iteration": "--model runs/m0/model --train-data data/arith/train.parquet --out runs/ei rounds=3",
+    "ppo": "--model runs/m0/model --train-data data/arith/train.parquet --out runs/ppo iterations=50 kl_coef=0.05",
+    "rcrl": "--model runs/m0/model --train-data data/arith/train.parquet --out runs/rcrl rounds=2 samples=16",
+    "orm": "--model runs/m0/model --train-data data/arith/train.parquet --eval-data data/arith/test.parquet "
+    "--out runs/orm samples=8 eval_samples=8",
+}
+
+
+def recipe_config(name: str) -> type:
+    """The config class of recipe command ``name``."""
+    module, config, *_ = RECIPES[name]
+    return getattr(importlib.import_module(f"system2.selfimprove.{module}"), config)
+
+
+def _recipe_command(name: str) -> Any:
+    module, config, runner, title, doc = RECIPES[name]
+
+    def command(
+        overrides: Overrides = None,
+        model: ModelPath = None,
+        train_data: TrainData = None,
+        eval_data: EvalData = None,
+        out: Out = None,
+        seed: Seed = None,
+        limit: Limit = None,
+        steps: Steps = None,
+        config_file: ConfigFile = None,
+        restart: Restart = False,
+    ) -> None:
+        mod = importlib.import_module(f"system2.selfimprove.{module}")
+        cls = getattr(mod, config)
+        flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
+        flags.update(seed=seed, limit=limit)
+        if steps is not None:
+            if "train" not in {f.name for f in dataclasses.fields(cls)}:
+                fail(f"{name} has no fine-tuning steps: set its length with iterations=N")
+            flags["train.steps"] = steps
+        cfg = run_config(cls, config_file, overrides, flags)
+        with user_errors():
+            result = getattr(mod, runner)(cfg, restart=restart)
+        print_rows(title, result if isinstance(result, list) else [result])
+
+    command.__doc__ = f"{doc} Rerun the same command to resume.\n\nExample: system2 {name} {EXAMPLES[name]}"
+    return command
+
+
+def register(app: App) -> None:
+    """Add ``arithmetic`` and the recipe commands to the main app."""
+    app.command("arithmetic", settings="system2.tasks.arithmetic:ArithmeticDataConfig")(arithmetic)
+    for name in RECIPES:
+        module, config, *_ = RECIPES[name]
+        app.command(name, settings=f"system2.selfimprove.{module}:{config}")(_recipe_command(name))
