@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, print_rows, run_config, user_errors
+from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, run_config, user_errors
 
 planning = App(
     help="Mazes and Sokoban: A* search dynamics as tokens, datasets, planners, pictures.", no_args_is_help=True
@@ -186,7 +186,11 @@ def bootstrap(
     cfg = run_config(BootstrapConfig, config, overrides, flags)
     with user_errors():
         results = run_bootstrap(cfg, restart=restart)
-    print_rows("search-dynamics bootstrapping", results)
+    from system2.console import print_table
+
+    optimal = next((k for k in results[0] if k.startswith("any_optimal@")), "any_optimal")
+    columns = ["round", optimal, "greedy_optimal", "mean_trace_tokens_optimal", "ilr_optimal", "improved_prompts"]
+    print_table("search-dynamics bootstrapping", results, columns)
 
 
 def register(app: App) -> None:

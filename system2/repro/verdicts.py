@@ -1,0 +1,468 @@
+"""Claim verdicts: a seeded, clustered bootstrap interval decides held, contradicted, inconclusive or not testable.
+
+Every reproduction answers the same way (docs/verdicts.md). A claim names its metric, the arms it compares (or one
+arm against a constant), the paper's direction and margin, and the preconditions under which it cannot be tested.
+Its data are per-unit results (a test task, a question), one value per unit and seed, already averaged over the
+unit's samples. One resample draws seeds with replacement (when there are at least 3), then clusters (the tasks of
+one wall layout together), and the 2.5-97.5 percentiles of the resampled effect give the 95% interval:
+
+- **held**: the whole interval lies on the paper's side of the margin;
+- **contradicted**: the whole interval lies on the other side of zero;
+- **inconclusive**: anything else;
+- **not testable**: a precondition failed, before any interval is computed.
+
+There is no other path to a verdict: an exception inside a claim (its metric, a precondition) is a bug and
+propagates, and a missing (NaN) unit value raises unless the claim declares what to do with it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+HELD = "held"
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+NOT_TESTABLE = "not testable"
+VERDICTS = (HELD, CONTRADICTED, INCONCLUSIVE, NOT_TESTABLE)
+Verdict = Literal["held", "contradicted", "inconclusive", "not testable"]
+
+HOW_TO_READ = (
+    "How to read the verdicts: each claim's effect (arm A minus arm B, their log ratio, or one arm against the "
+    "paper's bound) comes with a 95% bootstrap interval over the independent units (test tasks resampled by wall "
+    "layout, questions), and over seeds when there are at least 3. **held**: the whole interval lies on the paper's "
+    "side of the claim's margin. **contradicted**: the whole interval lies on the other side of zero. "
+    "**inconclusive**: anything else; our data cannot tell the effect from zero (or from the margin), which is no "
+    "evidence against the paper. **not testable**: a precondition failed before any interval was computed (both "
+    "arms saturated, too few units), and the reason is given."
+)
+
+
+@dataclass(frozen=True)
+class Units:
+    """Per-unit results of one metric. ``values[arm]`` has shape (seeds, units), or (units,) for one seed: one
+    value per unit, already averaged over the unit's samples (``per_unit``), so that a task with 8 samples weighs
+    as much as a task with 1. ``clusters``: a cluster id per unit (the wall layout of each test task); None makes
+    every unit its own cluster. ``paired``: every arm has the same units in the same order and the same number of
+    seeds, so one resample draws the same seeds and clusters for every arm and the effect is the mean of per-unit
+    differences. Unpaired arms (different unit sets) are resampled independently, each over its own units; their
+    ``clusters`` may then be a mapping arm -> ids."""
+
+    values: Mapping[str, Any]
+    clusters: Any = None
+    paired: bool = True
+
+    def arm(self, name: str) -> np.ndarray:
+        """The arm's values as a float array of shape (seeds, units)."""
+        v = np.asarray(self.values[name], dtype=float)
+        if v.ndim == 1:
+            v = v[None, :]
+        if v.ndim != 2:
+            raise ValueError(f"arm {name!r}: values must have shape (seeds, units) or (units,), not {v.shape}")
+        return v
+
+    def cluster_ids(self, name: str) -> np.ndarray | None:
+        """The arm's cluster id per unit, or None when every unit is its own cluster."""
+        c = self.clusters[name] if isinstance(self.clusters, Mapping) else self.clusters
+        return None if c is None else np.asarray(c)
+
+    def mean(self, name: str) -> float:
+        """The arm's mean over seeds and units (the point estimate of its level)."""
+        return float(self.arm(name).mean())
+
+    def n_seeds(self, name: str) -> int:
+        return self.arm(name).shape[0]
+
+    def n_units(self, name: str) -> int:
+        return self.arm(name).shape[1]
+
+    def n_clusters(self, name: str) -> int:
+        c = self.cluster_ids(name)
+        return self.n_units(name) if c is None else len(np.unique(c))
+
+
+Precondition = Callable[[Units, Any], "str | None"]
+"""``(units, data) -> reason or None``: the claim's own units (its arms only, missing values handled) and everything
+the claim was decided on (for preconditions on another metric, e.g. "the success rate did not fall")."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a paper claims, and how our per-unit results test it.
+
+    ``metric``: the name of a ``Units`` in the data the claim is decided on (a mapping name -> Units), or a function
+    of that data returning the ``Units``. ``arms``: (A, B), the effect is A - B; or (A,) with ``constant``, the effect
+    is A - constant. ``direction``: +1 when the paper has A above B (or above the constant), -1 below. ``margin``
+    (>= 0, on the effect's scale): held needs the whole interval beyond ``direction * margin``; "at least 5 points
+    better" is ``direction=1, margin=0.05``. ``scale="log"`` compares log(mean A) - log(mean B) (or log of the
+    constant): ratio claims such as "under half the baseline's error" are ``direction=-1, margin=math.log(2)``.
+    ``unit`` and ``cluster``: plural nouns for reports ("tasks", "layouts"); a claim that names a cluster refuses
+    data without cluster ids. ``missing``: what a NaN unit value means: "raise" (the default: ValueError naming the
+    arm), "drop" (leave the unit out: from every arm when paired, e.g. "units solved by both arms"; a unit is
+    dropped when any seed misses it), or a number to fill in. ``percent``: values are fractions, reported in
+    percent and points."""
+
+    name: str
+    statement: str  # what the paper claims
+    paper: str  # the paper's own figure, as text
+    metric: str | Callable[[Any], Units]
+    arms: tuple[str, ...]
+    direction: int = 1
+    constant: float | None = None
+    margin: float = 0.0
+    scale: Literal["diff", "log"] = "diff"
+    unit: str = "units"
+    cluster: str | None = None
+    preconditions: tuple[Precondition, ...] = ()
+    missing: Literal["raise", "drop"] | float = "raise"
+    percent: bool = True
+
+    def __post_init__(self) -> None:
+        if self.direction not in (1, -1):
+            raise ValueError(f"claim {self.name!r}: direction must be +1 or -1, not {self.direction}")
+        if not (self.margin >= 0 and math.isfinite(self.margin)):
+            raise ValueError(f"claim {self.name!r}: margin must be finite and >= 0 (the sign is the direction)")
+        if self.scale not in ("diff", "log"):
+            raise ValueError(f"claim {self.name!r}: scale must be 'diff' or 'log', not {self.scale!r}")
+        if len(self.arms) == 2 and self.arms[0] == self.arms[1]:
+            raise ValueError(f"claim {self.name!r}: compares arm {self.arms[0]!r} with itself")
+        if not ((len(self.arms) == 2 and self.constant is None) or (len(self.arms) == 1 and self.constant is not None)):
+            raise ValueError(f"claim {self.name!r}: give two arms, or one arm and a constant")
+        if self.scale == "log" and self.constant is not None and not self.constant > 0:
+            raise ValueError(f"claim {self.name!r}: a log-scale constant must be > 0")
+        if isinstance(self.missing, str) and self.missing not in ("raise", "drop"):
+            raise ValueError(f"claim {self.name!r}: missing must be 'raise', 'drop' or a number")
+
+
+@dataclass(frozen=True)
+class ClaimVerdict:
+    """One claim's answer. ``effect`` and ``interval`` are on the effect's scale (A - B, A - constant, or a log
+    ratio); None when not testable. ``n_units``, ``n_clusters``: behind the effect (summed over arms when unpaired);
+    ``n_seeds``: the fewest over the arms; ``seed_variance``: whether seeds were resampled (at least 3)."""
+
+    name: str
+    statement: str
+    paper: str
+    verdict: Verdict
+    effect: float | None
+    interval: tuple[float, float] | None
+    reason: str | None
+    means: dict[str, float]
+    n_units: int
+    n_clusters: int
+    n_seeds: int
+    seed_variance: bool
+    ours: str  # one line for reports: effect [interval], units / clusters / seeds
+
+
+def per_unit(values: Any, unit_ids: Any, units: Any = None) -> np.ndarray:
+    """The mean of each unit's samples (``values[i]`` belongs to unit ``unit_ids[i]``), in the order of ``units``
+    (default: the sorted distinct ids). A unit is the independent observation: pooling samples instead would weigh a
+    task by its number of samples. A unit of ``units`` without samples is NaN (missing, see ``Claim.missing``)."""
+    v = np.asarray(values, dtype=float).ravel()
+    ids = np.asarray(unit_ids).ravel()
+    if v.shape != ids.shape:
+        raise ValueError(f"per_unit: {v.size} values but {ids.size} unit ids")
+    order = np.unique(ids) if units is None else np.asarray(units).ravel()
+    sorter = np.argsort(order, kind="stable")
+    pos = np.searchsorted(order, ids, sorter=sorter)
+    pos = np.clip(pos, 0, len(order) - 1)
+    idx = sorter[pos]
+    if len(order) == 0 or not np.array_equal(order[idx], ids):
+        raise ValueError("per_unit: some unit ids are not among the units")
+    sums = np.bincount(idx, weights=v, minlength=len(order))
+    counts = np.bincount(idx, minlength=len(order))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return sums / counts
+
+
+# --- preconditions -------------------------------------------------------------------------------------------------
+
+
+def saturated(low: float = 0.10, high: float = 0.97) -> Precondition:
+    """Not testable when every arm of the claim is under ``low``, or every arm over ``high`` (fractions): a floor or
+    a ceiling leaves no room for the difference the paper reports."""
+
+    def check(units: Units, data: Any) -> str | None:
+        means = [units.mean(a) for a in units.values]
+        shown = ", ".join(f"{m:.1%}" for m in means)
+        if all(m < low for m in means):
+            return f"all arms under {low:.0%} ({shown})"
+        if all(m > high for m in means):
+            return f"all arms over {high:.0%} ({shown})"
+        return None
+
+    return check
+
+
+def min_units(n: int) -> Precondition:
+    """Not testable with fewer than ``n`` units in an arm: the interval would be too wide to say anything."""
+
+    def check(units: Units, data: Any) -> str | None:
+        few = {a: units.n_units(a) for a in units.values if units.n_units(a) < n}
+        return f"fewer than {n} units ({', '.join(f'{a}: {k}' for a, k in few.items())})" if few else None
+
+    return check
+
+
+def beats_chance(chance: float) -> Precondition:
+    """Not testable when no arm's mean is above ``chance``: the comparison would be between two ways of guessing."""
+
+    def check(units: Units, data: Any) -> str | None:
+        means = [units.mean(a) for a in units.values]
+        if all(m <= chance for m in means):
+            return f"no arm beats chance {chance:.1%} ({', '.join(f'{m:.1%}' for m in means)})"
+        return None
+
+    return check
+
+
+# --- the bootstrap -------------------------------------------------------------------------------------------------
+
+
+def _draw(
+    rng: np.random.Generator, n_seeds: int, n_clusters: int, n_resamples: int
+) -> tuple[np.ndarray | None, np.ndarray]:
+    """The indices drawn with replacement in every resample: seeds (resamples, seeds) when there are at least 3
+    (None: each seed once), then clusters (resamples, clusters)."""
+    seed_idx = None
+    if n_seeds >= 3:
+        seed_idx = rng.integers(0, n_seeds, size=(n_resamples, n_seeds), dtype=np.int32)
+    cluster_idx = rng.integers(0, n_clusters, size=(n_resamples, n_clusters), dtype=np.int32)
+    return seed_idx, cluster_idx
+
+
+def _codes(units: Units, arm: str) -> np.ndarray:
+    """Cluster ids as 0..K-1, one per unit (each unit its own cluster when there are no ids)."""
+    c = units.cluster_ids(arm)
+    n = units.n_units(arm)
+    if c is None:
+        return np.arange(n)
+    if c.shape != (n,):
+        raise ValueError(f"arm {arm!r}: {c.size} cluster ids for {n} units")
+    return np.unique(c, return_inverse=True)[1].ravel()
+
+
+def _resampled_mean(
+    values: np.ndarray, codes: np.ndarray, seed_idx: np.ndarray | None, cluster_idx: np.ndarray
+) -> np.ndarray:
+    """Mean over the drawn seeds of the mean over every unit of the drawn clusters, for each resample. Per-cluster
+    sums and sizes keep it vectorised and exact for clusters of unequal size: the drawn units of a resample are
+    sum(sizes[drawn clusters]), the same for every seed."""
+    n_seeds = values.shape[0]
+    k = cluster_idx.shape[1]
+    sums = np.stack([np.bincount(codes, weights=v, minlength=k) for v in values])  # (seeds, clusters)
+    sizes = np.bincount(codes, minlength=k)  # (clusters,)
+    per_seed = np.stack([s[cluster_idx].sum(1) for s in sums], axis=1)  # (resamples, seeds): sum over drawn units
+    if seed_idx is not None:
+        per_seed = np.take_along_axis(per_seed, seed_idx, axis=1)
+    return per_seed.sum(1) / (n_seeds * sizes[cluster_idx].sum(1))
+
+
+def resampled_means(units: Units, arms: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
+    """Each arm's mean in ``n_resamples`` bootstrap resamples (arm -> shape (n_resamples,)), from
+    ``numpy.random.default_rng(seed)``. Paired units: one draw serves every arm (int32 seed indices (n_resamples,
+    seeds) when seeds >= 3, then int32 cluster indices (n_resamples, clusters), from ``rng.integers``). Unpaired:
+    the same draws arm by arm, in the order of ``arms``. Values must be finite."""
+    rng = np.random.default_rng(seed)
+    for a in arms:
+        if not np.isfinite(units.arm(a)).all():
+            raise ValueError(f"arm {a!r}: values must be finite (NaN is a missing unit; see Claim.missing)")
+    if units.paired:
+        shapes = {units.arm(a).shape for a in arms}
+        if len(shapes) != 1:
+            raise ValueError(f"paired arms need the same (seeds, units); got {sorted(shapes)} for {list(arms)}")
+        codes = [_codes(units, a) for a in arms]
+        if any(not np.array_equal(codes[0], c) for c in codes[1:]):
+            raise ValueError("paired arms need the same cluster ids")
+        draws = _draw(rng, units.n_seeds(arms[0]), int(codes[0].max()) + 1, n_resamples)
+        return {a: _resampled_mean(units.arm(a), c, *draws) for a, c in zip(arms, codes, strict=True)}
+    out = {}
+    for a in arms:
+        c = _codes(units, a)
+        draws = _draw(rng, units.n_seeds(a), int(c.max()) + 1, n_resamples)
+        out[a] = _resampled_mean(units.arm(a), c, *draws)
+    return out
+
+
+def percentiles(x: np.ndarray, qs: Sequence[float] = (2.5, 97.5)) -> tuple[float, ...]:
+    """Linearly interpolated percentiles (numpy's default method) that stay defined next to an infinite value (a
+    log ratio with a zero mean): between an infinite and a finite neighbour they take the infinite one (the limit),
+    between -inf and +inf the outer one."""
+    s = np.sort(np.asarray(x, dtype=float))
+    out = []
+    for q in qs:
+        h = (len(s) - 1) * q / 100
+        i = int(math.floor(h))
+        lo, hi = float(s[i]), float(s[min(i + 1, len(s) - 1)])
+        if lo == hi or h == i:
+            v = lo
+        elif math.isinf(lo) and math.isinf(hi):
+            v = lo if q < 50 else hi
+        elif math.isinf(lo) or math.isinf(hi):
+            v = lo if math.isinf(lo) else hi
+        else:
+            v = lo + (h - i) * (hi - lo)
+        out.append(v)
+    return tuple(out)
+
+
+def judge(interval: tuple[float, float], direction: int, margin: float = 0.0) -> Verdict:
+    """held when the whole interval is beyond ``direction * margin`` on the paper's side, contradicted when it is
+    wholly on the other side of zero, inconclusive otherwise (strict: an interval touching a bound does not pass)."""
+    lo, hi = interval
+    if direction > 0:
+        return HELD if lo > margin else CONTRADICTED if hi < 0 else INCONCLUSIVE
+    return HELD if hi < -margin else CONTRADICTED if lo > 0 else INCONCLUSIVE
+
+
+# --- deciding a claim ----------------------------------------------------------------------------------------------
+
+
+def _prepare(claim: Claim, units: Units) -> Units:
+    """The claim's arms only, as (seeds, units) arrays, with missing values handled as the claim declares."""
+    vals = {a: units.arm(a) for a in claim.arms}
+    clusters = {a: units.cluster_ids(a) for a in claim.arms}
+    if units.paired and len({v.shape for v in vals.values()}) > 1:
+        shapes = ", ".join(f"{a}: {v.shape}" for a, v in vals.items())
+        raise ValueError(f"claim {claim.name!r}: paired arms need the same (seeds, units); got {shapes}")
+    if claim.cluster is not None and any(c is None for c in clusters.values()):
+        raise ValueError(f"claim {claim.name!r} resamples by {claim.cluster} but the data gives no cluster ids")
+    for a, v in vals.items():
+        if np.isinf(v).any():
+            raise ValueError(f"claim {claim.name!r}: arm {a!r} has infinite values")
+    nan = {a: np.isnan(v) for a, v in vals.items()}
+    if any(m.any() for m in nan.values()):
+        if claim.missing == "raise":
+            bad = {a: int(m.any(0).sum()) for a, m in nan.items() if m.any()}
+            raise ValueError(
+                f"claim {claim.name!r}: missing (NaN) values in "
+                + ", ".join(f"arm {a!r} ({k} units)" for a, k in bad.items())
+                + "; declare Claim.missing to drop or fill them"
+            )
+        if claim.missing == "drop":
+            keep = {a: ~m.any(0) for a, m in nan.items()}
+            if units.paired:
+                both = np.logical_and.reduce(list(keep.values()))
+                keep = dict.fromkeys(keep, both)
+            vals = {a: v[:, keep[a]] for a, v in vals.items()}
+            clusters = {a: None if c is None else c[keep[a]] for a, c in clusters.items()}
+        else:
+            vals = {a: np.where(np.isnan(v), float(claim.missing), v) for a, v in vals.items()}
+    return Units(vals, clusters, units.paired)
+
+
+def _builtin_reason(claim: Claim, units: Units) -> str | None:
+    """Preconditions every claim has: some units left, and on the log scale non-negative values and a ratio that
+    is defined."""
+    if any(units.n_units(a) == 0 for a in claim.arms):
+        return "no units left after dropping the missing ones"
+    if claim.scale == "log":
+        for a in claim.arms:
+            if (units.arm(a) < 0).any():
+                raise ValueError(f"claim {claim.name!r}: a log-scale claim needs non-negative values (arm {a!r})")
+        if len(claim.arms) == 2 and all(units.mean(a) == 0 for a in claim.arms):
+            return "both arms are 0: the ratio is undefined"
+    return None
+
+
+def _effect(claim: Claim, a: np.ndarray | float, b: np.ndarray | float) -> Any:
+    if claim.scale == "log":
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.log(a) - np.log(b)
+    return np.subtract(a, b)
+
+
+def _num(x: float, percent: bool, sign: bool = False) -> str:
+    if percent:
+        return f"{x * 100:+.1f}" if sign else f"{x * 100:.1f}"
+    return f"{x:+.3g}" if sign else f"{x:.3g}"
+
+
+def _ours(claim: Claim, means: dict[str, float], effect: float, interval: tuple[float, float], sizes: str) -> str:
+    lo, hi = interval
+    p = claim.percent
+    pct = "%" if p else ""
+    if claim.constant is not None:
+        c = claim.constant
+        if claim.scale == "log":
+            lo, hi = c * math.exp(lo), c * math.exp(hi)
+        else:
+            lo, hi = lo + c, hi + c
+        arm = claim.arms[0]
+        return f"{_num(means[arm], p)}{pct} [{_num(lo, p)}, {_num(hi, p)}] vs {_num(c, p)}{pct}, {sizes}"
+    levels = f"{_num(means[claim.arms[0]], p)}{pct} vs {_num(means[claim.arms[1]], p)}{pct}"
+    if claim.scale == "log":
+        return f"{levels}: ratio {math.exp(effect):.2f} [{math.exp(lo):.2f}, {math.exp(hi):.2f}], {sizes}"
+    unit = " pts" if p else ""
+    return f"{levels}: {_num(effect, p, sign=True)}{unit} [{_num(lo, p)}, {_num(hi, p)}], {sizes}"
+
+
+def decide(claim: Claim, data: Any, n_resamples: int = 2000, seed: int = 0) -> ClaimVerdict:
+    """The claim's verdict on ``data`` (a mapping metric name -> ``Units``, or whatever ``claim.metric`` reads).
+    Preconditions first (a failed one: not testable, no interval), then the bootstrap interval of the effect, then
+    ``judge``. Each claim draws from its own ``default_rng(seed)``, so a verdict does not depend on the other claims.
+    Exceptions raised by the metric or a precondition propagate."""
+    if n_resamples < 1:
+        raise ValueError("n_resamples must be positive")
+    raw = claim.metric(data) if callable(claim.metric) else data[claim.metric]
+    if not isinstance(raw, Units):
+        raise TypeError(f"claim {claim.name!r}: the metric gave {type(raw).__name__}, not Units")
+    units = _prepare(claim, raw)
+    arms = claim.arms
+    n_units = sum(units.n_units(a) for a in arms) if not units.paired else units.n_units(arms[0])
+    n_clusters = sum(units.n_clusters(a) for a in arms) if not units.paired else units.n_clusters(arms[0])
+    n_seeds = min(units.n_seeds(a) for a in arms)
+    seed_variance = n_seeds >= 3
+    means = {a: units.mean(a) if units.n_units(a) else float("nan") for a in arms}
+    base = dict(name=claim.name, statement=claim.statement, paper=claim.paper, means=means, n_units=n_units)
+    base.update(n_clusters=n_clusters, n_seeds=n_seeds, seed_variance=seed_variance)
+
+    reason = _builtin_reason(claim, units)
+    for pre in claim.preconditions:
+        if reason is not None:
+            break
+        reason = pre(units, data)
+    if reason is not None:
+        return ClaimVerdict(verdict=NOT_TESTABLE, effect=None, interval=None, reason=reason, ours=reason, **base)
+
+    boot = resampled_means(units, arms, n_resamples, seed)
+    ref_boot = boot[arms[1]] if len(arms) == 2 else claim.constant
+    ref = means[arms[1]] if len(arms) == 2 else claim.constant
+    stats = _effect(claim, boot[arms[0]], ref_boot)
+    if np.isnan(stats).any():
+        raise ValueError(
+            f"claim {claim.name!r}: the log ratio is undefined (0/0) in {int(np.isnan(stats).sum())} resamples; "
+            "add a precondition (e.g. saturated()) that makes such data not testable"
+        )
+    effect = float(_effect(claim, means[arms[0]], ref))
+    interval = percentiles(stats)
+    verdict = judge(interval, claim.direction, claim.margin)
+
+    sizes = f"{'+'.join(str(units.n_units(a)) for a in arms) if not units.paired else n_units} {claim.unit}"
+    if any(units.cluster_ids(a) is not None for a in arms):
+        k = "+".join(str(units.n_clusters(a)) for a in arms) if not units.paired else str(n_clusters)
+        sizes += f" / {k} {claim.cluster or 'clusters'}"
+    sizes += f" / {n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if not seed_variance:
+        sizes += " (seed variance not included)"
+    ours = _ours(claim, means, effect, interval, sizes)
+    return ClaimVerdict(verdict=verdict, effect=effect, interval=interval, reason=None, ours=ours, **base)
+
+
+def decide_all(claims: Sequence[Claim], data: Any, n_resamples: int = 2000, seed: int = 0) -> list[ClaimVerdict]:
+    """``decide`` for every claim, in order."""
+    return [decide(c, data, n_resamples, seed) for c in claims]
+
+
+def verdict_table(results: Sequence[ClaimVerdict]) -> str:
+    """A Markdown table of the verdicts: claim (name and statement), the paper's figure, ours, the verdict."""
+    lines = ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
+    for r in results:
+        cells = [f"**{r.name}**: {r.statement}", r.paper, r.ours, r.verdict]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
