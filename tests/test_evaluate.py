@@ -11,6 +11,7 @@ from system2.planning import evaluate as ev
 from system2.planning import maze as mz
 from system2.planning import sokoban as sk
 from system2.planning import tokens as tk
+from system2.planning.dropping import drop_trace_clauses
 
 # The golden 3x3 task of planning.md A1: start (0,0), goal (0,2), wall (0,1); optimal plan 5 nodes.
 GOLDEN_TRACE = (
@@ -59,20 +60,20 @@ def test_task_from_prompt_round_trips_and_rejects_unknown_env():
 def test_judge_sample_on_the_golden_maze():
     maze = golden()
     r = ev.judge_sample(maze, out(GOLDEN_TRACE + " " + GOLDEN_PLAN), 5)
-    assert r == ev.SampleResult(True, True, True, 5, 65, ((0, 0), (1, 0), (1, 1), (1, 2), (0, 2)))
+    assert r == ev.SampleResult(True, True, True, 5, 65, ((0, 0), (1, 0), (1, 1), (1, 2), (0, 2)), 8)
     r = ev.judge_sample(maze, out("create 0 0 c0 c2 " + DETOUR_A), 5)
     assert (r.valid, r.feasible, r.optimal, r.plan_length, r.trace_tokens) == (True, True, False, 7, 5)
     r = ev.judge_sample(maze, out("create 0 0 c0 c2 close 0 0 c0 c2 " + THROUGH_WALL), 5)
     assert (r.valid, r.feasible, r.optimal, r.plan_length, r.trace_tokens) == (True, False, False, 3, 10)
-    # Junk: the plan part is not triples -> invalid; the 2 tokens before 'plan' are the trace.
+    # Junk: the plan part is not triples -> invalid; the 2 tokens before 'plan' are the trace (one 'create').
     r = ev.judge_sample(maze, out("create 0 plan 0"), 5)
-    assert r == ev.SampleResult(False, False, False, 0, 2, ())
+    assert r == ev.SampleResult(False, False, False, 0, 2, (), 1)
     # No bos, no eos, tokens after eos ignored, a plan off the grid.
     assert ev.judge_sample(maze, GOLDEN_PLAN.split(), 5).optimal
     assert ev.judge_sample(maze, ["plan", "0", "0", "eos", "junk"], 5).valid
     assert not ev.judge_sample(maze, out("plan 0 0 plan 0 5 plan 0 2"), 5).feasible
     # A Unicode digit passes str.isdigit() but not int(): still judged, never raised.
-    assert ev.judge_sample(maze, ["create", "plan", "²", "0"], 5) == ev.SampleResult(False, False, False, 0, 1, ())
+    assert ev.judge_sample(maze, ["create", "plan", "²", "0"], 5) == ev.SampleResult(False, False, False, 0, 1, (), 1)
     with pytest.raises(ValueError, match="optimal_nodes"):
         ev.judge_sample(maze, out(GOLDEN_PLAN), 0)
 
@@ -90,6 +91,32 @@ def test_judge_sample_on_sokoban():
     assert not ev.judge_sample(level, out("plan 6 0 plan 7 0"), 2).feasible
     r = ev.judge_sample(level, out("create worker 1 1 box 2 1 c0 c1 plan 1 1 plan 2 1"), 2)
     assert r.optimal and r.trace_tokens == 9
+
+
+def test_search_steps_count_create_clauses_whatever_the_format():
+    maze = golden()
+    # The golden trace: 13 clauses, 8 'create' (0 0, 1 0, 1 1, 2 0, 1 2, 2 1, 0 2, 2 2) and 5 'close'.
+    full = ev.judge_sample(maze, out(GOLDEN_TRACE + " " + GOLDEN_PLAN), 5)
+    assert (full.trace_tokens, full.search_steps) == (65, 8)
+    # Dualformer level 2 drops the close clauses and the costs: the same search in 8 x 3 = 24 tokens.
+    dropped = "create 0 0 create 1 0 create 1 1 create 2 0 create 1 2 create 2 1 create 0 2 create 2 2"
+    assert drop_trace_clauses(GOLDEN_TRACE.split(), 2, random.Random(0)) == dropped.split()
+    short = ev.judge_sample(maze, out(dropped + " " + GOLDEN_PLAN), 5)
+    assert short.optimal and (short.trace_tokens, short.search_steps) == (24, 8)
+    # Level 1 keeps the costs (8 x 5 = 40 tokens), fast mode has no trace, a close alone is no step.
+    level1 = drop_trace_clauses(GOLDEN_TRACE.split(), 1, random.Random(0))
+    r = ev.judge_sample(maze, out(" ".join(level1) + " " + GOLDEN_PLAN), 5)
+    assert (r.trace_tokens, r.search_steps) == (40, 8)
+    assert ev.judge_sample(maze, out(GOLDEN_PLAN), 5).search_steps == 0
+    assert ev.judge_sample(maze, out("close 0 0 c0 c2 " + GOLDEN_PLAN), 5).search_steps == 0
+    # Sokoban, the same rule: 2 'create' clauses, full (9 + 9 + 6 = 24 tokens) and without close and costs
+    # (7 + 4 = 11 tokens).
+    level = sk.SokobanLevel.from_ascii("#####\n#@$.#\n#####")
+    trace = "create worker 1 1 box 2 1 c0 c1 close worker 1 1 box 2 1 c0 c1 create worker 2 1 c1 c0"
+    for text, tokens in ((trace, 24), ("create worker 1 1 box 2 1 create worker 2 1", 11)):
+        r = ev.judge_sample(level, out(text + " plan 1 1 plan 2 1"), 2)
+        assert r.optimal and (r.trace_tokens, r.search_steps) == (tokens, 2)
+    assert tk.search_steps(trace.split()) == 2 and tk.parse_response(out(trace)).search_steps == 2
 
 
 def test_astar_reference_on_sokoban_single_push_by_hand():
@@ -194,6 +221,15 @@ def test_summarize_by_hand():
     assert s["mean_trace_tokens"] == approx(8.75)
     # optimal samples a1 65, b1 0, b2 0, b3 0 -> 65/4 = 16.25
     assert s["mean_trace_tokens_optimal"] == approx(16.25)
+    # search steps ('create' clauses) per task: A (8+1+1+1)/4 = 2.75, B 0, C (2+1+0+0)/4 = 0.75 -> 3.5/3
+    assert s["mean_search_steps"] == approx(7 / 6)
+    # over the optimal samples, task by task: A 8, B 0, C none -> (8 + 0)/2 = 4, not the pooled 8/4 = 2
+    assert s["mean_search_steps_optimal"] == approx(4.0)
+    assert "layouts" not in s  # these hand-made tasks carry no layout id
+    tasks = three_tasks()
+    for t, layout in zip(tasks, ("L1", "L2", "L1"), strict=True):
+        t.layout_id = layout
+    assert ev.summarize(tasks)["layouts"] == 2
     # distinct optimal plans: A 1, B 2, C 0 -> 3/3 = 1
     assert s["diversity"] == approx(1.0)
     # valid: A 3 of 4, B 3 of 4, C 3 of 4 -> 9/12
@@ -229,6 +265,7 @@ def test_summarize_edge_cases():
     one = [ev.TaskEvaluation("x", 5, [ev.judge_sample(g, out(THROUGH_WALL), 5)])]
     s = ev.summarize(one)
     assert s["mean_trace_tokens_optimal"] == 0.0 and s["swc"] == 0.0 and s["diversity"] == 0.0
+    assert s["mean_search_steps"] == 0.0 and s["mean_search_steps_optimal"] is None
 
 
 def test_task_rows():
@@ -237,6 +274,7 @@ def test_task_rows():
     a, b, c = rows
     assert a == {
         "task_id": "A",
+        "layout_id": None,
         "optimal_nodes": 5,
         "samples": 4,
         "valid": 3,
@@ -246,16 +284,22 @@ def test_task_rows():
         "mean_trace_tokens": 20.5,  # (65+5+10+2)/4
         "mean_trace_tokens_feasible": 35.0,  # (65+5)/2
         "mean_trace_tokens_optimal": 65.0,
+        "mean_search_steps": 2.75,  # (8+1+1+1)/4
+        "mean_search_steps_optimal": 8.0,
         "unique_optimal_plans": 1,
         "greedy_valid": True,
         "greedy_feasible": True,
         "greedy_optimal": True,
         "greedy_plan_length": 5,
         "greedy_trace_tokens": 65,
+        "greedy_search_steps": 8,
         "reference_trace_tokens": 60.0,
+        "reference_search_steps": None,
     }
     assert b["unique_optimal_plans"] == 2 and b["mean_trace_tokens_optimal"] == 0.0
+    assert b["mean_search_steps_optimal"] == 0.0 and b["greedy_search_steps"] == 0
     assert c["optimal"] == 0 and c["mean_trace_tokens_optimal"] is None and c["shortest_feasible"] == 7
+    assert c["mean_search_steps"] == 0.75 and c["mean_search_steps_optimal"] is None
     assert pa.Table.from_pylist(rows).num_rows == 3  # Parquet-ready
 
 
@@ -273,6 +317,12 @@ def test_evaluate_task_from_a_dataset_row():
     te = ev.evaluate_task(row, "maze", [out(GOLDEN_PLAN), out(DETOUR_A)], greedy=out(GOLDEN_PLAN), reference_runs=2)
     assert te.optimal_nodes == 5 and te.num_feasible == 2 and te.num_optimal == 1 and te.greedy.optimal
     assert te.reference_trace_tokens == ev.astar_reference_trace_length(maze, runs=2)
+    assert te.layout_id is None and te.reference_search_steps is None  # the row has neither
+    # a full dataset row: its layout id and the search steps of A*'s own trace (8 'create' clauses)
+    full = {**row, "layout_id": "w1", "trace": tk.maze_trace(maze, result)}
+    te = ev.evaluate_task(full, "maze", [out(GOLDEN_PLAN)])
+    assert te.layout_id == "w1" and te.reference_search_steps == 8
+    assert ev.task_rows([te])[0]["layout_id"] == "w1" and ev.summarize([te])["layouts"] == 1
 
 
 JUNK_WORDS = ["bos", "eos", "plan", "create", "close", "wall", "worker", "box", "c0", "c3", "²", "-1", " "]

@@ -1,6 +1,8 @@
 """Planning datasets: Parquet layout, determinism across worker counts, resume, split hygiene."""
 
 import hashlib
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -8,6 +10,7 @@ import pytest
 from system2.config import ConfigError
 from system2.planning import generate as gen
 from system2.planning import tokens as tk
+from system2.planning.data import load_examples, spread_subset
 from system2.planning.stats import dataset_stats
 from system2.runs import RunError
 
@@ -39,6 +42,62 @@ def test_dataset_contents(tmp_path):
         parsed = tk.parse_response(row["trace"] + row["plan"] + ["eos"])
         assert parsed.valid and parsed.trace_valid and maze.check_plan(parsed.plan)
         vocab.encode(row["prompt"] + row["trace"] + row["plan"])  # every token is in the vocabulary
+
+
+def test_test_split_spreads_over_layouts(tmp_path):
+    cfg = maze_cfg(width=7, height=7, train=50, test=200)
+    meta = gen.generate_dataset(cfg, tmp_path / "d", progress=False)
+    per_layout = Counter(gen.read_split(tmp_path / "d", "test")["layout_id"].to_pylist())
+    assert meta["counts"]["test"] == 200 and meta["layouts"]["test"] == len(per_layout) >= 40
+    assert max(per_layout.values()) <= 5
+    train = gen.read_split(tmp_path / "d", "train")
+    assert set(train["layout_id"].to_pylist()).isdisjoint(per_layout)
+    # no cap: whole layouts again, train untouched (it is filled first, with whole layouts either way)
+    gen.generate_dataset(replace(cfg, test_per_layout=0), tmp_path / "whole", progress=False)
+    whole = Counter(gen.read_split(tmp_path / "whole", "test")["layout_id"].to_pylist())
+    assert len(whole) < 40 and max(whole.values()) > 5
+    assert gen.read_split(tmp_path / "whole", "train").equals(train)
+    with pytest.raises(ConfigError, match="test_per_layout must be >= 0"):
+        replace(cfg, test_per_layout=-1).validate()
+
+
+def test_limit_takes_a_seeded_subset_spread_over_layouts(tmp_path):
+    gen.generate_dataset(maze_cfg(), tmp_path / "d", progress=False)
+    rows = gen.read_split(tmp_path / "d", "train").to_pylist()
+    order = {r["task_id"]: i for i, r in enumerate(rows)}
+    n_layouts = len({r["layout_id"] for r in rows})
+    assert 5 < n_layouts < 40
+    previous: set[str] = set()
+    for n in (5, n_layouts, 40, 120):
+        ex = load_examples(tmp_path / "d", "train", limit=n)
+        assert len(ex) == n and ex.task_ids == load_examples(tmp_path / "d", "train", limit=n).task_ids
+        idx = [order[t] for t in ex.task_ids]
+        assert idx == sorted(idx)  # dataset order
+        assert len({r["layout_id"] for r in ex.rows}) == min(n, n_layouts)
+        assert previous <= set(ex.task_ids)  # a smaller limit is a subset of a larger one
+        previous = set(ex.task_ids)
+    assert load_examples(tmp_path / "d", "train", limit=7, spread=False).task_ids == [r["task_id"] for r in rows[:7]]
+    assert len(load_examples(tmp_path / "d", "train", limit=10_000)) == 300
+
+
+def test_spread_subset_by_hand():
+    # layouts a (6 tasks), b (1), c (3), d (2), in blocks as generation writes them
+    sizes = {"a": 6, "b": 1, "c": 3, "d": 2}
+    rows = [{"task_id": f"{k}{i}", "layout_id": k} for k, n in sizes.items() for i in range(n)]
+    for n in range(1, 13):
+        sub = spread_subset(rows, n, "limit/test")
+        assert [r for r in rows if r in sub] == sub and len(sub) == n
+        counts = Counter(r["layout_id"] for r in sub)
+        assert len(counts) == min(n, 4)
+        if n <= 4:
+            assert set(counts.values()) == {1}
+        if n == 7:  # rounds of 4, then 3 (b has run out): a 2, c 2, d 2, b 1
+            assert counts == {"a": 2, "b": 1, "c": 2, "d": 2}
+        # each layout gives its first tasks, in row order
+        assert sorted(r["task_id"] for r in sub) == sorted(f"{k}{i}" for k, c in counts.items() for i in range(c))
+    assert spread_subset(rows, 0, "s") == rows and spread_subset(rows, 99, "s") == rows
+    picks = {tuple(r["layout_id"] for r in spread_subset(rows, 2, f"limit/{s}")) for s in range(20)}
+    assert len(picks) > 1  # the seed decides which layouts come first
 
 
 def test_same_bytes_whatever_the_number_of_workers(tmp_path):

@@ -53,6 +53,8 @@ def test_evaluate_every_mode(trained, tmp_path, mode):
 
     rows = pq.read_table(tmp_path / mode / "tasks.parquet").to_pylist()
     assert len(rows) == 6 and all(len(r["responses"]) == 2 for r in rows)
+    assert summary["layouts"] == len({r["layout_id"] for r in rows}) >= 2  # at most 5 test tasks per layout
+    assert all(r["reference_search_steps"] > 0 and r["mean_search_steps"] is not None for r in rows)
     first = {"slow": "create", "fast": "plan"}.get(mode)
     if first:
         assert all(r.split()[1] == first for row in rows for r in row["responses"])

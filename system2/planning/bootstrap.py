@@ -128,7 +128,11 @@ def run_bootstrap(cfg: BootstrapConfig, progress: bool = True, restart: bool = F
     """Run (or resume) all rounds; returns one row of results per round, round 0 included. Other settings
     in an existing ``out`` are refused (``restart``: move the old run aside)."""
     cfg.validate()
-    require_kind(cfg.model, TRAIN_KIND, "model")
+    if require_kind(cfg.model, TRAIN_KIND, "the model") is None or not (Path(cfg.model) / "ckpt").is_dir():
+        raise ConfigError(
+            f"model={cfg.model} must be the step-0 training run directory (run.json and ckpt/, from "
+            "'system2 planning train'): bootstrapping fine-tunes its newest checkpoint"
+        )
     read_meta(cfg.data)
     out = open_run(cfg.out, "planning-bootstrap", to_dict(cfg), restart=restart)
     prev = Path(cfg.model)

@@ -45,9 +45,40 @@ class PlanningExamples:
         return len(self.prompts)
 
 
-def load_examples(path: str | Path, split: str, limit: int = 0, max_target_len: int = 0) -> PlanningExamples:
-    """Read a split of a dataset made by ``system2 planning generate``; ``limit`` keeps the first rows,
-    ``max_target_len`` drops tasks whose ``trace + plan`` is longer (counted in tokens)."""
+def spread_subset(rows: Sequence[dict], limit: int, seed: str) -> list[dict]:
+    """``limit`` rows spread over as many layouts (``layout_id``) as possible, in their original order.
+
+    The layouts are shuffled by ``random.Random(seed)``, then tasks are taken round-robin: one per layout
+    per round, each layout's tasks in row order, until ``limit`` are taken. With L layouts the subset
+    covers min(limit, L) of them with at most ceil(limit / L) tasks each (more only where smaller layouts
+    ran out of tasks), and a smaller ``limit`` gives a subset of a larger one."""
+    if limit <= 0 or limit >= len(rows):
+        return list(rows)
+    by_layout: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_layout.setdefault(r["layout_id"], []).append(i)
+    layouts = list(by_layout.values())
+    random.Random(seed).shuffle(layouts)
+    chosen: list[int] = []
+    for round_ in range(max(len(v) for v in layouts)):
+        for members in layouts:
+            if round_ < len(members):
+                chosen.append(members[round_])
+                if len(chosen) == limit:
+                    return [rows[i] for i in sorted(chosen)]
+    raise AssertionError("unreachable: limit < len(rows)")
+
+
+def load_examples(
+    path: str | Path, split: str, limit: int = 0, max_target_len: int = 0, spread: bool = True
+) -> PlanningExamples:
+    """Read a split of a dataset made by ``system2 planning generate``.
+
+    ``max_target_len`` drops tasks whose ``trace + plan`` is longer (counted in tokens). ``limit`` keeps N
+    tasks spread over the wall layouts (``spread_subset`` seeded by ``"limit/{split}"``): the same subset
+    for every arm and seed, as many layouts as possible, round-robin so at most ceil(N / layouts) tasks
+    each while the layouts have them, kept in dataset order. ``spread=False`` keeps the first N rows
+    instead (so a row index stays valid)."""
     meta = read_meta(path)
     vocab = read_vocab(path)
     table = read_split(path, split)
@@ -55,7 +86,7 @@ def load_examples(path: str | Path, split: str, limit: int = 0, max_target_len: 
     if max_target_len:
         rows = [r for r in rows if r["trace_len"] + r["plan_len"] <= max_target_len]
     if limit:
-        rows = rows[:limit]
+        rows = spread_subset(rows, limit, f"limit/{split}") if spread else rows[:limit]
     enc = vocab.encode
     return PlanningExamples(
         vocab=vocab,

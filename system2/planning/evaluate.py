@@ -8,6 +8,9 @@ Pure metric logic on string tokens, no model and no torch. A response is judged 
   ILR-on-optimal (against ``t*_i``, the mean trace length of 64 non-deterministic A* runs).
 - Dualformer (B4): k-Solved-K / k-Optimal-K (``{k}_solved@K``, ``{k}_optimal@K``), mean reasoning length
   and diversity (mean number of distinct optimal plans among the K samples).
+- Search steps: ``create`` clauses (nodes generated) in a trace. "Searches less" is counted in them, not
+  in tokens, because Dualformer's dropped format (no ``close`` clauses, no costs) shortens an identical
+  search by 31-64% of its tokens.
 
 Wording: "feasible" = "correct" = "solved" (the plan reaches the goal legally); "optimal" = feasible with
 as many plan nodes as the A* plan.
@@ -38,6 +41,7 @@ class SampleResult:
     plan_length: int  # number of plan nodes (0 if invalid)
     trace_tokens: int  # tokens before the first 'plan' (bos excluded), as the official evaluator counts
     plan: tuple[tuple[int, int], ...]
+    search_steps: int = 0  # 'create' tokens among the trace tokens: nodes generated, whatever the trace format
 
 
 def task_from_prompt(prompt: Sequence[str], env: str, width: int, height: int) -> Task:
@@ -63,11 +67,11 @@ def judge_sample(task: Task, tokens: Sequence[str], optimal_nodes: int) -> Sampl
         raise ValueError(f"optimal_nodes must be >= 1 (the A* plan length in nodes), got {optimal_nodes}")
     parsed = tk.parse_response(tokens)
     if not parsed.valid:
-        return SampleResult(False, False, False, 0, parsed.trace_tokens, ())
+        return SampleResult(False, False, False, 0, parsed.trace_tokens, (), parsed.search_steps)
     plan = parsed.plan
     feasible = task.check_plan(plan)
     optimal = feasible and len(plan) == optimal_nodes
-    return SampleResult(True, feasible, optimal, len(plan), parsed.trace_tokens, plan)
+    return SampleResult(True, feasible, optimal, len(plan), parsed.trace_tokens, plan, parsed.search_steps)
 
 
 def astar_trace_tokens(task: Task, rng: random.Random) -> int:
@@ -99,6 +103,8 @@ class TaskEvaluation:
     samples: list[SampleResult]  # the K sampled responses
     greedy: SampleResult | None = None  # the greedy response, if evaluated
     reference_trace_tokens: float | None = None  # t*_i (A* mean), if computed
+    reference_search_steps: int | None = None  # 'create' clauses of the dataset's A* trace, if known
+    layout_id: str | None = None  # the wall layout (Sokoban: the level) of the task, if known
 
     @property
     def num_feasible(self) -> int:
@@ -129,9 +135,12 @@ def evaluate_task(
 ) -> TaskEvaluation:
     """Judge the responses to one dataset row (``task_id``, ``prompt``, ``width``, ``height``,
     ``optimal_plan_length`` as written by ``generate``); with ``reference_runs > 0`` also compute
-    ``t*_i`` from that many A* runs."""
+    ``t*_i`` from that many A* runs. The row's ``layout_id`` and the search steps of its ``trace`` (A*'s
+    own) are kept when the row has them."""
     task = task_from_prompt(list(row["prompt"]), env, int(row["width"]), int(row["height"]))
     nodes = int(row["optimal_plan_length"])
+    trace = row.get("trace")
+    layout = row.get("layout_id")
     return TaskEvaluation(
         task_id=str(row["task_id"]),
         optimal_nodes=nodes,
@@ -140,6 +149,8 @@ def evaluate_task(
         reference_trace_tokens=(
             astar_reference_trace_length(task, reference_runs, seed) if reference_runs > 0 else None
         ),
+        reference_search_steps=None if trace is None else tk.search_steps(list(trace)),
+        layout_id=None if layout is None else str(layout),
     )
 
 
@@ -166,12 +177,13 @@ def _ilr_term(task: TaskEvaluation, optimal: bool) -> tuple[float, bool]:
     return task.reference_trace_tokens / t, False
 
 
-def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> dict[str, float]:
+def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> dict[str, float | None]:
     """Aggregate metrics over tasks that all have the same number K of samples (planning.md A8, B4).
 
     Keys (K is the literal sample count, e.g. ``any_optimal@64``):
 
-    - ``tasks``, ``samples_per_task``: n and K.
+    - ``tasks``, ``samples_per_task``: n and K; ``layouts``: distinct layout ids among the tasks, present
+      only when every task has one.
     - ``greedy_optimal``, ``greedy_feasible``: fraction of tasks whose greedy response is optimal / feasible;
       present only when every task has a greedy judgement.
     - ``any_correct@K``, ``any_optimal@K``: fraction of tasks with >= 1 feasible / optimal sample (the
@@ -184,6 +196,10 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
       t_i == 0 are 0 (see ``_ilr_term``) and counted: ``ilr_solved_undefined_tasks``,
       ``ilr_optimal_undefined_tasks`` and their union ``ilr_undefined_tasks``.
     - ``mean_trace_tokens`` (all samples), ``mean_trace_tokens_optimal`` (optimal samples; 0.0 if none).
+    - ``mean_search_steps``: mean over tasks of the task's mean ``create`` clauses per sample (the nodes its
+      search generated; unlike tokens, the same whether or not close clauses and costs are written);
+      ``mean_search_steps_optimal``: the same over the optimal samples, averaged over the tasks that have
+      one (None if no task has).
     - ``diversity``: mean number of distinct optimal plans among a task's samples.
     - ``valid_rate``: fraction of samples that parse into a plan.
 
@@ -199,7 +215,9 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
         raise ValueError(f"every k in ks must be >= 1, got {list(ks)}")
     K = counts.pop()
     n = len(tasks)
-    out: dict[str, float] = {"tasks": float(n), "samples_per_task": float(K)}
+    out: dict[str, float | None] = {"tasks": float(n), "samples_per_task": float(K)}
+    if all(t.layout_id is not None for t in tasks):
+        out["layouts"] = float(len({t.layout_id for t in tasks}))
 
     if all(t.greedy is not None for t in tasks):
         out["greedy_optimal"] = sum(t.greedy.optimal for t in tasks) / n  # type: ignore[union-attr]
@@ -236,6 +254,9 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
     all_samples = [s for t in tasks for s in t.samples]
     out["mean_trace_tokens"] = _mean([s.trace_tokens for s in all_samples])
     out["mean_trace_tokens_optimal"] = _mean([s.trace_tokens for s in all_samples if s.optimal])
+    out["mean_search_steps"] = _mean([_mean([s.search_steps for s in t.samples]) for t in tasks])
+    optimal_steps = [[s.search_steps for s in t.samples if s.optimal] for t in tasks]
+    out["mean_search_steps_optimal"] = _mean([_mean(v) for v in optimal_steps if v]) if any(optimal_steps) else None
     out["diversity"] = sum(t.unique_optimal_plans for t in tasks) / n
     out["valid_rate"] = sum(s.valid for s in all_samples) / len(all_samples)
     return out
@@ -251,6 +272,7 @@ def task_rows(tasks: Sequence[TaskEvaluation]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "task_id": t.task_id,
+                "layout_id": t.layout_id,
                 "optimal_nodes": t.optimal_nodes,
                 "samples": len(t.samples),
                 "valid": sum(s.valid for s in t.samples),
@@ -260,13 +282,17 @@ def task_rows(tasks: Sequence[TaskEvaluation]) -> list[dict[str, Any]]:
                 "mean_trace_tokens": _mean([s.trace_tokens for s in t.samples]) if t.samples else None,
                 "mean_trace_tokens_feasible": _mean([s.trace_tokens for s in feasible]) if feasible else None,
                 "mean_trace_tokens_optimal": _mean([s.trace_tokens for s in optimal]) if optimal else None,
+                "mean_search_steps": _mean([s.search_steps for s in t.samples]) if t.samples else None,
+                "mean_search_steps_optimal": _mean([s.search_steps for s in optimal]) if optimal else None,
                 "unique_optimal_plans": t.unique_optimal_plans,
                 "greedy_valid": None if g is None else g.valid,
                 "greedy_feasible": None if g is None else g.feasible,
                 "greedy_optimal": None if g is None else g.optimal,
                 "greedy_plan_length": None if g is None else g.plan_length,
                 "greedy_trace_tokens": None if g is None else g.trace_tokens,
+                "greedy_search_steps": None if g is None else g.search_steps,
                 "reference_trace_tokens": t.reference_trace_tokens,
+                "reference_search_steps": t.reference_search_steps,
             }
         )
     return rows

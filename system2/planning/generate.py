@@ -13,8 +13,11 @@ levels (Sokoban) from a generator seeded by (seed, b), solves them with A* and w
 ``DIR/.blocks/block-b.parquet``; blocks run in parallel worker processes and a finished block is kept,
 so a killed run resumes where it stopped. (2) Merge: blocks are read in index order, layouts seen
 before are skipped, and whole layouts go to train until it is full, then to test (a layout never spans
-the two splits; the last layout of a split is truncated). Because blocks depend only on (seed, b) and
-the merge is sequential, the bytes of the dataset do not depend on the number of workers.
+the two splits; the last layout of a split is truncated). Test takes at most ``test_per_layout`` tasks of
+a layout (the first ones, in block order), so a test split spreads over many layouts (200 tasks over at
+least 40 with the default 5) instead of arriving as a few whole layouts; Sokoban levels are one task each.
+Because blocks depend only on (seed, b) and the merge is sequential, the bytes of the dataset do not
+depend on the number of workers.
 """
 
 from __future__ import annotations
@@ -71,12 +74,6 @@ SPLITS = ("train", "test")
 DATASET_KIND = "planning-dataset"
 
 
-def _quiet(message: str) -> None:
-    """Datasets resume silently; moving one aside is said."""
-    if "moved" in message:
-        print(message)
-
-
 @dataclass(frozen=True)
 class GenerateConfig:
     """Settings of a planning dataset. ``workers`` changes speed only, never the output."""
@@ -86,6 +83,7 @@ class GenerateConfig:
     height: int = 10  # grid rows (Sokoban: including the border walls)
     train: int = 1000  # training tasks
     test: int = 100  # test tasks, on layouts unseen in train
+    test_per_layout: int = 5  # most test tasks per layout (maze), so test spreads over layouts; 0: no cap
     seed: int = 0  # the same seed gives the same bytes, for any number of workers
     mode: Literal["det", "nondet"] = "nondet"  # A* tie-breaking: det (the official one) or nondet (randomised)
     workers: int = 1  # worker processes (speed only)
@@ -111,7 +109,8 @@ class GenerateConfig:
             raise ConfigError(str(e)) from None
         if self.mode not in ("det", "nondet"):
             raise ConfigError(f"mode must be 'det' or 'nondet', got {self.mode!r}")
-        for name in ("train", "test", "max_trace_tokens", "cost_tokens", "min_plan_nodes", "block_size"):
+        nonnegative = ("train", "test", "test_per_layout", "max_trace_tokens", "cost_tokens", "min_plan_nodes")
+        for name in (*nonnegative, "block_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.train + self.test == 0:
@@ -228,6 +227,7 @@ class _Merge:
 
     def __init__(self, cfg: GenerateConfig) -> None:
         self.need = {"train": cfg.train, "test": cfg.test}
+        self.per_layout = {"train": 0, "test": cfg.test_per_layout}  # 0: no cap
         self.rows: dict[str, list[dict]] = {"train": [], "test": []}
         self.seen: set[str] = set()
 
@@ -250,7 +250,8 @@ class _Merge:
             for split in SPLITS:
                 room = self.need[split] - len(self.rows[split])
                 if room > 0:
-                    self.rows[split].extend(rows[:room])
+                    cap = self.per_layout[split]
+                    self.rows[split].extend(rows[: min(room, cap) if cap else room])
                     break
 
 
@@ -287,7 +288,7 @@ def generate_dataset(
     cfg.validate()
     out = Path(out)
     created = not out.exists() or not any(out.iterdir())  # removed again if the settings prove impossible
-    open_run(out, DATASET_KIND, to_dict(cfg), restart=restart, log=_quiet)
+    open_run(out, DATASET_KIND, to_dict(cfg), restart=restart, log=print if progress else lambda _: None)
     if (out / "meta.json").exists():
         return read_json(out / "meta.json")
     (out / ".blocks").mkdir(exist_ok=True)
@@ -369,7 +370,7 @@ def write_dataset(
     improved traces of search-dynamics bootstrapping."""
     out = Path(out)
     if read_run(out) is None:  # a derived dataset records what it was made from
-        open_run(out, DATASET_KIND, info, log=_quiet)
+        open_run(out, DATASET_KIND, info, log=lambda _: None)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
     files: dict[str, list[str]] = {}

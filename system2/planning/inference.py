@@ -110,7 +110,7 @@ def sample_responses(
 def respond(model: str | Path, data: str | Path, split: str, index: int, mode: Mode) -> list[str]:
     """The planner's greedy response to task ``index`` of a dataset split (for pictures)."""
     planner, vocab = load_planner(model)
-    examples = load_examples(data, split, limit=index + 1)
+    examples = load_examples(data, split, limit=index + 1, spread=False)
     check_compatible(vocab, examples)
     row = examples.rows[index]
     sampling = SamplingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))

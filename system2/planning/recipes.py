@@ -63,7 +63,7 @@ class PlannerTrainConfig:
     data: str = ""  # planning dataset directory (from planning generate)
     out: str = ""  # run directory (a rerun resumes)
     mode: Literal["solution", "search", "dualformer"] = "search"  # plan only, A* trace + plan, or dropped trace + plan
-    limit: int = 0  # use the first N training tasks (0: all)
+    limit: int = 0  # use N training tasks, spread over the wall layouts (0: all)
     max_target_len: int = 0  # drop tasks whose trace + plan is longer (0: keep all)
     init_from: str = ""  # start from this checkpoint (weights and optimizer moments)
     model: ModelSettings = field(default_factory=ModelSettings)  # the encoder-decoder's size
@@ -113,7 +113,7 @@ class PlannerEvalConfig:
     data: str = ""  # planning dataset of the same environment and grid size as the training data
     out: str = ""  # directory for tasks.parquet and summary.json (empty: write nothing)
     split: str = "test"  # train or test
-    limit: int = 0  # evaluate the first N tasks (0: all)
+    limit: int = 0  # evaluate N tasks, spread over the wall layouts (0: all)
     mode: Literal["slow", "fast", "auto"] = "auto"  # slow forces a search trace, fast the plan only, auto lets it pick
     samples: int = 64  # K sampled responses per task (planning.md A8: 64)
     greedy: bool = True  # also decode each task greedily

@@ -271,6 +271,17 @@ class ParsedResponse:
     def trace_tokens(self) -> int:
         return len(self.trace)
 
+    @property
+    def search_steps(self) -> int:
+        return search_steps(self.trace)
+
+
+def search_steps(trace: Sequence[str]) -> int:
+    """Search steps of a trace: its ``create`` clauses, one per node generated (maze and Sokoban alike).
+
+    Unlike the token count it does not change when Dualformer drops ``close`` clauses or cost tokens."""
+    return sum(t == CREATE for t in trace)
+
 
 def parse_response(tokens: Sequence[object]) -> ParsedResponse:
     """Split a generated token sequence into (trace, plan), as the official evaluator does.
