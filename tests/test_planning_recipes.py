@@ -8,9 +8,10 @@ from typer.testing import CliRunner
 from system2.cli import app
 from system2.config import ConfigError
 from system2.planning.bootstrap import BootstrapConfig, run_bootstrap
-from system2.planning.generate import GenerateConfig, generate_dataset
+from system2.planning.generate import GenerateConfig, generate_dataset, read_split
 from system2.planning.recipes import PlannerEvalConfig, PlannerTrainConfig, evaluate_planner, train_planner
 from system2.repro.framework import Claim, check_claims, write_report
+from system2.repro.verdicts import decide_all
 from system2.runs import RunError
 from system2.train import TrainConfig
 
@@ -75,9 +76,17 @@ def test_bootstrap_round_trip(trained, tmp_path):
     )
     results = run_bootstrap(cfg, progress=False)
     assert [r["round"] for r in results] == [0, 1]
-    assert results[1]["prompts"] == 16 and 0 <= results[1]["improved_prompts"] <= 16
+    r1 = results[1]
+    assert r1["prompts"] == 48 and r1["sampled_prompts"] == 16  # sampled 16, fine-tuned on all 48
+    assert 0 <= r1["shortened"] + r1["longer_kept"] <= r1["replaced"] <= 16
     improved = tmp_path / "boot" / "round-1" / "data"
-    assert json.loads((improved / "meta.json").read_text())["counts"] == {"train": 16, "test": 6}
+    assert json.loads((improved / "meta.json").read_text())["counts"] == {"train": 48, "test": 6}
+    kept, original = read_split(improved, "train").to_pylist(), read_split(data, "train").to_pylist()
+    assert sum(a != b for a, b in zip(kept, original, strict=True)) == r1["replaced"]
+    for r in results:
+        ratio, tasks = r["search_ratio_vs_astar"], r["search_ratio_vs_astar_tasks"]
+        assert (ratio is None) == (tasks == 0) and 0 <= tasks <= 6
+    assert (r1["search_ratio_vs_round0"] is None) == (r1["search_ratio_vs_round0_tasks"] == 0)
     # a rerun finds every stage done and gives the same answer
     assert run_bootstrap(cfg, progress=False) == results
 
@@ -127,14 +136,49 @@ def test_repro_rejects_unknown_scale():
     assert result.exit_code == 2 and "unknown scale" in result.output
 
 
-def test_claims_on_models_that_solve_nothing_are_not_testable():
-    """A comparison between two models that both fail is not evidence either way."""
+def _task_rows(optimal: list[bool], steps: float, plans: int = 1) -> list[dict]:
+    return [
+        {"task_id": f"t{i}", "layout_id": f"l{i // 4}", "optimal": int(o), "unique_optimal_plans": plans if o else 0,
+         "mean_search_steps_optimal": steps + i % 3 if o else None}
+        for i, o in enumerate(optimal)
+    ]  # fmt: skip
+
+
+def test_dualformer_claims_on_per_task_results():
+    """Models that solve nothing give no verdict; a clear per-task advantage over 15 layouts is held; the
+    search comparison counts steps on tasks both arms solve."""
     from system2.repro import dualformer
 
-    zero = {"1_optimal@4": 0.0, "1_solved@4": 0.0, "mean_trace_tokens": 50.0, "diversity": 0.0}
-    metrics = {"samples": 4, "arms": {name: [dict(zero)] for name, _, _ in dualformer.EVALS}}
-    verdicts = {c.name: c.held for c in check_claims(dualformer.CLAIMS, metrics)}
-    assert set(verdicts.values()) == {None}, verdicts
-    metrics["arms"]["Dualformer slow"] = [dict(zero, **{"1_optimal@4": 0.5, "1_solved@4": 0.5, "diversity": 1.0})]
-    verdicts = {c.name: c.held for c in check_claims(dualformer.CLAIMS, metrics)}
-    assert verdicts["slow mode is optimal"] is True and verdicts["diversity"] is True
+    arms = [name for name, _, _ in dualformer.EVALS]
+    nothing = {a: [_task_rows([False] * 60, 10.0)] for a in arms}
+    verdicts = {c.name: c.verdict for c in decide_all(dualformer.CLAIMS, dualformer.claim_data(nothing))}
+    assert "held" not in verdicts.values() and verdicts["slow mode is optimal"] == "not testable", verdicts
+    solved = {a: [_task_rows([i % 10 < 3 for i in range(60)], 40.0)] for a in arms}
+    solved["Dualformer slow"] = [_task_rows([True] * 60, 20.0, plans=3)]
+    verdicts = {c.name: c.verdict for c in decide_all(dualformer.CLAIMS, dualformer.claim_data(solved))}
+    assert verdicts["slow mode is optimal"] == "held" and verdicts["slow mode searches less"] == "held", verdicts
+    assert verdicts["diversity"] == "held" and verdicts["fast mode beats solution-only"] == "inconclusive", verdicts
+
+
+def test_searchformer_claims_on_per_task_results():
+    """A clear advantage at the smallest data that shrinks at the largest is held; a bootstrapped model that
+    solves fewer tasks is not compared on search length; one that keeps them and searches less is held."""
+    from system2.repro import searchformer
+
+    some = [i % 10 < 3 for i in range(80)]
+    arms = {
+        "search": {300: [_task_rows([True] * 80, 30.0)], 1200: [_task_rows([True] * 80, 30.0)]},
+        "solution": {300: [_task_rows(some, 30.0)], 1200: [_task_rows([i % 10 < 9 for i in range(80)], 30.0)]},
+    }
+    shorter = [_task_rows([True] * 80, 30.0), _task_rows([True] * 80, 20.0)]
+    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, shorter))}
+    assert verdicts == {
+        "search beats solution-only": "held",
+        "gap largest at small data": "held",
+        "bootstrapping shortens search": "held",
+        "bootstrapping keeps optimality": "not testable",  # both rounds solve every task
+    }, verdicts
+    worse = [_task_rows([True] * 80, 30.0), _task_rows(some, 20.0)]
+    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, worse))}
+    assert verdicts["bootstrapping shortens search"] == "not testable", verdicts
+    assert verdicts["bootstrapping keeps optimality"] == "contradicted", verdicts

@@ -189,7 +189,16 @@ def bootstrap(
     from system2.console import print_table
 
     optimal = next((k for k in results[0] if k.startswith("any_optimal@")), "any_optimal")
-    columns = ["round", optimal, "greedy_optimal", "mean_trace_tokens_optimal", "ilr_optimal", "improved_prompts"]
+    columns = [
+        "round",
+        optimal,
+        "greedy_optimal",
+        "mean_search_steps_optimal",
+        "search_ratio_vs_astar",
+        "ilr_optimal",
+        "replaced",
+        "shortened",
+    ]
     print_table("search-dynamics bootstrapping", results, columns)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from system2.console import print_table
+from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict
 from system2.runs import atomic_write_json, atomic_write_text, open_run
 
 Scale = TypeVar("Scale")
@@ -100,15 +101,17 @@ def write_report(
     intro: str,
     tables: Sequence[Table],
     plots: Sequence[tuple[str, str]],
-    claims: Sequence[ClaimResult],
+    claims: Sequence[ClaimResult | ClaimVerdict],
     metrics: Metrics,
 ) -> Path:
-    """``out/report.md`` (tables, plots, verdicts) and ``out/metrics.json``."""
-    verdict = {True: "held", False: "NOT held", None: "not testable"}
+    """``out/report.md`` (tables, plots, verdicts) and ``out/metrics.json``. Claims decided by ``verdicts``
+    (``ClaimVerdict``) come with the paragraph on how to read their four verdicts."""
     lines = [f"# {title}", "", intro.strip(), "", "## Claims", ""]
+    if claims and all(isinstance(c, ClaimVerdict) for c in claims):
+        lines += [HOW_TO_READ.strip(), ""]
     lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
     for c in claims:
-        lines.append(f"| **{c.name}**: {c.statement} | {c.paper} | {c.ours} | {verdict[c.held]} |")
+        lines.append(f"| **{c.name}**: {c.statement} | {c.paper} | {c.ours} | {_verdict(c)} |")
     lines += ["", "## Results", ""]
     for t in tables:
         lines += [t.markdown(), ""]
@@ -120,7 +123,17 @@ def write_report(
     return report
 
 
-def print_claims(claims: Sequence[ClaimResult]) -> None:
-    style = {True: "[green]held", False: "[red]NOT held", None: "[yellow]not testable"}
-    rows = [{"claim": c.name, "paper": c.paper, "ours": c.ours, "verdict": style[c.held]} for c in claims]
+def _verdict(c: ClaimResult | ClaimVerdict) -> str:
+    if isinstance(c, ClaimVerdict):
+        return c.verdict
+    return {True: "held", False: "NOT held", None: "not testable"}[c.held]
+
+
+def print_claims(claims: Sequence[ClaimResult | ClaimVerdict]) -> None:
+    colour = {"held": "green", "NOT held": "red", "contradicted": "red", "inconclusive": "yellow"}
+    rows = [
+        {"claim": c.name, "paper": c.paper, "ours": c.ours, "verdict": f"[{colour.get(v, 'yellow')}]{v}"}
+        for c in claims
+        for v in [_verdict(c)]
+    ]
     print_table("claim checks", rows, ["claim", "paper", "ours", "verdict"])

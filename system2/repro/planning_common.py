@@ -3,9 +3,12 @@ with every stage cached in the output directory so an interrupted run resumes.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from system2.planning.dropping import DropConfig
 from system2.planning.generate import GenerateConfig, generate_dataset
@@ -16,6 +19,8 @@ from system2.planning.recipes import (
     evaluate_planner,
     train_planner,
 )
+from system2.repro.verdicts import Units
+from system2.runs import read_parquet
 from system2.train import TrainConfig
 
 
@@ -103,3 +108,23 @@ def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: i
 
 def optimal_key(summary: dict[str, Any]) -> str:
     return next(k for k in summary if k.startswith("any_optimal@"))
+
+
+def task_rows(run: Path, mode: str) -> list[dict[str, Any]]:
+    """The per-task results of ``evaluate_arm(..., run, mode)`` (``run/eval-MODE/tasks.parquet``)."""
+    return read_parquet(run / f"eval-{mode}" / "tasks.parquet").to_pylist()
+
+
+def task_units(rows: dict[str, list[list[dict[str, Any]]]], value: Callable[[dict[str, Any]], float | None]) -> Units:
+    """Per-task values of every arm as ``Units`` for the verdicts: ``rows[arm][seed]`` are the task rows of one
+    evaluation; ``value(row)`` is the task's value (None: missing, e.g. no optimal sample). Every arm and seed
+    must hold the same test tasks in the same order (paired); tasks are clustered by wall layout."""
+    first = next(iter(rows.values()))[0]
+    ids = [r["task_id"] for r in first]
+    values = {}
+    for arm, seeds in rows.items():
+        for table in seeds:
+            if [r["task_id"] for r in table] != ids:
+                raise ValueError(f"arm {arm!r} was evaluated on other test tasks than the others: it cannot be paired")
+        values[arm] = np.array([[np.nan if (v := value(r)) is None else float(v) for r in t] for t in seeds])
+    return Units(values, clusters=np.array([r["layout_id"] for r in first]))
