@@ -159,10 +159,17 @@ def _justify(values: list[Any]) -> JustifyMethod:
     return "right" if 2 * numbers >= len(filled) else "left"
 
 
-def print_table(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+def print_table(
+    title: str,
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str] | None = None,
+    markup: Sequence[str] = (),
+) -> None:
     """One table of result rows: the given columns, or the union of the rows' scalar keys in first-seen
-    order. Columns of numbers are right-aligned, of text left-aligned; a string cell may use rich markup
+    order. Columns of numbers are right-aligned, of text left-aligned. Cells are printed as written (a
+    ``[GOOD]`` tag or a ``[abstract]`` note stays visible); only the ``markup`` columns may use rich markup
     (``"[green]held"``). Prints on the main process only."""
+    from rich.markup import escape
     from rich.table import Table
 
     if not is_main():
@@ -175,7 +182,7 @@ def print_table(title: str, rows: Sequence[Mapping[str, Any]], columns: Sequence
     for c in cols:
         table.add_column(c, justify=_justify([r.get(c) for r in rows]))
     for r in rows:
-        table.add_row(*(_cell(r.get(c)) for c in cols))
+        table.add_row(*(_cell(r.get(c)) if c in markup else escape(_cell(r.get(c))) for c in cols))
     out = console()
     if not out.is_terminal:  # a log: as wide as the table needs, never cut
         from rich.measure import Measurement

@@ -125,3 +125,11 @@ def test_training_prints_progress_lines_to_a_log(tmp_path, capsys, monkeypatch):
         assert re.search(r"  loss \d+\.\d{4}  [\d,]+ tok/s$", line), line
     assert lines[0].startswith("train: progress 2/4 (50%) in ")
     assert lines[-1].startswith("train: done 4/4 (100%) in ")
+
+
+def test_table_cells_print_as_written_and_markup_only_where_asked(capsys) -> None:
+    from system2.console import print_table
+
+    print_table("t", [{"claim": "[abstract] note", "verdict": "[green]held"}], markup=["verdict"])
+    out = capsys.readouterr().out
+    assert "[abstract] note" in out and "held" in out and "[green]" not in out

@@ -178,6 +178,10 @@ def test_searchformer_claims_on_per_task_results():
         "bootstrapping shortens search": "held",
         "bootstrapping keeps optimality": "not testable",  # both rounds solve every task
     }, verdicts
+    behind = {"search": arms["solution"], "solution": arms["search"]}  # search-augmented behind everywhere
+    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(behind, shorter))}
+    assert verdicts["search beats solution-only"] == "contradicted", verdicts
+    assert verdicts["gap largest at small data"] == "not testable", verdicts
     worse = [_task_rows([True] * 80, 30.0), _task_rows(some, 20.0)]
     verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, worse))}
     assert verdicts["bootstrapping shortens search"] == "not testable", verdicts

@@ -136,4 +136,4 @@ def print_claims(claims: Sequence[ClaimResult | ClaimVerdict]) -> None:
         for c in claims
         for v in [_verdict(c)]
     ]
-    print_table("claim checks", rows, ["claim", "paper", "ours", "verdict"])
+    print_table("claim checks", rows, ["claim", "paper", "ours", "verdict"], markup=["verdict"])
