@@ -186,3 +186,18 @@ def test_searchformer_claims_on_per_task_results():
     verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, worse))}
     assert verdicts["bootstrapping shortens search"] == "not testable", verdicts
     assert verdicts["bootstrapping keeps optimality"] == "contradicted", verdicts
+
+
+def test_searchformer_claims_on_null_and_saturated_results():
+    """Identical arms are never held; arms both at 100% are not testable."""
+    from system2.repro import searchformer
+
+    some = [i % 10 < 3 for i in range(80)]
+    same = {m: {300: [_task_rows(some, 30.0)], 1200: [_task_rows(some, 30.0)]} for m in ("search", "solution")}
+    boot = [_task_rows(some, 30.0), _task_rows(some, 30.0)]
+    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(same, boot))}
+    assert "held" not in verdicts.values(), verdicts
+    assert verdicts["search beats solution-only"] == "inconclusive", verdicts
+    full = {m: {300: [_task_rows([True] * 80, 30.0)], 1200: [_task_rows([True] * 80, 30.0)]} for m in same}
+    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(full, boot))}
+    assert verdicts["search beats solution-only"] == "not testable", verdicts
