@@ -27,7 +27,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -126,6 +126,15 @@ def atomic_write_with(path: str | os.PathLike[str], writer: Callable[[Path], Non
     """Call ``writer(tmp_path)`` and move the result into place (for libraries that write files)."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def write_parquet(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows (one mapping per row, the same keys) as a Parquet table at ``path``, atomically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.Table.from_pylist(list(rows))
+    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp))
 
 
 # ----- reading files with clear errors ----------------------------------------------------------------

@@ -16,7 +16,7 @@ from system2.nn.decoder import DecoderConfig
 from system2.repro import cope
 from system2.repro.cope_arm import ArmConfig, TaskSettings
 from system2.tasks import counting, flipflop, selective_copy
-from system2.tasks.sequences import Example, Vocabulary, encode_batch, score
+from system2.tasks.sequences import Example, Vocabulary, encode_batch, error_rates, sequence_errors
 
 
 def words(text: str) -> list[str]:
@@ -159,8 +159,10 @@ def test_score_counts_sequence_and_token_errors():
     vocab = Vocabulary(["a", "b"])
     examples = [Example(("a", "b", "a"), (1, 2)), Example(("b", "b", "a"), (2,))]
     ids = encode_batch(vocab, examples)["ids"]
-    assert score(_Oracle(ids, set(), len(vocab)), vocab, examples)["sequence_error"] == 0
-    res = score(_Oracle(ids, {(0, 1), (1, 0)}, len(vocab)), vocab, examples)  # (1, 0) is not an answer
+    assert error_rates(sequence_errors(_Oracle(ids, set(), len(vocab)), vocab, examples))["sequence_error"] == 0
+    per_sequence = sequence_errors(_Oracle(ids, {(0, 1), (1, 0)}, len(vocab)), vocab, examples)
+    assert per_sequence == [(1, 2), (0, 1)]  # (1, 0) is not an answer
+    res = error_rates(per_sequence)
     assert res == {"sequence_error": 0.5, "token_error": 1 / 3, "sequences": 2, "answer_tokens": 3}
 
 
@@ -200,5 +202,8 @@ def test_repro_cope_runs_end_to_end(tmp_path, monkeypatch):
     assert {"report.md", "metrics.json", "errors.png", "gates.png"} <= {p.name for p in tmp_path.iterdir()}
     claims = {c["name"]: c for c in json.loads((tmp_path / "metrics.json").read_text())["claims"]}
     assert len(claims) == len(cope.CLAIMS)
-    assert claims["counting, 3 variables"]["held"] is None  # no counting arm at this scale: not measurable
+    assert claims["counting, 3 variables, vs abs"]["verdict"] == "not testable"  # no counting arm at this scale
+    assert "no counting-3 run" in claims["counting, 3 variables, vs abs"]["reason"]
+    assert "no flipflop run with rope" in claims["Flip-Flop OOD vs rope"]["reason"]  # positions abs and cope only
+    assert claims["Flip-Flop OOD vs abs"]["n_units"] == 8
     assert "## Claims" in (tmp_path / "report.md").read_text()

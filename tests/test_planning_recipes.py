@@ -1,7 +1,9 @@
 """Planning recipes end to end on tiny data: train, evaluate in every mode, bootstrap, show, repro."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -10,7 +12,8 @@ from system2.config import ConfigError
 from system2.planning.bootstrap import BootstrapConfig, run_bootstrap
 from system2.planning.generate import GenerateConfig, generate_dataset, read_split
 from system2.planning.recipes import PlannerEvalConfig, PlannerTrainConfig, evaluate_planner, train_planner
-from system2.repro.framework import Claim, check_claims, write_report
+from system2.repro import verdicts as vd
+from system2.repro.framework import mean_std, write_report
 from system2.repro.verdicts import decide_all
 from system2.runs import RunError
 from system2.train import TrainConfig
@@ -118,17 +121,21 @@ def test_cli_eval_and_show_with_model(trained, tmp_path):
     assert bad.exit_code == 2 and "did you mean 'samples'" in bad.output
 
 
-def test_claims_and_report(tmp_path):
-    claims = [
-        Claim("up", "a > b", "paper: yes", lambda m: (m["a"] > m["b"], f"{m['a']} vs {m['b']}")),
-        Claim("missing", "needs c", "paper: yes", lambda m: (m["c"] > 0, "")),
-    ]
-    results = check_claims(claims, {"a": 2, "b": 1})
-    assert results[0].held is True and results[1].held is None and "not measurable" in results[1].ours
-    report = write_report(tmp_path, "T", "intro", [], [], results, {"a": 2})
+def test_report_and_tables(tmp_path):
+    """The report holds every verdict with how to read them; tables never drop a seed that lacks a value."""
+    claim = vd.Claim("up", "A beats B", "paper: yes", "m", ("A", "B"), unit="tasks")
+    units = vd.Units({"A": np.ones(40), "B": np.r_[np.ones(20), np.zeros(20)]})
+    verdicts = vd.decide_all([claim], {"m": units})
+    report = write_report(tmp_path, "T", "intro", [], [], verdicts, {"a": 2})
     text = report.read_text()
-    assert "| **up**: a > b | paper: yes | 2 vs 1 | held |" in text and "not testable" in text
-    assert json.loads((tmp_path / "metrics.json").read_text())["metrics"] == {"a": 2}
+    assert "| **up**: A beats B | paper: yes | 100.0% vs 50.0%: +50.0 pts" in text and "| held |" in text
+    assert vd.HOW_TO_READ in text
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["metrics"] == {"a": 2} and saved["claims"][0]["verdict"] == "held"
+    assert mean_std([0.5, 0.7]) == pytest.approx((0.6, 0.1414), abs=1e-4)
+    assert all(math.isnan(x) for x in mean_std([None, float("nan")]))  # measured by no seed: shown as "-"
+    with pytest.raises(ValueError, match="1 of 2 seeds lack a value"):
+        mean_std([0.5, None])
 
 
 def test_repro_rejects_unknown_scale():

@@ -176,7 +176,7 @@ def test_missing_values_raise_unless_declared():
     with pytest.raises(ValueError, match="arm 'B'"):
         decide(QUESTIONS, data)
     dropped = decide(Claim("q", "s", "-", "m", ("A", "B"), missing="drop"), data)
-    assert dropped.n_units == 298
+    assert dropped.n_units == 298  # one seed: a missing unit leaves the comparison
     assert dropped.means["A"] == pytest.approx(np.delete(u.values["A"], [3, 7]).mean())
     filled = decide(Claim("q", "s", "-", "m", ("A", "B"), missing=0.0), data)
     assert filled.n_units == 300 and filled.means["B"] == pytest.approx(np.nan_to_num(b).mean())
@@ -200,7 +200,8 @@ def test_clustered_interval_is_wider_under_a_strong_layout_effect():
 
 
 def slow_means(units: Units, arms, n_resamples: int, seed: int) -> dict[str, np.ndarray]:
-    """The resampling written out one resample at a time, with the same draws as ``resampled_means``."""
+    """The resampling written out one resample at a time, with the same draws as ``resampled_means`` (a unit
+    missing in a seed is left out of that seed's mean)."""
     rng = np.random.default_rng(seed)
     groups = [list(arms)] if units.paired else [[a] for a in arms]
     out = {}
@@ -218,7 +219,7 @@ def slow_means(units: Units, arms, n_resamples: int, seed: int) -> dict[str, np.
             for r in range(n_resamples):
                 seeds = seed_idx[r] if seed_idx is not None else range(n_seeds)
                 drawn = np.concatenate([members[k] for k in cluster_idx[r]])
-                stats.append(np.mean([values[a][s, drawn].mean() for s in seeds]))
+                stats.append(np.mean([np.nanmean(values[a][s, drawn]) for s in seeds]))
             out[a] = np.array(stats)
     return out
 
@@ -238,6 +239,29 @@ def test_vectorised_bootstrap_matches_a_loop(seeds, paired):
         np.testing.assert_allclose(fast[arm], slow[arm], rtol=0, atol=1e-12)
         diff_fast, diff_slow = fast["A"] - fast["B"], slow["A"] - slow["B"]
         np.testing.assert_allclose(percentiles(diff_fast), np.percentile(diff_slow, [2.5, 97.5]), atol=1e-12)
+
+
+def test_missing_in_a_seed_is_left_out_of_that_seed():
+    """``missing="drop"``: a unit both arms have in one seed counts in that seed, not only units every seed has;
+    each seed's mean is over its own units, and the bootstrap matches the loop."""
+    rng = np.random.default_rng(4)
+    a, b = rng.random((3, 60)), rng.random((3, 60))
+    a[0, :20] = np.nan  # seed 0 misses the first 20 units in arm A
+    b[1, 10:30] = np.nan  # seed 1 misses units 10-29 in arm B
+    b[:, 59] = np.nan  # no seed has unit 59 in arm B
+    claim = Claim("q", "s", "-", "m", ("A", "B"), missing="drop")
+    r = decide(claim, {"m": Units({"A": a, "B": b}, np.repeat(np.arange(12), 5))}, 300)
+    gone = np.isnan(a) | np.isnan(b)
+    per_seed = [np.mean(a[s][~gone[s]]) for s in range(3)]
+    assert r.means["A"] == pytest.approx(np.mean(per_seed)) and r.n_units == 59
+    kept = Units({"A": np.where(gone, np.nan, a)[:, :59], "B": np.where(gone, np.nan, b)[:, :59]})
+    fast, slow = resampled_means(kept, ("A", "B"), 200, seed=1), slow_means(kept, ("A", "B"), 200, seed=1)
+    for arm in ("A", "B"):
+        np.testing.assert_allclose(fast[arm], slow[arm], rtol=0, atol=1e-12)
+    # a seed with no unit left is not testable, whatever the other seeds hold
+    b[2] = np.nan
+    r = decide(claim, {"m": Units({"A": a, "B": b})})
+    assert r.verdict == NOT_TESTABLE and "a seed has no units left" in r.reason
 
 
 def test_report_text_and_table():

@@ -7,8 +7,9 @@ settings). It runs on one CPU, under ``torchrun`` or under ``accelerate launch``
     system2 repro cope-arm --config configs/cope/counting_var3_paper.yaml model.position=rope
     accelerate launch -m system2.cli repro cope-arm --config configs/cope/flipflop_paper.yaml
 
-Everything lands in ``out``: ``run.json`` (the settings), ``model/``, ``ckpt/``, ``metrics.jsonl`` and
-``eval.json`` (error rates per split). A finished arm is reused and a partial one resumes.
+Everything lands in ``out``: ``run.json`` (the settings), ``model/``, ``ckpt/``, ``metrics.jsonl``,
+``eval.json`` (error rates per split) and ``sequences.parquet`` (each test sequence's errors). A finished arm
+is reused and a partial one resumes.
 """
 
 from __future__ import annotations
@@ -24,11 +25,20 @@ from system2.checkpoint import load_model, save_model
 from system2.config import ConfigError, to_dict
 from system2.dist import is_main
 from system2.nn.decoder import DecoderConfig, DecoderLM
-from system2.runs import atomic_write_json, open_run
+from system2.runs import atomic_write_json, open_run, read_parquet, write_parquet
 from system2.tasks import counting, flipflop, selective_copy
-from system2.tasks.sequences import Example, FixedExamples, FreshExamples, Vocabulary, answer_loss, score
+from system2.tasks.sequences import (
+    Example,
+    FixedExamples,
+    FreshExamples,
+    Vocabulary,
+    answer_loss,
+    error_rates,
+    sequence_errors,
+)
 from system2.train import TrainConfig, TrainData, train
 
+SEQUENCES = "sequences.parquet"  # every test sequence's errors, for the claims
 TASKS = ("flipflop", "selective_copy", "counting")
 # the splits each task is scored on; the first is in distribution
 EVAL_SPLITS: dict[str, tuple[str, ...]] = {
@@ -158,19 +168,38 @@ def train_arm(cfg: ArmConfig, progress: bool = True, restart: bool = False) -> P
 
 
 def evaluate_arm(cfg: ArmConfig, model: DecoderLM | None = None, progress: bool = True) -> dict[str, dict[str, float]]:
-    """Error rates on every split of the task (cached in ``out/eval.json``)."""
+    """Error rates on every split of the task (``out/eval.json``), and each test sequence's errors
+    (``out/sequences.parquet``: split, wrong answer tokens, answer tokens, in test-set order) for the claims.
+    Both are cached; an arm scored before the per-sequence file existed is scored again."""
     out = Path(cfg.out)
-    cached = out / "eval.json"
-    if cached.is_file():
+    cached, per_seq = out / "eval.json", out / SEQUENCES
+    if cached.is_file() and per_seq.is_file():
         return json.loads(cached.read_text())
     if model is None:
         model = load_model(out / "model")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     vocab = cfg.task.vocabulary()
-    result = {
-        split: score(model, vocab, examples, cfg.eval_batch_size, cfg.task.block_size, progress, f"score {split}")
+    per_split = {
+        split: sequence_errors(
+            model, vocab, examples, cfg.eval_batch_size, cfg.task.block_size, progress, f"score {split}"
+        )
         for split, examples in cfg.task.test_sets().items()
     }
+    rows = [
+        {"split": split, "wrong_tokens": w, "answer_tokens": t} for split, seqs in per_split.items() for w, t in seqs
+    ]
+    if is_main():
+        write_parquet(per_seq, rows)
+    result = {split: error_rates(seqs) for split, seqs in per_split.items()}
     atomic_write_json(cached, result)
     return result
+
+
+def sequence_results(run: str | Path) -> dict[str, list[tuple[int, int]]]:
+    """Per split, (wrong answer tokens, answer tokens) of every test sequence of an evaluated arm."""
+    table = read_parquet(Path(run) / SEQUENCES).to_pylist()
+    out: dict[str, list[tuple[int, int]]] = {}
+    for r in table:
+        out.setdefault(r["split"], []).append((r["wrong_tokens"], r["answer_tokens"]))
+    return out

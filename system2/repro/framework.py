@@ -1,20 +1,18 @@
-"""The reproduction framework: claims as named predicates on measured numbers, and the report.
-
-A claim states what the paper found, quotes the paper's figure, and checks our measurement. A claim
-that does not hold is reported as not held; checks are never tuned to pass.
+"""What every reproduction shares around its claims: its run record, tables of mean ± sd over seeds, and the
+report (``report.md`` with the verdicts of ``verdicts.py``, tables and plots; ``metrics.json``).
 """
 
 from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 from system2.console import print_table
-from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict
+from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict, verdict_table
 from system2.runs import atomic_write_json, atomic_write_text, open_run
 
 Scale = TypeVar("Scale")
@@ -37,38 +35,15 @@ def start_repro(out: Path, paper: str, scale_name: str, scale: Any, restart: boo
     return open_run(out, "repro", settings, restart=restart)
 
 
-@dataclass(frozen=True)
-class Claim:
-    name: str
-    statement: str  # what the paper claims
-    paper: str  # the paper's own numbers, as text
-    check: Callable[[Metrics], tuple[bool | None, str]]  # (held, our numbers as text); None: not testable
-
-
-@dataclass(frozen=True)
-class ClaimResult:
-    name: str
-    statement: str
-    paper: str
-    ours: str
-    held: bool | None
-
-
-def check_claims(claims: Sequence[Claim], metrics: Metrics) -> list[ClaimResult]:
-    out = []
-    for c in claims:
-        try:
-            held, ours = c.check(metrics)
-        except (KeyError, ValueError, ZeroDivisionError) as e:
-            held, ours = None, f"not measurable: {e}"
-        out.append(ClaimResult(c.name, c.statement, c.paper, ours, held))
-    return out
-
-
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    vals = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
-    if not vals:
+def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
+    """Mean and sample sd over seeds, for tables. A metric no seed measured (None or NaN everywhere) is NaN,
+    shown as "-"; one that some seeds measured and others did not raises: a table must not drop seeds."""
+    missing = [v is None or (isinstance(v, float) and math.isnan(v)) for v in values]
+    if all(missing):
         return float("nan"), float("nan")
+    if any(missing):
+        raise ValueError(f"{sum(missing)} of {len(values)} seeds lack a value the others have: {list(values)}")
+    vals = [float(v) for v in values]  # type: ignore[arg-type]
     return statistics.fmean(vals), (statistics.stdev(vals) if len(vals) > 1 else 0.0)
 
 
@@ -101,18 +76,12 @@ def write_report(
     intro: str,
     tables: Sequence[Table],
     plots: Sequence[tuple[str, str]],
-    claims: Sequence[ClaimResult | ClaimVerdict],
+    claims: Sequence[ClaimVerdict],
     metrics: Metrics,
 ) -> Path:
-    """``out/report.md`` (tables, plots, verdicts) and ``out/metrics.json``. Claims decided by ``verdicts``
-    (``ClaimVerdict``) come with the paragraph on how to read their four verdicts."""
-    lines = [f"# {title}", "", intro.strip(), "", "## Claims", ""]
-    if claims and all(isinstance(c, ClaimVerdict) for c in claims):
-        lines += [HOW_TO_READ.strip(), ""]
-    lines += ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
-    for c in claims:
-        lines.append(f"| **{c.name}**: {c.statement} | {c.paper} | {c.ours} | {_verdict(c)} |")
-    lines += ["", "## Results", ""]
+    """``out/report.md`` (the verdicts with how to read them, tables, plots) and ``out/metrics.json``."""
+    lines = [f"# {title}", "", intro.strip(), "", "## Claims", "", HOW_TO_READ.strip(), "", verdict_table(claims)]
+    lines += ["## Results", ""]
     for t in tables:
         lines += [t.markdown(), ""]
     for caption, path in plots:
@@ -123,17 +92,10 @@ def write_report(
     return report
 
 
-def _verdict(c: ClaimResult | ClaimVerdict) -> str:
-    if isinstance(c, ClaimVerdict):
-        return c.verdict
-    return {True: "held", False: "NOT held", None: "not testable"}[c.held]
-
-
-def print_claims(claims: Sequence[ClaimResult | ClaimVerdict]) -> None:
-    colour = {"held": "green", "NOT held": "red", "contradicted": "red", "inconclusive": "yellow"}
+def print_claims(claims: Sequence[ClaimVerdict]) -> None:
+    colour = {"held": "green", "contradicted": "red", "inconclusive": "yellow", "not testable": "yellow"}
     rows = [
-        {"claim": c.name, "paper": c.paper, "ours": c.ours, "verdict": f"[{colour.get(v, 'yellow')}]{v}"}
+        {"claim": c.name, "paper": c.paper, "ours": c.ours, "verdict": f"[{colour[c.verdict]}]{c.verdict}"}
         for c in claims
-        for v in [_verdict(c)]
     ]
     print_table("claim checks", rows, ["claim", "paper", "ours", "verdict"], markup=["verdict"])

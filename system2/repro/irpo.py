@@ -7,25 +7,27 @@ under-trained. Arms, per seed:
 - DPO alone (alpha=0), STaR (SFT on the chosen solutions) and IRPO with twice the pairs, each for one
   iteration on the very same samples as IRPO's first iteration;
 - SFT on all gold solutions, from M_0.
-Claims (R1): accuracy rises over iterations with shrinking gains; IRPO iteration 1 beats DPO alone and
-STaR; the chosen log-prob falls under DPO alone and rises with the NLL term; two iterations beat one with
-twice the pairs. With several seeds a claim holds only when the mean effect exceeds 2 sd of the per-seed
-effects and has the paper's sign.
+Claims (R1): accuracy rises every iteration, with shrinking gains; IRPO iteration 1 beats DPO alone, STaR
+and SFT on gold; the chosen solutions' log-prob falls under DPO alone and rises with the NLL term; two
+iterations beat one with twice the pairs. Each is decided on the verdict core (``verdicts.py``,
+docs/verdicts.md): arms compared per test question (paired), seeds as an outer level; the log-prob claims per
+training question, the change of the chosen solutions' log-prob from M_0 to the trained model.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
+from system2.lm.logprobs import reference_logprobs
+from system2.lm.tiny import load_lm
+from system2.repro import verdicts as vd
 from system2.repro.framework import (
-    Claim,
     Table,
-    check_claims,
     fmt,
     mean_std,
     print_claims,
@@ -33,7 +35,9 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
+from system2.runs import read_parquet
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
+from system2.selfimprove.loop import QUESTIONS, cached_rows, question_results
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks.arithmetic import write_dataset
 from system2.train import TrainConfig
@@ -100,7 +104,7 @@ def _irpo(
     cfg = replace(cfg, **changes)
     if reuse is not None:
         cfg.start("irpo")  # the arm's own record first, then the shared stages
-        _reuse(reuse / "iter-0", out / "iter-0", ("result.json",))
+        _reuse(reuse / "iter-0", out / "iter-0", ("result.json", QUESTIONS))
         _reuse(
             reuse / "iter-1",
             out / "iter-1",
@@ -125,14 +129,19 @@ def _reuse(src: Path, dst: Path, names: tuple[str, ...]) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def chosen_logp_trend(run: Path) -> float:
-    """Mean chosen log-prob over the last fifth of training minus over the first fifth."""
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    vals = [r["logps/chosen"] for r in rows if "logps/chosen" in r]
-    if len(vals) < 5:
-        return float("nan")  # too few logged steps to see a trend: the claim is reported not testable
-    n = max(1, len(vals) // 5)
-    return sum(vals[-n:]) / n - sum(vals[:n]) / n
+def chosen_logp_change(run: Path, first: Path) -> list[dict[str, Any]]:
+    """Per training pair of IRPO's first iteration (``first``: its ``pairs.parquet`` and M_0's
+    ``reference.parquet``): the summed log-prob of the chosen solution under the arm trained on those pairs
+    (``run/iter-1/train/model``) minus under M_0. Cached in ``run/iter-1/chosen_logp.parquet``."""
+
+    def compute() -> list[dict[str, Any]]:
+        pairs = read_parquet(first / "pairs.parquet").to_pylist()
+        ref = read_parquet(first / "reference.parquet").to_pylist()
+        model, tok = load_lm(run / "iter-1" / "train" / "model")
+        trained = reference_logprobs(model, tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], MAX_LEN)
+        return [{"id": p["id"], "change": t - r["ref_chosen"]} for p, t, r in zip(pairs, trained, ref, strict=True)]
+
+    return cached_rows(run / "iter-1" / "chosen_logp.parquet", compute)
 
 
 def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
@@ -142,6 +151,8 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
     if not (data / "test.parquet").is_file():
         write_dataset(data, 0, scale.train, scale.test, scale.hard)
     per_seed: list[dict[str, Any]] = []
+    questions: dict[str, list[list[dict[str, Any]]]] = {}
+    logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
         m0 = _sft(scale, data, root / "m0", seed, scale.model, scale.sft_steps, scale.gold)
@@ -163,12 +174,19 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
             "star": arms["star"]["maj@1"],
             "irpo_2k": arms["irpo_2k"]["maj@1"],
             "sft_gold": full["maj@1"],
-            "logp_trend_dpo": chosen_logp_trend(root / "dpo" / "iter-1" / "train"),
-            "logp_trend_irpo": chosen_logp_trend(first / "train"),
             "pairs": [r.get("pairs") for r in irpo[1:]],
         })  # fmt: skip
+        evals = {"M_0": root / "irpo" / "iter-0"}
+        evals |= {f"IRPO {t}": root / "irpo" / f"iter-{t}" for t in range(1, scale.iterations + 1)}
+        evals |= {name: root / key / "iter-1" for key, name in (("dpo", "DPO alone"), ("star", "STaR"),
+                                                                 ("irpo_2k", "IRPO 2x pairs"))}  # fmt: skip
+        evals["SFT on gold"] = root / "sft_gold"
+        for name, path in evals.items():
+            questions.setdefault(name, []).append(question_results(path))
+        logp["DPO alone"].append(chosen_logp_change(root / "dpo", first))
+        logp["IRPO"].append(chosen_logp_change(root / "irpo", first))
     metrics = {"scale": scale_name, "seeds": per_seed}
-    claims = check_claims(CLAIMS, metrics)
+    claims = vd.decide_all(claims_for(scale.iterations), claim_data(questions, logp))
     table = _table(per_seed)
     plots = [_plot(per_seed, out)]
     intro = (
@@ -176,71 +194,94 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
         f"{scale.test} test questions; M_0 = a tiny Llama (d={scale.d_model}, {scale.layers} layers) after SFT on "
         f"{scale.gold} gold solutions; N={scale.samples} samples at T={scale.temperature}, K={scale.pairs} pairs "
         f"per question, DPO+NLL alpha=1, beta=0.1, {scale.dpo_epochs:g} epoch(s) over the pairs per iteration; "
-        f"{scale.seeds} seed(s). Accuracy is greedy exact match (maj@1) on the test split."
+        f"{scale.seeds} seed(s). Accuracy is greedy exact match (maj@1) on the test split; each claim compares arms "
+        "per test question (paired), seeds as an outer level. The chosen log-prob claims compare, per training "
+        "question with pairs in every seed, the trained model's log-prob of the chosen solutions with M_0's."
     )
     write_report(out, "IRPO reproduction", intro, [table], plots, claims, metrics)
     print_claims(claims)
     return metrics
 
 
-def _effect(values: list[float]) -> tuple[bool, str]:
-    """Mean of per-seed effects > 0, and > 2 sd when there are several seeds."""
-    mean, sd = mean_std(values)
-    held = mean > 0 and (len(values) < 2 or mean > 2 * sd)
-    return held, f"{100 * mean:+.1f} pts" + (f" (sd {100 * sd:.1f})" if len(values) > 1 else "")
+def claim_data(
+    questions: dict[str, list[list[dict[str, Any]]]], logp: dict[str, list[list[dict[str, Any]]]]
+) -> dict[str, vd.Units]:
+    """What the claims compare: ``questions[arm][seed]``, each evaluation's per-question rows (greedy correctness
+    ``maj@1``); ``logp[arm][seed]``, per training pair the change of the chosen solution's log-prob (``id``,
+    ``change``), for "DPO alone" and "IRPO" (iteration 1, the same pairs)."""
+    acc = vd.units_from_rows(questions, lambda r: float(r["maj@1"]), "id")
+    ids = sorted({r["id"] for seeds in logp.values() for rows in seeds for r in rows})
+    logp_units = vd.Units({
+        arm: np.stack([vd.per_unit([r["change"] for r in rows], [r["id"] for r in rows], ids) for rows in seeds])
+        for arm, seeds in logp.items()
+    })  # fmt: skip
+    return derive({"accuracy": acc, "chosen_logp": logp_units})
 
 
-def _claim_rises(m: dict[str, Any]) -> tuple[bool, str]:
-    accs = [mean_std([s["irpo"][t] for s in m["seeds"]])[0] for t in range(len(m["seeds"][0]["irpo"]))]
-    gains = [b - a for a, b in zip(accs, accs[1:], strict=False)]
-    held, txt = _effect([s["irpo"][-1] - s["irpo"][0] for s in m["seeds"]])
-    rising = all(g > 0 for g in gains)
-    shrinking = all(g2 <= g1 for g1, g2 in zip(gains, gains[1:], strict=False))
-    gains_txt = ", ".join(f"{100 * g:+.1f}" for g in gains)
-    return held and rising and shrinking, " -> ".join(
-        f"{100 * a:.1f}" for a in accs
-    ) + f"% (gains {gains_txt}; total {txt})"
+def derive(data: dict[str, vd.Units]) -> dict[str, vd.Units]:
+    """``data`` with the per-question gains of the first and the last IRPO iteration ("gains") when it holds
+    the accuracy of M_0 and of every iteration."""
+    acc = data["accuracy"]
+    its = sorted(int(a.split()[1]) for a in acc.values if a.startswith("IRPO ") and a.split()[1].isdigit())
+    chain = ["M_0"] + [f"IRPO {t}" for t in range(1, len(its) + 1)]
+    if not its or not all(a in acc.values for a in chain):
+        return data
+    step = {t: acc.arm(chain[t]) - acc.arm(chain[t - 1]) for t in range(1, len(chain))}
+    return {**data, "gains": vd.Units({"first gain": step[1], "last gain": step[len(chain) - 1]})}
 
 
-def _claim_beats(arm: str, name: str) -> Any:
-    def check(m: dict[str, Any]) -> tuple[bool, str]:
-        held, txt = _effect([s["irpo"][1] - s[arm] for s in m["seeds"]])
-        irpo = 100 * mean_std([s["irpo"][1] for s in m["seeds"]])[0]
-        other = 100 * mean_std([s[arm] for s in m["seeds"]])[0]
-        return held, f"IRPO it1 {irpo:.1f}% vs {name} {other:.1f}%: {txt}"
-
-    return check
+def _beats(name: str, statement: str, paper: str, arms: tuple[str, str]) -> vd.Claim:
+    return vd.Claim(
+        name, statement, paper, metric="accuracy", arms=arms, direction=1, unit="questions",
+        preconditions=(vd.saturated(),),
+    )  # fmt: skip
 
 
-def _claim_logp(m: dict[str, Any]) -> tuple[bool | None, str]:
-    dpo = [s["logp_trend_dpo"] for s in m["seeds"]]
-    irpo = [s["logp_trend_irpo"] for s in m["seeds"]]
-    if any(math.isnan(x) for x in dpo + irpo):
-        return None, "too few logged training steps to see a trend"
-    held = mean_std(dpo)[0] < 0 < mean_std(irpo)[0]
-    return held, f"chosen log-prob change: DPO {fmt(*mean_std(dpo))}, DPO+NLL {fmt(*mean_std(irpo))}"
+def _logp(name: str, statement: str, arm: str, direction: int) -> vd.Claim:
+    return vd.Claim(
+        name, statement, "Fig. 3 (GSM8K)", metric="chosen_logp", arms=(arm,), constant=0.0, direction=direction,
+        unit="training questions", missing="drop", percent=False, preconditions=(vd.min_units(10),),
+    )  # fmt: skip
 
 
-def _claim_two_iterations(m: dict[str, Any]) -> tuple[bool | None, str]:
-    if len(m["seeds"][0]["irpo"]) < 3:
-        return None, "needs at least 2 iterations"
-    return _effect([s["irpo"][2] - s["irpo_2k"] for s in m["seeds"]])
+def _first_gain(units: vd.Units, data: Any) -> str | None:
+    """Gains can only shrink from a first iteration that raised accuracy."""
+    gain = units.mean("first gain")
+    return None if gain > 0 else f"iteration 1 did not raise accuracy ({100 * gain:+.1f} pts): no gain to shrink"
 
 
-CLAIMS = [
-    Claim("accuracy rises over iterations", "greedy accuracy rises every iteration, with shrinking gains",
-          "GSM8K 55.6 -> 73.1 -> 78.0 -> 81.1 -> 81.6", _claim_rises),
-    Claim("NLL term matters", "IRPO iteration 1 beats DPO without the NLL term", "73.1 vs 61.8 (GSM8K)",
-          _claim_beats("dpo", "DPO alone")),
-    Claim("preferences matter", "IRPO iteration 1 beats STaR (SFT on the chosen solutions)", "73.1 vs 65.2",
-          _claim_beats("star", "STaR")),
-    Claim("beats SFT on gold", "IRPO iteration 1 beats SFT on all gold solutions", "73.1 vs 63.5",
-          _claim_beats("sft_gold", "SFT on gold")),
-    Claim("chosen log-prob", "the chosen log-prob falls under DPO alone and rises with the NLL term",
-          "Fig. 3 (GSM8K)", _claim_logp),
-    Claim("iterations beat more pairs", "two iterations beat one iteration with twice the pairs", "78.0 vs 74.8",
-          _claim_two_iterations),
-]  # fmt: skip
+PAPER_ACCURACY = ("55.6", "73.1", "78.0", "81.1", "81.6")  # GSM8K, M_0 and iterations 1-4 (Table 1)
+
+
+def claims_for(iterations: int) -> list[vd.Claim]:
+    """The IRPO claims for a run of ``iterations`` iterations."""
+    rises = [
+        _beats(f"iteration {t} rises", f"IRPO iteration {t} answers more test questions than "
+               + ("M_0" if t == 1 else f"iteration {t - 1}"),
+               f"{PAPER_ACCURACY[t - 1]} -> {PAPER_ACCURACY[t]}" if t < len(PAPER_ACCURACY) else "-",
+               (f"IRPO {t}", "M_0" if t == 1 else f"IRPO {t - 1}"))
+        for t in range(1, iterations + 1)
+    ]  # fmt: skip
+    claims = rises + [
+        vd.Claim("gains shrink", f"the last iteration's gain (iteration {iterations}) is smaller than the first's",
+                 "+17.5 -> +0.5 pts", metric="gains", arms=("last gain", "first gain"), direction=-1,
+                 unit="questions", preconditions=(_first_gain,)),
+        _beats("NLL term matters", "IRPO iteration 1 beats DPO without the NLL term", "73.1 vs 61.8 (GSM8K)",
+               ("IRPO 1", "DPO alone")),
+        _beats("preferences matter", "IRPO iteration 1 beats STaR (SFT on the chosen solutions)", "73.1 vs 65.2",
+               ("IRPO 1", "STaR")),
+        _beats("beats SFT on gold", "IRPO iteration 1 beats SFT on all gold solutions", "73.1 vs 63.5",
+               ("IRPO 1", "SFT on gold")),
+        _logp("chosen log-prob falls under DPO", "under DPO alone the chosen solutions' log-prob falls",
+              "DPO alone", -1),
+        _logp("chosen log-prob rises with NLL", "with the NLL term the chosen solutions' log-prob rises", "IRPO", 1),
+    ]  # fmt: skip
+    if iterations >= 2:
+        claims.append(_beats("iterations beat more pairs", "two iterations beat one iteration with twice the pairs",
+                             "78.0 vs 74.8", ("IRPO 2", "IRPO 2x pairs")))  # fmt: skip
+    else:
+        claims = [c for c in claims if c.name != "gains shrink"]
+    return claims
 
 
 def _table(per_seed: list[dict[str, Any]]) -> Table:

@@ -8,8 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from system2.planning.dropping import DropConfig
 from system2.planning.generate import GenerateConfig, generate_dataset
 from system2.planning.recipes import (
@@ -19,7 +17,7 @@ from system2.planning.recipes import (
     evaluate_planner,
     train_planner,
 )
-from system2.repro.verdicts import Units
+from system2.repro.verdicts import Units, units_from_rows
 from system2.runs import read_parquet
 from system2.train import TrainConfig
 
@@ -119,12 +117,4 @@ def task_units(rows: dict[str, list[list[dict[str, Any]]]], value: Callable[[dic
     """Per-task values of every arm as ``Units`` for the verdicts: ``rows[arm][seed]`` are the task rows of one
     evaluation; ``value(row)`` is the task's value (None: missing, e.g. no optimal sample). Every arm and seed
     must hold the same test tasks in the same order (paired); tasks are clustered by wall layout."""
-    first = next(iter(rows.values()))[0]
-    ids = [r["task_id"] for r in first]
-    values = {}
-    for arm, seeds in rows.items():
-        for table in seeds:
-            if [r["task_id"] for r in table] != ids:
-                raise ValueError(f"arm {arm!r} was evaluated on other test tasks than the others: it cannot be paired")
-        values[arm] = np.array([[np.nan if (v := value(r)) is None else float(v) for r in t] for t in seeds])
-    return Units(values, clusters=np.array([r["layout_id"] for r in first]))
+    return units_from_rows(rows, value, "task_id", "layout_id")

@@ -71,8 +71,19 @@ class Units:
         return None if c is None else np.asarray(c)
 
     def mean(self, name: str) -> float:
-        """The arm's mean over seeds and units (the point estimate of its level)."""
-        return float(self.arm(name).mean())
+        """The arm's level: the mean over seeds of each seed's mean over its units (the point estimate). A unit
+        missing (NaN) in a seed is left out of that seed's mean; with no unit missing this is the plain mean."""
+        v = self.arm(name)
+        if not np.isnan(v).any():
+            return float(v.mean())
+        counts = (~np.isnan(v)).sum(1)
+        if (counts == 0).any():
+            return float("nan")
+        return float((np.nansum(v, 1) / counts).mean())
+
+    def n_present(self, name: str) -> int:
+        """The fewest units with a value in any one seed of the arm."""
+        return int((~np.isnan(self.arm(name))).sum(1).min())
 
     def n_seeds(self, name: str) -> int:
         return self.arm(name).shape[0]
@@ -102,8 +113,9 @@ class Claim:
     constant): ratio claims such as "under half the baseline's error" are ``direction=-1, margin=math.log(2)``.
     ``unit`` and ``cluster``: plural nouns for reports ("tasks", "layouts"); a claim that names a cluster refuses
     data without cluster ids. ``missing``: what a NaN unit value means: "raise" (the default: ValueError naming the
-    arm), "drop" (leave the unit out: from every arm when paired, e.g. "units solved by both arms"; a unit is
-    dropped when any seed misses it), or a number to fill in. ``percent``: values are fractions, reported in
+    arm), "drop" (leave the unit out of the seed that misses it, from every arm when paired, e.g. "units solved
+    by both arms in that seed"; each seed's mean is over its own units, the arm's level the mean over seeds), or a
+    number to fill in. ``percent``: values are fractions, reported in
     percent and points."""
 
     name: str
@@ -180,30 +192,55 @@ def per_unit(values: Any, unit_ids: Any, units: Any = None) -> np.ndarray:
         return sums / counts
 
 
+def units_from_rows(
+    rows: Mapping[str, Sequence[Sequence[Mapping[str, Any]]]],
+    value: Callable[[Mapping[str, Any]], float | None],
+    unit_key: str,
+    cluster_key: str | None = None,
+) -> Units:
+    """Paired ``Units`` from per-unit result rows: ``rows[arm][seed]`` are one evaluation's rows (one per unit,
+    e.g. a test task or question), ``value(row)`` the unit's value (None: missing). Every arm and seed must hold
+    the same units in the same order (``unit_key`` names the id); ``cluster_key`` names each unit's cluster."""
+    first = next(iter(rows.values()))[0]
+    ids = [r[unit_key] for r in first]
+    values = {}
+    for arm, seeds in rows.items():
+        for table in seeds:
+            if [r[unit_key] for r in table] != ids:
+                raise ValueError(f"arm {arm!r} was evaluated on other units than the others: it cannot be paired")
+        values[arm] = np.array([[np.nan if (v := value(r)) is None else float(v) for r in t] for t in seeds])
+    clusters = None if cluster_key is None else np.array([r[cluster_key] for r in first])
+    return Units(values, clusters=clusters)
+
+
 # --- preconditions -------------------------------------------------------------------------------------------------
 
 
-def saturated(low: float = 0.10, high: float = 0.97) -> Precondition:
+def saturated(low: float = 0.10, high: float = 0.97, on: tuple[str, tuple[str, ...]] | None = None) -> Precondition:
     """Not testable when every arm of the claim is under ``low``, or every arm over ``high`` (fractions): a floor or
-    a ceiling leaves no room for the difference the paper reports."""
+    a ceiling leaves no room for the difference the paper reports. ``on``: (metric, arms) to look at instead of the
+    claim's own units, for claims on a quantity derived from a rate (a gain, a difference)."""
 
     def check(units: Units, data: Any) -> str | None:
-        means = [units.mean(a) for a in units.values]
-        shown = ", ".join(f"{m:.1%}" for m in means)
+        seen, arms = (units, list(units.values)) if on is None else (data[on[0]], list(on[1]))
+        means = [seen.mean(a) for a in arms]
+        shown = ", ".join(f"{a} {m:.1%}" for a, m in zip(arms, means, strict=True))
+        what = "" if on is None else f" on {on[0]}"
         if all(m < low for m in means):
-            return f"all arms under {low:.0%} ({shown})"
+            return f"all arms under {low:.0%}{what} ({shown})"
         if all(m > high for m in means):
-            return f"all arms over {high:.0%} ({shown})"
+            return f"all arms over {high:.0%}{what} ({shown})"
         return None
 
     return check
 
 
 def min_units(n: int) -> Precondition:
-    """Not testable with fewer than ``n`` units in an arm: the interval would be too wide to say anything."""
+    """Not testable with fewer than ``n`` units in an arm (in its seed with the fewest, when units are missing
+    in some seeds): the interval would be too wide to say anything."""
 
     def check(units: Units, data: Any) -> str | None:
-        few = {a: units.n_units(a) for a in units.values if units.n_units(a) < n}
+        few = {a: units.n_present(a) for a in units.values if units.n_present(a) < n}
         return f"fewer than {n} units ({', '.join(f'{a}: {k}' for a, k in few.items())})" if few else None
 
     return check
@@ -227,13 +264,16 @@ def beats_chance(chance: float) -> Precondition:
 def _draw(
     rng: np.random.Generator, n_seeds: int, n_clusters: int, n_resamples: int
 ) -> tuple[np.ndarray | None, np.ndarray]:
-    """The indices drawn with replacement in every resample: seeds (resamples, seeds) when there are at least 3
-    (None: each seed once), then clusters (resamples, clusters)."""
+    """What every resample draws with replacement: seeds (int32 indices (resamples, seeds), from
+    ``rng.integers``) when there are at least 3 (None: each seed once), then clusters (int32 indices (resamples,
+    clusters), likewise), returned as how often each resample drew each cluster (float (resamples, clusters))."""
     seed_idx = None
     if n_seeds >= 3:
         seed_idx = rng.integers(0, n_seeds, size=(n_resamples, n_seeds), dtype=np.int32)
     cluster_idx = rng.integers(0, n_clusters, size=(n_resamples, n_clusters), dtype=np.int32)
-    return seed_idx, cluster_idx
+    flat = (np.arange(n_resamples)[:, None] * n_clusters + cluster_idx).ravel()
+    drawn = np.bincount(flat, minlength=n_resamples * n_clusters).reshape(n_resamples, n_clusters)
+    return seed_idx, drawn.astype(float)
 
 
 def _codes(units: Units, arm: str) -> np.ndarray:
@@ -248,29 +288,34 @@ def _codes(units: Units, arm: str) -> np.ndarray:
 
 
 def _resampled_mean(
-    values: np.ndarray, codes: np.ndarray, seed_idx: np.ndarray | None, cluster_idx: np.ndarray
+    values: np.ndarray, codes: np.ndarray, seed_idx: np.ndarray | None, drawn: np.ndarray
 ) -> np.ndarray:
-    """Mean over the drawn seeds of the mean over every unit of the drawn clusters, for each resample. Per-cluster
-    sums and sizes keep it vectorised and exact for clusters of unequal size: the drawn units of a resample are
-    sum(sizes[drawn clusters]), the same for every seed."""
-    n_seeds = values.shape[0]
-    k = cluster_idx.shape[1]
-    sums = np.stack([np.bincount(codes, weights=v, minlength=k) for v in values])  # (seeds, clusters)
-    sizes = np.bincount(codes, minlength=k)  # (clusters,)
-    per_seed = np.stack([s[cluster_idx].sum(1) for s in sums], axis=1)  # (resamples, seeds): sum over drawn units
+    """Mean over the drawn seeds of each seed's mean over every unit of the drawn clusters, for each resample.
+    Per-(seed, cluster) sums and counts, weighted by how often each resample drew each cluster (``drawn``, one
+    matrix product), keep it vectorised and exact for clusters of unequal size and for units missing (NaN) in some
+    seeds: a seed's mean is over the drawn units it has a value for (NaN when none)."""
+    k = drawn.shape[1]
+    present = ~np.isnan(values)
+    filled = np.where(present, values, 0.0)
+    sums = np.stack([np.bincount(codes, weights=v, minlength=k) for v in filled])  # (seeds, clusters)
+    counts = np.stack([np.bincount(codes[m], minlength=k) for m in present]).astype(float)
+    seed_sums, seed_counts = drawn @ sums.T, drawn @ counts.T  # (resamples, seeds)
     if seed_idx is not None:
-        per_seed = np.take_along_axis(per_seed, seed_idx, axis=1)
-    return per_seed.sum(1) / (n_seeds * sizes[cluster_idx].sum(1))
+        seed_sums = np.take_along_axis(seed_sums, seed_idx, axis=1)
+        seed_counts = np.take_along_axis(seed_counts, seed_idx, axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (seed_sums / seed_counts).mean(1)
 
 
 def resampled_means(units: Units, arms: Sequence[str], n_resamples: int = 2000, seed: int = 0) -> dict[str, np.ndarray]:
     """Each arm's mean in ``n_resamples`` bootstrap resamples (arm -> shape (n_resamples,)), from
     ``numpy.random.default_rng(seed)``. Paired units: one draw serves every arm (int32 seed indices (n_resamples,
     seeds) when seeds >= 3, then int32 cluster indices (n_resamples, clusters), from ``rng.integers``). Unpaired:
-    the same draws arm by arm, in the order of ``arms``. Values must be finite."""
+    the same draws arm by arm, in the order of ``arms``. Values must be finite or NaN (a unit missing in a seed,
+    left out of that seed's mean)."""
     rng = np.random.default_rng(seed)
     for a in arms:
-        if not np.isfinite(units.arm(a)).all():
+        if np.isinf(units.arm(a)).any():
             raise ValueError(f"arm {a!r}: values must be finite (NaN is a missing unit; see Claim.missing)")
     if units.paired:
         shapes = {units.arm(a).shape for a in arms}
@@ -345,10 +390,11 @@ def _prepare(claim: Claim, units: Units) -> Units:
                 + "; declare Claim.missing to drop or fill them"
             )
         if claim.missing == "drop":
-            keep = {a: ~m.any(0) for a, m in nan.items()}
-            if units.paired:
-                both = np.logical_and.reduce(list(keep.values()))
-                keep = dict.fromkeys(keep, both)
+            if units.paired:  # a unit a seed misses in any arm is missing from every arm in that seed
+                gone = np.logical_or.reduce(list(nan.values()))
+                nan = dict.fromkeys(nan, gone)
+                vals = {a: np.where(gone, np.nan, v) for a, v in vals.items()}
+            keep = {a: ~m.all(0) for a, m in nan.items()}  # units some seed has a value for
             vals = {a: v[:, keep[a]] for a, v in vals.items()}
             clusters = {a: None if c is None else c[keep[a]] for a, c in clusters.items()}
         else:
@@ -359,8 +405,8 @@ def _prepare(claim: Claim, units: Units) -> Units:
 def _builtin_reason(claim: Claim, units: Units) -> str | None:
     """Preconditions every claim has: some units left, and on the log scale non-negative values and a ratio that
     is defined."""
-    if any(units.n_units(a) == 0 for a in claim.arms):
-        return "no units left after dropping the missing ones"
+    if any(units.n_present(a) == 0 for a in claim.arms):
+        return "a seed has no units left after dropping the missing ones"
     if claim.scale == "log":
         for a in claim.arms:
             if (units.arm(a) < 0).any():
@@ -434,6 +480,12 @@ def decide(claim: Claim, data: Any, n_resamples: int = 2000, seed: int = 0) -> C
     ref_boot = boot[arms[1]] if len(arms) == 2 else claim.constant
     ref = means[arms[1]] if len(arms) == 2 else claim.constant
     stats = _effect(claim, boot[arms[0]], ref_boot)
+    empty = sum(int(np.isnan(b).sum()) for b in boot.values())
+    if empty:
+        raise ValueError(
+            f"claim {claim.name!r}: {empty} resampled arm means drew no unit with a value in some seed; add a "
+            "precondition (e.g. min_units()) that makes such sparse data not testable"
+        )
     if np.isnan(stats).any():
         raise ValueError(
             f"claim {claim.name!r}: the log ratio is undefined (0/0) in {int(np.isnan(stats).sum())} resamples; "
@@ -452,6 +504,15 @@ def decide(claim: Claim, data: Any, n_resamples: int = 2000, seed: int = 0) -> C
         sizes += " (seed variance not included)"
     ours = _ours(claim, means, effect, interval, sizes)
     return ClaimVerdict(verdict=verdict, effect=effect, interval=interval, reason=None, ours=ours, **base)
+
+
+def not_testable(claim: Claim, reason: str) -> ClaimVerdict:
+    """The verdict of a claim whose data this run does not have (a task or an arm its scale leaves out): not
+    testable, with the reason. The only other way to that verdict is a failed precondition inside ``decide``."""
+    return ClaimVerdict(
+        name=claim.name, statement=claim.statement, paper=claim.paper, verdict=NOT_TESTABLE, effect=None,
+        interval=None, reason=reason, means={}, n_units=0, n_clusters=0, n_seeds=0, seed_variance=False, ours=reason,
+    )  # fmt: skip
 
 
 def decide_all(claims: Sequence[Claim], data: Any, n_resamples: int = 2000, seed: int = 0) -> list[ClaimVerdict]:

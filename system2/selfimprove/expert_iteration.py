@@ -15,7 +15,7 @@ from typing import Any
 
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import RoundsConfig, cached_json, cached_rows, finetune, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample_and_score
 
 
 @dataclass
@@ -44,7 +44,7 @@ def run_expert_iteration(
     cfg.validate()
     out = cfg.start("expert-iteration", restart)
     problems, test = cfg.problems()
-    first = cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))
+    first = cfg.evaluate(cfg.model, test, out / "round-0")
     results = [{"round": 0, "samples_drawn": 0, **first}]
     current: str | Path = cfg.model
     union: dict[tuple[str, str], dict[str, Any]] = {}
@@ -83,5 +83,5 @@ def run_expert_iteration(
             "dataset": len(data),
             "model": str(current),
         }
-        results.append({**stats, **cached_json(rd / "result.json", lambda c=current: cfg.evaluate(c, test))})
+        results.append({**stats, **cfg.evaluate(current, test, rd)})
     return results

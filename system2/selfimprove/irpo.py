@@ -27,7 +27,6 @@ from system2.lm.logprobs import reference_logprobs
 from system2.lm.tiny import load_lm
 from system2.selfimprove.loop import (
     LoopConfig,
-    cached_json,
     cached_rows,
     finetune,
     group_by_question,
@@ -106,7 +105,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
     problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
 
-    results = [{"iteration": 0, **cached_json(out / "iter-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))}]
+    results = [{"iteration": 0, **cfg.evaluate(cfg.model, test, out / "iter-0")}]
     current: str | Path = cfg.model
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter-{t}"
@@ -150,7 +149,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             "pairs": len(pairs),
             "questions_with_pairs": len({p["id"] for p in pairs}),
         }
-        results.append({**stats, **cached_json(it / "result.json", lambda c=current: cfg.evaluate(c, test))})
+        results.append({**stats, **cfg.evaluate(current, test, it)})
     return results
 
 

@@ -1,5 +1,5 @@
 """The pieces every self-improvement loop shares: sample and score solutions with the current policy,
-evaluate a policy (maj@1, maj@K, pass@K), fine-tune a policy through the project's one training loop, and
+evaluate a policy per question (maj@1, maj@K, pass@K), fine-tune a policy through the project's one training loop, and
 skip stages whose results are already on disk (a killed run resumes where it stopped).
 
 A policy is any Hugging Face causal LM directory (``save_lm`` format); questions are ``Problem`` rows
@@ -20,12 +20,13 @@ import torch
 from system2.config import ConfigError, to_dict
 from system2.lm.sampling import SampleConfig, sample
 from system2.lm.tiny import check_lm_dir, load_lm, save_lm
-from system2.runs import atomic_write_json, open_run, read_run
-from system2.selfimprove.metrics import accuracy, maj_at_k, pass_at_k
+from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
+from system2.selfimprove.metrics import maj_hits, pass_hits
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
 from system2.train import TrainConfig, TrainData, train
 
 Extract = Callable[[object], int | None]
+QUESTIONS = "questions.parquet"  # an evaluation's per-question results, next to its result.json
 
 
 @dataclass
@@ -83,15 +84,25 @@ class LoopConfig:
         test = read_problems(self.eval_data) if self.eval_data else []
         return train_set[: self.limit or None], test[: self.eval_limit or None]
 
-    def evaluate(self, model_dir: str | Path, test: Sequence[Problem], prefix: str = "") -> dict[str, Any]:
-        """maj@1 (and maj@K/pass@K with ``eval_samples``) of the policy at ``model_dir``; {} without test data."""
+    def evaluate(self, model_dir: str | Path, test: Sequence[Problem], out: Path, prefix: str = "") -> dict[str, Any]:
+        """maj@1 (and maj@K/pass@K with ``eval_samples``) of the policy at ``model_dir``; {} without test data.
+        Cached in ``out``: ``result.json`` (the rates) and ``questions.parquet`` (one row per question, the
+        independent units of the reproductions' claims). A stage scored before the per-question file existed
+        is scored again."""
         if not test:
             return {}
+        result, per_question = out / "result.json", out / QUESTIONS
+        if result.is_file() and per_question.is_file():
+            return read_json(result)
         model, tok = load_lm(model_dir)
-        return evaluate_policy(
+        rows = evaluate_questions(
             model, tok, test, self.max_new_tokens, self.eval_samples, seed=self.seed, batch_size=self.batch_size,
             prompt_prefix=prefix,
         )  # fmt: skip
+        write_parquet(per_question, rows)
+        summary = summarize_questions(rows)
+        atomic_write_json(result, summary)
+        return summary
 
 
 @dataclass
@@ -158,7 +169,7 @@ def group_by_question(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str
     return groups
 
 
-def evaluate_policy(
+def evaluate_questions(
     model: torch.nn.Module,
     tokenizer: Any,
     problems: Sequence[Problem],
@@ -170,24 +181,42 @@ def evaluate_policy(
     extract: Extract = extract_answer,
     prompt_prefix: str = "",
     progress: bool = True,
-) -> dict[str, float]:
-    """maj@1 (greedy accuracy); with ``k`` > 0 also maj@K and pass@K from ``k`` samples at ``temperature``."""
-    answers = [p.answer for p in problems]
+) -> list[dict[str, Any]]:
+    """One row per question: its id, whether the greedy answer is right (``maj@1``) and the greedy response's
+    words; with ``k`` > 0 also whether the majority vote (``maj@K``) and any (``pass@K``) of ``k`` samples at
+    ``temperature`` are right."""
     greedy = sample_and_score(
         model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix,
         progress=progress, label="eval greedy",
     )  # fmt: skip
-    out = {"maj@1": accuracy([r["text"] for r in greedy], answers, extract)}
-    out["mean_response_words"] = sum(len(r["text"].split()) for r in greedy) / len(greedy)
+    rows = [{"id": r["id"], "maj@1": bool(r["correct"]), "response_words": len(r["text"].split())} for r in greedy]
     if k > 0:
-        rows = sample_and_score(
+        sampled = sample_and_score(
             model, tokenizer, problems, k, temperature, max_new_tokens, seed + 1, batch_size, extract, prompt_prefix,
             progress=progress, label=f"eval {k} samples",
         )  # fmt: skip
-        groups = [[r["text"] for r in g] for g in group_by_question(rows).values()]
-        out[f"maj@{k}"] = maj_at_k(groups, answers, extract)
-        out[f"pass@{k}"] = pass_at_k(groups, answers, extract)
+        groups = [[r["text"] for r in g] for g in group_by_question(sampled).values()]
+        answers = [p.answer for p in problems]
+        for row, maj, hit in zip(
+            rows, maj_hits(groups, answers, extract), pass_hits(groups, answers, extract), strict=True
+        ):
+            row.update({f"maj@{k}": maj, f"pass@{k}": hit})
+    return rows
+
+
+def summarize_questions(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """The rates of ``evaluate_questions`` rows: the share of questions right per metric, and the mean greedy
+    response length in words."""
+    if not rows:
+        raise ValueError("no questions to summarize")
+    out = {key: sum(bool(r[key]) for r in rows) / len(rows) for key in rows[0] if "@" in key}
+    out["mean_response_words"] = sum(r["response_words"] for r in rows) / len(rows)
     return out
+
+
+def question_results(out: str | Path) -> list[dict[str, Any]]:
+    """The per-question rows an evaluation cached in ``out`` (``LoopConfig.evaluate``)."""
+    return read_parquet(Path(out) / QUESTIONS).to_pylist()
 
 
 def finetune(
@@ -221,14 +250,8 @@ def cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, 
 
 def cached_rows(path: Path, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
     """Rows from the Parquet file at ``path``, or computed and written atomically."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from system2.runs import atomic_path
-
     if path.is_file():
-        return pq.read_table(path).to_pylist()
+        return read_parquet(path).to_pylist()
     rows = compute()
-    with atomic_path(path) as tmp:
-        pq.write_table(pa.Table.from_pylist(rows), tmp)
+    write_parquet(path, rows)
     return rows

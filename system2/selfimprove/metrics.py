@@ -19,24 +19,22 @@ def majority_answer(answers: Sequence[int | None]) -> int | None:
     return next(a for a in answers if a is not None and counts[a] == best)
 
 
-def maj_at_k(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> float:
-    """Fraction of questions whose majority-vote answer over their samples is right."""
+def maj_hits(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> list[bool]:
+    """Per question: is its majority-vote answer over its samples right?"""
     _check(samples, answers)
-    hits = [majority_answer([extract(s) for s in group]) == a for group, a in zip(samples, answers, strict=True)]
-    return sum(hits) / len(hits)
+    return [majority_answer([extract(s) for s in group]) == a for group, a in zip(samples, answers, strict=True)]
 
 
-def pass_at_k(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> float:
-    """Fraction of questions with at least one right sample."""
+def pass_hits(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> list[bool]:
+    """Per question: is at least one of its samples right?"""
     _check(samples, answers)
-    hits = [any(extract(s) == a for s in group) for group, a in zip(samples, answers, strict=True)]
-    return sum(hits) / len(hits)
+    return [any(extract(s) == a for s in group) for group, a in zip(samples, answers, strict=True)]
 
 
-def rerank_at_k(
+def rerank_hits(
     samples: Sequence[Sequence[str]], scores: Sequence[Sequence[float]], answers: Sequence[int], extract: Extract
-) -> float:
-    """Fraction of questions whose highest-scored sample is right (first one on ties)."""
+) -> list[bool]:
+    """Per question: is its highest-scored sample right (first one on ties)?"""
     _check(samples, answers)
     hits = []
     for group, sc, a in zip(samples, scores, answers, strict=True):
@@ -44,6 +42,26 @@ def rerank_at_k(
             raise ValueError(f"{len(group)} samples but {len(sc)} scores for one question")
         best = max(range(len(group)), key=lambda i: (sc[i], -i))
         hits.append(extract(group[best]) == a)
+    return hits
+
+
+def maj_at_k(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> float:
+    """Fraction of questions whose majority-vote answer over their samples is right."""
+    hits = maj_hits(samples, answers, extract)
+    return sum(hits) / len(hits)
+
+
+def pass_at_k(samples: Sequence[Sequence[str]], answers: Sequence[int], extract: Extract) -> float:
+    """Fraction of questions with at least one right sample."""
+    hits = pass_hits(samples, answers, extract)
+    return sum(hits) / len(hits)
+
+
+def rerank_at_k(
+    samples: Sequence[Sequence[str]], scores: Sequence[Sequence[float]], answers: Sequence[int], extract: Extract
+) -> float:
+    """Fraction of questions whose highest-scored sample is right (first one on ties)."""
+    hits = rerank_hits(samples, scores, answers, extract)
     return sum(hits) / len(hits)
 
 

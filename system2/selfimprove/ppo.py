@@ -35,7 +35,7 @@ from system2.config import ConfigError
 from system2.console import Progress
 from system2.lm.logprobs import encode_prompt_response
 from system2.lm.tiny import load_lm, save_lm
-from system2.selfimprove.loop import LoopConfig, cached_json, evaluate_policy, sample_and_score
+from system2.selfimprove.loop import LoopConfig, evaluate_questions, sample_and_score, summarize_questions
 from system2.tasks.arithmetic import dense_step_reward
 
 
@@ -269,18 +269,10 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
             }
             if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and dist.is_main():
                 policy.eval()
-                row.update(
-                    evaluate_policy(
-                        policy,
-                        tok,
-                        test,
-                        cfg.max_new_tokens,
-                        0,
-                        seed=cfg.seed,
-                        batch_size=cfg.batch_size,
-                        progress=progress,
-                    )
+                questions = evaluate_questions(
+                    policy, tok, test, cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size, progress=progress
                 )
+                row.update(summarize_questions(questions))
             log.append(row)
             bar.update(it + 1, info=f"reward {row['reward']:.3f}")
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:
@@ -303,6 +295,6 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
         save_lm(policy, tok, final)
     result: dict[str, Any] = {}
     if dist.is_main():
-        result = cached_json(out / "result.json", lambda: cfg.evaluate(final, test))
+        result = cfg.evaluate(final, test, out)
     acc.wait_for_everyone()  # a barrier before teardown (gloo can abort otherwise)
     return log + [{"iteration": cfg.iterations, "final": True, **result}]

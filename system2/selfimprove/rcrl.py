@@ -17,7 +17,7 @@ from typing import Any
 
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import load_lm
-from system2.selfimprove.loop import RoundsConfig, cached_json, cached_rows, finetune, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample_and_score
 from system2.tasks.arithmetic import RETURN_TOKENS
 
 GOOD, BAD = RETURN_TOKENS
@@ -38,7 +38,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
     cfg.validate()
     out = cfg.start("rcrl", restart)
     problems, test = cfg.problems()
-    results = [{"round": 0, **cached_json(out / "round-0" / "result.json", lambda: cfg.evaluate(cfg.model, test))}]
+    results = [{"round": 0, **cfg.evaluate(cfg.model, test, out / "round-0")}]
     current: str | Path = cfg.model
     pool: list[dict[str, Any]] = []
     for r in range(1, cfg.rounds + 1):
@@ -72,7 +72,5 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
             "samples_drawn": len(pool),
             "good_fraction": sum(x["correct"] for x in rows) / len(rows),
         }
-        results.append(
-            {**stats, **cached_json(rd / "result.json", lambda c=current: cfg.evaluate(c, test, f"{GOOD} "))}
-        )
+        results.append({**stats, **cfg.evaluate(current, test, rd, f"{GOOD} ")})
     return results

@@ -16,7 +16,7 @@ from typing import Any
 from system2.config import ConfigError
 from system2.lm.data import SFTData, make_sft_loss_fn
 from system2.lm.tiny import build_word_tokenizer, save_lm, tiny_llama
-from system2.selfimprove.loop import LoopConfig, cached_json, finetune
+from system2.selfimprove.loop import LoopConfig, finetune
 from system2.tasks.arithmetic import ArithmeticConfig, vocabulary
 from system2.train import TrainConfig
 
@@ -72,5 +72,5 @@ def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dic
     return {
         "model": str(final),
         "examples": len(problems),
-        **cached_json(out / "result.json", lambda: cfg.evaluate(final, test)),
+        **cfg.evaluate(final, test, out),
     }

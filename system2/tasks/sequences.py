@@ -125,7 +125,7 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple
 
 
 @torch.no_grad()
-def score(
+def sequence_errors(
     model: torch.nn.Module,
     vocab: Vocabulary,
     examples: Sequence[Example],
@@ -133,25 +133,31 @@ def score(
     max_len: int = 0,
     progress: bool = True,
     label: str = "score",
-) -> dict[str, float]:
-    """Teacher-forced argmax at every answer token: the error rate per sequence (any answer token wrong)
-    and per answer token, and the counts. ``progress`` shows the sequences scored under ``label``."""
+) -> list[tuple[int, int]]:
+    """Teacher-forced argmax at every answer token: (wrong answer tokens, answer tokens) of each sequence, in
+    order. A sequence is the independent unit of the CoPE claims (docs/verdicts.md); ``progress`` shows the
+    sequences scored under ``label``."""
     model.eval()
     device = next(model.parameters()).device
-    wrong_seq = wrong_tok = n_tok = 0
+    out: list[tuple[int, int]] = []
     with Progress(len(examples), label, enabled=progress) as bar:
         for start in range(0, len(examples), batch_size):
             batch = encode_batch(vocab, examples[start : start + batch_size], max_len)
             ids, mask = batch["ids"].to(device), batch["answer_mask"][:, 1:].to(device)
             pred = model(ids[:, :-1]).argmax(-1)
-            wrong = (pred != ids[:, 1:]) & mask
-            wrong_seq += int(wrong.any(1).sum())
-            wrong_tok += int(wrong.sum())
-            n_tok += int(mask.sum())
+            wrong = ((pred != ids[:, 1:]) & mask).sum(1).tolist()
+            out += zip(wrong, mask.sum(1).tolist(), strict=True)
             bar.update(min(start + batch_size, len(examples)))
-    n = len(examples)
+    return out
+
+
+def error_rates(per_sequence: Sequence[tuple[int, int]]) -> dict[str, float]:
+    """The error rate per sequence (any answer token wrong) and per answer token (pooled), and the counts."""
+    n = len(per_sequence)
+    wrong_tok = sum(w for w, _ in per_sequence)
+    n_tok = sum(t for _, t in per_sequence)
     return {
-        "sequence_error": wrong_seq / max(n, 1),
+        "sequence_error": sum(w > 0 for w, _ in per_sequence) / max(n, 1),
         "token_error": wrong_tok / max(n_tok, 1),
         "sequences": n,
         "answer_tokens": n_tok,

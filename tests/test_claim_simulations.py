@@ -1,0 +1,537 @@
+"""Every reproduction's claims on simulated results at the real unit counts, 200 simulated datasets per case.
+
+For each claim: with no effect (or an effect exactly at the claim's margin or bound) "held" comes out in at most
+5% of the datasets; with a clear effect in at least 80%; with the effect reversed "contradicted" in at least 80%;
+with both arms saturated (or the claim's precondition otherwise failing) always "not testable". Reports use 2,000
+resamples, the simulations 250 (the rates hold at both). Unit counts are those of the ``small`` scales with 3
+seeds: planning 200 test tasks in 40 wall layouts (5 per layout; bootstrapping rounds: one seed), CoPE 500 test
+sequences per split, IRPO 500 test questions (and 1,000 training questions with pairs), RL for reasoning 300.
+
+Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
+one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
+Units have their own difficulty (planning: a layout effect of +-20 pts and a task effect of +-10 pts; reasoning:
+a question offset of +-25 pts), each arm adds its shift and a seed effect (+-4 / +-3 pts), and outcomes are drawn
+per arm and seed. The clear effects: +15 pts optimal rate (our measured small-scale Dualformer gaps), 45% fewer
+search steps (the paper's slow mode), +0.75 distinct optimal plans (no paper figure); CoPE the paper's Table 2/3
+error rates; +12 pts accuracy (our measured EI gain over SFT); 0.5 nats of chosen log-prob (sd 2 per question).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from system2.repro import cope, dualformer, irpo, rl_reasoning, searchformer
+from system2.repro import verdicts as vd
+
+DATASETS = 200
+RESAMPLES = 250
+SEEDS = 3
+
+
+def rates(claim: vd.Claim, make: Callable[[np.random.Generator], Any], datasets: int = DATASETS) -> dict[str, float]:
+    """The share of each verdict over ``datasets`` simulated datasets (``make(rng)``: the claim's data)."""
+    rng = np.random.default_rng(zlib.crc32(claim.name.encode()))
+    got = [vd.decide(claim, make(rng), RESAMPLES, seed=i).verdict for i in range(datasets)]
+    return {v: got.count(v) / datasets for v in vd.VERDICTS}
+
+
+def check(claim: vd.Claim, null, clear, reversed_, saturated) -> None:
+    """The four rates every claim must meet; ``null``, ``clear``, ``reversed_``, ``saturated``: data makers."""
+    r = rates(claim, null)
+    assert r[vd.HELD] <= 0.05, ("null", r)
+    r = rates(claim, clear)
+    assert r[vd.HELD] >= 0.8 and r[vd.CONTRADICTED] == 0, ("clear", r)
+    r = rates(claim, reversed_)
+    assert r[vd.CONTRADICTED] >= 0.8 and r[vd.HELD] == 0, ("reversed", r)
+    r = rates(claim, saturated, datasets=20)
+    assert r[vd.NOT_TESTABLE] == 1, ("saturated", r)
+
+
+def by_name(claims: list[vd.Claim], name: str) -> vd.Claim:
+    return next(c for c in claims if c.name == name)
+
+
+def draw(rng: np.random.Generator, p: float, offset: np.ndarray, seeds: int, seed_effect: float) -> np.ndarray:
+    """0/1 outcomes (seeds, units) at rate ``p`` plus each unit's offset and a seed effect; 0 and 1 are exact."""
+    if p in (0.0, 1.0):
+        return np.full((seeds, offset.size), p)
+    chance = p + offset + rng.uniform(-seed_effect, seed_effect, (seeds, 1))
+    return (rng.random((seeds, offset.size)) < chance).astype(float)
+
+
+def assert_same_units(got: dict[str, Any], want: dict[str, Any]) -> None:
+    for key, w in want.items():
+        if not isinstance(w, vd.Units):
+            assert got[key] == w, key
+            continue
+        g = got[key]
+        assert set(g.values) == set(w.values), key
+        for arm in w.values:
+            np.testing.assert_array_equal(g.arm(arm), w.arm(arm), err_msg=f"{key}/{arm}")
+            assert (g.cluster_ids(arm) is None) == (w.cluster_ids(arm) is None), key
+            if w.cluster_ids(arm) is not None:  # the same partition into clusters
+                assert len(set(zip(g.cluster_ids(arm), w.cluster_ids(arm), strict=True))) == w.n_clusters(arm)
+
+
+# --- planning: 200 test tasks in 40 layouts ------------------------------------------------------------------------
+
+N_TASKS, N_LAYOUTS = 200, 40
+LAYOUT = np.repeat(np.arange(N_LAYOUTS), N_TASKS // N_LAYOUTS)
+
+
+def planning(
+    rng: np.random.Generator, arms: dict[str, dict[str, float]], seeds: int = SEEDS
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per arm (seeds, tasks) arrays: ``optimal`` (0/1 at the arm's rate ``p``), ``steps`` (search steps of an
+    optimal task, a multiple ``steps`` of the task's own; NaN when not optimal), ``plans`` (distinct optimal plans,
+    1 + Poisson(0.5 + ``plans``); 0 when not optimal)."""
+    offset = rng.uniform(-0.2, 0.2, N_LAYOUTS)[LAYOUT] + rng.uniform(-0.1, 0.1, N_TASKS)
+    length = 20 * np.exp(rng.normal(0, 0.3, N_TASKS))
+    out: dict[str, dict[str, np.ndarray]] = {"optimal": {}, "steps": {}, "plans": {}}
+    for arm, a in arms.items():
+        optimal = draw(rng, a.get("p", 0.4), offset, seeds, 0.04)
+        steps = length * a.get("steps", 1.0) * np.exp(rng.normal(0, 0.2, (seeds, N_TASKS)))
+        plans = 1 + rng.poisson(0.5 + a.get("plans", 0.0), (seeds, N_TASKS))
+        out["optimal"][arm] = optimal
+        out["steps"][arm] = np.where(optimal > 0, steps, np.nan)
+        out["plans"][arm] = np.where(optimal > 0, plans, 0.0)
+    return out
+
+
+def task_rows(sim: dict[str, dict[str, np.ndarray]]) -> dict[str, list[list[dict[str, Any]]]]:
+    """The simulated arrays as the task rows the planning reproductions store (``tasks.parquet``)."""
+    return {
+        arm: [
+            [{"task_id": f"t{i}", "layout_id": f"l{LAYOUT[i]}", "optimal": int(o[i] * 8),
+              "mean_search_steps_optimal": None if np.isnan(st[i]) else float(st[i]),
+              "unique_optimal_plans": int(pl[i])}
+             for i in range(N_TASKS)]
+            for o, st, pl in zip(sim["optimal"][arm], sim["steps"][arm], sim["plans"][arm], strict=True)
+        ]
+        for arm in sim["optimal"]
+    }  # fmt: skip
+
+
+def dualformer_units(sim: dict[str, dict[str, np.ndarray]]) -> dict[str, vd.Units]:
+    return {
+        "optimal": vd.Units(sim["optimal"], LAYOUT),
+        "search_steps": vd.Units(sim["steps"], LAYOUT),
+        "diversity": vd.Units(sim["plans"], LAYOUT),
+    }
+
+
+def dualformer_data(claim: vd.Claim, a: dict[str, float], b: dict[str, float]) -> Callable:
+    return lambda rng: dualformer_units(planning(rng, {claim.arms[0]: a, claim.arms[1]: b}))
+
+
+def test_dualformer_claim_data_from_task_rows():
+    sim = planning(np.random.default_rng(0), {"Dualformer slow": {"p": 0.5}, "Searchformer": {"p": 0.4}})
+    assert_same_units(dualformer.claim_data(task_rows(sim)), dualformer_units(sim))
+
+
+@pytest.mark.parametrize("name", ["slow mode is optimal", "fast mode beats solution-only", "auto mode is optimal"])
+def test_dualformer_optimal_claims(name):
+    c = by_name(dualformer.CLAIMS, name)
+    check(
+        c,
+        null=dualformer_data(c, {"p": 0.4}, {"p": 0.4}),
+        clear=dualformer_data(c, {"p": 0.55}, {"p": 0.4}),
+        reversed_=dualformer_data(c, {"p": 0.4}, {"p": 0.55}),
+        saturated=dualformer_data(c, {"p": 1.0}, {"p": 1.0}),
+    )
+
+
+@pytest.mark.parametrize("name", ["slow mode searches less", "auto mode searches less"])
+def test_dualformer_search_claims(name):
+    """Search steps on the tasks both arms solve optimally in a seed; not testable when none are."""
+    c = by_name(dualformer.CLAIMS, name)
+    check(
+        c,
+        null=dualformer_data(c, {"p": 0.5}, {"p": 0.5}),
+        clear=dualformer_data(c, {"p": 0.5, "steps": 0.545}, {"p": 0.5}),
+        reversed_=dualformer_data(c, {"p": 0.5}, {"p": 0.5, "steps": 0.545}),
+        saturated=dualformer_data(c, {"p": 0.0}, {"p": 0.0}),
+    )
+
+
+def test_dualformer_diversity_claim():
+    c = by_name(dualformer.CLAIMS, "diversity")
+    check(
+        c,
+        null=dualformer_data(c, {"p": 0.5}, {"p": 0.5}),
+        clear=dualformer_data(c, {"p": 0.5, "plans": 0.75}, {"p": 0.5}),
+        reversed_=dualformer_data(c, {"p": 0.5}, {"p": 0.5, "plans": 0.75}),
+        saturated=dualformer_data(c, {"p": 0.0}, {"p": 0.0}),
+    )
+
+
+SIZES = (1000, 3000)
+
+
+def searchformer_sim(
+    rng: np.random.Generator, small=(0.4, 0.4), large=(0.6, 0.6), rounds=({}, {})
+) -> tuple[dict[int, dict], dict]:
+    """Search-augmented and solution-only models at 1,000 and 3,000 tasks (3 seeds), and the first and last
+    bootstrapping rounds (one seed)."""
+    levels = zip(SIZES, (small, large), strict=True)
+    arms = {n: planning(rng, {"search": {"p": s}, "solution": {"p": o}}) for n, (s, o) in levels}
+    return arms, planning(rng, {"round 0": rounds[0], "last round": rounds[1]}, seeds=1)
+
+
+def searchformer_units(arms: dict[int, dict], boot: dict) -> dict[str, Any]:
+    """What the Searchformer claims read, written out from the simulated arrays (a second derivation)."""
+    opt = {n: arms[n]["optimal"] for n in SIZES}
+    gap = {f"gap at {w}": opt[n]["search"] - opt[n]["solution"] for w, n in (("smallest", 1000), ("largest", 3000))}
+    return {
+        "sizes": list(SIZES),
+        "optimal_small": vd.Units(opt[1000], LAYOUT),
+        "gap": vd.Units(gap, LAYOUT),
+        "boot_optimal": vd.Units(boot["optimal"], LAYOUT),
+        "boot_steps": vd.Units(boot["steps"], LAYOUT),
+    }
+
+
+def searchformer_data(**kw: Any) -> Callable:
+    return lambda rng: searchformer_units(*searchformer_sim(rng, **kw))
+
+
+def test_searchformer_claim_data_from_task_rows():
+    arms, boot = searchformer_sim(np.random.default_rng(0), small=(0.6, 0.4), rounds=({"p": 0.5}, {"p": 0.6}))
+    rows = {mode: {n: task_rows(arms[n])[mode] for n in SIZES} for mode in ("search", "solution")}
+    boot_rows = task_rows(boot)
+    got = searchformer.claim_data(rows, [boot_rows["round 0"][0], boot_rows["last round"][0]])
+    assert_same_units(got, searchformer_units(arms, boot))
+
+
+def test_searchformer_advantage_claim():
+    check(
+        by_name(searchformer.CLAIMS, "search beats solution-only"),
+        null=searchformer_data(small=(0.4, 0.4)),
+        clear=searchformer_data(small=(0.55, 0.4)),
+        reversed_=searchformer_data(small=(0.4, 0.55)),
+        saturated=searchformer_data(small=(1.0, 1.0)),
+    )
+
+
+def test_searchformer_gap_claim():
+    """The gap per task at the smallest size against the largest: +25 pts shrinking to +5 is the clear case;
+    without an advantage at the smallest size the claim is not testable."""
+    check(
+        by_name(searchformer.CLAIMS, "gap largest at small data"),
+        null=searchformer_data(small=(0.55, 0.4), large=(0.55, 0.4)),
+        clear=searchformer_data(small=(0.65, 0.4), large=(0.65, 0.6)),
+        reversed_=searchformer_data(small=(0.45, 0.4), large=(0.65, 0.4)),
+        saturated=searchformer_data(small=(1.0, 1.0), large=(1.0, 1.0)),
+    )
+
+
+def test_searchformer_bootstrap_claims():
+    """Bootstrapping (one seed): search steps on tasks solved in both rounds, 27% fewer in the clear case (the
+    paper's Sokoban figure); a model that got shorter by failing tasks is not compared. And the optimal rate."""
+    check(
+        by_name(searchformer.CLAIMS, "bootstrapping shortens search"),
+        null=searchformer_data(rounds=({"p": 0.6}, {"p": 0.6})),
+        clear=searchformer_data(rounds=({"p": 0.6}, {"p": 0.6, "steps": 0.73})),
+        reversed_=searchformer_data(rounds=({"p": 0.6}, {"p": 0.6, "steps": 1 / 0.73})),
+        saturated=searchformer_data(rounds=({"p": 0.6}, {"p": 0.3, "steps": 0.73})),
+    )
+    check(
+        by_name(searchformer.CLAIMS, "bootstrapping keeps optimality"),
+        null=searchformer_data(rounds=({"p": 0.5}, {"p": 0.5})),
+        clear=searchformer_data(rounds=({"p": 0.5}, {"p": 0.65})),
+        reversed_=searchformer_data(rounds=({"p": 0.65}, {"p": 0.5})),
+        saturated=searchformer_data(rounds=({"p": 1.0}, {"p": 1.0})),
+    )
+
+
+# --- CoPE: 500 test sequences per split ----------------------------------------------------------------------------
+
+N_SEQUENCES = 500
+READ_BITS = 8  # Flip-Flop read bits per simulated sequence
+
+
+def cope_sim(rng: np.random.Generator, label: str, errors: dict[str, dict[str, float]]) -> dict[str, dict[str, Any]]:
+    """Per split and position encoding, every seed's (wrong answer tokens, answer tokens) per test sequence, at
+    the arm's error rate on that split (per read bit for Flip-Flop, per sequence otherwise; 0 and 1 exact).
+    Sequences differ in difficulty (the rate times a factor in 0.5-1.5)."""
+    per_bit = cope.CLAIM_METRIC[cope.SCALES["small"].tasks[label].task.name] == "token_error"
+    bits = READ_BITS if per_bit else 1
+    out: dict[str, dict[str, Any]] = {}
+    for split, arms in errors.items():
+        hard = rng.uniform(0.5, 1.5, N_SEQUENCES)
+        out[split] = {}
+        for pos, p in arms.items():
+            q = np.full(N_SEQUENCES, p) if p in (0.0, 1.0) else np.clip(p * hard, 0, 1)
+            out[split][pos] = rng.binomial(bits, np.broadcast_to(q, (SEEDS, N_SEQUENCES)))
+    return {"bits": bits, "wrong": out}
+
+
+CHANCE = {"flipflop": 0.5, "selective_copy": 1.0, "counting": 0.8}
+
+
+def cope_units(label: str, sim: dict[str, Any]) -> dict[str, Any]:
+    task = cope.SCALES["small"].tasks[label].task.name
+    data: dict[str, Any] = {f"{label}/chance": CHANCE[task]}
+    for split, arms in sim["wrong"].items():
+        data[f"{label}/{split}"] = vd.Units(
+            {pos: w / sim["bits"] if sim["bits"] > 1 else (w > 0).astype(float) for pos, w in arms.items()}
+        )
+    return data
+
+
+def cope_data(label: str, split: str, errors: dict[str, float], test: float | None = None) -> Callable:
+    """``errors`` on ``split``; on the in-distribution test split every arm errs at ``test`` (default: the same)."""
+    splits = {split: errors} if split == "test" else {"test": dict.fromkeys(errors, test), split: errors}
+    return lambda rng: cope_units(label, cope_sim(rng, label, splits))
+
+
+@pytest.mark.parametrize("label", ["flipflop", "counting-3"])
+def test_cope_claim_data_from_sequence_results(label):
+    splits = {"test": {"cope": 0.05, "abs": 0.2}, "sparse": {"cope": 0.1, "abs": 0.3}}
+    sim = cope_sim(np.random.default_rng(0), label, splits)
+    runs = {
+        pos: [{split: [(int(w), sim["bits"]) for w in sim["wrong"][split][pos][s]] for split in splits}
+              for s in range(SEEDS)]
+        for pos in ("cope", "abs")
+    }  # fmt: skip
+    task = cope.SCALES["small"].tasks[label].task.name
+    got = cope.claim_data({label: runs}, {label: {"task": task, "splits": list(splits), "chance": CHANCE[task]}})
+    assert_same_units(got, cope_units(label, sim))
+
+
+def cope_claims(kind: str) -> list[str]:
+    kinds = {"bound": lambda c: c.constant is not None, "ratio": lambda c: c.scale == "log"}
+    pick = kinds.get(kind, lambda c: c.constant is None and c.scale != "log")
+    return [c.name for c in cope.CLAIMS if pick(c)]
+
+
+@pytest.mark.parametrize("name", cope_claims("bound"))
+def test_cope_in_distribution_claims(name):
+    """At most 1% errors in distribution: an arm at exactly 1% is the null; not testable when nothing learned."""
+    c = by_name(cope.CLAIMS, name)
+    label = c.metric.split("/")[0]
+    check(
+        c,
+        null=cope_data(label, "test", {"cope": 0.01, "abs": 0.068}),
+        clear=cope_data(label, "test", {"cope": 0.0, "abs": 0.068}),
+        reversed_=cope_data(label, "test", {"cope": 0.068, "abs": 0.068}),
+        saturated=cope_data(label, "test", {"cope": 1.0, "abs": 1.0}),  # no arm beats chance
+    )
+
+
+@pytest.mark.parametrize("name", cope_claims("ratio"))
+def test_cope_out_of_distribution_claims(name):
+    """Under half the baseline's error: exactly half is the null; the paper's Flip-Flop OOD rates (21.7% vs 4.9%)
+    are the clear case; both arms failing every sequence is saturated."""
+    c = by_name(cope.CLAIMS, name)
+    label, split = c.metric.split("/")
+    base = c.arms[1]
+    check(
+        c,
+        null=cope_data(label, split, {"cope": 0.1085, base: 0.217}, test=0.02),
+        clear=cope_data(label, split, {"cope": 0.049, base: 0.217}, test=0.02),
+        reversed_=cope_data(label, split, {"cope": 0.217, base: 0.049}, test=0.02),
+        saturated=cope_data(label, split, {"cope": 1.0, base: 1.0}, test=0.02),
+    )
+
+
+@pytest.mark.parametrize("name", cope_claims("diff"))
+def test_cope_counting_claims(name):
+    """Counting: the paper's 5-variable rates (RoPE 22.4% vs CoPE 7.4% error) are the clear case."""
+    c = by_name(cope.CLAIMS, name)
+    label = c.metric.split("/")[0]
+    base = c.arms[1]
+    check(
+        c,
+        null=cope_data(label, "test", {"cope": 0.224, base: 0.224}),
+        clear=cope_data(label, "test", {"cope": 0.074, base: 0.224}),
+        reversed_=cope_data(label, "test", {"cope": 0.224, base: 0.074}),
+        saturated=cope_data(label, "test", {"cope": 0.0, base: 0.0}),
+    )
+
+
+# --- reasoning: IRPO (500 test questions) and RL for reasoning (300) -----------------------------------------------
+
+
+def questions(
+    rng: np.random.Generator,
+    arms: dict[str, dict[str, float]],
+    n: int,
+    keys: tuple[str, ...] = ("maj@1",),
+    spread: float = 0.25,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per metric key and arm, (seeds, questions) 0/1 outcomes at the arm's rate (``arm[key]``, default 0.4) plus
+    each question's offset (uniform +-``spread``) and a seed effect."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for k in keys:
+        offset = rng.uniform(-spread, spread, n)
+        out[k] = {}
+        for arm, arm_rates in arms.items():
+            p = arm_rates.get(k, 0.4)
+            if p in (0.0, 1.0):
+                out[k][arm] = np.full((SEEDS, n), p)
+                continue
+            chance = p + offset + rng.uniform(-0.03, 0.03, (SEEDS, 1))
+            out[k][arm] = (rng.random((SEEDS, n)) < chance).astype(float)
+    return out
+
+
+def question_rows(sim: dict[str, dict[str, np.ndarray]]) -> dict[str, list[list[dict[str, Any]]]]:
+    """The simulated arrays as stored per-question rows (``questions.parquet``)."""
+    first = next(iter(sim.values()))
+    return {
+        arm: [[{"id": f"q{i}", **{k: bool(sim[k][arm][s, i]) for k in sim}} for i in range(first[arm].shape[1])]
+              for s in range(SEEDS)]
+        for arm in first
+    }  # fmt: skip
+
+
+def irpo_data(accuracy: dict[str, float], logp: dict[str, float] | None = None, trained: int = 1000) -> Callable:
+    """IRPO's claim data: greedy accuracy per arm on 500 test questions; per arm the mean change of the chosen
+    solutions' log-prob (sd 2 per question) over ``trained`` training questions."""
+
+    def make(rng: np.random.Generator) -> dict[str, vd.Units]:
+        acc = questions(rng, {arm: {"maj@1": p} for arm, p in accuracy.items()}, 500)["maj@1"]
+        changes = {arm: rng.normal(mu, 2.0, (SEEDS, trained)) for arm, mu in (logp or {"IRPO": 0.0}).items()}
+        return irpo.derive({"accuracy": vd.Units(acc), "chosen_logp": vd.Units(changes)})
+
+    return make
+
+
+def test_irpo_claim_data_from_rows():
+    """Per-question rows to Units, the chosen log-prob averaged per question over its pairs (NaN in a seed where
+    the question had none), and the gains of the first and last iteration."""
+    rng = np.random.default_rng(0)
+    sim = questions(rng, {"M_0": {}, "IRPO 1": {}, "IRPO 2": {}, "DPO alone": {}}, 20)
+    pairs = [[{"id": "t0", "change": 1.0}, {"id": "t0", "change": 3.0}], [{"id": "t1", "change": -1.0}]]
+    got = irpo.claim_data(question_rows(sim), {"IRPO": [pairs[0], pairs[1], pairs[0]]})
+    acc = sim["maj@1"]
+    want = {
+        "accuracy": vd.Units(acc),
+        "chosen_logp": vd.Units({"IRPO": np.array([[2.0, np.nan], [np.nan, -1.0], [2.0, np.nan]])}),
+        "gains": vd.Units({"first gain": acc["IRPO 1"] - acc["M_0"], "last gain": acc["IRPO 2"] - acc["IRPO 1"]}),
+    }
+    assert_same_units(got, want)
+
+
+IRPO_CLAIMS = irpo.claims_for(3)
+
+
+@pytest.mark.parametrize("name", [c.name for c in IRPO_CLAIMS if c.metric == "accuracy"])
+def test_irpo_accuracy_claims(name):
+    c = by_name(IRPO_CLAIMS, name)
+    a, b = c.arms
+    check(
+        c,
+        null=irpo_data({a: 0.5, b: 0.5}),
+        clear=irpo_data({a: 0.62, b: 0.5}),
+        reversed_=irpo_data({a: 0.5, b: 0.62}),
+        saturated=irpo_data({a: 1.0, b: 1.0}),
+    )
+
+
+def _iterations(m0: float, gains: tuple[float, float, float]) -> dict[str, float]:
+    acc, out = m0, {"M_0": m0}
+    for t, g in enumerate(gains, 1):
+        acc += g
+        out[f"IRPO {t}"] = acc
+    return out
+
+
+def test_irpo_gains_claim():
+    """The first iteration's gain against the last's, per question; not testable without a first gain."""
+    check(
+        by_name(IRPO_CLAIMS, "gains shrink"),
+        null=irpo_data(_iterations(0.3, (0.1, 0.05, 0.1))),
+        clear=irpo_data(_iterations(0.3, (0.2, 0.05, 0.0))),
+        reversed_=irpo_data(_iterations(0.25, (0.05, 0.05, 0.2))),
+        saturated=irpo_data(_iterations(1.0, (0.0, 0.0, 0.0))),
+    )
+
+
+@pytest.mark.parametrize("name", ["chosen log-prob falls under DPO", "chosen log-prob rises with NLL"])
+def test_irpo_logp_claims(name):
+    c = by_name(IRPO_CLAIMS, name)
+    arm, d = c.arms[0], c.direction
+    check(
+        c,
+        null=irpo_data({"M_0": 0.4}, {arm: 0.0}),
+        clear=irpo_data({"M_0": 0.4}, {arm: 0.5 * d}),
+        reversed_=irpo_data({"M_0": 0.4}, {arm: -0.5 * d}),
+        saturated=irpo_data({"M_0": 0.4}, {arm: 0.5 * d}, trained=5),  # too few training questions
+    )
+
+
+RL_KEYS = rl_reasoning.METRICS
+
+
+def rl_data(arms: dict[str, dict[str, float]], **kw: float) -> Callable:
+    return lambda rng: rl_reasoning.derive(
+        {k: vd.Units(v) for k, v in questions(rng, {"EI": {}, "SFT": {}, **arms}, 300, RL_KEYS, **kw).items()}
+    )
+
+
+def test_rl_claim_data_from_rows():
+    sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "EI", "PPO", "PPO dense")}, 30, RL_KEYS)
+    want = rl_reasoning.derive({k: vd.Units(v) for k, v in sim.items()})
+    maj, hit = sim["maj@1"], sim["pass@K"]
+    np.testing.assert_array_equal(want["gains"].arm("pass@K"), hit["EI"] - hit["SFT"])
+    solved_outside = maj["EI"] * (1 - hit["SFT"])
+    np.testing.assert_array_equal(want["EI solves"].arm("outside - 10%"), solved_outside - 0.1 * maj["EI"])
+    assert_same_units(rl_reasoning.claim_data(question_rows(sim)), want)
+
+
+@pytest.mark.parametrize("name", [c.name for c in rl_reasoning.CLAIMS if c.metric in RL_KEYS])
+def test_rl_comparison_claims(name):
+    c = by_name(rl_reasoning.CLAIMS, name)
+    a, b = c.arms
+    key = c.metric
+    hi, lo = (0.52, 0.4) if c.direction > 0 else (0.4, 0.52)
+    check(
+        c,
+        null=rl_data({a: {key: 0.4}, b: {key: 0.4}}),
+        clear=rl_data({a: {key: hi}, b: {key: lo}}),
+        reversed_=rl_data({a: {key: lo}, b: {key: hi}}),
+        saturated=rl_data({a: {key: 1.0}, b: {key: 1.0}}),
+    )
+
+
+def test_rl_pass_at_k_claim():
+    """EI's per-question gain over SFT in maj@1 against its gain in pass@K; not testable with pass@K at 100%."""
+    check(
+        by_name(rl_reasoning.CLAIMS, "pass@K barely moves"),
+        null=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.5, "pass@K": 0.7}}),
+        clear=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.55, "pass@K": 0.6}}),
+        reversed_=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.4, "pass@K": 0.75}}),
+        saturated=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 1.0}, "EI": {"maj@1": 0.55, "pass@K": 1.0}}),
+    )
+
+
+def test_rl_exploration_claim():
+    """Under 10% of EI's greedy solves outside SFT's pass@K set: with independent draws that share is SFT's
+    pass@K miss rate, so 90% is the null; not testable when EI solves nothing."""
+    ei = {"maj@1": 0.5}
+    check(
+        by_name(rl_reasoning.CLAIMS, "exploration limit"),
+        null=rl_data({"EI": ei, "SFT": {"pass@K": 0.9}}, spread=0.05),
+        clear=rl_data({"EI": ei, "SFT": {"pass@K": 0.98}}, spread=0.02),
+        reversed_=rl_data({"EI": ei, "SFT": {"pass@K": 0.7}}, spread=0.05),
+        saturated=rl_data({"EI": {"maj@1": 0.0}, "SFT": {"pass@K": 0.9}}),
+    )
+
+
+def test_rl_dense_reward_claim():
+    """Dense reward raises greedy accuracy by under 10 pts (the finest bound 300 questions x 3 seeds resolve):
+    +10 pts is the null, no change the clear case."""
+    check(
+        by_name(rl_reasoning.CLAIMS, "dense reward"),
+        null=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.5}}),
+        clear=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.4}}),
+        reversed_=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.6}}),
+        saturated=rl_data({"PPO": {"maj@1": 1.0}, "PPO dense": {"maj@1": 1.0}}),
+    )
