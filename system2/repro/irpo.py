@@ -196,7 +196,7 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
         f"per question, DPO+NLL alpha=1, beta=0.1, {scale.dpo_epochs:g} epoch(s) over the pairs per iteration; "
         f"{scale.seeds} seed(s). Accuracy is greedy exact match (maj@1) on the test split; each claim compares arms "
         "per test question (paired), seeds as an outer level. The chosen log-prob claims compare, per training "
-        "question with pairs in every seed, the trained model's log-prob of the chosen solutions with M_0's."
+        "question with pairs (each seed its own), the trained model's log-prob of the chosen solutions with M_0's."
     )
     write_report(out, "IRPO reproduction", intro, [table], plots, claims, metrics)
     print_claims(claims)

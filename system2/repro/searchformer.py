@@ -35,10 +35,13 @@ SCALES: dict[str, pc.PlanningScale] = {
         eval_samples=4, reference_runs=8, bootstrap_rounds=1, bootstrap_prompts=100,
         bootstrap_samples=4, bootstrap_steps=60,
     ),
+    # 3 seeds in about 2 hours on 2 CPU cores: one seed at 1,500 steps took 65 min (2026-11-25), 46 of them
+    # training the two search-augmented arms on ~230-token traces and about 10 bootstrapping (seed 0 only);
+    # 1,000 steps bring a seed to about 35 min
     "small": pc.PlanningScale(
-        size=7, train_sizes=(1000, 3000), test=200, preset="cpu", steps=1500, lr=1e-3, warmup=100,
+        size=7, train_sizes=(1000, 3000), test=200, preset="cpu", steps=1000, lr=1e-3, warmup=100,
         eval_samples=8, reference_runs=32, bootstrap_rounds=2, bootstrap_prompts=600,
-        bootstrap_samples=4, bootstrap_steps=300,
+        bootstrap_samples=4, bootstrap_steps=300, seeds=3,
     ),
     # The paper's maze sweep (planning.md A6): 10x10, 50k-1M tasks, the s model, 400k steps, batch 8 per
     # GPU, lr 2.5e-4, 64 samples per test task; bootstrapping as in A7 (3 rounds, 10k steps each).
