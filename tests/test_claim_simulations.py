@@ -535,3 +535,13 @@ def test_rl_dense_reward_claim():
         reversed_=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.6}}),
         saturated=rl_data({"PPO": {"maj@1": 1.0}, "PPO dense": {"maj@1": 1.0}}),
     )
+
+
+def test_rl_claims_on_an_arm_the_scale_leaves_out():
+    """Without the dense-reward PPO arm (the tiny scale) that claim is not testable; the others are decided."""
+    sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "longer SFT", "EI", "PPO", "RCRL")}, 50, RL_KEYS)
+    verdicts = {
+        v.name: v for v in rl_reasoning.decide_claims(rl_reasoning.derive({k: vd.Units(x) for k, x in sim.items()}))
+    }
+    assert verdicts["dense reward"].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts["dense reward"].reason
+    assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name != "dense reward")

@@ -273,9 +273,10 @@ CLAIMS = [
 
 def decide_claims(data: dict[str, vd.Units]) -> list[vd.ClaimVerdict]:
     """Every claim's verdict; a claim on an arm this scale leaves out (the dense-reward PPO) is not testable."""
+    absent = ", ".join(a for a in ARMS if a not in data["maj@1"].values)
     return [
         vd.decide(c, data) if c.metric in data and all(a in data[c.metric].values for a in c.arms)
-        else vd.not_testable(c, f"no {' or '.join(c.arms)} arm at this scale")
+        else vd.not_testable(c, f"an arm it needs is not run at this scale ({absent})")
         for c in CLAIMS
     ]  # fmt: skip
 
