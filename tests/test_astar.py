@@ -57,7 +57,7 @@ def test_deterministic_maze_matches_official_fixtures(walls, goal, golden, plan)
 
 
 def test_golden_3x3_tokens():
-    """planning.md A1: the 3x3 example, token for token."""
+    """The official 3x3 example (searchformer test/trace_maze_short.json), token for token."""
     maze = mz.Maze.from_walls(3, 3, [(0, 1)], (0, 0), (0, 2))
     result = maze.solve()
     assert " ".join(tk.maze_prompt(maze)) == "start 0 0 goal 0 2 wall 0 1"

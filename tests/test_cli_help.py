@@ -236,7 +236,7 @@ def documented_command_lines() -> list[tuple[str, str]]:
         inline = re.findall(r"(?<!`)`([^`]+)`(?!`)", re.sub(r"```.*?```", "", text, flags=re.S))
         for code in [*blocks, *inline]:
             code = re.sub(r"\\\n\s*", " ", code)
-            found += [(doc.name, line) for line in COMMAND_LINE.findall(code)]
+            found += [(str(doc.relative_to(ROOT)), line) for line in COMMAND_LINE.findall(code)]
     makefile = re.sub(r"\\\n\s*", " ", (ROOT / "Makefile").read_text())
     found += [("Makefile", line) for line in COMMAND_LINE.findall(makefile)]
     for yaml_file in sorted((ROOT / "configs").rglob("*.yaml")):
@@ -251,7 +251,7 @@ DOCUMENTED = documented_command_lines()
 
 def test_the_docs_show_command_lines():
     files = {f for f, _ in DOCUMENTED}
-    assert {"README.md", "planning.md", "selfimprove.md", "cope.md", "Makefile"} <= files
+    assert {"README.md", "docs/planning.md", "docs/selfimprove.md", "docs/cope.md", "Makefile"} <= files
     assert any(f.startswith("configs/") for f in files)
 
 

@@ -1,4 +1,4 @@
-"""CoPE against a naive reference that builds every e[p_ij] vector with loops (architecture.md 1.1), and
+"""CoPE against a naive reference that builds every e[p_ij] vector with loops (docs/cope.md), and
 its defining properties: relative positions when every gate is 1, gradients through the fractional part,
 no position for masked keys, cached decoding equal to the full pass."""
 

@@ -1,4 +1,5 @@
-"""Dualformer trace dropping on the planning.md B2 example and its level sampling."""
+"""Dualformer trace dropping on the official golden 3x3 trace (searchformer test/trace_maze_short.json) and its
+level sampling."""
 
 import random
 from collections import Counter

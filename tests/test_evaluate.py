@@ -1,4 +1,4 @@
-"""Planner evaluation metrics (planning.md A8, B4), checked against hand-computed values."""
+"""Planner evaluation metrics (docs/planning.md), checked against hand-computed values."""
 
 import random
 
@@ -13,7 +13,8 @@ from system2.planning import sokoban as sk
 from system2.planning import tokens as tk
 from system2.planning.dropping import drop_trace_clauses
 
-# The golden 3x3 task of planning.md A1: start (0,0), goal (0,2), wall (0,1); optimal plan 5 nodes.
+# The golden 3x3 task (official fixture test/trace_maze_short.json, facebookresearch/searchformer):
+# start (0,0), goal (0,2), wall (0,1); optimal plan 5 nodes.
 GOLDEN_TRACE = (
     "create 0 0 c0 c2 close 0 0 c0 c2 create 1 0 c1 c3 close 1 0 c1 c3 create 1 1 c2 c2 create 2 0 c2 c4 "
     "close 1 1 c2 c2 create 1 2 c3 c1 create 2 1 c3 c3 close 1 2 c3 c1 create 0 2 c4 c0 create 2 2 c4 c2 "

@@ -14,7 +14,7 @@ from system2.nn.positions import RotaryEmbedding
     [("s", 6_304_128, 14_692_736), ("m", 33_329_664, 45_912_576)],
 )
 def test_parameter_counts_match_the_official_model(preset, trainable, official):
-    """planning.md A5: 10x10 vocabulary (118) -> s 6.3M trainable / 14.7M with the frozen RoPE tables."""
+    """docs/planning.md: 10x10 vocabulary (118) -> s 6.3M trainable / 14.7M with the frozen RoPE tables."""
     model = EncoderDecoder(EncDecConfig.preset(preset, 118))
     assert model.num_parameters() == trainable
     assert model.num_parameters(official=True) == official

@@ -43,7 +43,7 @@ def test_sokoban_prompt_format_and_round_trip():
     for _ in range(30):
         level = sk.generate_level(rng)
         prompt = tk.sokoban_prompt(level)
-        assert len(prompt) == 93  # worker 3 + 2 boxes 6 + 2 docks 6 + 26 walls 78 (planning.md A1)
+        assert len(prompt) == 93  # worker 3 + 2 boxes 6 + 2 docks 6 + 26 walls 78; official: 93 (docs/planning.md)
         assert prompt[:3][0] == "worker" and prompt[3] == "box" and prompt[9] == "dock" and prompt[15] == "wall"
         assert tk.sokoban_from_prompt(prompt, 7, 7) == level
 

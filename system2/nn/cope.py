@@ -1,6 +1,6 @@
 """Contextual Position Encoding (CoPE, arXiv 2405.18719): positions counted by the model's own gates.
 
-For query i and key j <= i (architecture.md 1.1): a gate ``g_ij = sigmoid(q_i . k_j)`` from the scaled,
+For query i and key j <= i (the paper's equations; docs/cope.md): a gate ``g_ij = sigmoid(q_i . k_j)`` from the scaled,
 masked attention logits; a position ``p_ij = sum_{k=j..i} g_ik`` (a suffix sum over the keys that includes
 the query token itself), clamped at ``p_max``; and a logit ``q_i . e[p_ij]`` added to the attention logits
 only (values, keys and the residual stream are untouched). Positions are fractional, so only the integer

@@ -1,5 +1,5 @@
 """A decoder-only causal language model, Llama-style, with a pluggable position encoding (the CoPE
-studies, architecture.md 1.3).
+studies, docs/cope.md).
 
 Embedding (plus learned absolute positions for ``abs``), N blocks of [RMSNorm -> causal self-attention ->
 RMSNorm -> SwiGLU], then RMSNorm and Linear(d, vocab). No biases, no dropout, no weight tying and

@@ -1,4 +1,5 @@
-"""The Searchformer/Dualformer encoder-decoder (planning.md A5), Llama-style.
+"""The Searchformer/Dualformer encoder-decoder, Llama-style (official code: facebookresearch/searchformer;
+docs/planning.md).
 
 Encoder: embedding, N blocks of [RMSNorm -> self-attention with RoPE -> RMSNorm -> SwiGLU], then RMSNorm
 and Linear(d, d). Decoder: embedding, N blocks of [RMSNorm -> causal self-attention with RoPE -> RMSNorm
@@ -17,7 +18,7 @@ from torch import nn
 from system2.nn.layers import Attention, KVCache, Packing, RMSNorm, SwiGLU, swiglu_hidden
 from system2.nn.positions import RotaryEmbedding
 
-# Sizes of the papers (planning.md A5) and CPU presets.
+# The official sizes (s, m, l, xl; facebookresearch/searchformer, docs/planning.md) and CPU presets.
 PRESETS: dict[str, dict[str, int]] = {
     "s": {"d_model": 192, "enc_layers": 6, "dec_layers": 6, "n_heads": 3},
     "m": {"d_model": 384, "enc_layers": 8, "dec_layers": 8, "n_heads": 4},

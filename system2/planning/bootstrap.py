@@ -1,7 +1,8 @@
-"""Search-dynamics bootstrapping (Searchformer, planning.md A7): an expert iteration that shortens the
-model's search while keeping its plans optimal.
+"""Search-dynamics bootstrapping (Searchformer, arXiv 2402.14083; docs/planning.md): an expert iteration
+that shortens the model's search while keeping its plans optimal.
 
-Round r (planning.md A7, from the official ``reduce_rollout_to_shortest_trace`` [C]):
+Round r (docs/planning.md, from the official ``reduce_rollout_to_shortest_trace`` of
+facebookresearch/searchformer [C]):
 
 1. Sample K responses per training prompt with the model of round r - 1. The paper samples every
    training prompt; ``limit`` = N samples only N of them (spread over the wall layouts, as everywhere),
@@ -10,12 +11,12 @@ Round r (planning.md A7, from the official ``reduce_rollout_to_shortest_trace`` 
    response whose plan is optimal, when one exists; every other prompt (no optimal sample, or not
    sampled) keeps the original A* sequence of ``data``, byte for byte. The fallback is always the
    original A* sequence, never an earlier round's kept trace (which one the official step-2/3 rollouts
-   fell back to is not recoverable, planning.md A7).
+   fell back to is not recorded in the official repository, docs/planning.md).
 3. Fine-tune the previous checkpoint (weights and optimizer moments, a fresh step counter and warm-up)
    on that set, and evaluate the new model on the test split.
 
-"Shortest" is by trace tokens (the reasoning tokens before ``plan``), as the official code and the brief
-say [C]; ties go to fewer search steps (``create`` clauses), then to the earlier sample. In the full
+"Shortest" is by trace tokens (the reasoning tokens before ``plan``), as in the official code [C]; ties
+go to fewer search steps (``create`` clauses), then to the earlier sample. In the full
 Searchformer format every clause of a task has the same token count, so tokens count created plus closed
 nodes and steps created nodes alone: the two orders differ only between traces that close a different
 share of the nodes they create. A shortest optimal sample replaces the A* sequence even when it is

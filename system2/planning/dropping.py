@@ -1,4 +1,4 @@
-"""Dualformer randomized trace dropping (arXiv 2410.09918; planning.md B2).
+"""Dualformer randomized trace dropping (arXiv 2410.09918; docs/planning.md).
 
 Each training example gets one level, re-drawn every time it is loaded:
 

@@ -1,13 +1,15 @@
-"""Scoring sampled planner outputs: the Searchformer and Dualformer metrics (planning.md A8, B4).
+"""Scoring sampled planner outputs: the Searchformer and Dualformer metrics (docs/planning.md).
 
 Pure metric logic on string tokens, no model and no torch. A response is judged once
 (:func:`judge_sample`), the judgements of one task are grouped in a :class:`TaskEvaluation`, and
 :func:`summarize` turns many tasks into the published numbers:
 
-- Searchformer (A8): Solved % = ``any_correct@K``, Optimal % = ``any_optimal@K``, SWC, ILR-on-solved and
-  ILR-on-optimal (against ``t*_i``, the mean trace length of 64 non-deterministic A* runs).
-- Dualformer (B4): k-Solved-K / k-Optimal-K (``{k}_solved@K``, ``{k}_optimal@K``), mean reasoning length
-  and diversity (mean number of distinct optimal plans among the K samples).
+- Searchformer (the official ``notebook/PerfTable.ipynb``): Solved % = ``any_correct@K``, Optimal % =
+  ``any_optimal@K``, SWC, ILR-on-solved and ILR-on-optimal (against ``t*_i``, the mean trace length of 64
+  non-deterministic A* runs).
+- Dualformer (as remembered from the paper [M]): k-Solved-K / k-Optimal-K (``{k}_solved@K``,
+  ``{k}_optimal@K``), mean reasoning length and diversity (mean number of distinct optimal plans among the
+  K samples).
 - Search steps: ``create`` clauses (nodes generated) in a trace. "Searches less" is counted in them, not
   in tokens, because Dualformer's dropped format (no ``close`` clauses, no costs) shortens an identical
   search by 31-64% of its tokens.
@@ -55,7 +57,7 @@ def task_from_prompt(prompt: Sequence[str], env: str, width: int, height: int) -
 
 
 def judge_sample(task: Task, tokens: Sequence[str], optimal_nodes: int) -> SampleResult:
-    """Judge one generated token sequence against its task (planning.md A8).
+    """Judge one generated token sequence against its task (docs/planning.md).
 
     Parsing follows the official evaluator (``tokens.parse_response``): cut at the first ``eos``, the part
     from the first ``plan`` on must be ``plan x y`` triples, the tokens before it are the trace. The plan is
@@ -85,7 +87,7 @@ def astar_trace_tokens(task: Task, rng: random.Random) -> int:
 
 
 def astar_reference_trace_length(task: Task, runs: int = 64, seed: int = 0) -> float:
-    """``t*_i`` of ILR (planning.md A8): the mean number of trace tokens over ``runs`` independent
+    """``t*_i`` of ILR (docs/planning.md): the mean number of trace tokens over ``runs`` independent
     non-deterministic A* runs, run i seeded with ``random.Random(seed + i)`` so the value is reproducible.
 
     The official value comes from 64 runs per task (``sokobanAStarRefDataDB.trace_variance``)."""
@@ -121,7 +123,7 @@ class TaskEvaluation:
 
     @property
     def unique_optimal_plans(self) -> int:
-        """Distinct optimal plans among the samples (Dualformer diversity, planning.md B4)."""
+        """Distinct optimal plans among the samples (Dualformer diversity [M], docs/planning.md)."""
         return len({s.plan for s in self.samples if s.optimal})
 
 
@@ -178,7 +180,7 @@ def _ilr_term(task: TaskEvaluation, optimal: bool) -> tuple[float, bool]:
 
 
 def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> dict[str, float | None]:
-    """Aggregate metrics over tasks that all have the same number K of samples (planning.md A8, B4).
+    """Aggregate metrics over tasks that all have the same number K of samples (docs/planning.md).
 
     Keys (K is the literal sample count, e.g. ``any_optimal@64``):
 

@@ -1,8 +1,8 @@
 """Running a trained planner: load it, and sample responses in slow, fast or auto mode.
 
-Dualformer's modes need no new tokens (planning.md B3): the decoder starts with ``bos`` and the first
-token is forced: ``create`` (slow: a search trace follows), ``plan`` (fast: the plan only), or nothing
-(auto: the model decides).
+Dualformer's modes need no new tokens (official ``rollout.py --prefix``, facebookresearch/dualformer;
+docs/planning.md): the decoder starts with ``bos`` and the first token is forced: ``create`` (slow: a
+search trace follows), ``plan`` (fast: the plan only), or nothing (auto: the model decides).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Maze navigation tasks: a width x height grid with walls, a start and a goal cell.
 
 Coordinates follow Searchformer: x is the column, y the row, and "up" is y + 1. Cells are indexed
-row-major as ``x + y * width``. Generation follows the official recipe (planning.md A3): a random wall
+row-major as ``x + y * width``. Generation follows the official recipe (docs/planning.md): a random wall
 layout with 30-50% of the cells blocked (no connectivity guarantee), then up to 100 attempts of a random
 (start, goal) pair per layout, keeping tasks that A* solves with a plan of at least max(w, h) nodes.
 """

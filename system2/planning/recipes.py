@@ -115,7 +115,7 @@ class PlannerEvalConfig:
     split: str = "test"  # train or test
     limit: int = 0  # evaluate N tasks, spread over the wall layouts (0: all)
     mode: Literal["slow", "fast", "auto"] = "auto"  # slow forces a search trace, fast the plan only, auto lets it pick
-    samples: int = 64  # K sampled responses per task (planning.md A8: 64)
+    samples: int = 64  # K sampled responses per task (official: 64, docs/planning.md)
     greedy: bool = True  # also decode each task greedily
     temperature: float = 1.0  # sampling temperature of the K samples
     top_k: int = 0  # sample from the k likeliest tokens (0: all)

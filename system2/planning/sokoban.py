@@ -1,5 +1,5 @@
 """Sokoban: the standard ASCII level format, moves and pushes, the corner-deadlock test, A* and the
-Searchformer level generator (planning.md A2, A4).
+Searchformer level generator (official code: facebookresearch/searchformer; docs/planning.md).
 
 Coordinates: x is the column, y the row of the ASCII level, so "up" is y - 1 here (unlike mazes, as in
 the official code). Cells are indexed row-major as ``x + y * width``. A search state is the pair

@@ -1,4 +1,4 @@
-"""Counts and token-length quantiles of a planning dataset (compare with planning.md A3/A4)."""
+"""Counts and token-length quantiles of a planning dataset (compare with the official numbers in docs/planning.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Searchformer token format (planning.md A1): prompts, search traces, plans and vocabularies.
+"""The Searchformer token format (official code: facebookresearch/searchformer; docs/planning.md): prompts,
+search traces, plans and vocabularies.
 
 A training example is (prompt, trace, plan), three lists of string tokens. The encoder reads
 ``bos prompt eos`` and the decoder predicts ``bos trace plan eos`` (search-augmented) or ``bos plan eos``

@@ -2,7 +2,7 @@
 
 Arms: the same decoder-only model with absolute, RoPE, CoPE (and CoPE+RoPE) position encoding, trained on
 Flip-Flop, selective copy and counting with 3 and 5 variables, several seeds each, then scored in
-distribution and out of distribution (architecture.md 1.3). Claims checked, from the paper's Tables 2
+distribution and out of distribution (docs/cope.md). Claims checked, from the paper's Tables 2
 and 3: CoPE is about error-free in distribution and far better out of distribution on Flip-Flop and
 selective copy, and it counts better than absolute and relative (here RoPE) position encoding. Each claim
 compares CoPE with one baseline (or with the 1% bound) per test sequence, paired over the same test set, seeds

@@ -38,8 +38,8 @@ SCALES: dict[str, pc.PlanningScale] = {
         size=7, train_sizes=(3000,), test=200, preset="cpu", steps=1300, lr=1e-3, warmup=100, eval_samples=8,
         reference_runs=0, seeds=3,
     ),
-    # The paper's headline setting: 30x30 mazes with the s model (planning.md B4; data size and steps
-    # as in Searchformer's maze sweep, which the Dualformer repository ships).
+    # The paper's headline setting: 30x30 mazes (arXiv 2410.09918, abstract) with the s model (a secondary
+    # summary [S]); data size and steps as in Searchformer's maze sweep, which the Dualformer repository ships.
     "paper": pc.PlanningScale(
         size=30, train_sizes=(100_000,), test=1000, preset="s", steps=400_000, batch_size=8, lr=2.5e-4,
         warmup=2000, eval_samples=64, eval_limit=1000, reference_runs=0, seeds=3,

@@ -1,4 +1,4 @@
-"""IRPO (arXiv 2404.19733) in miniature: posttraining.md R1.
+"""IRPO (arXiv 2404.19733) in miniature (docs/selfimprove.md).
 
 World: chained arithmetic modulo 20 (``system2.tasks.arithmetic``), 2-4 operations for training and test,
 5 for the hard split. M_0: a tiny Llama fine-tuned on a few hundred gold chains of thought and deliberately
@@ -7,11 +7,12 @@ under-trained. Arms, per seed:
 - DPO alone (alpha=0), STaR (SFT on the chosen solutions) and IRPO with twice the pairs, each for one
   iteration on the very same samples as IRPO's first iteration;
 - SFT on all gold solutions, from M_0.
-Claims (R1): accuracy rises every iteration, with shrinking gains; IRPO iteration 1 beats DPO alone, STaR
-and SFT on gold; the chosen solutions' log-prob falls under DPO alone and rises with the NLL term; two
-iterations beat one with twice the pairs. Each is decided on the verdict core (``verdicts.py``,
-docs/verdicts.md): arms compared per test question (paired), seeds as an outer level; the log-prob claims per
-training question, the change of the chosen solutions' log-prob from M_0 to the trained model.
+Claims (the paper's Table 1 and Fig. 3, GSM8K): accuracy rises every iteration, with shrinking gains;
+IRPO iteration 1 beats DPO alone, STaR and SFT on gold; the chosen solutions' log-prob falls under DPO
+alone and rises with the NLL term; two iterations beat one with twice the pairs. Each is decided on the
+verdict core (``verdicts.py``, docs/verdicts.md): arms compared per test question (paired), seeds as an outer
+level; the log-prob claims per training question, the change of the chosen solutions' log-prob from M_0 to
+the trained model.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ SCALES: dict[str, IRPOScale] = {
     "tiny": IRPOScale(train=400, test=200, hard=0, gold=300, sft_steps=250, full_sft_steps=150, iterations=2,
                       samples=4, pairs=4, seeds=1, d_model=96, layers=3),
     "small": IRPOScale(),
-    # The paper's GSM8K setting (posttraining.md section 1): N=30, K=10, 4 iterations, batch 16, lr 7e-7,
+    # The paper's GSM8K setting (arXiv 2404.19733; docs/selfimprove.md): N=30, K=10, 4 iterations, batch 16, lr 7e-7,
     # at most 5000 steps per iteration, temperatures 0.8/0.8/1.3/1.3; M_0 = Llama-2-70B-Chat (a local path).
     "paper": IRPOScale(train=7473, test=1319, hard=0, gold=0, sft_steps=0, full_sft_steps=0, iterations=4,
                        samples=30, pairs=10, dpo_epochs=1.0, dpo_lr=7e-7, batch_size=16, temperature=0.8, seeds=1,

@@ -1,4 +1,4 @@
-"""Teaching LLMs to reason with RL (Havrilla et al., arXiv 2403.04642) in miniature: posttraining.md R5.
+"""Teaching LLMs to reason with RL (Havrilla et al., arXiv 2403.04642) in miniature (docs/selfimprove.md).
 
 World: the chained-arithmetic world of the IRPO reproduction (the GSM8K stand-in). Starting policy: a
 tiny Llama after SFT on a few hundred gold solutions; a "longer SFT" model trains the same data for more
@@ -8,8 +8,9 @@ steps. Arms, from the SFT model, with about the same number of sampled solutions
   ``small`` adds a PPO arm with the dense per-step reward;
 - RCRL: samples tagged [GOOD]/[BAD], fine-tuned on all of them, evaluated conditioned on [GOOD];
 - an outcome reward model (ORM) trained on the SFT model's labelled samples, used for rerank@K.
-Metrics at K samples: maj@1 (greedy), maj@K, rerank@K, pass@K. Claims as in R5, each decided on the verdict
-core (``verdicts.py``, docs/verdicts.md): arms compared per test question (paired), seeds as an outer level.
+Metrics at K samples: maj@1 (greedy), maj@K, rerank@K, pass@K. Claims from the paper's findings (``CLAIMS``
+names each one's source), each decided on the verdict core (``verdicts.py``, docs/verdicts.md): arms compared
+per test question (paired), seeds as an outer level.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ SCALES: dict[str, RLScale] = {
                     ei_samples=4, ei_steps=200, ppo_prompts=32, ppo_samples=4, rcrl_steps=200, dense_arm=False,
                     seeds=1, d_model=96, layers=3),
     "small": RLScale(),
-    # The paper's setting (posttraining.md section 5): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
+    # The paper's setting (arXiv 2403.04642; docs/selfimprove.md): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
     # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx). Run each arm with the
     # `system2 expert-iteration | ppo | rcrl | orm` commands and configs/selfimprove/*_paper.yaml.
     "paper": RLScale(train=7473, test=1319, gold=7473, sft_steps=0, long_sft_steps=0, k=96, ei_rounds=4,

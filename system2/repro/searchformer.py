@@ -43,8 +43,9 @@ SCALES: dict[str, pc.PlanningScale] = {
         eval_samples=8, reference_runs=32, bootstrap_rounds=2, bootstrap_prompts=600,
         bootstrap_samples=4, bootstrap_steps=300, seeds=3,
     ),
-    # The paper's maze sweep (planning.md A6): 10x10, 50k-1M tasks, the s model, 400k steps, batch 8 per
-    # GPU, lr 2.5e-4, 64 samples per test task; bootstrapping as in A7 (3 rounds, 10k steps each).
+    # The paper's maze sweep (official config/sweep/maze_sweep_rep_*_small.json, facebookresearch/searchformer):
+    # 10x10, 50k-1M tasks, the s model, 400k steps, batch 8 per GPU, lr 2.5e-4, 64 samples per test task;
+    # bootstrapping as in its Sokoban sweeps (3 rounds, 10k steps each; docs/planning.md).
     "paper": pc.PlanningScale(
         size=10, train_sizes=(50_000, 100_000, 500_000, 1_000_000), test=1000, preset="s", steps=400_000,
         batch_size=8, lr=2.5e-4, warmup=2000, eval_samples=64, eval_limit=100, reference_runs=64, seeds=5,

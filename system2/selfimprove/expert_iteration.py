@@ -1,4 +1,4 @@
-"""Expert iteration (Havrilla et al., arXiv 2403.04642; posttraining.md section 5).
+"""Expert iteration (Havrilla et al., arXiv 2403.04642; docs/selfimprove.md).
 
 Round r: sample K solutions per training question from the current policy; keep the correct ones and
 drop exact duplicates; the round's data set is the union with every earlier round's (D_r = R_r + D_{r-1});
@@ -21,7 +21,7 @@ from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample
 @dataclass
 class ExpertIterationConfig(RoundsConfig):
     """``model`` is the initial policy: every round is fine-tuned from it. ``samples``: K per question
-    (paper: 96; R5 scale: 16-32)."""
+    (paper: 96 [S]; docs/selfimprove.md)."""
 
     rounds: int = 4  # rounds of sample, keep the correct, retrain (paper: 4 or 5)
 

@@ -1,4 +1,4 @@
-"""Iterative Reasoning Preference Optimization (IRPO, arXiv 2404.19733; posttraining.md section 1).
+"""Iterative Reasoning Preference Optimization (IRPO, arXiv 2404.19733; docs/selfimprove.md).
 
 Iteration t (t = 1..T), with M_0 the starting policy:
 1. sample N solutions (chain of thought + final answer) per training question from M_{t-1};

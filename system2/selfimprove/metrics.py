@@ -1,4 +1,4 @@
-"""Answer-level metrics over sampled solutions (posttraining.md section 5): maj@1 (one greedy sample),
+"""Answer-level metrics over sampled solutions (Havrilla et al., arXiv 2403.04642): maj@1 (one greedy sample),
 maj@K (majority vote over K samples), rerank@K (the sample a reward model scores highest), pass@K (any
 of K correct). Samples whose answer does not parse count as wrong and never win a vote."""
 

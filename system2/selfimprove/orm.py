@@ -1,4 +1,4 @@
-"""Outcome reward model (ORM; Havrilla et al., posttraining.md section 5): a classifier head on a causal
+"""Outcome reward model (ORM; Havrilla et al., arXiv 2403.04642): a classifier head on a causal
 LM's trunk that predicts P(correct | question, solution), trained on the SFT model's own samples labelled
 by the exact checker, and used to rerank K samples (rerank@K).
 

@@ -1,4 +1,4 @@
-"""Preference pairs from scored samples (IRPO, posttraining.md section 1, step 4).
+"""Preference pairs from scored samples (IRPO, arXiv 2404.19733; docs/selfimprove.md).
 
 Winners are the correct samples plus the gold solution, losers the wrong ones. Pairs walk through both
 lists together, wrapping around to the first element when one runs out, until ``k`` pairs are made.

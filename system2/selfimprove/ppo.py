@@ -1,4 +1,4 @@
-"""PPO for reasoning with a final-answer reward (Havrilla et al.; posttraining.md section 5 and R5).
+"""PPO for reasoning with a final-answer reward (Havrilla et al., arXiv 2403.04642; docs/selfimprove.md).
 
 One iteration: sample solutions for a batch of training questions with the current policy; score each by
 its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose value matches

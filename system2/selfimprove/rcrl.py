@@ -1,4 +1,4 @@
-"""Return-conditioned RL (RCRL; Havrilla et al., posttraining.md section 5 and R5), decision-transformer
+"""Return-conditioned RL (RCRL; Havrilla et al., arXiv 2403.04642; docs/selfimprove.md), decision-transformer
 style: sample solutions from the policy, tag each with a return token by its correctness (``[GOOD]`` or
 ``[BAD]`` before the question), fine-tune on all tagged samples, and generate conditioned on ``[GOOD]``.
 

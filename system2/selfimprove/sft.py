@@ -3,8 +3,8 @@
 With ``model`` empty, a tiny ``LlamaForCausalLM`` and a word-level tokenizer over the arithmetic world's
 vocabulary are built from ``tiny`` and saved first (``OUT/init``), so the whole pipeline runs on a CPU;
 with ``model=PATH`` any local causal LM is fine-tuned instead. The paper-scale recipes point ``model`` at a
-local Llama checkpoint. ``limit`` trains on the first N gold solutions only: posttraining.md R1 builds a
-deliberately under-trained M_0 (300 gold solutions, 30-50% greedy accuracy).
+local Llama checkpoint. ``limit`` trains on the first N gold solutions only: the IRPO reproduction
+(docs/selfimprove.md) builds a deliberately under-trained M_0 (300 gold solutions, 30-50% greedy accuracy).
 """
 
 from __future__ import annotations

@@ -1,15 +1,15 @@
 """A synthetic reasoning world: multi-step arithmetic problems with an exact checker.
 
 A problem is a start number and a chain of operations evaluated left to right modulo ``modulus``
-(posttraining.md R1, the GSM8K stand-in). The gold solution is a chain of thought, one step per
-operation, then ``Final answer: N``::
+(the GSM8K stand-in of the IRPO reproduction, docs/selfimprove.md). The gold solution is a chain of
+thought, one step per operation, then ``Final answer: N``::
 
     question  Q: 7 + 3 * 2 - 5 = ?
     solution  7 + 3 = 10 ; 10 * 2 = 0 ; 0 - 5 = 15 ; Final answer: 15        (modulus 20)
 
 Every token is a whitespace-separated word, so a word-level tokenizer over :func:`vocabulary` covers all
 text. Two renderings of the question: ``symbolic`` (above) and ``words`` ("Q: start with 7 , add 3 ,
-times 2 , minus 5 . result ?"). The ``svamp`` split (the SVAMP stand-in of posttraining.md R5) renders
+times 2 , minus 5 . result ?"). The ``svamp`` split (the SVAMP stand-in, docs/selfimprove.md) renders
 word problems with phrasings held out from the ``words`` training split.
 
 Splits are disjoint: a question that appears in ``train`` never appears in ``test``, ``hard`` or ``svamp``.
@@ -34,7 +34,7 @@ PHRASES = {
 }
 TRAIN_PHRASES = 2
 FINAL = "Final answer:"
-RETURN_TOKENS = ("[GOOD]", "[BAD]")  # return-conditioned RL tags (posttraining.md R5)
+RETURN_TOKENS = ("[GOOD]", "[BAD]")  # return-conditioned RL tags (docs/selfimprove.md)
 FIELDS = ("id", "question", "solution", "answer", "n_ops", "split")
 
 
@@ -208,7 +208,7 @@ def step_values(text: object) -> list[int]:
 
 def dense_step_reward(text: object, gold_solution_text: str, per_step: float = 0.1) -> float:
     """``per_step`` for every step whose value matches the gold solution's step at the same position
-    (posttraining.md R5, the dense heuristic reward)."""
+    (the dense heuristic reward of arXiv 2403.04642, docs/selfimprove.md)."""
     ours, gold = step_values(text), step_values(gold_solution_text)
     return per_step * sum(1 for a, b in zip(ours, gold, strict=False) if a == b)
 
