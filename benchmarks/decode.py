@@ -1,7 +1,7 @@
 """KV-cached greedy decoding against re-running the full decoder at every step, on CPU.
 
 For model presets "cpu" and "s" (random init, fp32), batch sizes 1 and 32 and prompts of ~125 tokens,
-``system2.nn.decode.generate`` decodes exactly 100 and 300 new tokens, once with the KV cache
+``system2.nn.generation.generate`` decodes exactly 100 and 300 new tokens, once with the KV cache
 (``use_cache=True``) and once re-running the whole decoder over the growing prefix (``use_cache=False``).
 To force the full length, eos must never be the argmax: eos is the last vocabulary id and the output
 layer gets a bias that is 0 everywhere except -1e4 on eos (logits of the random model are O(1)); every
@@ -29,8 +29,8 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from system2.nn.decode import SamplingConfig, generate
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
+from system2.nn.generation import DecodingConfig, generate
 from system2.planning.data import pad_batch
 
 try:
@@ -106,7 +106,7 @@ def measure(preset: str, plan: Plan, seed: int, console: Console) -> list[dict[s
         src, src_mask = prompts(batch, seed)
 
         def run(n: int, cached: bool, src: torch.Tensor = src, src_mask: torch.Tensor = src_mask) -> Outputs:
-            cfg = SamplingConfig(max_new_tokens=n)
+            cfg = DecodingConfig(max_new_tokens=n)
             return generate(model, src, src_mask, BOS, EOS, cfg, use_cache=cached)
 
         for cached in (True, False):  # warm-up

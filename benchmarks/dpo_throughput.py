@@ -33,8 +33,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from system2.lm.data import PreferenceData, make_dpo_loss_fn
+from system2.lm.data import PreferenceData
 from system2.lm.logprobs import reference_logprobs
+from system2.lm.losses import make_dpo_loss_fn
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.train import TrainConfig, train
 

@@ -1,7 +1,7 @@
 """Training throughput of our EncoderDecoder against ``torch.nn.Transformer`` of the same shape, on CPU.
 
 Both models train on the same synthetic batches (random token ids, maze-like lengths, batch 32, fp32)
-with the same loss (``system2.planning.data.sequence_loss``: token cross-entropy averaged per sequence)
+with the same loss (``system2.planning.losses.sequence_loss``: token cross-entropy averaged per sequence)
 and the same AdamW step; a step is forward + backward + optimizer. The baseline is the plain PyTorch
 model one would write: two embeddings plus fixed sinusoidal positions, ``nn.Transformer(d_model, nhead,
 enc_layers, dec_layers, dim_feedforward=1.5 x our SwiGLU hidden, activation="gelu", norm_first=True,
@@ -35,7 +35,8 @@ from rich.table import Table
 from torch import nn
 
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
-from system2.planning.data import pad_batch, sequence_loss
+from system2.planning.data import pad_batch
+from system2.planning.losses import sequence_loss
 from system2.planning.tokens import maze_vocabulary
 
 try:

@@ -35,11 +35,6 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def local_rank() -> int:
-    """This process's rank on its machine (picks its GPU)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def is_main() -> bool:
     """True on the process that writes shared files and prints tables."""
     return rank() == 0

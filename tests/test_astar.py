@@ -189,4 +189,5 @@ def test_custom_problem_protocol():
 
     result = astar_trace(Line())
     assert result.plan == [0, 1, 2, 3, 4, 5]
-    assert result.num_closed == 6 and result.num_created == 6
+    kinds = [kind for kind, *_ in result.events]
+    assert kinds.count(CLOSE) == 6 and kinds.count(CREATE) == 6

@@ -105,8 +105,9 @@ def test_nested_bars_in_a_terminal(monkeypatch):
 
 def test_training_prints_progress_lines_to_a_log(tmp_path, capsys, monkeypatch):
     from system2.nn.encdec import EncDecConfig, EncoderDecoder
-    from system2.planning.data import PlanningTrainData, load_examples, sequence_loss
+    from system2.planning.data import PlanningTrainData, load_examples
     from system2.planning.generate import GenerateConfig, generate_dataset
+    from system2.planning.losses import sequence_loss
     from system2.train import TrainConfig, train
 
     data = tmp_path / "mazes"

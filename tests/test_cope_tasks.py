@@ -16,7 +16,7 @@ from system2.nn.decoder import DecoderConfig
 from system2.repro import cope
 from system2.repro.cope_arm import ArmConfig, TaskSettings
 from system2.tasks import counting, flipflop, selective_copy
-from system2.tasks.sequences import Example, Vocabulary, encode_batch, error_rates, sequence_errors
+from system2.tasks.sequences import Example, TaskVocabulary, encode_batch, error_rates, sequence_errors
 
 
 def words(text: str) -> list[str]:
@@ -130,7 +130,7 @@ def test_counting_values_stay_capped():
 
 
 def test_encode_batch_marks_answers_and_trims_from_the_left():
-    vocab = Vocabulary(["a", "b"])
+    vocab = TaskVocabulary(["a", "b"])
     batch = encode_batch(vocab, [Example(("a", "b", "a"), (2,)), Example(("b",), (0,))])
     assert batch["ids"].tolist() == [[1, 2, 3, 2], [1, 3, 0, 0]]
     assert batch["answer_mask"].tolist() == [[False, False, False, True], [False, True, False, False]]
@@ -156,7 +156,7 @@ class _Oracle(torch.nn.Module):
 
 
 def test_score_counts_sequence_and_token_errors():
-    vocab = Vocabulary(["a", "b"])
+    vocab = TaskVocabulary(["a", "b"])
     examples = [Example(("a", "b", "a"), (1, 2)), Example(("b", "b", "a"), (2,))]
     ids = encode_batch(vocab, examples)["ids"]
     assert error_rates(sequence_errors(_Oracle(ids, set(), len(vocab)), vocab, examples))["sequence_error"] == 0

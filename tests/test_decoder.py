@@ -7,8 +7,8 @@ import torch
 
 from system2.checkpoint import load_model, save_model
 from system2.nn.cope import CoPEAttention
-from system2.nn.decode import SamplingConfig, generate_lm
 from system2.nn.decoder import POSITIONS, DecoderConfig, DecoderLM
+from system2.nn.generation import DecodingConfig, generate_lm
 from system2.nn.layers import Attention
 
 VOCAB = 24
@@ -49,12 +49,12 @@ def test_generate_cached_uncached_and_alone_agree(options):
     """Left-padded batches decode as each prompt would alone, with and without the cache."""
     m = model(**options)
     prompts = [[3, 4, 5, 6], [7, 8], [9, 10, 11]]
-    cfg = SamplingConfig(max_new_tokens=8)
+    cfg = DecodingConfig(max_new_tokens=8)
     cached = generate_lm(m, prompts, eos_id=1, cfg=cfg)
     assert cached == generate_lm(m, prompts, eos_id=1, cfg=cfg, use_cache=False)
     assert cached == [generate_lm(m, [p], eos_id=1, cfg=cfg)[0] for p in prompts]
     assert all(out[: len(p)] == p for out, p in zip(cached, prompts, strict=True))
-    sampled = SamplingConfig(max_new_tokens=8, temperature=1.0)
+    sampled = DecodingConfig(max_new_tokens=8, temperature=1.0)
     a = generate_lm(m, prompts, 1, sampled, num_samples=2, generator=torch.Generator().manual_seed(4))
     b = generate_lm(m, prompts, 1, sampled, num_samples=2, generator=torch.Generator().manual_seed(4), use_cache=False)
     assert a == b and len(a) == 6
@@ -109,11 +109,11 @@ def test_bad_configs_name_the_field(options, message):
 
 def test_trains_with_the_training_loop(tmp_path):
     from system2.tasks import flipflop
-    from system2.tasks.sequences import FreshExamples, Vocabulary, answer_loss
+    from system2.tasks.sequences import FreshExamples, TaskVocabulary, answer_loss
     from system2.train import TrainConfig, train
 
     cfg = flipflop.FlipFlopConfig(length=16)
-    vocab = Vocabulary(flipflop.VOCAB)
+    vocab = TaskVocabulary(flipflop.VOCAB)
     data = FreshExamples(vocab, lambda rng: flipflop.to_example(flipflop.sample(cfg, rng)), size=64, seed=0)
     torch.manual_seed(0)
     m = DecoderLM(DecoderConfig(vocab_size=len(vocab), d_model=16, n_layers=1, n_heads=2, max_len=17, cope_max_pos=4))

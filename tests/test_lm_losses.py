@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from system2.lm.data import PreferenceData, SFTData, make_dpo_loss_fn, make_sft_loss_fn
+from system2.lm.data import PreferenceData, SFTData
 from system2.lm.logprobs import encode_prompt_response, reference_logprobs, sequence_logprobs
-from system2.lm.losses import dpo_loss, dpo_nll_loss, sft_loss
+from system2.lm.losses import dpo_loss, dpo_nll_loss, make_dpo_loss_fn, make_sft_loss_fn, sft_loss
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 
 WORDS = ["Q:", *map(str, range(10)), "10", "20", "+", "-", "*", "=", "?", "|", ";", "Final", "answer:"]

@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from system2.lm.tiny import build_word_tokenizer, context_length, load_lm, save_lm, tiny_llama
+from system2.lm.io import context_length, load_lm, save_lm
+from system2.lm.tiny import build_word_tokenizer, tiny_llama
 
 TEXT = "Q: 7 + 3 * 2 = ? | 7 + 3 = 10 ; 10 * 2 = 20 ; Final answer: 20"
 WORDS = TEXT.split()

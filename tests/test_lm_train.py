@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from system2.lm.data import PreferenceData, SFTData, make_dpo_loss_fn, make_sft_loss_fn
+from system2.lm.data import PreferenceData, SFTData
+from system2.lm.losses import make_dpo_loss_fn, make_sft_loss_fn
 from system2.lm.tiny import build_word_tokenizer
 from system2.train import train
 

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from system2.checkpoint import load_model, save_model
-from system2.nn.decode import SamplingConfig, generate
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
+from system2.nn.generation import DecodingConfig, generate
 from system2.nn.positions import RotaryEmbedding
 
 
@@ -66,7 +66,7 @@ def test_generate_cached_equals_uncached(temperature):
     src = torch.randint(2, 40, (4, 6))
     mask = torch.ones_like(src, dtype=torch.bool)
     mask[0, 3:] = False
-    cfg = SamplingConfig(max_new_tokens=30, temperature=temperature, top_k=10)
+    cfg = DecodingConfig(max_new_tokens=30, temperature=temperature, top_k=10)
     outs = []
     for use_cache in (True, False):
         g = torch.Generator().manual_seed(3)
@@ -79,9 +79,9 @@ def test_generate_cached_equals_uncached(temperature):
 def test_greedy_samples_are_identical_and_sampling_is_seeded():
     model = tiny()
     src = torch.randint(2, 40, (2, 5))
-    greedy = generate(model, src, None, 0, 1, SamplingConfig(20), num_samples=3)
+    greedy = generate(model, src, None, 0, 1, DecodingConfig(20), num_samples=3)
     assert greedy[0] == greedy[1] == greedy[2]
-    cfg = SamplingConfig(20, temperature=1.0)
+    cfg = DecodingConfig(20, temperature=1.0)
     a = generate(model, src, None, 0, 1, cfg, generator=torch.Generator().manual_seed(1))
     b = generate(model, src, None, 0, 1, cfg, generator=torch.Generator().manual_seed(1))
     assert a == b

@@ -11,8 +11,9 @@ from safetensors.torch import load_file
 
 from system2.config import ConfigError
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
-from system2.planning.data import PlanningTrainData, load_examples, sequence_loss
+from system2.planning.data import PlanningTrainData, load_examples
 from system2.planning.generate import GenerateConfig, generate_dataset
+from system2.planning.losses import sequence_loss
 from system2.train import TrainConfig, lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]

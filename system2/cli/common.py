@@ -20,6 +20,7 @@ Overrides = Annotated[
     typer.Argument(metavar="KEY=VALUE", help="Settings (see Settings below); they win over flags and --config."),
 ]
 ConfigFile = Annotated[Path | None, typer.Option("--config", help="YAML file of settings (flags and KEY=VALUE win).")]
+Out = Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")]
 Restart = Annotated[
     bool,
     typer.Option(

@@ -8,12 +8,11 @@ from typing import Annotated, Any
 
 import typer
 
-from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, run_config, user_errors
+from system2.cli.common import App, ConfigFile, Out, Overrides, Restart, fail, run_config, user_errors
 
 planning = App(
     help="Mazes and Sokoban: A* search dynamics as tokens, datasets, planners, pictures.", no_args_is_help=True
 )
-Out = Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")]
 Data = Annotated[str | None, typer.Option("--data", help="Planning dataset directory.")]
 
 

@@ -27,7 +27,7 @@ REPROS = {
     "rl-reasoning": ("Teaching Large Language Models to Reason with Reinforcement Learning (Havrilla et al. 2024)",
                      "2403.04642", "expert iteration, PPO, RCRL and outcome-reward-model reranking, on arithmetic"),
 }  # fmt: skip
-Scale = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
+ScaleName = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
 
 
@@ -51,7 +51,7 @@ def run_repro(name: str, scale: str, seeds: int | None, out: Path | None, restar
 
 def _repro_command(name: str) -> None:
     def command(
-        scale: Scale = "tiny",
+        scale: ScaleName = "tiny",
         seeds: Seeds = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output directory (rerun to resume).")] = None,
         restart: Restart = False,
@@ -73,7 +73,7 @@ for _name in REPROS:
 
 @repro.command("all")
 def repro_all(
-    scale: Scale = "tiny",
+    scale: ScaleName = "tiny",
     seeds: Seeds = None,
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:

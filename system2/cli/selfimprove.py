@@ -14,12 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, print_rows, run_config, user_errors
+from system2.cli.common import App, ConfigFile, Out, Overrides, Restart, fail, print_rows, run_config, user_errors
 
 ModelPath = Annotated[str | None, typer.Option("--model", help="Local causal LM directory (the starting policy).")]
-TrainData = Annotated[str | None, typer.Option("--train-data", help="Training problems (Parquet or JSONL).")]
-EvalData = Annotated[str | None, typer.Option("--eval-data", help="Held-out problems for evaluation.")]
-Out = Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")]
+TrainDataPath = Annotated[str | None, typer.Option("--train-data", help="Training problems (Parquet or JSONL).")]
+EvalDataPath = Annotated[str | None, typer.Option("--eval-data", help="Held-out problems for evaluation.")]
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampling and new weights (see train.seed).")]
 Limit = Annotated[int | None, typer.Option("--limit", help="Training questions used (0: all).")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps of each fine-tuning (train.steps).")]
@@ -89,8 +88,8 @@ def _recipe_command(name: str) -> Any:
     def command(
         overrides: Overrides = None,
         model: ModelPath = None,
-        train_data: TrainData = None,
-        eval_data: EvalData = None,
+        train_data: TrainDataPath = None,
+        eval_data: EvalDataPath = None,
         out: Out = None,
         seed: Seed = None,
         limit: Limit = None,

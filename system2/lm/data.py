@@ -1,4 +1,5 @@
-"""SFT and preference datasets for the project's training loop (``system2.train.train``), and their losses.
+"""SFT and preference datasets for the project's training loop (``system2.train.train``); their losses are
+``system2.lm.losses`` (``make_sft_loss_fn``, ``make_dpo_loss_fn``).
 
 Texts are tokenized once, when the dataset is built, so every error (a missing field, a tokenizer without a
 pad token, an example longer than ``max_len``) is raised before training starts. ``PreferenceData`` holds
@@ -9,18 +10,13 @@ ones (``[2B, T]``), and one forward pass scores both.
 
 from __future__ import annotations
 
-import functools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from system2.lm.encoding import check_lengths, collate, prompt_token_ids, response_token_ids
-from system2.lm.logprobs import token_logprobs
-from system2.lm.losses import NLL_NORMS, NllNorm, dpo_nll_loss, sft_loss
-
-LossFnWithMetrics = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int, dict[str, float]]]
 
 
 def require_fields(rows: Sequence[Mapping[str, Any]], fields: Sequence[str], what: str) -> None:
@@ -149,32 +145,3 @@ class PreferenceData:
         out["ref_chosen"] = self.ref_chosen[indices]
         out["ref_rejected"] = self.ref_rejected[indices]
         return out
-
-
-def make_sft_loss_fn(norm: NllNorm = "sequence") -> Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int]]:
-    """The SFT loss for ``train``: response NLL, per-sequence mean then batch mean (or token mean)."""
-    if norm not in NLL_NORMS:
-        raise ValueError(f"unknown NLL normalisation {norm!r}: use one of {', '.join(NLL_NORMS)}")
-
-    return functools.partial(sft_loss, norm=norm)
-
-
-def make_dpo_loss_fn(beta: float = 0.1, alpha: float = 0.0, nll_norm: NllNorm = "sequence") -> LossFnWithMetrics:
-    """The DPO (``alpha=0``) or DPO+NLL loss for ``train`` on ``PreferenceData`` batches; it returns
-    (loss, response tokens, metrics) so the loop logs chosen/rejected log-probs, rewards, margins,
-    accuracy and the chosen NLL every step."""
-    if beta <= 0 or alpha < 0:
-        raise ValueError(f"DPO needs beta > 0 and alpha >= 0, got beta={beta}, alpha={alpha}")
-    if nll_norm not in NLL_NORMS:
-        raise ValueError(f"unknown NLL normalisation {nll_norm!r}: use one of {', '.join(NLL_NORMS)}")
-
-    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
-        logp, mask = token_logprobs(model, batch)
-        sums, n = logp.sum(1), mask.sum(1)
-        b = batch["ref_chosen"].shape[0]
-        loss, metrics = dpo_nll_loss(
-            sums[:b], sums[b:], batch["ref_chosen"], batch["ref_rejected"], -sums[:b], n[:b], beta, alpha, nll_norm
-        )
-        return loss, int(n.sum()), metrics
-
-    return loss_fn

@@ -1,4 +1,5 @@
-"""SFT, DPO and DPO+NLL losses on summed sequence log-probabilities.
+"""SFT, DPO and DPO+NLL losses on summed sequence log-probabilities, and the loss functions the training
+loop takes (``make_sft_loss_fn``, ``make_dpo_loss_fn``) on the batches of ``system2.lm.data``.
 
 DPO (sigmoid form, Rafailov et al.): with ``log pi(y|x)`` the *sum* of response-token log-probs,
 ``L = -log sigma(beta * [(pi_c - ref_c) - (pi_r - ref_r)])`` averaged over pairs.
@@ -16,6 +17,8 @@ The lengths count response tokens including eos (the tokens the model is trained
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -25,6 +28,8 @@ from system2.lm.logprobs import token_logprobs
 
 NllNorm = Literal["sequence", "token"]
 NLL_NORMS = ("sequence", "token")
+
+LossFnWithMetrics = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int, dict[str, float]]]
 
 
 def sft_loss(
@@ -92,3 +97,32 @@ def dpo_nll_loss(
     nll = nll_from_sums(chosen_nll, chosen_len, nll_norm)
     metrics["loss/nll"] = nll.item()
     return dpo + alpha * nll, metrics
+
+
+def make_sft_loss_fn(norm: NllNorm = "sequence") -> Callable[[torch.nn.Module, dict], tuple[torch.Tensor, int]]:
+    """The SFT loss for ``train``: response NLL, per-sequence mean then batch mean (or token mean)."""
+    if norm not in NLL_NORMS:
+        raise ValueError(f"unknown NLL normalisation {norm!r}: use one of {', '.join(NLL_NORMS)}")
+
+    return functools.partial(sft_loss, norm=norm)
+
+
+def make_dpo_loss_fn(beta: float = 0.1, alpha: float = 0.0, nll_norm: NllNorm = "sequence") -> LossFnWithMetrics:
+    """The DPO (``alpha=0``) or DPO+NLL loss for ``train`` on ``PreferenceData`` batches; it returns
+    (loss, response tokens, metrics) so the loop logs chosen/rejected log-probs, rewards, margins,
+    accuracy and the chosen NLL every step."""
+    if beta <= 0 or alpha < 0:
+        raise ValueError(f"DPO needs beta > 0 and alpha >= 0, got beta={beta}, alpha={alpha}")
+    if nll_norm not in NLL_NORMS:
+        raise ValueError(f"unknown NLL normalisation {nll_norm!r}: use one of {', '.join(NLL_NORMS)}")
+
+    def loss_fn(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int, dict[str, float]]:
+        logp, mask = token_logprobs(model, batch)
+        sums, n = logp.sum(1), mask.sum(1)
+        b = batch["ref_chosen"].shape[0]
+        loss, metrics = dpo_nll_loss(
+            sums[:b], sums[b:], batch["ref_chosen"], batch["ref_rejected"], -sums[:b], n[:b], beta, alpha, nll_norm
+        )
+        return loss, int(n.sum()), metrics
+
+    return loss_fn

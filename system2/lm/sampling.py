@@ -29,13 +29,16 @@ import torch
 
 from system2.console import Progress
 from system2.lm.encoding import prompt_token_ids
-from system2.lm.tiny import context_length
+from system2.lm.io import context_length
 
 BACKENDS = ("hf", "vllm")
 
 
 @dataclass
 class SampleConfig:
+    """Settings of ``sample`` (completions of Hugging Face causal LMs); the from-scratch models of
+    ``system2.nn`` decode with ``system2.nn.generation.DecodingConfig``."""
+
     n: int = 1
     temperature: float = 1.0  # 0 = greedy
     top_p: float = 1.0

@@ -127,7 +127,7 @@ class DecoderBlock(nn.Module):
 
 
 @dataclass
-class DecoderState:
+class DecoderLMState:
     """What KV-cached decoding carries between calls: the caches and, once padding was seen, which of
     the cached positions are real tokens."""
 
@@ -210,7 +210,7 @@ class DecoderLM(nn.Module):
         return pos
 
     def forward(
-        self, ids: torch.Tensor, mask: torch.Tensor | None = None, state: DecoderState | None = None
+        self, ids: torch.Tensor, mask: torch.Tensor | None = None, state: DecoderLMState | None = None
     ) -> torch.Tensor:
         """Logits (B, T, V) for ``ids`` (B, T). ``mask`` (B, T): True on real tokens (left padding). With
         ``state``, ``ids`` are the new positions only, appended to the cache."""
@@ -228,7 +228,7 @@ class DecoderLM(nn.Module):
             x = layer(x, attn_mask, None if state is None else state.caches[i], shared)
         return self.lm_head(self.norm(x))
 
-    def start_decoding(self, batch: int, max_len: int) -> DecoderState:
+    def start_decoding(self, batch: int, max_len: int) -> DecoderLMState:
         """Empty caches for up to ``max_len`` positions per row."""
         like = self.embed.weight
-        return DecoderState([layer.attn.new_cache(batch, max_len, like) for layer in self.layers])
+        return DecoderLMState([layer.attn.new_cache(batch, max_len, like) for layer in self.layers])

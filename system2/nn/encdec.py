@@ -104,7 +104,7 @@ class DecoderLayer(nn.Module):
 
 
 @dataclass
-class DecoderState:
+class EncoderDecoderState:
     """What KV-cached decoding carries between steps."""
 
     caches: list[KVCache]
@@ -172,7 +172,7 @@ class EncoderDecoder(nn.Module):
         tgt: torch.Tensor,
         memory: torch.Tensor | None = None,
         src_mask: torch.Tensor | None = None,
-        state: DecoderState | None = None,
+        state: EncoderDecoderState | None = None,
     ) -> torch.Tensor:
         """Logits for ``tgt`` (B, T). Without ``state`` a full causal pass over ``memory``; with it only
         the new positions, reusing (and extending) the cache."""
@@ -205,9 +205,9 @@ class EncoderDecoder(nn.Module):
             x = layer(x, cross[i], mem_mask, packing=packing)
         return self.lm_head(self.dec_norm(x))
 
-    def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> DecoderState:
+    def start_decoding(self, memory: torch.Tensor, src_mask: torch.Tensor | None, max_len: int) -> EncoderDecoderState:
         """Empty caches for up to ``max_len`` decoder positions and the cross-attention keys/values."""
         b = memory.shape[0]
         cfg = self.config
         caches = [KVCache(b, cfg.n_heads, max_len, cfg.head_dim, memory) for _ in self.dec_layers]
-        return DecoderState(caches, self.cross_kv(memory), self._key_mask(src_mask))
+        return EncoderDecoderState(caches, self.cross_kv(memory), self._key_mask(src_mask))

@@ -56,14 +56,6 @@ class SearchResult(Generic[S]):
     events: list[tuple[int, S, int, float]] = field(default_factory=list)  # (kind, state, g, h)
     plan: list[S] = field(default_factory=list)
 
-    @property
-    def num_closed(self) -> int:
-        return sum(1 for e in self.events if e[0] == CLOSE)
-
-    @property
-    def num_created(self) -> int:
-        return sum(1 for e in self.events if e[0] == CREATE)
-
 
 def astar_trace(
     problem: SearchProblem[S],

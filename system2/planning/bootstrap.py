@@ -54,7 +54,7 @@ import pyarrow.parquet as pq
 from system2.checkpoint import latest_checkpoint
 from system2.config import ConfigError, to_dict
 from system2.console import Progress
-from system2.nn.decode import SamplingConfig
+from system2.nn.generation import DecodingConfig
 from system2.planning import evaluate as ev
 from system2.planning import tokens as tk
 from system2.planning.data import load_examples, spread_subset
@@ -136,7 +136,7 @@ def improve_traces(
     model, vocab = load_planner(model_dir)
     check_compatible(vocab, examples)
     longest = max(examples.rows[i]["trace_len"] + examples.rows[i]["plan_len"] for i in sampled)
-    sampling = SamplingConfig(max(64, 2 * longest + 2), temperature=cfg.temperature)
+    sampling = DecodingConfig(max(64, 2 * longest + 2), temperature=cfg.temperature)
     with Progress(len(sampled) * cfg.samples, "bootstrap sample", enabled=progress) as bar:
         responses = sample_responses(
             model, examples, sampled, "auto", cfg.samples, sampling, cfg.batch_size, cfg.seed, bar

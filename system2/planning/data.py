@@ -1,4 +1,5 @@
-"""Planning examples as tensors for the encoder-decoder, in the three training modes:
+"""Planning examples as tensors for the encoder-decoder, for the three training targets (``TrainTarget``,
+the ``mode`` setting of ``planning train``):
 
 - ``solution``: decoder target ``bos plan eos`` (solution-only baseline);
 - ``search``: ``bos trace plan eos`` (search-augmented, Searchformer);
@@ -6,7 +7,7 @@
   every epoch (Dualformer randomized training). The draw is seeded by (seed, epoch, index), so a batch
   is a pure function of its indices and epoch: resuming and multi-process runs see the same data.
 
-The loss is token cross-entropy over all decoder targets, averaged per sequence, then over the batch.
+Their loss is ``system2.planning.losses.sequence_loss``.
 """
 
 from __future__ import annotations
@@ -19,21 +20,21 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from system2.planning.dropping import DropConfig, randomized_trace
 from system2.planning.generate import read_meta, read_split, read_vocab
-from system2.planning.tokens import Vocabulary
+from system2.planning.tokens import PlanningVocabulary
 
-Mode = Literal["solution", "search", "dualformer"]
-MODES = ("solution", "search", "dualformer")
+# what the decoder is trained to produce (the ``mode`` setting of planning train)
+TrainTarget = Literal["solution", "search", "dualformer"]
+TRAIN_TARGETS = ("solution", "search", "dualformer")
 
 
 @dataclass
 class PlanningExamples:
     """Token ids of one split (prompt, trace, plan per task) plus the ids and lengths evaluation needs."""
 
-    vocab: Vocabulary
+    vocab: PlanningVocabulary
     env: str
     task_ids: list[str]
     prompts: list[np.ndarray]
@@ -119,9 +120,9 @@ def encode_prompts(examples: PlanningExamples, indices: Sequence[int]) -> tuple[
 class PlanningTrainData:
     """Batches for ``system2.train.train`` (see the module docstring for the modes)."""
 
-    def __init__(self, examples: PlanningExamples, mode: Mode, drop: DropConfig | None = None, seed: int = 0):
-        if mode not in MODES:
-            raise ValueError(f"unknown training mode {mode!r}: use one of {', '.join(MODES)}")
+    def __init__(self, examples: PlanningExamples, mode: TrainTarget, drop: DropConfig | None = None, seed: int = 0):
+        if mode not in TRAIN_TARGETS:
+            raise ValueError(f"unknown training mode {mode!r}: use one of {', '.join(TRAIN_TARGETS)}")
         self.ex = examples
         self.mode = mode
         self.drop = drop or DropConfig()
@@ -153,19 +154,3 @@ class PlanningTrainData:
         src, src_mask = encode_prompts(self.ex, indices)
         tgt, tgt_mask = pad_batch([self.target(i, epoch) for i in indices], self.ex.vocab.pad_id)
         return {"src": src, "src_mask": src_mask, "tgt": tgt, "tgt_mask": tgt_mask}
-
-
-def sequence_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """Cross-entropy of every decoder target token (trace, plan and eos), averaged per sequence and then
-    over the batch, as the official training does; returns (loss, number of target tokens).
-
-    The model is asked only for the logits of the positions that have a target (``tgt_mask`` argument,
-    packed (N, V)), so it can skip the padding."""
-    tgt, tgt_mask = batch["tgt"], batch["tgt_mask"]
-    mask = tgt_mask[:, 1:]
-    logits = model(batch["src"], batch["src_mask"], tgt[:, :-1], mask)
-    ce = F.cross_entropy(logits.float(), tgt[:, 1:][mask], reduction="none")
-    rows = mask.nonzero()[:, 0]
-    counts = mask.sum(1)
-    per_seq = ce.new_zeros(mask.shape[0]).index_add_(0, rows, ce) / counts.clamp(min=1)
-    return per_seq.mean(), int(counts.sum())

@@ -361,7 +361,7 @@ def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, list[dict]]) -
 def write_dataset(
     out: str | Path,
     rows: dict[str, list[dict]],
-    vocab: tk.Vocabulary,
+    vocab: tk.PlanningVocabulary,
     info: dict[str, Any],
     shard_size: int = 10_000,
 ) -> dict[str, Any]:
@@ -430,10 +430,10 @@ def read_split(path: str | Path, split: str) -> pa.Table:
     return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
 
 
-def read_vocab(path: str | Path) -> tk.Vocabulary:
+def read_vocab(path: str | Path) -> tk.PlanningVocabulary:
     """The vocabulary stored in ``path/vocab.json`` (a dataset or a model directory)."""
     file = Path(path) / "vocab.json"
     tokens = read_json(file)
     if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
         raise FileProblem(f"{file} is not a vocabulary (a JSON list of tokens): restore it")
-    return tk.Vocabulary(tuple(tokens))
+    return tk.PlanningVocabulary(tuple(tokens))

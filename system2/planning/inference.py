@@ -15,16 +15,17 @@ import torch
 
 from system2.checkpoint import latest_checkpoint, load_model
 from system2.console import Progress
-from system2.nn.decode import SamplingConfig, generate
 from system2.nn.encdec import EncoderDecoder
+from system2.nn.generation import DecodingConfig, generate
 from system2.planning.data import PlanningExamples, encode_prompts, load_examples
 from system2.planning.generate import read_vocab
-from system2.planning.tokens import CREATE, PLAN, Vocabulary
+from system2.planning.tokens import CREATE, PLAN, PlanningVocabulary
 from system2.runs import require_kind
 
 TRAIN_KIND = "planning-train"  # the kind recipes.train_planner records (recipes imports this module)
 
-Mode = Literal["slow", "fast", "auto"]
+# how a response starts (the ``mode`` setting of planning eval): slow forces create, fast plan, auto nothing
+DecodeMode = Literal["slow", "fast", "auto"]
 MODE_PREFIX: dict[str, tuple[str, ...]] = {"slow": (CREATE,), "fast": (PLAN,), "auto": ()}
 
 
@@ -46,7 +47,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     )
 
 
-def load_planner(path: str | Path, device: str = "cpu") -> tuple[EncoderDecoder, Vocabulary]:
+def load_planner(path: str | Path, device: str = "cpu") -> tuple[EncoderDecoder, PlanningVocabulary]:
     """The encoder-decoder and its vocabulary (``vocab.json``, saved inside every model directory)."""
     d = resolve_model_dir(path)
     model = load_model(d, map_location=device).to(device)
@@ -55,7 +56,7 @@ def load_planner(path: str | Path, device: str = "cpu") -> tuple[EncoderDecoder,
     return model.eval(), read_vocab(d)  # type: ignore[return-value]
 
 
-def check_compatible(vocab: Vocabulary, examples: PlanningExamples) -> None:
+def check_compatible(vocab: PlanningVocabulary, examples: PlanningExamples) -> None:
     if vocab.tokens != examples.vocab.tokens:
         raise ValueError(
             "the model's vocabulary differs from the dataset's: evaluate on data of the same environment "
@@ -67,9 +68,9 @@ def sample_responses(
     model: EncoderDecoder,
     examples: PlanningExamples,
     indices: Sequence[int],
-    mode: Mode,
+    mode: DecodeMode,
     num_samples: int,
-    sampling: SamplingConfig,
+    sampling: DecodingConfig,
     batch_size: int = 64,
     seed: int = 0,
     progress: Progress | None = None,
@@ -107,11 +108,11 @@ def sample_responses(
     return out
 
 
-def respond(model: str | Path, data: str | Path, split: str, index: int, mode: Mode) -> list[str]:
+def respond(model: str | Path, data: str | Path, split: str, index: int, mode: DecodeMode) -> list[str]:
     """The planner's greedy response to task ``index`` of a dataset split (for pictures)."""
     planner, vocab = load_planner(model)
     examples = load_examples(data, split, limit=index + 1, spread=False)
     check_compatible(vocab, examples)
     row = examples.rows[index]
-    sampling = SamplingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))
+    sampling = DecodingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))
     return sample_responses(planner, examples, [index], mode, 1, sampling)[0][0]

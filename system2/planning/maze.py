@@ -20,7 +20,7 @@ import numpy as np
 
 from system2.planning.astar import SearchResult, astar_trace
 
-Pos = tuple[int, int]
+Pos = tuple[int, int]  # a grid cell (x, y), in mazes and Sokoban levels alike
 
 
 class MazeError(ValueError):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -22,12 +22,13 @@ from system2.checkpoint import load_model, save_model
 from system2.config import ConfigError, to_dict
 from system2.console import Progress, print_table
 from system2.dist import is_main
-from system2.nn.decode import SamplingConfig
 from system2.nn.encdec import PRESETS, EncDecConfig, EncoderDecoder
+from system2.nn.generation import DecodingConfig
 from system2.planning import evaluate as ev
-from system2.planning.data import MODES, PlanningTrainData, load_examples, sequence_loss
+from system2.planning.data import TRAIN_TARGETS, PlanningTrainData, TrainTarget, load_examples
 from system2.planning.dropping import DropConfig
-from system2.planning.inference import TRAIN_KIND, check_compatible, load_planner, sample_responses
+from system2.planning.inference import TRAIN_KIND, DecodeMode, check_compatible, load_planner, sample_responses
+from system2.planning.losses import sequence_loss
 from system2.runs import atomic_write_json, atomic_write_with, open_run, read_json
 from system2.train import TrainConfig, train
 
@@ -62,7 +63,7 @@ EVAL_KIND = "planning-eval"
 class PlannerTrainConfig:
     data: str = ""  # planning dataset directory (from planning generate)
     out: str = ""  # run directory (a rerun resumes)
-    mode: Literal["solution", "search", "dualformer"] = "search"  # plan only, A* trace + plan, or dropped trace + plan
+    mode: TrainTarget = "search"  # plan only, A* trace + plan, or dropped trace + plan
     limit: int = 0  # use N training tasks, spread over the wall layouts (0: all)
     max_target_len: int = 0  # drop tasks whose trace + plan is longer (0: keep all)
     init_from: str = ""  # start from this checkpoint (weights and optimizer moments)
@@ -73,8 +74,8 @@ class PlannerTrainConfig:
     def validate(self) -> None:
         if not self.data or not self.out:
             raise ConfigError("set data=DIR (a planning dataset) and out=DIR (the run directory)")
-        if self.mode not in MODES:
-            raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.mode not in TRAIN_TARGETS:
+            raise ConfigError(f"mode must be one of {', '.join(TRAIN_TARGETS)}, got {self.mode!r}")
         if self.limit < 0 or self.max_target_len < 0:
             raise ConfigError("limit and max_target_len must be >= 0 (0: all tasks)")
         if self.data == self.out or Path(self.data).resolve() == Path(self.out).resolve():
@@ -114,7 +115,7 @@ class PlannerEvalConfig:
     out: str = ""  # directory for tasks.parquet and summary.json (empty: write nothing)
     split: str = "test"  # train or test
     limit: int = 0  # evaluate N tasks, spread over the wall layouts (0: all)
-    mode: Literal["slow", "fast", "auto"] = "auto"  # slow forces a search trace, fast the plan only, auto lets it pick
+    mode: DecodeMode = "auto"  # slow forces a search trace, fast the plan only, auto lets it pick
     samples: int = 64  # K sampled responses per task (official: 64, docs/planning.md)
     greedy: bool = True  # also decode each task greedily
     temperature: float = 1.0  # sampling temperature of the K samples
@@ -168,10 +169,10 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: boo
     if cfg.greedy:
         with Progress(n, f"eval greedy ({cfg.mode})", enabled=progress) as bar:
             responses = sample_responses(
-                model, examples, indices, cfg.mode, 1, SamplingConfig(max_new), cfg.batch_size, 0, bar
+                model, examples, indices, cfg.mode, 1, DecodingConfig(max_new), cfg.batch_size, 0, bar
             )
             greedy = [r[0] for r in responses]
-    sampling = SamplingConfig(max_new, temperature=cfg.temperature, top_k=cfg.top_k)
+    sampling = DecodingConfig(max_new, temperature=cfg.temperature, top_k=cfg.top_k)
     samples: list[list[list[str]]] = [[] for _ in range(n)]
     if cfg.samples:
         with Progress(n * cfg.samples, f"eval {cfg.samples} samples ({cfg.mode})", enabled=progress) as bar:

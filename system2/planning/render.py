@@ -21,11 +21,10 @@ from matplotlib.patches import Rectangle  # noqa: E402
 
 from system2.planning import tokens as tk  # noqa: E402
 from system2.planning.evaluate import SampleResult, judge_sample  # noqa: E402
-from system2.planning.maze import Maze  # noqa: E402
+from system2.planning.maze import Maze, Pos  # noqa: E402
 from system2.planning.sokoban import SokobanLevel  # noqa: E402
 from system2.runs import atomic_write_with  # noqa: E402
 
-Pos = tuple[int, int]
 WALL = "#3b3b3b"
 CREATED = "#fde9a9"
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from system2.planning.astar import SearchResult, astar_trace
+from system2.planning.maze import Pos
 
-Pos = tuple[int, int]
 State = tuple[int, tuple[int, ...]]
 
 FLOOR_CHARS = " -_"

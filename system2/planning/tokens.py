@@ -65,7 +65,7 @@ def _cost_strings(n: int) -> list[str]:
 
 # ----- vocabulary ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class Vocabulary:
+class PlanningVocabulary:
     """``bos`` and ``eos`` followed by the sorted task tokens, as the official ``DictTokenizer``.
 
     The pad id is 0 (= ``bos``); padding is masked wherever it matters.
@@ -78,7 +78,7 @@ class Vocabulary:
         object.__setattr__(self, "index", {t: i for i, t in enumerate(self.tokens)})
 
     @classmethod
-    def from_words(cls, words: Iterable[str]) -> Vocabulary:
+    def from_words(cls, words: Iterable[str]) -> PlanningVocabulary:
         return cls((BOS, EOS, *sorted(set(words) - {BOS, EOS})))
 
     @property
@@ -110,23 +110,23 @@ class Vocabulary:
         return json.dumps(list(self.tokens))
 
     @classmethod
-    def from_json(cls, text: str) -> Vocabulary:
+    def from_json(cls, text: str) -> PlanningVocabulary:
         return cls(tuple(json.loads(text)))
 
 
-def maze_vocabulary(width: int, height: int) -> Vocabulary:
+def maze_vocabulary(width: int, height: int) -> PlanningVocabulary:
     """Digits 0..max(w,h)-1, cost tokens c0..c{w*h-1} and the six words: 118 tokens for 10x10."""
     words = [str(i) for i in range(max(width, height))]
     words += [f"c{i}" for i in range(width * height)]
-    return Vocabulary.from_words([*words, *MAZE_WORDS])
+    return PlanningVocabulary.from_words([*words, *MAZE_WORDS])
 
 
-def sokoban_vocabulary(width: int, height: int, cost_tokens: int) -> Vocabulary:
+def sokoban_vocabulary(width: int, height: int, cost_tokens: int) -> PlanningVocabulary:
     """Digits, cost tokens c0..c{cost_tokens-1} and the seven words. The official vocabulary declares
     40,000 cost tokens; datasets here size it to the largest cost they contain unless told otherwise."""
     words = [str(i) for i in range(max(width, height))]
     words += [f"c{i}" for i in range(cost_tokens)]
-    return Vocabulary.from_words([*words, *SOKOBAN_WORDS])
+    return PlanningVocabulary.from_words([*words, *SOKOBAN_WORDS])
 
 
 # ----- mazes ---------------------------------------------------------------------------------------
@@ -264,8 +264,6 @@ class ParsedResponse:
     valid: bool
     trace: tuple[str, ...] = ()
     plan: tuple[tuple[int, int], ...] = ()
-    has_eos: bool = False
-    trace_valid: bool = False
     error: str = ""
 
     @property
@@ -288,9 +286,8 @@ def parse_response(tokens: Sequence[object]) -> ParsedResponse:
     """Split a generated token sequence into (trace, plan), as the official evaluator does.
 
     A leading ``bos`` is dropped, the sequence is cut at the first ``eos``, everything from the first
-    ``plan`` token on must be ``plan x y`` triples, and the tokens before it are the trace. The trace
-    is also checked against the clause grammar (``trace_valid``). Any input, however malformed,
-    gives a result rather than an exception.
+    ``plan`` token on must be ``plan x y`` triples, and the tokens before it are the trace. Any input,
+    however malformed, gives a result rather than an exception.
     """
     try:
         toks = [t if isinstance(t, str) else str(t) for t in tokens]
@@ -298,49 +295,16 @@ def parse_response(tokens: Sequence[object]) -> ParsedResponse:
         return ParsedResponse(False, error="tokens are not strings")
     if toks and toks[0] == BOS:
         toks = toks[1:]
-    has_eos = EOS in toks
-    if has_eos:
+    if EOS in toks:
         toks = toks[: toks.index(EOS)]
     if PLAN not in toks:
-        return ParsedResponse(
-            False, tuple(toks), has_eos=has_eos, trace_valid=trace_is_wellformed(toks), error="no plan"
-        )
+        return ParsedResponse(False, tuple(toks), error="no plan")
     cut = toks.index(PLAN)
     trace, plan_toks = toks[:cut], toks[cut:]
     triples = _triples(plan_toks)
     if triples is None or not triples or any(w != PLAN for w, _ in triples):
-        return ParsedResponse(
-            False,
-            tuple(trace),
-            has_eos=has_eos,
-            trace_valid=trace_is_wellformed(trace),
-            error="malformed plan",
-        )
-    return ParsedResponse(
-        True,
-        tuple(trace),
-        tuple(p for _, p in triples),
-        has_eos=has_eos,
-        trace_valid=trace_is_wellformed(trace),
-    )
-
-
-def trace_is_wellformed(trace: Sequence[str]) -> bool:
-    """True when the trace is a sequence of clauses ``create|close`` + coordinates/words + optional costs.
-
-    Accepts every level of Dualformer dropping (clauses with or without cost tokens)."""
-    i, n = 0, len(trace)
-    while i < n:
-        if trace[i] not in (CREATE, CLOSE):
-            return False
-        j = i + 1
-        while j < n and trace[j] not in (CREATE, CLOSE):
-            j += 1
-        body = trace[i + 1 : j]
-        if not body or any(t in (PLAN, BOS, EOS) for t in body):
-            return False
-        i = j
-    return True
+        return ParsedResponse(False, tuple(trace), error="malformed plan")
+    return ParsedResponse(True, tuple(trace), tuple(p for _, p in triples))
 
 
 def split_clauses(trace: Sequence[str]) -> list[list[str]]:

@@ -31,7 +31,7 @@ from system2.tasks.sequences import (
     Example,
     FixedExamples,
     FreshExamples,
-    Vocabulary,
+    TaskVocabulary,
     answer_loss,
     error_rates,
     sequence_errors,
@@ -79,12 +79,12 @@ class TaskSettings:
     def splits(self) -> tuple[str, ...]:
         return EVAL_SPLITS[self.name]
 
-    def vocabulary(self) -> Vocabulary:
+    def vocabulary(self) -> TaskVocabulary:
         if self.name == "flipflop":
-            return Vocabulary(flipflop.VOCAB)
+            return TaskVocabulary(flipflop.VOCAB)
         if self.name == "selective_copy":
-            return Vocabulary(selective_copy.vocabulary(self.selective_copy))
-        return Vocabulary(counting.vocabulary(self.counting))
+            return TaskVocabulary(selective_copy.vocabulary(self.selective_copy))
+        return TaskVocabulary(counting.vocabulary(self.counting))
 
     def examples(self, split: str, n: int, seed: int) -> list[Example]:
         """``n`` examples of a split (train, test or an OOD split), deterministic for the seed."""

@@ -12,7 +12,7 @@ import torch
 from system2.checkpoint import load_model
 from system2.repro.framework import mean_std
 from system2.tasks import flipflop
-from system2.tasks.sequences import Vocabulary
+from system2.tasks.sequences import TaskVocabulary
 
 COLORS = {"none": "#bbbbbb", "abs": "#888888", "rope": "#2e86de", "cope": "#e4572e", "cope+rope": "#f0a202"}
 
@@ -58,7 +58,7 @@ def flipflop_gates(model_dir: Path, cfg: flipflop.FlipFlopConfig, out: Path, max
 
     length = min(cfg.length, max_tokens - max_tokens % 2)
     tokens = flipflop.sample(flipflop.FlipFlopConfig(length, cfg.p_ignore), random.Random("gates-figure"))
-    vocab = Vocabulary(flipflop.VOCAB)
+    vocab = TaskVocabulary(flipflop.VOCAB)
     model = load_model(model_dir).eval()
     layers = model.cope_layers()
     for _, attn in layers:

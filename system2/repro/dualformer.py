@@ -15,6 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from system2.planning.data import TrainTarget
+from system2.planning.inference import DecodeMode
 from system2.repro import planning_common as pc
 from system2.repro import verdicts as vd
 from system2.repro.framework import (
@@ -46,8 +48,8 @@ SCALES: dict[str, pc.PlanningScale] = {
     ),
 }  # fmt: skip
 
-# (arm, training mode, evaluation mode)
-EVALS = [
+# (arm, training target, decode mode)
+EVALS: list[tuple[str, TrainTarget, DecodeMode]] = [
     ("solution-only", "solution", "auto"),
     ("Searchformer", "search", "auto"),
     ("Dualformer slow", "dualformer", "slow"),

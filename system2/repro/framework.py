@@ -15,10 +15,10 @@ from system2.console import print_table
 from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict, verdict_table
 from system2.runs import atomic_write_json, atomic_write_text, open_run
 
-Scale = TypeVar("Scale")
+ScaleT = TypeVar("ScaleT")  # a reproduction's scale dataclass
 
 
-def with_overrides(scale: Scale, **kw: Any) -> Scale:
+def with_overrides(scale: ScaleT, **kw: Any) -> ScaleT:
     """``scale`` (a dataclass) with the given fields replaced, skipping those given as None (options
     such as ``--seeds`` that were not passed)."""
     return replace(scale, **{k: v for k, v in kw.items() if v is not None})  # type: ignore[type-var]

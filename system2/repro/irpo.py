@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
-from system2.lm.tiny import load_lm
 from system2.repro import verdicts as vd
 from system2.repro.framework import (
     Table,

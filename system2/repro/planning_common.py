@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from system2.planning.data import TrainTarget
 from system2.planning.dropping import DropConfig
 from system2.planning.generate import GenerateConfig, generate_dataset
+from system2.planning.inference import DecodeMode
 from system2.planning.recipes import (
     ModelSettings,
     PlannerEvalConfig,
@@ -62,9 +64,9 @@ def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
     return path
 
 
-def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: int, seed: int) -> Path:
+def train_arm(scale: PlanningScale, data: Path, out: Path, target: TrainTarget, n_train: int, seed: int) -> Path:
     """Train one arm (cached: a finished run is reused, a partial one resumes)."""
-    run = out / "runs" / f"{mode}-n{n_train}-seed{seed}"
+    run = out / "runs" / f"{target}-n{n_train}-seed{seed}"
     tcfg = TrainConfig(
         steps=scale.steps,
         batch_size=scale.batch_size,
@@ -78,7 +80,7 @@ def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: i
     cfg = PlannerTrainConfig(
         data=str(data),
         out=str(run),
-        mode=mode,  # type: ignore[arg-type]
+        mode=target,
         limit=n_train,
         model=ModelSettings(preset=scale.preset),
         train=tcfg,
@@ -88,14 +90,14 @@ def train_arm(scale: PlanningScale, data: Path, out: Path, mode: str, n_train: i
     return run
 
 
-def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: int) -> dict[str, Any]:
+def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: DecodeMode, seed: int) -> dict[str, Any]:
     """Greedy plus K samples on the test split in ``mode`` (cached in ``run/eval-MODE``)."""
     out = run / f"eval-{mode}"
     cfg = PlannerEvalConfig(
         model=str(run),
         data=str(data),
         out=str(out),
-        mode=mode,  # type: ignore[arg-type]
+        mode=mode,
         samples=scale.eval_samples,
         limit=scale.eval_limit,
         reference_runs=scale.reference_runs,
@@ -104,11 +106,7 @@ def evaluate_arm(scale: PlanningScale, data: Path, run: Path, mode: str, seed: i
     return evaluate_planner(cfg)
 
 
-def optimal_key(summary: dict[str, Any]) -> str:
-    return next(k for k in summary if k.startswith("any_optimal@"))
-
-
-def task_rows(run: Path, mode: str) -> list[dict[str, Any]]:
+def task_rows(run: Path, mode: DecodeMode) -> list[dict[str, Any]]:
     """The per-task results of ``evaluate_arm(..., run, mode)`` (``run/eval-MODE/tasks.parquet``)."""
     return read_parquet(run / f"eval-{mode}" / "tasks.parquet").to_pylist()
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from system2.lm.tiny import load_lm
+from system2.lm.io import load_lm
 from system2.repro import verdicts as vd
 from system2.repro.framework import (
     Table,

@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.lm.data import PreferenceData, SFTData, make_dpo_loss_fn, make_sft_loss_fn
+from system2.lm.data import PreferenceData, SFTData
 from system2.lm.encoding import check_lengths, prompt_token_ids, response_token_ids
+from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
-from system2.lm.tiny import load_lm
+from system2.lm.losses import make_dpo_loss_fn, make_sft_loss_fn
 from system2.selfimprove.loop import (
     LoopConfig,
     cached_rows,

@@ -18,14 +18,13 @@ from typing import Any
 import torch
 
 from system2.config import ConfigError, to_dict
+from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.sampling import SampleConfig, sample
-from system2.lm.tiny import check_lm_dir, load_lm, save_lm
 from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
-from system2.selfimprove.metrics import maj_hits, pass_hits
+from system2.selfimprove.metrics import Extract, maj_hits, pass_hits
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
 from system2.train import TrainConfig, TrainData, train
 
-Extract = Callable[[object], int | None]
 QUESTIONS = "questions.parquet"  # an evaluation's per-question results, next to its result.json
 
 

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from system2.console import Progress
+from system2.lm.io import load_lm
 from system2.lm.logprobs import encode_prompt_response
-from system2.lm.tiny import load_lm
 from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
 from system2.selfimprove.metrics import rerank_at_k
 from system2.tasks.arithmetic import extract_answer

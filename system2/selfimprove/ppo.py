@@ -33,8 +33,8 @@ from system2.checkpoint import (
 )
 from system2.config import ConfigError
 from system2.console import Progress
+from system2.lm.io import load_lm, save_lm
 from system2.lm.logprobs import encode_prompt_response
-from system2.lm.tiny import load_lm, save_lm
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, sample_and_score, summarize_questions
 from system2.tasks.arithmetic import dense_step_reward
 

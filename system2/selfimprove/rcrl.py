@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.lm.data import SFTData, make_sft_loss_fn
-from system2.lm.tiny import load_lm
+from system2.lm.data import SFTData
+from system2.lm.io import load_lm
+from system2.lm.losses import make_sft_loss_fn
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample_and_score
 from system2.tasks.arithmetic import RETURN_TOKENS
 

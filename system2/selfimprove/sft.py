@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.lm.data import SFTData, make_sft_loss_fn
-from system2.lm.tiny import build_word_tokenizer, save_lm, tiny_llama
+from system2.lm.data import SFTData
+from system2.lm.io import save_lm
+from system2.lm.losses import make_sft_loss_fn
+from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.selfimprove.loop import LoopConfig, finetune
 from system2.tasks.arithmetic import ArithmeticConfig, vocabulary
 from system2.train import TrainConfig

@@ -28,7 +28,7 @@ class Example:
     answers: tuple[int, ...]  # indices into ``tokens`` of the tokens to predict
 
 
-class Vocabulary:
+class TaskVocabulary:
     """Token strings <-> ids; ``<pad>`` is 0 and ``<bos>`` is 1."""
 
     pad_id = 0
@@ -53,7 +53,7 @@ class Vocabulary:
         return [self.itos[i] for i in ids]
 
 
-def encode_batch(vocab: Vocabulary, examples: Sequence[Example], max_len: int = 0) -> dict[str, torch.Tensor]:
+def encode_batch(vocab: TaskVocabulary, examples: Sequence[Example], max_len: int = 0) -> dict[str, torch.Tensor]:
     """``ids`` (B, T): ``bos`` + tokens, right-padded; ``answer_mask`` (B, T): True where ``ids[:, t]`` is an
     answer token (predicted at position t - 1). ``max_len``: keep only the last ``max_len`` ids of longer
     sequences, as the official CoPE data collator trims from the left (0: keep everything)."""
@@ -79,7 +79,7 @@ def encode_batch(vocab: Vocabulary, examples: Sequence[Example], max_len: int = 
 class FixedExamples:
     """A fixed training set (``system2.train.TrainData``), e.g. the counting task's 10k programs."""
 
-    def __init__(self, vocab: Vocabulary, examples: Sequence[Example], max_len: int = 0) -> None:
+    def __init__(self, vocab: TaskVocabulary, examples: Sequence[Example], max_len: int = 0) -> None:
         self.vocab, self.examples, self.max_len = vocab, list(examples), max_len
 
     def __len__(self) -> int:
@@ -99,7 +99,7 @@ class FreshExamples:
 
     def __init__(
         self,
-        vocab: Vocabulary,
+        vocab: TaskVocabulary,
         sample: Callable[[random.Random], Example],
         size: int,
         seed: int,
@@ -127,7 +127,7 @@ def answer_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple
 @torch.no_grad()
 def sequence_errors(
     model: torch.nn.Module,
-    vocab: Vocabulary,
+    vocab: TaskVocabulary,
     examples: Sequence[Example],
     batch_size: int = 64,
     max_len: int = 0,

@@ -10,7 +10,8 @@ import torch
 
 from system2.dist import is_main
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
-from system2.planning.data import PlanningTrainData, load_examples, sequence_loss
+from system2.planning.data import PlanningTrainData, load_examples
+from system2.planning.losses import sequence_loss
 from system2.train import TrainConfig, train
 
 

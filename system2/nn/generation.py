@@ -1,5 +1,6 @@
-"""Batched, KV-cached decoding: greedy or temperature/top-k sampling, stopping at ``eos`` or a length
-limit. Finished sequences leave the batch, so long traces do not slow short ones.
+"""Generation from the from-scratch models: batched, KV-cached decoding, greedy or temperature/top-k
+sampling (``DecodingConfig``), stopping at ``eos`` or a length limit. Finished sequences leave the batch,
+so long traces do not slow short ones. (Sampling from Hugging Face causal LMs is ``system2.lm.sampling``.)
 
 - ``generate``: the encoder-decoder, with a forced prefix after ``bos`` (Dualformer's slow mode forces
   ``create``, fast mode forces ``plan``).
@@ -24,7 +25,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class SamplingConfig:
+class DecodingConfig:
     """``temperature=0`` is greedy decoding; ``top_k=0`` keeps every token."""
 
     max_new_tokens: int = 512
@@ -40,7 +41,7 @@ class SamplingConfig:
             raise ValueError(f"top_k must be >= 0, got {self.top_k}")
 
 
-def _pick(logits: torch.Tensor, cfg: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
+def _pick(logits: torch.Tensor, cfg: DecodingConfig, generator: torch.Generator | None) -> torch.Tensor:
     if cfg.temperature == 0.0:
         return logits.argmax(-1)
     logits = logits.float() / cfg.temperature
@@ -55,7 +56,7 @@ def _decode_loop(
     seqs: torch.Tensor,
     pos: int,
     logits: torch.Tensor,
-    cfg: SamplingConfig,
+    cfg: DecodingConfig,
     eos_id: int,
     generator: torch.Generator | None,
     next_logits: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor],
@@ -92,7 +93,7 @@ def generate(
     src_mask: torch.Tensor | None,
     bos_id: int,
     eos_id: int,
-    cfg: SamplingConfig,
+    cfg: DecodingConfig,
     prefix: Sequence[int] = (),
     num_samples: int = 1,
     generator: torch.Generator | None = None,
@@ -141,7 +142,7 @@ def generate_lm(
     model: DecoderLM,
     prompts: Sequence[Sequence[int]],
     eos_id: int,
-    cfg: SamplingConfig,
+    cfg: DecodingConfig,
     pad_id: int = 0,
     num_samples: int = 1,
     generator: torch.Generator | None = None,
