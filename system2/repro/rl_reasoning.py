@@ -127,9 +127,7 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
         results = {}
         for name, (path, prefix) in arms.items():
             file = root / "eval" / f"{name.replace(' ', '_')}.parquet"
-            rows = cached_rows(
-                file, lambda p=path, x=prefix, s=seed, o=root / "orm" / "orm": _evaluate(p, o, test, scale.k, s, x)
-            )
+            rows = cached_rows(file, _evaluate, path, root / "orm" / "orm", test, scale.k, seed, prefix)
             questions.setdefault(name, []).append(rows)
             results[name] = summarize_questions(rows)
         curve = [r["reward"] for r in ppo_log if "reward" in r]

@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.lm.data import SFTData
 from system2.lm.io import load_lm
-from system2.lm.losses import make_sft_loss_fn
-from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
+from system2.tasks.arithmetic import Problem
 
 
 @dataclass
@@ -52,28 +51,13 @@ def run_expert_iteration(
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"
 
-        def draw(policy: str | Path = current, seed: int = cfg.seed * 1000 + r) -> list[dict[str, Any]]:
-            model, tok = load_lm(policy)
-            rows = sample_and_score(
-                model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
-                progress=progress,
-            )  # fmt: skip
-            return correct_unique(rows)
-
-        kept = cached_rows(rd / "correct.parquet", draw)
+        kept = cached_rows(rd / "correct.parquet", _draw, cfg, current, problems, cfg.seed * 1000 + r, progress)
         for row in kept:
             union.setdefault((row["id"], row["text"]), row)
         data = list(union.values())
         if data:
             prompts, texts = [d["question"] for d in data], [d["text"] for d in data]
-            current = finetune(
-                cfg.model,
-                lambda k, p=prompts, t=texts: SFTData(k, p, t, cfg.max_len),
-                make_sft_loss_fn(),
-                cfg.train,
-                rd / "train",
-                progress,
-            )
+            current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
         else:  # no correct sample yet: nothing to imitate, the policy stays the initial model
             current = cfg.model
         drawn = len(problems) * cfg.samples * r
@@ -86,3 +70,15 @@ def run_expert_iteration(
         }
         results.append({**stats, **cfg.evaluate(current, test, rd)})
     return results
+
+
+def _draw(
+    cfg: ExpertIterationConfig, policy: str | Path, problems: list[Problem], seed: int, progress: bool
+) -> list[dict[str, Any]]:
+    """One round's correct samples of ``policy``, one per distinct solution text and question."""
+    model, tok = load_lm(policy)
+    rows = sample_and_score(
+        model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
+        progress=progress,
+    )  # fmt: skip
+    return correct_unique(rows)

@@ -21,15 +21,16 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.lm.data import PreferenceData, SFTData
+from system2.lm.data import PreferenceData
 from system2.lm.encoding import check_lengths, prompt_token_ids, response_token_ids
 from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
-from system2.lm.losses import make_dpo_loss_fn, make_sft_loss_fn
+from system2.lm.losses import make_dpo_loss_fn
 from system2.selfimprove.loop import (
     LoopConfig,
     cached_rows,
     finetune,
+    finetune_sft,
     group_by_question,
     sample_and_score,
 )
@@ -113,36 +114,32 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         model, tok = load_lm(current)
         temp = cfg.temperature(t)
         samples = cached_rows(
-            it / "samples.parquet",
-            lambda m=model, k=tok, T=temp, s=cfg.seed * 1000 + t: sample_and_score(
-                m, k, problems, cfg.samples, T, cfg.max_new_tokens, s, cfg.batch_size, progress=progress
-            ),
-        )
-        pairs = cached_rows(it / "pairs.parquet", lambda s=samples, k=tok: build_pairs(cfg, s, gold, k))
+            it / "samples.parquet", sample_and_score, model, tok, problems, n=cfg.samples, temperature=temp,
+            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed * 1000 + t, batch_size=cfg.batch_size, progress=progress,
+        )  # fmt: skip
+        pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok)
         if not pairs:
             raise ValueError(f"iteration {t}: no question has both a right and a wrong sample; nothing to train on")
-        prompts = [p["prompt"] for p in pairs]
-        if cfg.objective == "sft":
-            data_fn = lambda k, pr=prompts, ch=[p["chosen"] for p in pairs]: SFTData(k, pr, ch, cfg.max_len)  # noqa: E731
-            loss_fn = make_sft_loss_fn()
-        else:
-            chosen, rejected = [p["chosen"] for p in pairs], [p["rejected"] for p in pairs]
+        prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
+        if cfg.objective != "sft":
+            rejected = [p["rejected"] for p in pairs]
             ref = cached_rows(
-                it / "reference.parquet",
-                lambda m=model, k=tok, pr=prompts, ch=chosen, rj=rejected: reference_logprobs_rows(
-                    m, k, pr, ch, rj, cfg, progress
-                ),
+                it / "reference.parquet", reference_logprobs_rows, model, tok, prompts, chosen, rejected, cfg, progress
             )
-            data_fn = lambda k, pr=prompts, ch=chosen, rj=rejected, r=ref: PreferenceData(  # noqa: E731
-                k, pr, ch, rj, cfg.max_len, [x["ref_chosen"] for x in r], [x["ref_rejected"] for x in r]
-            )
-            loss_fn = make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm)
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
             steps = max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size))
             train_cfg = replace(cfg.train, steps=steps, warmup=min(cfg.train.warmup, steps))  # warm-up fits the run
-        current = finetune(current, data_fn, loss_fn, train_cfg, it / "train", progress)
+        if cfg.objective == "sft":
+            current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress)
+        else:
+            current = finetune(
+                current, PreferenceData, make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
+                train_cfg, it / "train", progress, prompts=prompts, chosen=chosen, rejected=rejected,
+                max_len=cfg.max_len, ref_chosen_logps=[x["ref_chosen"] for x in ref],
+                ref_rejected_logps=[x["ref_rejected"] for x in ref],
+            )  # fmt: skip
         stats = {
             "iteration": t,
             "temperature": temp,

@@ -18,7 +18,9 @@ from typing import Any
 import torch
 
 from system2.config import ConfigError, to_dict
+from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
+from system2.lm.losses import make_sft_loss_fn
 from system2.lm.sampling import SampleConfig, sample
 from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
 from system2.selfimprove.metrics import Extract, maj_hits, pass_hits
@@ -220,37 +222,55 @@ def question_results(out: str | Path) -> list[dict[str, Any]]:
 
 def finetune(
     init: str | Path,
-    data_fn: Callable[[Any], TrainData],
+    make_data: Callable[..., TrainData],
     loss_fn: Callable,
     cfg: TrainConfig,
     out: Path,
     progress: bool = True,
+    **data: Any,
 ) -> Path:
-    """Load the policy at ``init``, train it with ``loss_fn`` on ``data_fn(tokenizer)`` and save it to
+    """Load the policy at ``init``, train it with ``loss_fn`` on ``make_data(tokenizer, **data)`` and save it to
     ``out/model``. The run checkpoints into ``out/ckpt``, so a rerun resumes; a finished one is skipped."""
     final = out / "model"
     if (final / "config.json").is_file():
         return final
     model, tokenizer = load_lm(init)
-    data = data_fn(tokenizer)
-    train(model, data, loss_fn, cfg, out, progress=progress)
+    train(model, make_data(tokenizer, **data), loss_fn, cfg, out, progress=progress)
     save_lm(model, tokenizer, final)
     return final
 
 
-def cached_json(path: Path, compute: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Return the JSON at ``path``, or compute it and write it atomically (a stage done once)."""
+def finetune_sft(
+    init: str | Path,
+    prompts: Sequence[str],
+    responses: Sequence[str],
+    max_len: int,
+    cfg: TrainConfig,
+    out: Path,
+    progress: bool = True,
+) -> Path:
+    """``finetune`` on (prompt, response) pairs with the SFT loss on the response tokens (SFT on gold, expert
+    iteration, RCRL, STaR)."""
+    return finetune(
+        init, SFTData, make_sft_loss_fn(), cfg, out, progress, prompts=prompts, responses=responses, max_len=max_len
+    )
+
+
+def cached_json(path: Path, compute: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The JSON at ``path``, or ``compute(*args, **kwargs)`` written there atomically (a stage done once)."""
     if path.is_file():
         return json.loads(path.read_text())
-    result = compute()
+    result = compute(*args, **kwargs)
     atomic_write_json(path, result)
     return result
 
 
-def cached_rows(path: Path, compute: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
-    """Rows from the Parquet file at ``path``, or computed and written atomically."""
+def cached_rows(
+    path: Path, compute: Callable[..., list[dict[str, Any]]], *args: Any, **kwargs: Any
+) -> list[dict[str, Any]]:
+    """The rows of the Parquet file at ``path``, or ``compute(*args, **kwargs)`` written there atomically."""
     if path.is_file():
         return read_parquet(path).to_pylist()
-    rows = compute()
+    rows = compute(*args, **kwargs)
     write_parquet(path, rows)
     return rows

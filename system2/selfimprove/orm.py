@@ -135,7 +135,7 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
             model.save_pretrained(tmp)
             tok.save_pretrained(tmp)
             (tmp / "orm.json").write_text('{"kind": "outcome reward model", "labels": "P(correct)"}\n')
-    return cached_json(out / "result.json", lambda: evaluate_orm(cfg, final))
+    return cached_json(out / "result.json", evaluate_orm, cfg, final)
 
 
 def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:

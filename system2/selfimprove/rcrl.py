@@ -15,11 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.lm.data import SFTData
 from system2.lm.io import load_lm
-from system2.lm.losses import make_sft_loss_fn
-from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune, sample_and_score
-from system2.tasks.arithmetic import RETURN_TOKENS
+from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
+from system2.tasks.arithmetic import RETURN_TOKENS, Problem
 
 GOOD, BAD = RETURN_TOKENS
 
@@ -44,29 +42,12 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
     pool: list[dict[str, Any]] = []
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"
-
-        def draw(
-            policy: str | Path = current, prefix: str = "" if r == 1 else f"{GOOD} ", seed: int = cfg.seed * 1000 + r
-        ) -> list[dict[str, Any]]:
-            model, tok = load_lm(policy)
-            rows = sample_and_score(
-                model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed,
-                cfg.batch_size, prompt_prefix=prefix, progress=progress,
-            )  # fmt: skip
-            return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"])} for x in rows]
-
-        rows = cached_rows(rd / "samples.parquet", draw)
+        prefix = "" if r == 1 else f"{GOOD} "  # round 1 samples the initial policy, later rounds ask for good
+        rows = cached_rows(rd / "samples.parquet", _draw, cfg, current, problems, prefix, cfg.seed * 1000 + r, progress)
         pool += rows
         prompts = [tag(x["question"], x["correct"]) for x in pool]
         texts = [x["text"] for x in pool]
-        current = finetune(
-            cfg.model,
-            lambda k, p=prompts, t=texts: SFTData(k, p, t, cfg.max_len),
-            make_sft_loss_fn(),
-            cfg.train,
-            rd / "train",
-            progress,
-        )
+        current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
         stats = {
             "round": r,
             "model": str(current),
@@ -75,3 +56,15 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
         }
         results.append({**stats, **cfg.evaluate(current, test, rd, f"{GOOD} ")})
     return results
+
+
+def _draw(
+    cfg: RCRLConfig, policy: str | Path, problems: list[Problem], prefix: str, seed: int, progress: bool
+) -> list[dict[str, Any]]:
+    """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
+    model, tok = load_lm(policy)
+    rows = sample_and_score(
+        model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
+        prompt_prefix=prefix, progress=progress,
+    )  # fmt: skip
+    return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"])} for x in rows]

@@ -14,11 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.lm.data import SFTData
 from system2.lm.io import save_lm
-from system2.lm.losses import make_sft_loss_fn
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
-from system2.selfimprove.loop import LoopConfig, finetune
+from system2.selfimprove.loop import LoopConfig, finetune_sft
 from system2.tasks.arithmetic import ArithmeticConfig, vocabulary
 from system2.train import TrainConfig
 
@@ -67,9 +65,7 @@ def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dic
     problems, test = cfg.problems()
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init")
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]
-    final = finetune(
-        init, lambda tok: SFTData(tok, prompts, solutions, cfg.max_len), make_sft_loss_fn(), cfg.train, out, progress
-    )
+    final = finetune_sft(init, prompts, solutions, cfg.max_len, cfg.train, out, progress)
 
     return {
         "model": str(final),
