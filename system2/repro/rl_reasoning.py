@@ -32,13 +32,12 @@ from system2.repro.framework import (
 )
 from system2.repro.irpo import MAX_LEN, MAX_NEW
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
-from system2.selfimprove.loop import cached_rows, group_by_question, sample_and_score, summarize_questions
-from system2.selfimprove.metrics import maj_hits, pass_hits, rerank_hits
+from system2.selfimprove.loop import cached_rows, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
 from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import extract_answer, read_problems, write_dataset
+from system2.tasks.arithmetic import read_problems, write_dataset
 from system2.train import TrainConfig
 
 ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of tables and plots
@@ -85,28 +84,16 @@ def _train_cfg(steps: int, seed: int, lr: float, batch: int) -> TrainConfig:
 
 
 def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix: str = "") -> list[dict[str, Any]]:
-    """One row per test question: is the greedy answer right (maj@1), the majority vote of K samples (maj@K),
-    the sample the ORM scores highest (rerank@K), any sample (pass@K)?"""
+    """One row per test question: is the greedy answer right (maj@1), the majority vote of K samples at T = 1
+    (maj@K), the sample the ORM scores highest (rerank@K), any sample (pass@K)?"""
     model, tok = load_lm(policy)
-    greedy = sample_and_score(model, tok, test, 1, 0.0, MAX_NEW, seed, prompt_prefix=prefix)
-    rows = sample_and_score(model, tok, test, k, 1.0, MAX_NEW, seed + 1, prompt_prefix=prefix)
     orm, otok = load_orm(orm_dir)
-    scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], MAX_LEN)
-    groups = list(group_by_question(rows).values())
-    texts = [[r["text"] for r in g] for g in groups]
-    score_groups = [scores[i * k : (i + 1) * k] for i in range(len(groups))]
-    answers = [p.answer for p in test]
-    hits = zip(
-        maj_hits(texts, answers, extract_answer),
-        rerank_hits(texts, score_groups, answers, extract_answer),
-        pass_hits(texts, answers, extract_answer),
-        strict=True,
-    )
-    return [
-        {"id": g["id"], "maj@1": bool(g["correct"]), "response_words": len(g["text"].split()), "maj@K": maj,
-         "rerank@K": rerank, "pass@K": hit}
-        for g, (maj, rerank, hit) in zip(greedy, hits, strict=True)
-    ]  # fmt: skip
+    rows = evaluate_questions(
+        model, tok, test, MAX_NEW, k, temperature=1.0, seed=seed, prompt_prefix=prefix,
+        rerank=lambda questions, texts: score_solutions(orm, otok, questions, texts, MAX_LEN),
+    )  # fmt: skip
+    names = {f"{m}@{k}": f"{m}@K" for m in ("maj", "rerank", "pass")}  # the claims' names, whatever K is
+    return [{names.get(key, key): value for key, value in row.items()} for row in rows]
 
 
 def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.sampling import SampleConfig, sample
 from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
-from system2.selfimprove.metrics import Extract, maj_hits, pass_hits
+from system2.selfimprove.metrics import Extract, maj_hits, pass_hits, rerank_hits
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
 from system2.train import TrainConfig, TrainData, train
 
@@ -65,6 +65,8 @@ class LoopConfig:
         for k in ("limit", "eval_limit", "eval_samples"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")
+        if self.eval_samples == 1:
+            raise ConfigError("eval_samples must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         for path in (self.train_data, self.eval_data):
@@ -182,10 +184,14 @@ def evaluate_questions(
     extract: Extract = extract_answer,
     prompt_prefix: str = "",
     progress: bool = True,
+    rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per question: its id, whether the greedy answer is right (``maj@1``) and the greedy response's
     words; with ``k`` > 0 also whether the majority vote (``maj@K``) and any (``pass@K``) of ``k`` samples at
-    ``temperature`` are right."""
+    ``temperature`` are right, and with ``rerank`` (questions, responses -> scores, e.g. an outcome reward model)
+    whether the highest-scored sample is (``rerank@K``)."""
+    if k == 1:
+        raise ValueError("k must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
     greedy = sample_and_score(
         model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix,
         progress=progress, label="eval greedy",
@@ -202,6 +208,11 @@ def evaluate_questions(
             rows, maj_hits(groups, answers, extract), pass_hits(groups, answers, extract), strict=True
         ):
             row.update({f"maj@{k}": maj, f"pass@{k}": hit})
+        if rerank is not None:
+            scores = list(rerank([r["question"] for r in sampled], [r["text"] for r in sampled]))
+            by_question = [scores[i * k : (i + 1) * k] for i in range(len(groups))]
+            for row, best in zip(rows, rerank_hits(groups, by_question, answers, extract), strict=True):
+                row[f"rerank@{k}"] = best
     return rows
 
 
