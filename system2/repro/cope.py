@@ -319,12 +319,8 @@ CLAIMS = [
 
 def decide_claims(data: dict[str, Any]) -> list[vd.ClaimVerdict]:
     """Every claim's verdict; a claim whose task or position encodings this scale leaves out is not testable."""
-    out = []
-    for c in CLAIMS:
-        units = data.get(c.metric)
-        missing = [a for a in c.arms if units is None or a not in units.values]
-        if missing:
-            out.append(vd.not_testable(c, f"no {c.metric.split('/')[0]} run with {', '.join(missing)} at this scale"))
-        else:
-            out.append(vd.decide(c, data))
-    return out
+
+    def absent(claim: vd.Claim, missing: list[str]) -> str:
+        return f"no {claim.metric.split('/')[0]} run with {', '.join(missing)} at this scale"
+
+    return vd.decide_all(CLAIMS, data, absent=absent)

@@ -260,11 +260,7 @@ CLAIMS = [
 def decide_claims(data: dict[str, vd.Units]) -> list[vd.ClaimVerdict]:
     """Every claim's verdict; a claim on an arm this scale leaves out (the dense-reward PPO) is not testable."""
     absent = ", ".join(a for a in ARMS if a not in data["maj@1"].values)
-    return [
-        vd.decide(c, data) if c.metric in data and all(a in data[c.metric].values for a in c.arms)
-        else vd.not_testable(c, f"an arm it needs is not run at this scale ({absent})")
-        for c in CLAIMS
-    ]  # fmt: skip
+    return vd.decide_all(CLAIMS, data, absent=lambda c, missing: f"an arm it needs is not run at this scale ({absent})")
 
 
 def _arm_names(m: dict[str, Any]) -> list[str]:

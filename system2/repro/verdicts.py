@@ -329,9 +329,22 @@ def not_testable(claim: Claim, reason: str) -> ClaimVerdict:
     )  # fmt: skip
 
 
-def decide_all(claims: Sequence[Claim], data: Any, n_resamples: int = 2000, seed: int = 0) -> list[ClaimVerdict]:
-    """``decide`` for every claim, in order."""
-    return [decide(c, data, n_resamples, seed) for c in claims]
+def decide_all(
+    claims: Sequence[Claim],
+    data: Any,
+    n_resamples: int = 2000,
+    seed: int = 0,
+    absent: Callable[[Claim, list[str]], str] | None = None,
+) -> list[ClaimVerdict]:
+    """``decide`` for every claim, in order. ``absent``: for data a scale leaves out (a task, an arm), the reason a
+    claim whose metric or arms are not in ``data`` is not testable, from the claim and its missing arms; without it
+    such a claim raises like any other missing key."""
+    out = []
+    for c in claims:
+        units = data.get(c.metric) if absent is not None and isinstance(c.metric, str) else None
+        missing = [a for a in c.arms if units is None or a not in units.values] if absent is not None else []
+        out.append(not_testable(c, absent(c, missing)) if missing else decide(c, data, n_resamples, seed))
+    return out
 
 
 def verdict_table(results: Sequence[ClaimVerdict]) -> str:
