@@ -11,8 +11,12 @@ under the causal mask no target key padding mask is needed (ours has none); pass
 baseline down (it turns the causal fast path into a merged float mask). SwiGLU has three matrices and the
 GELU feed-forward two, so 1.5 x the hidden width gives both the same feed-forward parameters.
 
+Ours runs twice, as two identical models: with the fused paths of ``system2/nn/fused.py`` (the default) and
+with the plain modules (``use_fused(False)``), so the cost of the plain reference code is a number.
+
 Reported: decoder target tokens per second (best of several timed passes over the same batches, after
-an untimed one; the two models alternate) and the ratio ours / nn.Transformer. Run from the repository root::
+an untimed one; the three trainers take turns) and the ratios ours / nn.Transformer and plain /
+nn.Transformer. Run from the repository root::
 
     python benchmarks/train_throughput.py [--quick] [--presets cpu,s] [--json PATH]
 """
@@ -34,6 +38,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from system2.nn import fused
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
 from system2.planning.data import pad_batch
 from system2.planning.losses import sequence_loss
@@ -145,10 +150,11 @@ def synthetic_batches(n: int, batch: int, src_len: int, tgt_len: int, seed: int)
 
 
 class Trainer:
-    """One model, its AdamW and a cursor over the shared batches."""
+    """One model, its AdamW and a cursor over the shared batches; ``fused``: the switch of nn/fused.py."""
 
-    def __init__(self, model: nn.Module, batches: Sequence[Batch]) -> None:
+    def __init__(self, model: nn.Module, batches: Sequence[Batch], use_fused: bool = True) -> None:
         self.model = model.train()
+        self.use_fused = use_fused
         self.opt = torch.optim.AdamW(model.parameters(), lr=1e-3, betas=(0.9, 0.99), weight_decay=0.01)
         self.batches = batches
         self.i = 0
@@ -158,9 +164,10 @@ class Trainer:
         """Forward + backward + optimizer step on the next batch; returns its target tokens."""
         batch = self.batches[self.i % len(self.batches)]
         self.i += 1
-        loss, n = sequence_loss(self.model, batch)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        with fused.use_fused(self.use_fused):
+            loss, n = sequence_loss(self.model, batch)
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
         self.opt.step()
         self.last_loss = float(loss.detach())
         return n
@@ -173,24 +180,28 @@ class Trainer:
 
 
 def measure(preset: str, setting: str, plan: Plan, batch: int, seed: int, console: Console) -> dict[str, Any]:
-    """Both models of ``preset`` on the batches of ``setting``; one result row."""
+    """Ours (fused and plain) and nn.Transformer of ``preset`` on the batches of ``setting``; one result row."""
     src_len, tgt_len = SETTINGS[setting]
     ours, ref = build_models(preset, seed)
+    plain, _ = build_models(preset, seed)
     batches = synthetic_batches(plan.batches, batch, src_len, tgt_len, seed)
-    trainers = {"ours": Trainer(ours, batches), "ref": Trainer(ref, batches)}
+    trainers = {"ours": Trainer(ours, batches), "plain": Trainer(plain, batches, False), "ref": Trainer(ref, batches)}
     for tr in trainers.values():
         for _ in range(plan.batches):
             tr.step()
         if not math.isfinite(tr.last_loss):
             raise FloatingPointError(f"{preset} {setting}: non-finite loss {tr.last_loss}")
-    rates: dict[str, list[float]] = {"ours": [], "ref": []}
+    rates: dict[str, list[float]] = {name: [] for name in trainers}
+    order = list(trainers)
     for r in range(plan.rounds):
-        for name in ("ours", "ref") if r % 2 == 0 else ("ref", "ours"):
+        for name in order[r % 3 :] + order[: r % 3]:  # each trainer goes first, second and third in turn
             rates[name].append(trainers[name].timed(plan.batches))
     best = {k: max(v) for k, v in rates.items()}
     console.log(
-        f"{preset} {setting}: ours {best['ours']:,.0f} tok/s, nn.Transformer {best['ref']:,.0f} tok/s "
-        f"(rounds: ours {[round(x) for x in rates['ours']]}, ref {[round(x) for x in rates['ref']]})"
+        f"{preset} {setting}: ours {best['ours']:,.0f} tok/s, plain {best['plain']:,.0f} tok/s, "
+        f"nn.Transformer {best['ref']:,.0f} tok/s (rounds: "
+        + ", ".join(f"{k} {[round(x) for x in v]}" for k, v in rates.items())
+        + ")"
     )
     tokens = [int(b["tgt_mask"][:, 1:].sum()) for b in batches]
     return {
@@ -206,19 +217,23 @@ def measure(preset: str, setting: str, plan: Plan, batch: int, seed: int, consol
         "ref_dim_feedforward": ref.transformer.encoder.layers[0].linear1.out_features,
         "plan": vars(plan),
         "ours_tok_s_rounds": rates["ours"],
+        "plain_tok_s_rounds": rates["plain"],
         "ref_tok_s_rounds": rates["ref"],
         "ours_tok_s": best["ours"],
+        "plain_tok_s": best["plain"],
         "ref_tok_s": best["ref"],
         "ratio": best["ours"] / best["ref"],
+        "plain_ratio": best["plain"] / best["ref"],
         "ratio_median": statistics.median(rates["ours"]) / statistics.median(rates["ref"]),
+        "plain_ratio_median": statistics.median(rates["plain"]) / statistics.median(rates["ref"]),
         "ratio_paired_median": statistics.median(a / b for a, b in zip(rates["ours"], rates["ref"], strict=True)),
     }
 
 
 def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
     table = Table(title=title)
-    cols = ("preset", "setting", "params ours", "params nn.T", "ours tok/s", "nn.Transformer tok/s", "ratio")
-    cols += ("ratio of medians", "paired ratio (median)")
+    cols = ("preset", "setting", "params ours", "params nn.T", "ours tok/s", "plain tok/s", "nn.Transformer tok/s")
+    cols += ("ratio", "plain ratio", "ratio of medians", "plain ratio of medians", "paired ratio (median)")
     for col in cols:
         table.add_column(col, justify="left" if col in ("preset", "setting") else "right")
     for r in rows:
@@ -228,9 +243,12 @@ def render(rows: Sequence[dict[str, Any]], title: str) -> Table:
             f"{r['ours_params']:,}",
             f"{r['ref_params']:,}",
             f"{r['ours_tok_s']:,.0f}",
+            f"{r['plain_tok_s']:,.0f}",
             f"{r['ref_tok_s']:,.0f}",
             f"{r['ratio']:.2f}x",
+            f"{r['plain_ratio']:.2f}x",
             f"{r['ratio_median']:.2f}x",
+            f"{r['plain_ratio_median']:.2f}x",
             f"{r['ratio_paired_median']:.2f}x",
         )
     return table
@@ -260,8 +278,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     console.print(render(rows, f"Training throughput, batch {batch}, fp32, CPU, {THREADS} threads"))
     console.print(
         "tok/s: decoder target tokens (real, not padding) per second of forward + backward + AdamW step, "
-        "best round; ratio = ours / nn.Transformer (best rounds; also of the median rounds, and the median "
-        "of the ratios of adjacent rounds). setting: (mean prompt / mean decoder length)."
+        "best round; ours: the fused paths (default), plain: the same model on the plain modules; ratio = "
+        "ours / nn.Transformer (best rounds; also of the median rounds, and the median of the ratios of "
+        "adjacent rounds). setting: (mean prompt / mean decoder length)."
     )
     print_verdict(console, "lowest ratio", min(r["ratio"] for r in rows), TARGET_RATIO)
     write_json(args.json, console, info, seed=args.seed, rows=rows)

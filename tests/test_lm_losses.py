@@ -44,6 +44,15 @@ def test_too_long_examples_are_named_or_dropped(lm):
         encode_prompt_response(tok, PROMPTS, RESPONSES[:2], max_len=48)
 
 
+def test_a_pair_fits_when_its_prompt_and_longer_response_do():
+    from system2.lm.encoding import check_pair_lengths
+
+    prompts, chosen, rejected = [[1] * 3, [1] * 3, [1] * 3], [[2] * 2, [2] * 5, [2] * 2], [[3] * 4, [3] * 1, [3] * 2]
+    assert check_pair_lengths(prompts, chosen, rejected, 7, drop_long=True) == [0, 2]  # 3+4 fits, 3+5 does not
+    with pytest.raises(ValueError, match="example 1: prompt \\(3 tokens\\) \\+ response with eos \\(5 tokens\\)"):
+        check_pair_lengths(prompts, chosen, rejected, 7, drop_long=False)
+
+
 def test_sequence_logprobs_equal_a_token_by_token_loop(lm):
     model, tok = lm
     enc = encode_prompt_response(tok, PROMPTS, RESPONSES, max_len=48)

@@ -112,12 +112,3 @@ def run_config(cls: type, config: Path | None, overrides: list[str] | None, flag
         cfg = load_config(cls, config, [*items, *(overrides or [])])
         cfg.validate()
     return cfg
-
-
-def print_rows(title: str, rows: list[dict[str, Any]]) -> None:
-    """A table of result rows (the union of their keys, in first-seen order), on the main process only."""
-    from system2.console import print_table
-    from system2.dist import is_main
-
-    if is_main():
-        print_table(title, rows)

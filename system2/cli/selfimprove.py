@@ -14,7 +14,8 @@ from typing import Annotated, Any
 
 import typer
 
-from system2.cli.common import App, ConfigFile, Out, Overrides, Restart, fail, print_rows, run_config, user_errors
+from system2.cli.common import App, ConfigFile, Out, Overrides, Restart, fail, run_config, user_errors
+from system2.console import print_table
 
 ModelPath = Annotated[str | None, typer.Option("--model", help="Local causal LM directory (the starting policy).")]
 TrainDataPath = Annotated[str | None, typer.Option("--train-data", help="Training problems (Parquet or JSONL).")]
@@ -45,7 +46,7 @@ def arithmetic(
     with user_errors():
         splits = generate(cfg, restart=restart)
     example = splits["train"][0]
-    print_rows(f"arithmetic world in {out}", [{"split": k, "problems": len(v)} for k, v in splits.items()])
+    print_table(f"arithmetic world in {out}", [{"split": k, "problems": len(v)} for k, v in splits.items()])
     typer.echo(f"example: {example.question}  ->  {example.solution}")
 
 
@@ -108,7 +109,7 @@ def _recipe_command(name: str) -> Any:
         cfg = run_config(cls, config_file, overrides, flags)
         with user_errors():
             result = getattr(mod, runner)(cfg, restart=restart)
-        print_rows(title, result if isinstance(result, list) else [result])
+        print_table(title, result if isinstance(result, list) else [result])
 
     command.__doc__ = f"{doc} Rerun the same command to resume.\n\nExample: system2 {name} {EXAMPLES[name]}"
     return command

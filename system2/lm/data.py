@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from system2.lm.encoding import check_lengths, collate, prompt_token_ids, response_token_ids
+from system2.lm.encoding import check_lengths, check_pair_lengths, collate, prompt_token_ids, response_token_ids
 
 
 def require_fields(rows: Sequence[Mapping[str, Any]], fields: Sequence[str], what: str) -> None:
@@ -115,8 +115,7 @@ class PreferenceData:
         self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat)
         self.chosen_ids = response_token_ids(tokenizer, chosen)
         self.rejected_ids = response_token_ids(tokenizer, rejected)
-        check_lengths(self.prompt_ids, self.chosen_ids, max_len, drop_long=False)
-        check_lengths(self.prompt_ids, self.rejected_ids, max_len, drop_long=False)
+        check_pair_lengths(self.prompt_ids, self.chosen_ids, self.rejected_ids, max_len, drop_long=False)
         self.ref_chosen = torch.tensor([float(v) for v in ref_chosen_logps], dtype=torch.float32)
         self.ref_rejected = torch.tensor([float(v) for v in ref_rejected_logps], dtype=torch.float32)
 
@@ -126,8 +125,16 @@ class PreferenceData:
         keys = ("prompt", "chosen", "rejected", "ref_chosen", "ref_rejected")
         require_fields(rows, keys, "preference data")
         cols = {k: [r[k] for r in rows] for k in keys}
-        return cls(tokenizer, cols["prompt"], cols["chosen"], cols["rejected"], max_len, cols["ref_chosen"],
-                   cols["ref_rejected"], chat)  # fmt: skip
+        return cls(
+            tokenizer,
+            prompts=cols["prompt"],
+            chosen=cols["chosen"],
+            rejected=cols["rejected"],
+            max_len=max_len,
+            ref_chosen_logps=cols["ref_chosen"],
+            ref_rejected_logps=cols["ref_rejected"],
+            chat=chat,
+        )
 
     def __len__(self) -> int:
         return len(self.prompt_ids)

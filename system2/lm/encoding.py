@@ -67,6 +67,18 @@ def check_lengths(
     return kept
 
 
+def check_pair_lengths(
+    prompt_ids: Sequence[Sequence[int]],
+    chosen_ids: Sequence[Sequence[int]],
+    rejected_ids: Sequence[Sequence[int]],
+    max_len: int,
+    drop_long: bool,
+) -> list[int]:
+    """``check_lengths`` for preference pairs: a pair fits when its prompt and its longer response do."""
+    longer = [c if len(c) >= len(r) else r for c, r in zip(chosen_ids, rejected_ids, strict=True)]
+    return check_lengths(prompt_ids, longer, max_len, drop_long)
+
+
 def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int) -> dict:
     """Right-padded ``input_ids``, ``attention_mask`` and ``labels`` (-100 on prompt and padding)."""
     seqs = [[*p, *r] for p, r in zip(prompt_ids, response_ids, strict=True)]

@@ -26,7 +26,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from system2.nn.layers import Attention, KVCache
+from system2.nn.layers import Attention, KVCache, Packing
 from system2.nn.positions import RotaryEmbedding
 
 GateSource = Literal["keys", "separate", "values"]
@@ -140,13 +140,18 @@ class CoPEAttention(Attention):
         causal: bool = False,
         cache: KVCache | None = None,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        packing: Packing | None = None,
         cope: ContextualPosition | None = None,
     ) -> torch.Tensor:
         """``mask``: boolean (B|1, 1, Tq, Tk), True where attention is allowed (it must hide later keys);
         without one, ``causal=True`` builds the causal mask. With ``cache``, x holds the new positions only:
-        their gates are computed against every cached key, since positions are relative to the query."""
+        their gates are computed against every cached key, since positions are relative to the query.
+        With ``packing``, x and the output hold the real tokens only (N, d). ``cope``: the table to use
+        when this layer borrows a shared one."""
         if kv is not None:
             raise ValueError("CoPE is for self-attention; cross-attention has no positions to count")
+        if packing is not None:
+            return packing.pack(self.forward(packing.unpack(x), mask, causal, cache, cope=cope))
         table = cope if cope is not None else self.cope
         if table is None:
             raise ValueError("this CoPE layer borrows a shared table: pass cope=")

@@ -118,11 +118,7 @@ class DecoderBlock(nn.Module):
         cache: KVCache | None,
         shared_table: ContextualPosition | None,
     ) -> torch.Tensor:
-        h = self.norm1(x)
-        if isinstance(self.attn, CoPEAttention):
-            x = x + self.attn(h, mask=mask, causal=True, cache=cache, cope=shared_table)
-        else:
-            x = x + self.attn(h, mask=mask, causal=True, cache=cache)
+        x = x + self.attn(self.norm1(x), mask=mask, causal=True, cache=cache, cope=shared_table)
         return x + self.ffn(self.norm2(x))
 
 

@@ -1,24 +1,30 @@
 """Llama-style building blocks: RMSNorm, SwiGLU feed-forward, bias-free multi-head attention on
 ``scaled_dot_product_attention`` with optional RoPE and a preallocated KV cache.
 
-Shared by the encoder-decoder (Searchformer/Dualformer) and the decoder-only models.
+Shared by the encoder-decoder (Searchformer/Dualformer) and the decoder-only models. Each module is the
+plain formula; with ``fused.enabled()`` (the default) it calls the equal fast path of ``nn/fused.py``.
+Packing (running the token-wise layers on real tokens only) is part of the plain models: it is the
+measured training win (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from system2.nn.positions import RotaryEmbedding, apply_rotation
+from system2.nn import fused
+from system2.nn.positions import RotaryEmbedding
+
+if TYPE_CHECKING:
+    from system2.nn.cope import ContextualPosition
 
 
 class RMSNorm(nn.Module):
-    """``nn.RMSNorm`` with the same parameter (``weight``) and numbers, trained faster on CPU: the forward
-    is PyTorch's fused kernel and the backward is written by hand (PyTorch 2.13 has no fused CPU backward,
-    so autograd would differentiate the decomposition op by op)."""
+    """``x / sqrt(mean(x^2) + eps) * weight`` over the last dimension (the parameter and numbers of
+    ``nn.RMSNorm``)."""
 
     def __init__(self, dim: int, eps: float = 1e-6) -> None:
         super().__init__()
@@ -26,27 +32,9 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        fused = hasattr(torch.ops.aten, "_fused_rms_norm") and x.dtype == self.weight.dtype
-        if fused and torch.is_grad_enabled() and (x.requires_grad or self.weight.requires_grad):
-            return _RMSNormFn.apply(x, self.weight, self.eps)
+        if fused.enabled():
+            return fused.rms_norm(x, self.weight, self.eps)
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
-
-class _RMSNormFn(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-        y, rstd = torch.ops.aten._fused_rms_norm(x, [x.shape[-1]], weight, eps)
-        ctx.save_for_backward(x, weight, rstd)
-        return y
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
-        x, weight, rstd = ctx.saved_tensors
-        xn = x * rstd
-        gw = grad * weight
-        # d/dx of x * rstd(x): rstd * (g - xn * mean(g * xn)), with g the gradient after the weight
-        gx = rstd * (gw - xn * (gw * xn).mean(dim=-1, keepdim=True))
-        return gx, (grad * xn).reshape(-1, x.shape[-1]).sum(0), None
 
 
 def swiglu_hidden(d_model: int, multiple_of: int = 256) -> int:
@@ -55,6 +43,8 @@ def swiglu_hidden(d_model: int, multiple_of: int = 256) -> int:
 
 
 class SwiGLU(nn.Module):
+    """The gated feed-forward ``w2(silu(w1 x) * w3 x)``."""
+
     def __init__(self, d_model: int, hidden: int) -> None:
         super().__init__()
         self.w1 = nn.Linear(d_model, hidden, bias=False)
@@ -62,86 +52,9 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(hidden, d_model, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # w1 and w3 as one matrix product (one GEMM instead of two; the parameters stay separate)
-        gate_up = F.linear(x, torch.cat([self.w1.weight, self.w3.weight]))
-        if torch.is_grad_enabled() and gate_up.requires_grad:
-            return self.w2(_SwiGLUFn.apply(gate_up))
-        gate, up = gate_up.chunk(2, dim=-1)
-        return self.w2(F.silu(gate) * up)
-
-
-class _SwiGLUFn(torch.autograd.Function):
-    """silu(gate) * up on the halves of one tensor, with a backward that writes both halves' gradients
-    into one buffer. Autograd would compute them separately and then concatenate them (the backward of
-    ``chunk``), one more pass over the largest activation of the block."""
-
-    @staticmethod
-    def forward(ctx: Any, gate_up: torch.Tensor) -> torch.Tensor:
-        gate, up = gate_up.chunk(2, dim=-1)
-        act = F.silu(gate)
-        ctx.save_for_backward(gate_up, act)
-        return act * up
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
-        gate_up, act = ctx.saved_tensors
-        gate, up = gate_up.chunk(2, dim=-1)
-        out = torch.empty_like(gate_up)
-        grad_gate, grad_up = out.chunk(2, dim=-1)
-        torch.mul(grad, act, out=grad_up)
-        torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=grad_gate)
-        return out
-
-
-def head_views(fused: torch.Tensor, parts: int, n_heads: int) -> list[torch.Tensor]:
-    """The ``parts`` equal slices of the last dimension of ``fused`` (B, T, parts * d) as (B, H, T, Dh)
-    views, e.g. queries, keys and values from one matrix product."""
-    b, t, width = fused.shape
-    d = width // parts
-    return [fused[..., i * d : (i + 1) * d].view(b, t, n_heads, d // n_heads).transpose(1, 2) for i in range(parts)]
-
-
-def split_heads(
-    fused: torch.Tensor, parts: int, n_heads: int, rope: tuple[torch.Tensor, torch.Tensor] | None = None
-) -> list[torch.Tensor]:
-    """``head_views`` with RoPE (cos, sin) applied to the first two parts (queries and keys) when given.
-
-    In training the backward writes every part's gradient straight into one buffer shaped like ``fused``
-    (autograd would concatenate separately computed gradients, one more pass over the activations)."""
-    if torch.is_grad_enabled() and fused.requires_grad:
-        return list(_SplitHeadsFn.apply(fused, parts, n_heads, *(rope or (None, None))))
-    views = head_views(fused, parts, n_heads)
-    if rope is not None:
-        views[0], views[1] = apply_rotation(views[0], *rope), apply_rotation(views[1], *rope)
-    return views
-
-
-class _SplitHeadsFn(torch.autograd.Function):
-    @staticmethod
-    def forward(
-        ctx: Any, fused: torch.Tensor, parts: int, n_heads: int, cos: torch.Tensor | None, sin: torch.Tensor | None
-    ) -> tuple[torch.Tensor, ...]:
-        ctx.parts, ctx.n_heads = parts, n_heads
-        ctx.save_for_backward(cos, sin)
-        views = head_views(fused, parts, n_heads)
-        if cos is not None:
-            views[0], views[1] = apply_rotation(views[0], cos, sin), apply_rotation(views[1], cos, sin)
-        return tuple(views)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:
-        cos, sin = ctx.saved_tensors
-        like = next(g for g in grads if g is not None)
-        b, _, t, _ = like.shape
-        out = like.new_empty(b, t, ctx.parts * ctx.n_heads * like.shape[-1])
-        for i, (grad, part) in enumerate(zip(grads, head_views(out, ctx.parts, ctx.n_heads), strict=True)):
-            if grad is None:
-                part.zero_()
-            elif cos is not None and i < 2:
-                apply_rotation(grad, cos, sin, out=part, inverse=True)
-            else:
-                part.copy_(grad)
-        return out, None, None, None, None
+        if fused.enabled():
+            return fused.swiglu(x, self.w1.weight, self.w3.weight, self.w2.weight)
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))
 
 
 class Packing:
@@ -212,22 +125,29 @@ class Attention(nn.Module):
         return KVCache(batch, self.n_heads, max_len, self.head_dim, like)
 
     def project_kv(self, context: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        k, v = split_heads(F.linear(context, torch.cat([self.wk.weight, self.wv.weight])), 2, self.n_heads)
-        return k, v
+        """Cross-attention keys and values (B, H, Tk, Dh) of ``context``."""
+        if fused.enabled():
+            k, v = fused.project_heads(context, [self.wk.weight, self.wv.weight], self.n_heads)
+            return k, v
+        return self._heads(self.wk(context)), self._heads(self.wv(context))
 
     def project_qkv(
         self, x: torch.Tensor, rope_offset: int | None = None, packing: Packing | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries, keys and values (B, H, T, Dh) from one matrix product with the three weights stacked;
-        with ``rope_offset``, queries and keys are rotated for positions from that offset on. With
-        ``packing``, x holds the real tokens only (N, d)."""
-        qkv = F.linear(x, torch.cat([self.wq.weight, self.wk.weight, self.wv.weight]))
-        if packing is not None:
-            qkv = packing.unpack(qkv)
-        rope = None
-        if rope_offset is not None and self.rope is not None:
-            rope = self.rope.tables(qkv.shape[1], rope_offset, x.dtype)
-        q, k, v = split_heads(qkv, 3, self.n_heads, rope)
+        """Queries, keys and values (B, H, T, Dh); with ``rope_offset``, queries and keys are rotated for
+        positions from that offset on. With ``packing``, x holds the real tokens only (N, d)."""
+        rope = self.rope if rope_offset is not None else None
+        offset = rope_offset or 0
+        unpack = packing.unpack if packing is not None else None
+        if fused.enabled():
+            weights = [self.wq.weight, self.wk.weight, self.wv.weight]
+            t = x.shape[1] if packing is None else packing.shape[1]
+            tables = rope.tables(t, offset, x.dtype) if rope is not None else None
+            q, k, v = fused.project_heads(x, weights, self.n_heads, tables, unpack)
+            return q, k, v
+        q, k, v = (self._heads(unpack(w(x)) if unpack else w(x)) for w in (self.wq, self.wk, self.wv))
+        if rope is not None:
+            q, k = rope.rotate(q, offset), rope.rotate(k, offset)
         return q, k, v
 
     def forward(
@@ -238,10 +158,12 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         packing: Packing | None = None,
+        cope: ContextualPosition | None = None,
     ) -> torch.Tensor:
         """``mask``: boolean (B, 1, Tq|1, Tk), True where attention is allowed. ``kv``: precomputed
         cross-attention keys/values. With ``cache``, x holds the new positions only. With ``packing``,
-        x holds the real tokens only (N, d) and so does the output."""
+        x holds the real tokens only (N, d) and so does the output. ``cope``: a CoPE table shared across
+        layers, used by ``CoPEAttention`` only (every attention layer takes the same arguments)."""
         if kv is not None:
             q = self.wq(x)
             q = self._heads(packing.unpack(q) if packing is not None else q)

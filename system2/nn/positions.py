@@ -3,14 +3,15 @@ that KV-cached decoding sees the same rotations as a full forward pass."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
+from system2.nn import fused
+
 
 class RotaryEmbedding(nn.Module):
-    """Precomputed cos/sin tables; ``rotate(x, offset)`` rotates x of shape (B, H, T, Dh)."""
+    """Precomputed cos/sin tables; ``rotate(x, offset)`` rotates x of shape (B, H, T, Dh) as
+    ``x * cos + rotate_half(x) * sin``."""
 
     def __init__(self, head_dim: int, max_len: int = 4096, base: float = 10000.0) -> None:
         super().__init__()
@@ -36,37 +37,14 @@ class RotaryEmbedding(nn.Module):
         return self.cos[offset : offset + t].to(dtype), self.sin[offset : offset + t].to(dtype)
 
     def rotate(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """x (..., T, Dh) rotated for positions offset .. offset + T - 1."""
         cos, sin = self.tables(x.shape[-2], offset, x.dtype)
-        if torch.is_grad_enabled() and x.requires_grad:
-            return _Rotate.apply(x, cos, sin)
-        return apply_rotation(x, cos, sin)
+        if fused.enabled():
+            return fused.rotate(x, cos, sin)
+        return x * cos + rotate_half(x) * sin
 
 
-def apply_rotation(
-    x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, out: torch.Tensor | None = None, inverse: bool = False
-) -> torch.Tensor:
-    """x * cos + rotate_half(x) * sin, with rotate_half(x) = (-x2, x1): one product and two in-place
-    multiply-adds on the halves (three kernels instead of five). ``inverse`` applies the transposed
-    rotation, which is the gradient of the forward one; ``out`` may be a strided view to write into."""
-    h = x.shape[-1] // 2
-    sign = 1.0 if inverse else -1.0
-    out = torch.mul(x, cos) if out is None else torch.mul(x, cos, out=out)
-    # y1 = x1 c - x2 s, y2 = x2 c + x1 s  (inverse: x1 c + x2 s, x2 c - x1 s)
-    out[..., :h].addcmul_(x[..., h:], sin[..., :h], value=sign)
-    out[..., h:].addcmul_(x[..., :h], sin[..., h:], value=-sign)
-    return out
-
-
-class _Rotate(torch.autograd.Function):
-    """RoPE with a hand-written backward: the gradient is the inverse rotation, so autograd keeps only the
-    cos/sin tables instead of every intermediate of the forward (less memory traffic in training)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(cos, sin)
-        return apply_rotation(x, cos, sin)
-
-    @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:
-        cos, sin = ctx.saved_tensors
-        return apply_rotation(grad, cos, sin, inverse=True), None, None
+def rotate_half(x: torch.Tensor) -> torch.Tensor:
+    """(x1, x2) -> (-x2, x1) on the two halves of the last dimension."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([-x2, x1], dim=-1)

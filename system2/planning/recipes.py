@@ -100,9 +100,15 @@ def train_planner(cfg: PlannerTrainConfig, progress: bool = True, restart: bool 
     model = load_model(cfg.init_from) if cfg.init_from else cfg.model.build(len(examples.vocab))
     data = PlanningTrainData(examples, cfg.mode, cfg.drop, seed=cfg.train.seed)
     train(
-        model, data, sequence_loss, cfg.train, out, progress=progress, init_from=cfg.init_from or None,
+        model,
+        data,
+        sequence_loss,
+        cfg.train,
+        out,
+        progress=progress,
+        init_from=cfg.init_from or None,
         extra_files={"vocab.json": examples.vocab.to_json() + "\n"},
-    )  # fmt: skip
+    )
     if is_main():
         save_model(model, final, extra_files={"vocab.json": examples.vocab.to_json() + "\n"})
     return final

@@ -89,9 +89,16 @@ def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix:
     model, tok = load_lm(policy)
     orm, otok = load_orm(orm_dir)
     rows = evaluate_questions(
-        model, tok, test, MAX_NEW, k, temperature=1.0, seed=seed, prompt_prefix=prefix,
+        model,
+        tok,
+        test,
+        max_new_tokens=MAX_NEW,
+        k=k,
+        temperature=1.0,
+        seed=seed,
+        prompt_prefix=prefix,
         rerank=lambda questions, texts: score_solutions(orm, otok, questions, texts, MAX_LEN),
-    )  # fmt: skip
+    )
     names = {f"{m}@{k}": f"{m}@K" for m in ("maj", "rerank", "pass")}  # the claims' names, whatever K is
     return [{names.get(key, key): value for key, value in row.items()} for row in rows]
 

@@ -78,7 +78,14 @@ def _draw(
     """One round's correct samples of ``policy``, one per distinct solution text and question."""
     model, tok = load_lm(policy)
     rows = sample_and_score(
-        model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
+        model,
+        tok,
+        problems,
+        n=cfg.samples,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=seed,
+        batch_size=cfg.batch_size,
         progress=progress,
-    )  # fmt: skip
+    )
     return correct_unique(rows)

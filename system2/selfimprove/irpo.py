@@ -22,7 +22,7 @@ from typing import Any
 
 from system2.config import ConfigError
 from system2.lm.data import PreferenceData
-from system2.lm.encoding import check_lengths, prompt_token_ids, response_token_ids
+from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
 from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
 from system2.lm.losses import make_dpo_loss_fn
@@ -91,13 +91,9 @@ def build_pairs(
     if not rows:
         return rows
     prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows])
-    fit_c = set(
-        check_lengths(prompt_ids, response_token_ids(tokenizer, [r["chosen"] for r in rows]), cfg.max_len, True)
-    )
-    fit_r = set(
-        check_lengths(prompt_ids, response_token_ids(tokenizer, [r["rejected"] for r in rows]), cfg.max_len, True)
-    )
-    return [r for i, r in enumerate(rows) if i in fit_c and i in fit_r]
+    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
+    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows])
+    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
 
 
 def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
@@ -114,9 +110,18 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         model, tok = load_lm(current)
         temp = cfg.temperature(t)
         samples = cached_rows(
-            it / "samples.parquet", sample_and_score, model, tok, problems, n=cfg.samples, temperature=temp,
-            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed * 1000 + t, batch_size=cfg.batch_size, progress=progress,
-        )  # fmt: skip
+            it / "samples.parquet",
+            sample_and_score,
+            model,
+            tok,
+            problems,
+            n=cfg.samples,
+            temperature=temp,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed * 1000 + t,
+            batch_size=cfg.batch_size,
+            progress=progress,
+        )
         pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok)
         if not pairs:
             raise ValueError(f"iteration {t}: no question has both a right and a wrong sample; nothing to train on")
@@ -135,11 +140,19 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress)
         else:
             current = finetune(
-                current, PreferenceData, make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
-                train_cfg, it / "train", progress, prompts=prompts, chosen=chosen, rejected=rejected,
-                max_len=cfg.max_len, ref_chosen_logps=[x["ref_chosen"] for x in ref],
+                current,
+                PreferenceData,
+                make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
+                train_cfg,
+                it / "train",
+                progress,
+                prompts=prompts,
+                chosen=chosen,
+                rejected=rejected,
+                max_len=cfg.max_len,
+                ref_chosen_logps=[x["ref_chosen"] for x in ref],
                 ref_rejected_logps=[x["ref_rejected"] for x in ref],
-            )  # fmt: skip
+            )
         stats = {
             "iteration": t,
             "temperature": temp,
@@ -161,6 +174,6 @@ def reference_logprobs_rows(
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1}."""
-    ref_c = reference_logprobs(model, tokenizer, prompts, chosen, cfg.max_len, progress=progress)
-    ref_r = reference_logprobs(model, tokenizer, prompts, rejected, cfg.max_len, progress=progress)
+    logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress)
+    ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

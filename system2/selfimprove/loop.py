@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +100,15 @@ class LoopConfig:
             return read_json(result)
         model, tok = load_lm(model_dir)
         rows = evaluate_questions(
-            model, tok, test, self.max_new_tokens, self.eval_samples, seed=self.seed, batch_size=self.batch_size,
+            model,
+            tok,
+            test,
+            max_new_tokens=self.max_new_tokens,
+            k=self.eval_samples,
+            seed=self.seed,
+            batch_size=self.batch_size,
             prompt_prefix=prefix,
-        )  # fmt: skip
+        )
         write_parquet(per_question, rows)
         summary = summarize_questions(rows)
         atomic_write_json(result, summary)
@@ -130,6 +137,7 @@ def sample_and_score(
     model: torch.nn.Module,
     tokenizer: Any,
     problems: Sequence[Problem],
+    *,
     n: int,
     temperature: float,
     max_new_tokens: int,
@@ -176,6 +184,7 @@ def evaluate_questions(
     model: torch.nn.Module,
     tokenizer: Any,
     problems: Sequence[Problem],
+    *,
     max_new_tokens: int,
     k: int = 0,
     temperature: float = 0.8,
@@ -192,16 +201,21 @@ def evaluate_questions(
     whether the highest-scored sample is (``rerank@K``)."""
     if k == 1:
         raise ValueError("k must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
-    greedy = sample_and_score(
-        model, tokenizer, problems, 1, 0.0, max_new_tokens, seed, batch_size, extract, prompt_prefix,
-        progress=progress, label="eval greedy",
-    )  # fmt: skip
+    draw = partial(
+        sample_and_score,
+        model,
+        tokenizer,
+        problems,
+        max_new_tokens=max_new_tokens,
+        batch_size=batch_size,
+        extract=extract,
+        prompt_prefix=prompt_prefix,
+        progress=progress,
+    )
+    greedy = draw(n=1, temperature=0.0, seed=seed, label="eval greedy")
     rows = [{"id": r["id"], "maj@1": bool(r["correct"]), "response_words": len(r["text"].split())} for r in greedy]
     if k > 0:
-        sampled = sample_and_score(
-            model, tokenizer, problems, k, temperature, max_new_tokens, seed + 1, batch_size, extract, prompt_prefix,
-            progress=progress, label=f"eval {k} samples",
-        )  # fmt: skip
+        sampled = draw(n=k, temperature=temperature, seed=seed + 1, label=f"eval {k} samples")
         groups = [[r["text"] for r in g] for g in group_by_question(sampled).values()]
         answers = [p.answer for p in problems]
         for row, maj, hit in zip(

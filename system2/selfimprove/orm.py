@@ -117,9 +117,16 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     def draw() -> list[dict[str, Any]]:
         policy, tok = load_lm(cfg.model)
         return sample_and_score(
-            policy, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, cfg.seed, cfg.batch_size,
+            policy,
+            tok,
+            problems,
+            n=cfg.samples,
+            temperature=cfg.temperature,
+            max_new_tokens=cfg.max_new_tokens,
+            seed=cfg.seed,
+            batch_size=cfg.batch_size,
             progress=progress,
-        )  # fmt: skip
+        )
 
     rows = cached_rows(out / "samples.parquet", draw)
     final = out / "orm"
@@ -145,7 +152,14 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
         return {}
     policy, tok = load_lm(cfg.model)
     rows = sample_and_score(
-        policy, tok, test, cfg.eval_samples, cfg.temperature, cfg.max_new_tokens, cfg.seed + 1, cfg.batch_size
+        policy,
+        tok,
+        test,
+        n=cfg.eval_samples,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=cfg.seed + 1,
+        batch_size=cfg.batch_size,
     )
     orm, otok = load_orm(orm_dir)
     scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)

@@ -1,10 +1,11 @@
 """PPO for reasoning with a final-answer reward (Havrilla et al., arXiv 2403.04642; docs/selfimprove.md).
 
-One iteration: sample solutions for a batch of training questions with the current policy; score each by
-its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose value matches
-the gold solution's); per-token reward = -kl_coef * (log pi - log pi_ref), with the score added on the last
-token (eos); advantages by GAE(gamma, lambda) from a value head on the policy's last hidden state; then
-``ppo_epochs`` passes of clipped policy and clipped value losses over minibatches.
+One iteration: ``rollout`` samples solutions for a batch of training questions with the current policy and
+scores each by its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose
+value matches the gold solution's); ``advantages`` gives per-token rewards -kl_coef * (log pi - log pi_ref),
+with the score added on the last token (eos), and advantages by GAE(gamma, lambda) from a value head on the
+policy's last hidden state; ``update`` makes ``ppo_epochs`` passes of clipped policy and clipped value losses
+over minibatches.
 
 Design choices (documented, configurable): the value head is a linear layer on the shared trunk (as in
 trlx); sampled texts are re-tokenized before scoring, which is exact for the word-level tokenizers of the
@@ -157,6 +158,128 @@ class PolicyWithValue(torch.nn.Module):
         return token_logprobs_and_values(self.policy, self.value_head, batch)
 
 
+@dataclass
+class Rollout:
+    """One iteration's samples on one process: the sampled rows, their scores, the encoded prompt +
+    response batch, and (under no grad) the old policy's log-probs and values, the response mask and the
+    per-token KL to the reference."""
+
+    rows: list[dict[str, Any]]
+    scores: torch.Tensor
+    batch: dict[str, torch.Tensor]
+    old_logp: torch.Tensor
+    old_values: torch.Tensor
+    mask: torch.Tensor
+    kl: torch.Tensor
+
+
+def _sums(acc: Any, *values: float) -> list[float]:
+    """Sums over all processes (``acc``: the Accelerator)."""
+    return acc.reduce(torch.tensor(values, dtype=torch.float64, device=acc.device), "sum").tolist()
+
+
+@torch.no_grad()
+def rollout(
+    cfg: PPOConfig,
+    policy: torch.nn.Module,
+    value_head: torch.nn.Module,
+    ref: torch.nn.Module,
+    tok: Any,
+    questions: list[Any],
+    gold: dict[str, str],
+    *,
+    seed: int,
+    prompt_offset: int,
+    progress: bool,
+) -> Rollout:
+    """Sample ``samples_per_prompt`` solutions of ``questions`` with the policy, score them, and record
+    what the update needs from the policy before it moves."""
+    device = next(policy.parameters()).device
+    policy.eval()
+    rows = sample_and_score(
+        policy,
+        tok,
+        questions,
+        n=cfg.samples_per_prompt,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=seed,
+        batch_size=cfg.batch_size,
+        prompt_offset=prompt_offset,
+        progress=progress,
+    )
+    scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
+    enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+    enc = {k: v.to(device) for k, v in enc.items()}
+    old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc)
+    ref_logp, _, _ = token_logprobs_and_values(ref, None, enc)
+    assert old_values is not None
+    return Rollout(rows, scores, enc, old_logp, old_values, mask, (old_logp - ref_logp) * mask)
+
+
+@torch.no_grad()
+def advantages(cfg: PPOConfig, roll: Rollout, acc: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """(normalised advantages, returns), both (B, T-1): per-token reward -kl_coef * KL with the score on
+    the eos token, GAE(gamma, lambda), then advantages normalised to mean 0 and sd 1 over every response
+    token of every process."""
+    rewards = -cfg.kl_coef * roll.kl
+    last = roll.mask.long().cumsum(1).argmax(1)  # the eos position of each response
+    rewards[torch.arange(len(roll.rows), device=rewards.device), last] += roll.scores
+    adv = gae(rewards, roll.old_values, roll.mask, cfg.gamma, cfg.lam)
+    returns = adv + roll.old_values
+    mask = roll.mask
+    n, s1, s2 = _sums(acc, float(mask.sum()), float(adv[mask].sum()), float((adv[mask] ** 2).sum()))
+    mean = s1 / max(n, 1)
+    std = max(((s2 - n * mean**2) / (n - 1)) ** 0.5, 1e-8) if n > 1 else 1.0
+    return (adv - mean) / std * mask, returns
+
+
+def update(
+    cfg: PPOConfig,
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    acc: Any,
+    roll: Rollout,
+    adv: torch.Tensor,
+    returns: torch.Tensor,
+    *,
+    seed: int,
+) -> dict[str, float]:
+    """``ppo_epochs`` passes of clipped policy and value losses over shuffled minibatches (this process's
+    1/W of each); returns the last minibatch's losses and statistics, averaged over processes."""
+    world = dist.world_size()
+    mb_size = cfg.minibatch_size // world
+    params = list(model.parameters())
+    model.train()
+    stats: dict[str, float] = {}
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(cfg.ppo_epochs):
+        perm = torch.randperm(len(roll.rows), generator=gen).to(adv.device)
+        for s in range(0, len(roll.rows), mb_size):
+            mb = perm[s : s + mb_size]
+            logp, values, m = model({k: v[mb] for k, v in roll.batch.items()})
+            (n_mb,) = _sums(acc, float(m.sum()))
+            pg, vf, st = ppo_losses(
+                logp,
+                roll.old_logp[mb],
+                adv[mb],
+                values,
+                roll.old_values[mb],
+                returns[mb],
+                m,
+                cfg.clip,
+                cfg.value_clip,
+                n_tokens=max(n_mb, 1.0) / world,
+            )
+            opt.zero_grad(set_to_none=True)
+            acc.backward(pg + cfg.vf_coef * vf)  # DDP averages: the sum over processes / n_mb
+            acc.clip_grad_norm_(params, cfg.max_grad_norm)
+            opt.step()
+            sums = _sums(acc, pg.item(), vf.item(), *st.values())  # each a share of the minibatch mean
+            stats = dict(zip(["policy_loss", "value_loss", *st], (v / world for v in sums), strict=True))
+    return stats
+
+
 def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
     """Run (or resume) PPO; returns the logged rows (one per iteration) plus the final evaluation.
 
@@ -206,58 +329,29 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
     rng = random.Random(f"ppo/{cfg.seed}")
     epochs = cfg.iterations * cfg.prompts_per_iteration // len(problems) + 2
     order = [i for _ in range(epochs) for i in rng.sample(range(len(problems)), len(problems))]
-    share, mb_size = cfg.prompts_per_iteration // world, cfg.minibatch_size // world
-
-    def total(*values: float) -> list[float]:
-        """Sums over all processes."""
-        return acc.reduce(torch.tensor(values, dtype=torch.float64, device=device), "sum").tolist()
+    share = cfg.prompts_per_iteration // world
 
     with Progress(cfg.iterations, "ppo", enabled=progress and dist.is_main(), start=start) as bar:
         for it in range(start, cfg.iterations):
             first = it * cfg.prompts_per_iteration + rank * share
-            policy.eval()
-            rows = sample_and_score(
-                policy, tok, [problems[i] for i in order[first : first + share]], cfg.samples_per_prompt,
-                cfg.temperature, cfg.max_new_tokens, cfg.seed * 100_003 + it, cfg.batch_size,
-                prompt_offset=rank * share, progress=progress,
-            )  # fmt: skip
-            scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
-            enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
-            enc = {k: v.to(device) for k, v in enc.items()}
-            with torch.no_grad():
-                old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc)
-                ref_logp, _, _ = token_logprobs_and_values(ref, None, enc)
-                kl = (old_logp - ref_logp) * mask
-                rewards = -cfg.kl_coef * kl
-                last = mask.long().cumsum(1).argmax(1)  # the eos position of each response
-                rewards[torch.arange(len(rows), device=device), last] += scores
-                adv = gae(rewards, old_values, mask, cfg.gamma, cfg.lam)
-                returns = adv + old_values
-                n, s1, s2 = total(float(mask.sum()), float(adv[mask].sum()), float((adv[mask] ** 2).sum()))
-                mean = s1 / max(n, 1)
-                std = max(((s2 - n * mean**2) / (n - 1)) ** 0.5, 1e-8) if n > 1 else 1.0
-                adv = (adv - mean) / std * mask
-            model.train()
-            stats: dict[str, float] = {}
-            gen = torch.Generator().manual_seed(cfg.seed * 7919 + it)
-            for _ in range(cfg.ppo_epochs):
-                perm = torch.randperm(len(rows), generator=gen).to(device)
-                for s in range(0, len(rows), mb_size):
-                    mb = perm[s : s + mb_size]
-                    logp, values, m = model({k: v[mb] for k, v in enc.items()})
-                    (n_mb,) = total(float(m.sum()))
-                    pg, vf, st = ppo_losses(
-                        logp, old_logp[mb], adv[mb], values, old_values[mb], returns[mb], m, cfg.clip,
-                        cfg.value_clip, n_tokens=max(n_mb, 1.0) / world,
-                    )  # fmt: skip
-                    opt.zero_grad(set_to_none=True)
-                    acc.backward(pg + cfg.vf_coef * vf)  # DDP averages: the sum over processes / n_mb
-                    acc.clip_grad_norm_(params, cfg.max_grad_norm)
-                    opt.step()
-                    sums = total(pg.item(), vf.item(), *st.values())  # each a share of the minibatch mean
-                    stats = dict(zip(["policy_loss", "value_loss", *st], (v / world for v in sums), strict=True))
-            n_rows, score_sum, n_correct, kl_sum = total(
-                len(rows), float(scores.sum()), sum(bool(r["correct"]) for r in rows), float(kl.sum())
+            questions = [problems[i] for i in order[first : first + share]]
+            roll = rollout(
+                cfg,
+                policy,
+                value_head,
+                ref,
+                tok,
+                questions,
+                gold,
+                seed=cfg.seed * 100_003 + it,
+                prompt_offset=rank * share,
+                progress=progress,
+            )
+            adv, returns = advantages(cfg, roll, acc)
+            stats = update(cfg, model, opt, acc, roll, adv, returns, seed=cfg.seed * 7919 + it)
+            n_correct = sum(bool(r["correct"]) for r in roll.rows)
+            n_rows, score_sum, n_correct, kl_sum = _sums(
+                acc, len(roll.rows), float(roll.scores.sum()), n_correct, float(roll.kl.sum())
             )
             row = {
                 "iteration": it + 1,
@@ -269,10 +363,16 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
             }
             if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and dist.is_main():
                 policy.eval()
-                questions = evaluate_questions(
-                    policy, tok, test, cfg.max_new_tokens, seed=cfg.seed, batch_size=cfg.batch_size, progress=progress
+                evaluated = evaluate_questions(
+                    policy,
+                    tok,
+                    test,
+                    max_new_tokens=cfg.max_new_tokens,
+                    seed=cfg.seed,
+                    batch_size=cfg.batch_size,
+                    progress=progress,
                 )
-                row.update(summarize_questions(questions))
+                row.update(summarize_questions(evaluated))
             log.append(row)
             bar.update(it + 1, info=f"reward {row['reward']:.3f}")
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:

@@ -64,7 +64,15 @@ def _draw(
     """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
     model, tok = load_lm(policy)
     rows = sample_and_score(
-        model, tok, problems, cfg.samples, cfg.temperature, cfg.max_new_tokens, seed, cfg.batch_size,
-        prompt_prefix=prefix, progress=progress,
-    )  # fmt: skip
+        model,
+        tok,
+        problems,
+        n=cfg.samples,
+        temperature=cfg.temperature,
+        max_new_tokens=cfg.max_new_tokens,
+        seed=seed,
+        batch_size=cfg.batch_size,
+        prompt_prefix=prefix,
+        progress=progress,
+    )
     return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"])} for x in rows]
