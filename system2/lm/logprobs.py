@@ -22,15 +22,20 @@ from system2.lm.encoding import (
     response_token_ids,
 )
 
-__all__ = ["encode_prompt_response", "reference_logprobs", "sequence_logprobs", "token_logprobs"]
+__all__ = ["encode_prompt_response", "labelled_logprobs", "reference_logprobs", "sequence_logprobs", "token_logprobs"]
 
 
 def token_logprobs(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token log-probs of the labelled tokens and their mask, both ``[B, T-1]`` (position t scores
     token t+1; the mask is True where ``labels`` is not -100)."""
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
+    return labelled_logprobs(logits, batch["labels"])
+
+
+def labelled_logprobs(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``token_logprobs`` from logits already computed (``[B, T, V]``) and the batch's ``labels``."""
     logits = logits[:, :-1].float()
-    labels = batch["labels"][:, 1:]
+    labels = labels[:, 1:]
     mask = labels != IGNORE
     picked = torch.gather(logits, -1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
     logp = (picked - torch.logsumexp(logits, dim=-1)) * mask

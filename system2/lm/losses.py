@@ -1,5 +1,6 @@
 """SFT, DPO and DPO+NLL losses on summed sequence log-probabilities, and the loss functions the training
-loop takes (``make_sft_loss_fn``, ``make_dpo_loss_fn``) on the batches of ``system2.lm.data``.
+loop takes (``make_sft_loss_fn``, ``make_dpo_loss_fn``, ``make_moe_sft_loss_fn``) on the batches of
+``system2.lm.data``.
 
 DPO (sigmoid form, Rafailov et al.): with ``log pi(y|x)`` the *sum* of response-token log-probs,
 ``L = -log sigma(beta * [(pi_c - ref_c) - (pi_r - ref_r)])`` averaged over pairs.
@@ -13,21 +14,28 @@ chosen response:
   micro-batch divided by their total count, so long chosen responses weigh more.
 
 The lengths count response tokens including eos (the tokens the model is trained to produce).
+
+MoE fine-tuning (BTX, arXiv 2403.07816, section 3): the SFT loss plus ``alpha`` times the load-balancing
+loss of a Mixtral-style model, in the paper's form (``system2.btx.routing.load_balancing_loss``) or in
+``transformers``' form (the model's ``aux_loss``), with alpha the checkpoint's ``router_aux_loss_coef``.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 
-from system2.lm.logprobs import token_logprobs
+from system2.btx.routing import expert_usage, load_balancing_loss
+from system2.lm.logprobs import labelled_logprobs, token_logprobs
 
 NllNorm = Literal["sequence", "token"]
 NLL_NORMS = ("sequence", "token")
+AuxForm = Literal["paper", "transformers"]
+AUX_FORMS = ("paper", "transformers")
 
 LossFnWithMetrics = Callable[[torch.nn.Module, dict[str, torch.Tensor]], tuple[torch.Tensor, int, dict[str, float]]]
 
@@ -126,3 +134,47 @@ def make_dpo_loss_fn(beta: float = 0.1, alpha: float = 0.0, nll_norm: NllNorm = 
         return loss, int(n.sum()), metrics
 
     return loss_fn
+
+
+def moe_sft_loss(
+    model: torch.nn.Module,
+    batch: dict[str, torch.Tensor],
+    norm: NllNorm = "sequence",
+    aux_coef: float | None = None,
+    aux_form: AuxForm = "paper",
+) -> tuple[torch.Tensor, int, dict[str, float]]:
+    """``sft_loss + alpha * aux`` for a Mixtral-style model (one forward pass with router logits); alpha is
+    ``aux_coef`` or the model's ``router_aux_loss_coef``. Metrics: the NLL, the unscaled aux loss and each
+    expert's share of routed tokens averaged over layers (``router/usage_i``: a dead expert shows as 0)."""
+    config: Any = getattr(model, "module", model).config
+    out = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False, output_router_logits=True
+    )
+    logp, mask = labelled_logprobs(out.logits, batch["labels"])
+    n = mask.sum(1)
+    nll = nll_from_sums(-logp.sum(1), n, norm)
+    k, n_experts = int(config.num_experts_per_tok), int(config.num_local_experts)
+    if aux_form == "paper":
+        aux = load_balancing_loss(out.router_logits, k, n_experts, batch["attention_mask"])
+    else:
+        aux = out.aux_loss
+    with torch.no_grad():
+        usage, _ = expert_usage(out.router_logits, k, n_experts, batch["attention_mask"])
+    alpha = float(config.router_aux_loss_coef) if aux_coef is None else aux_coef
+    metrics = {"loss/nll": nll.item(), "loss/aux": aux.item()}
+    metrics.update({f"router/usage_{i}": float(u) for i, u in enumerate(usage.mean(0).tolist())})
+    return nll + alpha * aux, int(n.sum()), metrics
+
+
+def make_moe_sft_loss_fn(
+    norm: NllNorm = "sequence", aux_coef: float | None = None, aux_form: AuxForm = "paper"
+) -> LossFnWithMetrics:
+    """The MoE fine-tuning loss for ``train`` on ``SFTData`` batches (``moe_sft_loss``): response NLL plus
+    alpha times the load-balancing loss, logged as ``loss/nll``, ``loss/aux`` and ``router/usage_i``."""
+    if norm not in NLL_NORMS:
+        raise ValueError(f"unknown NLL normalisation {norm!r}: use one of {', '.join(NLL_NORMS)}")
+    if aux_form not in AUX_FORMS:
+        raise ValueError(f"unknown load-balancing loss form {aux_form!r}: use one of {', '.join(AUX_FORMS)}")
+    if aux_coef is not None and not aux_coef >= 0:
+        raise ValueError(f"aux_coef must be >= 0 (or None for the model's router_aux_loss_coef), got {aux_coef}")
+    return functools.partial(moe_sft_loss, norm=norm, aux_coef=aux_coef, aux_form=aux_form)
