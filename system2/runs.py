@@ -35,7 +35,8 @@ RUN_FILE = "run.json"
 # leaf setting names that never change a result: where the run lives, speed and logging
 VOLATILE = frozenset({"out", "workers", "log_every", "tensorboard", "ckpt_every", "keep_ckpts", "progress"})
 # leaf setting names that hold paths to inputs: recorded absolute, so a relative path matches its resolved form
-PATH_KEYS = frozenset({"data", "model", "train_data", "eval_data", "init_from"})
+PATH_KEYS = frozenset({"data", "model", "train_data", "eval_data", "init_from", "world", "corpus", "tokenizer",
+                       "entity_names", "eval_parent_child"})  # fmt: skip
 KINDS = {
     "planning-dataset": "a planning dataset",
     "arithmetic-dataset": "an arithmetic dataset",
@@ -49,6 +50,8 @@ KINDS = {
     "rcrl": "an RCRL run",
     "orm": "an outcome-reward-model run",
     "cope-arm": "a CoPE arm",
+    "reverse-arm": "a reverse-training arm",
+    "reverse-pretrain": "a reverse-training pretraining run",
     "repro": "a reproduction",
     "demo": "the demo's directory",
 }

@@ -5,7 +5,9 @@ For each claim: with no effect (or an effect exactly at the claim's margin or bo
 with both arms saturated (or the claim's precondition otherwise failing) always "not testable". Reports use 2,000
 resamples, the simulations 250 (the rates hold at both). Unit counts are those of the ``small`` scales with 3
 seeds: planning 200 test tasks in 40 wall layouts (5 per layout; bootstrapping rounds: one seed), CoPE 500 test
-sequences per split, IRPO 500 test questions (and 1,000 training questions with pairs), RL for reasoning 300.
+sequences per split, IRPO 500 test questions (and 1,000 training questions with pairs), RL for reasoning 300,
+reverse training 300 held-out symbolic pairs (a forward and a reverse question each) and 100 bioS people (3
+forward questions clustered by person, 1 reverse).
 
 Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
 one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from system2.repro import cope, dualformer, irpo, rl_reasoning, searchformer
+from system2.repro import cope, dualformer, irpo, reverse_claims, rl_reasoning, searchformer
 from system2.repro import verdicts as vd
 
 DATASETS = 200
@@ -545,3 +547,123 @@ def test_rl_claims_on_an_arm_the_scale_leaves_out():
     }
     assert verdicts["dense reward"].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts["dense reward"].reason
     assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name != "dense reward")
+
+
+# --- reverse training: per world, held-out questions at the small scale ----------------------------------------------
+
+# subjects (symbolic: held-out pairs; bios: held-out people) and forward questions per subject
+REVERSE_UNITS = {"symbolic": (300, 1), "bios": (100, 3)}
+
+
+def reverse_sim(
+    rng: np.random.Generator, world: str, forward: dict[str, float], reverse: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """Per direction and arm, (seeds, questions) 0/1 outcomes at the arm's rate times each question's difficulty
+    (0.5-1.5, shared by the arms; a bioS person's forward questions share half of it) and a seed factor (0.95-1.05);
+    0 and 1 are exact, so a rate is the true mean."""
+    n, per = REVERSE_UNITS[world]
+    person = rng.uniform(0.75, 1.25, n)
+    hard = {"forward": np.repeat(person, per) * rng.uniform(0.75, 1.25, n * per), "reverse": person}
+    out: dict[str, Any] = {}
+    for d, arms in (("forward", forward), ("reverse", reverse)):
+        out[d] = {}
+        for arm, p in arms.items():
+            if p in (0.0, 1.0):
+                out[d][arm] = np.full((SEEDS, hard[d].size), p)
+                continue
+            chance = np.clip(p * hard[d] * rng.uniform(0.95, 1.05, (SEEDS, 1)), 0, 1)
+            out[d][arm] = (rng.random((SEEDS, hard[d].size)) < chance).astype(float)
+    return out
+
+
+def reverse_units(world: str, sim: dict[str, Any]) -> dict[str, vd.Units]:
+    n, per = REVERSE_UNITS[world]
+    clusters = {"forward": np.repeat(np.arange(n), per), "reverse": np.arange(n)}
+    return reverse_claims.derive({f"{world}/{d}": vd.Units(arms, clusters[d]) for d, arms in sim.items()})
+
+
+def reverse_data(world: str, reverse: dict[str, float], forward: dict[str, float] | None = None) -> Callable:
+    """The world's claim data; forward rates default to 50% for every arm."""
+    fwd = forward or dict.fromkeys({reverse_claims.STANDARD, *reverse}, 0.5)
+    rev = {reverse_claims.STANDARD: 0.0, **reverse}
+    return lambda rng: reverse_units(world, reverse_sim(rng, world, fwd, rev))
+
+
+def test_reverse_claim_data_from_question_rows():
+    """Stored question rows (both directions mixed, a subject each) to per-direction Units clustered by subject."""
+    world, arms = "bios", ("standard", "entity (data)")
+    sim = reverse_sim(np.random.default_rng(0), world, dict.fromkeys(arms, 0.5), dict.fromkeys(arms, 0.3))
+    n, per = REVERSE_UNITS[world]
+    subjects = {"forward": [f"p{i // per}" for i in range(n * per)], "reverse": [f"p{i}" for i in range(n)]}
+
+    def seed_rows(arm: str, s: int) -> list[dict[str, Any]]:
+        return [{"id": f"{d}{i}", "direction": d, "subject": who, "correct": bool(sim[d][arm][s, i])}
+                for d in ("forward", "reverse") for i, who in enumerate(subjects[d])]  # fmt: skip
+
+    rows = {arm: [seed_rows(arm, s) for s in range(SEEDS)] for arm in arms}
+    got = reverse_claims.claim_data({world: rows})
+    assert_same_units(got, reverse_units(world, sim))
+    diff = got["bios/forward vs standard"].arm("entity (data) - standard")
+    np.testing.assert_array_equal(diff, sim["forward"]["entity (data)"] - sim["forward"]["standard"])
+
+
+def reverse_kind(claim: vd.Claim) -> str:
+    if claim.constant is not None:
+        return "bound" if claim.direction < 0 else "forward"
+    return "beats"
+
+
+@pytest.mark.parametrize("name", [c.name for c in reverse_claims.CLAIMS if reverse_kind(c) == "bound"])
+def test_reverse_standard_fails_claims(name):
+    """Standard training at most 5% in reverse: exactly 5% is the null; not testable when the forward facts were not
+    learned (standard training under 20% forward)."""
+    c = by_name(reverse_claims.CLAIMS, name)
+    world = c.metric.split("/")[0]
+    check(
+        c,
+        null=reverse_data(world, {"standard": 0.05}),
+        clear=reverse_data(world, {"standard": 0.0}),
+        reversed_=reverse_data(world, {"standard": 0.15}),
+        saturated=reverse_data(world, {"standard": 0.0}, forward={"standard": 0.05}),
+    )
+
+
+@pytest.mark.parametrize("name", [c.name for c in reverse_claims.CLAIMS if reverse_kind(c) == "beats"])
+def test_reverse_recovery_claims(name):
+    """An arm beats another on reverse questions: 15% against 2% is the clear case (the paper's gaps are larger)."""
+    c = by_name(reverse_claims.CLAIMS, name)
+    world, (a, b) = c.metric.split("/")[0], c.arms
+    check(
+        c,
+        null=reverse_data(world, {a: 0.1, b: 0.1}),
+        clear=reverse_data(world, {a: 0.15, b: 0.02}),
+        reversed_=reverse_data(world, {a: 0.02, b: 0.15}),
+        saturated=reverse_data(world, {a: 0.15, b: 0.02}, forward={"standard": 0.1, a: 0.1, b: 0.1}),
+    )
+
+
+@pytest.mark.parametrize("name", [c.name for c in reverse_claims.CLAIMS if reverse_kind(c) == "forward"])
+def test_reverse_forward_kept_claims(name):
+    """At most 10 points below standard training on forward questions: exactly 10 below is the null, no change
+    the clear case, 20 below the reversed one."""
+    c = by_name(reverse_claims.CLAIMS, name)
+    world = c.metric.split("/")[0]
+    arm = c.arms[0].removesuffix(" - standard")
+
+    def data(level: float, standard: float = 0.5) -> Callable:
+        return reverse_data(world, {arm: 0.1}, forward={"standard": standard, arm: level})
+
+    check(c, null=data(0.4), clear=data(0.5), reversed_=data(0.3), saturated=data(0.0, standard=0.0))
+
+
+def test_reverse_claims_on_what_a_scale_leaves_out():
+    """Without the bios world (tiny) or the token arm (small) those claims are not testable, saying why."""
+    arms = [a for a in reverse_claims.ARMS if not a.startswith("token")]
+    data = reverse_units("symbolic", reverse_sim(np.random.default_rng(0), "symbolic", dict.fromkeys(arms, 0.5),
+                                                 dict.fromkeys(arms, 0.1)))  # fmt: skip
+    verdicts = {v.name: v for v in reverse_claims.decide_claims(data, n_resamples=RESAMPLES)}
+    assert verdicts["bios: standard fails in reverse"].reason == "no bios world at this scale"
+    token = verdicts["symbolic: forward kept, token (data)"]
+    assert token.verdict == vd.NOT_TESTABLE and token.reason == "no token (data) arm on symbolic at this scale"
+    decided = [v for n, v in verdicts.items() if n.startswith("symbolic") and "token" not in n]
+    assert decided and all(v.verdict != vd.NOT_TESTABLE for v in decided)

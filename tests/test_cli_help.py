@@ -80,6 +80,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "planning eval": "PlannerEvalConfig",
         "planning bootstrap": "BootstrapConfig",
         "repro cope-arm": "ArmConfig",
+        "repro reverse-pretrain": "ReversePretrainConfig",
     }
 
 

@@ -1,4 +1,5 @@
-"""``system2 repro ...``: the papers' experiments in miniature, and single CoPE arms."""
+"""``system2 repro ...``: the papers' experiments in miniature, single CoPE arms and the reverse-training
+pretraining recipe."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ REPROS = {
              "Iterative Reasoning Preference Optimization vs DPO alone, STaR and SFT, on arithmetic"),
     "rl-reasoning": ("Teaching Large Language Models to Reason with Reinforcement Learning (Havrilla et al. 2024)",
                      "2403.04642", "expert iteration, PPO, RCRL and outcome-reward-model reranking, on arithmetic"),
+    "reverse": ("Reverse Training to Nurse the Reversal Curse (Golovneva et al. 2024)", "2403.13799",
+                "standard vs token, word, entity-preserving and random-segment reversal, on the reversal curse"),
 }  # fmt: skip
 ScaleName = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
@@ -46,7 +49,8 @@ def run_repro(name: str, scale: str, seeds: int | None, out: Path | None, restar
         )
     with user_errors():
         module.run(scale, target, seeds, restart=restart)
-    typer.echo(f"report: {target / 'report.md'}")
+    if (target / "report.md").is_file():
+        typer.echo(f"report: {target / 'report.md'}")
 
 
 def _repro_command(name: str) -> None:
@@ -77,7 +81,8 @@ def repro_all(
     seeds: Seeds = None,
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
-    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL) at one scale."""
+    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL, reverse training) at one
+    scale."""
     for name in REPROS:
         run_repro(name, scale, seeds, out / f"{name}-{scale}")
 
@@ -104,6 +109,27 @@ def cope_arm(
                     f"{split}: sequence error {100 * s['sequence_error']:.1f}%, "
                     f"token error {100 * s['token_error']:.1f}%"
                 )
+
+
+@repro.command("reverse-pretrain", settings="system2.repro.reverse_pretrain:ReversePretrainConfig")
+def reverse_pretrain(
+    overrides: Overrides = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Pretrain a Llama-style model with reverse training on a local corpus, then answer reversal-curse
+    questions (arXiv 2403.13799; the paper-scale recipe of repro reverse, configs/reverse/).
+
+    Example: system2 repro reverse-pretrain --config configs/reverse/pretrain_paper.yaml reversal.kind=entity
+    """
+    from system2.repro.reverse_pretrain import ReversePretrainConfig, run_pretrain
+
+    cfg = run_config(ReversePretrainConfig, config, overrides, {"out": out})
+    with user_errors():
+        result = run_pretrain(cfg, restart=restart)
+    if is_main():
+        typer.echo(f"forward {result.get('forward')}, reverse {result.get('reverse')}: {cfg.out}/result.json")
 
 
 def register(app: App) -> None:
