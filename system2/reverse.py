@@ -163,8 +163,8 @@ def reverse_segments(units: Sequence[T], k: int, rng: random.Random, sep: T | No
     return out
 
 
-def reverse_tokens(ids: Sequence[int]) -> list[int]:
-    """Token reversal: the ids in reverse order."""
+def reverse_tokens(ids: Sequence[T]) -> list[T]:
+    """Token reversal: the ids (or any units) in reverse order."""
     return list(reversed(ids))
 
 
@@ -270,7 +270,7 @@ class Reversal:
         entity keeps ``spans`` whole, segment draws from (seed, epoch, index) and puts ``sep`` between
         segments; none copies."""
         if self.kind in ("token", "word"):
-            return list(reversed(units))
+            return reverse_tokens(units)
         if self.kind == "entity":
             return reverse_units(units, spans)
         if self.kind == "segment":
@@ -304,7 +304,7 @@ def entity_spans(
     return spans
 
 
-def mix(
+def mix_epoch(
     texts: Sequence[str],
     reversal: Reversal,
     epoch: int = 0,

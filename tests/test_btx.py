@@ -165,7 +165,7 @@ def test_identical_experts_give_the_dense_output_with_any_router(experts, tmp_pa
     copies = branch(experts[1], [tmp_path / f"copy{i}" for i in range(3)])
     dense = _logits(_dense(experts[1]), _ids())
     for seed in (0, 1):
-        out = mix(copies, tmp_path / f"mixed{seed}", seed=seed, top_k=2)
+        out = mix(copies, tmp_path / f"mixed{seed}", router_seed=seed, top_k=2)
         torch.testing.assert_close(_logits(_dense(out), _ids()), dense, rtol=0, atol=1e-5)
     data = [[_ids(seed=s)] for s in range(3)]
     out = mix(copies, tmp_path / "mixed-hidden", router_init="mean_hidden", router_data=data)
@@ -241,7 +241,7 @@ def _hand_reference(expert_dirs: list[Path], mixed_dir: Path, top_k: int, seed_d
 
 
 def test_mixed_checkpoint_matches_a_hand_written_moe_forward(experts, tmp_path):
-    out = mix(experts[:3], tmp_path / "mixed", top_k=2, seed=3)
+    out = mix(experts[:3], tmp_path / "mixed", top_k=2, router_seed=3)
     ref = _hand_reference(experts[:3], out, top_k=2)
     ids = _ids(4, 14, seed=5)
     mask = torch.ones_like(ids)

@@ -559,8 +559,9 @@ def reverse_sim(
     rng: np.random.Generator, world: str, forward: dict[str, float], reverse: dict[str, float]
 ) -> dict[str, np.ndarray]:
     """Per direction and arm, (seeds, questions) 0/1 outcomes at the arm's rate times each question's difficulty
-    (0.5-1.5, shared by the arms; a bioS person's forward questions share half of it) and a seed factor (0.95-1.05);
-    0 and 1 are exact, so a rate is the true mean."""
+    (shared by the arms: a subject factor uniform in 0.75-1.25, which a bioS person's forward questions share,
+    times a question factor uniform in 0.75-1.25 for forward questions) and a seed factor (0.95-1.05); rates of
+    exactly 0 and 1 are kept exact."""
     n, per = REVERSE_UNITS[world]
     person = rng.uniform(0.75, 1.25, n)
     hard = {"forward": np.repeat(person, per) * rng.uniform(0.75, 1.25, n * per), "reverse": person}
@@ -576,7 +577,7 @@ def reverse_sim(
     return out
 
 
-def reverse_units(world: str, sim: dict[str, Any]) -> dict[str, vd.Units]:
+def reversal_units(world: str, sim: dict[str, Any]) -> dict[str, vd.Units]:
     n, per = REVERSE_UNITS[world]
     clusters = {"forward": np.repeat(np.arange(n), per), "reverse": np.arange(n)}
     return reverse_claims.derive({f"{world}/{d}": vd.Units(arms, clusters[d]) for d, arms in sim.items()})
@@ -586,7 +587,7 @@ def reverse_data(world: str, reverse: dict[str, float], forward: dict[str, float
     """The world's claim data; forward rates default to 50% for every arm."""
     fwd = forward or dict.fromkeys({reverse_claims.STANDARD, *reverse}, 0.5)
     rev = {reverse_claims.STANDARD: 0.0, **reverse}
-    return lambda rng: reverse_units(world, reverse_sim(rng, world, fwd, rev))
+    return lambda rng: reversal_units(world, reverse_sim(rng, world, fwd, rev))
 
 
 def test_reverse_claim_data_from_question_rows():
@@ -602,7 +603,7 @@ def test_reverse_claim_data_from_question_rows():
 
     rows = {arm: [seed_rows(arm, s) for s in range(SEEDS)] for arm in arms}
     got = reverse_claims.claim_data({world: rows})
-    assert_same_units(got, reverse_units(world, sim))
+    assert_same_units(got, reversal_units(world, sim))
     diff = got["bios/forward vs standard"].arm("entity (data) - standard")
     np.testing.assert_array_equal(diff, sim["forward"]["entity (data)"] - sim["forward"]["standard"])
 
@@ -659,7 +660,7 @@ def test_reverse_forward_kept_claims(name):
 def test_reverse_claims_on_what_a_scale_leaves_out():
     """Without the bios world (tiny) or the token arm (small) those claims are not testable, saying why."""
     arms = [a for a in reverse_claims.ARMS if not a.startswith("token")]
-    data = reverse_units("symbolic", reverse_sim(np.random.default_rng(0), "symbolic", dict.fromkeys(arms, 0.5),
+    data = reversal_units("symbolic", reverse_sim(np.random.default_rng(0), "symbolic", dict.fromkeys(arms, 0.5),
                                                  dict.fromkeys(arms, 0.1)))  # fmt: skip
     verdicts = {v.name: v for v in reverse_claims.decide_claims(data, n_resamples=RESAMPLES)}
     assert verdicts["bios: standard fails in reverse"].reason == "no bios world at this scale"

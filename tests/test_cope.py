@@ -202,3 +202,18 @@ def test_query_blocks_give_the_same_outputs_and_gradients(monkeypatch, gates):
     torch.testing.assert_close(blocks, full)
     torch.testing.assert_close(g_blocks, g_full)
     torch.testing.assert_close(layer.recorded["positions"], rec_full["positions"])
+
+
+def test_cope_attention_on_packed_tokens_equals_the_padded_forward():
+    """Every attention layer takes packed tokens: CoPE unpacks around itself, so its outputs at the real
+    positions of a right-padded batch are those of the padded forward."""
+    from system2.nn.layers import Packing
+
+    torch.manual_seed(0)
+    attn = CoPEAttention(16, 2, max_pos=8).double()
+    torch.nn.init.normal_(attn.cope.table, std=0.3)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2], dtype=torch.bool)
+    x = torch.randn(2, 6, 16, dtype=torch.float64)
+    padded = attn(x, causal=True)[mask]
+    packed = attn(x[mask], causal=True, packing=Packing(mask))
+    torch.testing.assert_close(packed, padded)

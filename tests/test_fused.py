@@ -38,13 +38,13 @@ def assert_same(results, **tol):
 
 
 def test_the_switch_restores_the_previous_setting():
-    assert fused.enabled()
+    before = fused.enabled()
     with fused.use_fused(False):
         assert not fused.enabled()
         with fused.use_fused(True):
             assert fused.enabled()
         assert not fused.enabled()
-    assert fused.enabled()
+    assert fused.enabled() == before
 
 
 def test_rmsnorm_paths_equal_each_other_and_torch_rmsnorm():

@@ -49,7 +49,8 @@ def test_a_pair_fits_when_its_prompt_and_longer_response_do():
 
     prompts, chosen, rejected = [[1] * 3, [1] * 3, [1] * 3], [[2] * 2, [2] * 5, [2] * 2], [[3] * 4, [3] * 1, [3] * 2]
     assert check_pair_lengths(prompts, chosen, rejected, 7, drop_long=True) == [0, 2]  # 3+4 fits, 3+5 does not
-    with pytest.raises(ValueError, match="example 1: prompt \\(3 tokens\\) \\+ response with eos \\(5 tokens\\)"):
+    message = r"example 1: prompt \(3 tokens\) \+ chosen response with eos \(5 tokens\)"
+    with pytest.raises(ValueError, match=message):
         check_pair_lengths(prompts, chosen, rejected, 7, drop_long=False)
 
 

@@ -19,7 +19,7 @@ from system2.reverse import (
     Reversal,
     check_spans,
     known_entities,
-    mix,
+    mix_epoch,
     reverse_entities,
     reverse_segments,
     reverse_segments_text,
@@ -167,22 +167,25 @@ def test_known_entities_finds_the_longest_names_without_overlap():
 
 def test_data_and_compute_matched_mixing():
     fwd_words = sum(len(t.split()) for t in DOCS)
-    data = mix(DOCS, Reversal("entity"), detector=known_entities(NAMES))
+    data = mix_epoch(DOCS, Reversal("entity"), detector=known_entities(NAMES))
     assert len(data) == 2 * len(DOCS) and data[0::2] == DOCS
     assert data[1] == "Paris in born was Alice Smith"
-    assert mix(DOCS, Reversal("none")) == DOCS and Reversal("none", mode="data").epoch_size(8) == 8
+    assert mix_epoch(DOCS, Reversal("none")) == DOCS and Reversal("none", mode="data").epoch_size(8) == 8
+    seen: list[bool] = []
     for epoch in range(3):
         rev = Reversal("segment", k=3, mode="compute", seed=4)
-        out = mix(DOCS, rev, epoch)
+        out = mix_epoch(DOCS, rev, epoch)
         assert len(out) == len(DOCS) == rev.epoch_size(len(DOCS))
         flags = [rev.source(j, epoch)[1] for j in range(len(DOCS))]
         assert [o != d for o, d in zip(out, DOCS, strict=True)] == flags
         assert sum(len(o.split()) - o.split().count(SEP) for o in out) == fwd_words  # same budget, up to [REV]
+        seen += flags
+    assert 0 < sum(seen) < len(seen)  # compute-matched epochs hold forward and reversed texts, N in all
     flips = [Reversal("word", mode="compute").source(j, e)[1] for j in range(200) for e in range(5)]
     assert 0.4 < sum(flips) / len(flips) < 0.6
     assert flips != [Reversal("word", mode="compute", seed=1).source(j, e)[1] for j in range(200) for e in range(5)]
     assert [Reversal("word").source(j, 0) for j in range(4)] == [(0, False), (0, True), (1, False), (1, True)]
-    data_words = sum(len(o.split()) for o in mix(DOCS, Reversal("word")))
+    data_words = sum(len(o.split()) for o in mix_epoch(DOCS, Reversal("word")))
     assert data_words == 2 * fwd_words
 
 
@@ -218,15 +221,15 @@ def test_bad_configs_and_spans_give_clear_errors():
     with pytest.raises(ValueError, match="kind 'token' reverses token ids, not text"):
         Reversal("token").apply(ALICE)
     with pytest.raises(ValueError, match="kind 'token' reverses token ids"):
-        mix(DOCS, Reversal("token"))
+        mix_epoch(DOCS, Reversal("token"))
     with pytest.raises(ValueError, match="needs entity spans .* or a detector"):
-        mix(DOCS, Reversal("entity"))
+        mix_epoch(DOCS, Reversal("entity"))
     with pytest.raises(ValueError, match="8 texts but 1 lists of entity spans"):
-        mix(DOCS, Reversal("entity"), spans=[[(0, 2)]])
+        mix_epoch(DOCS, Reversal("entity"), spans=[[(0, 2)]])
     with pytest.raises(ValueError, match="not both"):
-        mix(DOCS, Reversal("entity"), spans=[[]] * 8, detector=known_entities(NAMES))
+        mix_epoch(DOCS, Reversal("entity"), spans=[[]] * 8, detector=known_entities(NAMES))
     with pytest.raises(ConfigError, match="reversal.mode"):
-        mix(DOCS, Reversal("word", mode="half"))
+        mix_epoch(DOCS, Reversal("word", mode="half"))
 
 
 def _tokenizer(rev_token=True):
@@ -243,13 +246,13 @@ def test_datasets_map_gives_the_mixed_rows():
     ds = datasets.Dataset.from_dict({"text": DOCS, "entities": spans, "topic": list(range(len(DOCS)))})
     rev = Reversal("entity")
     out = ds.map(reversal_map_fn(rev), batched=True, batch_size=3, with_indices=True, remove_columns=ds.column_names)
-    assert out["text"] == mix(DOCS, rev, spans=spans)
+    assert out["text"] == mix_epoch(DOCS, rev, spans=spans)
     assert out["reversed"] == [False, True] * len(DOCS) and out["source"] == [i // 2 for i in range(2 * len(DOCS))]
     seg = Reversal("segment", k=2, mode="compute", seed=3)
     for epoch in (0, 1):
         fn = reversal_map_fn(seg, epoch)
         rows = ds.map(fn, batched=True, batch_size=5, with_indices=True, remove_columns=ds.column_names)
-        assert rows["text"] == mix(DOCS, seg, epoch)  # independent of the batch size
+        assert rows["text"] == mix_epoch(DOCS, seg, epoch)  # independent of the batch size
     tok = _tokenizer()
     fn = reversal_map_fn(Reversal("token"), tokenizer=tok)
     rows = ds.map(fn, batched=True, with_indices=True, remove_columns=ds.column_names)
@@ -284,7 +287,8 @@ def test_reversed_lm_data_batches():
         every = data.batch(list(range(16)), epoch)
         rows = zip(every["input_ids"], every["attention_mask"].bool(), strict=True)
         texts = [tok.decode(row[m], skip_special_tokens=False) for row, m in rows]
-        expected = [f"{tok.bos_token} {t} {tok.eos_token}" for t in mix(DOCS, Reversal("segment", k=2, seed=5), epoch)]
+        mixed = mix_epoch(DOCS, Reversal("segment", k=2, seed=5), epoch)
+        expected = [f"{tok.bos_token} {t} {tok.eos_token}" for t in mixed]
         assert texts == expected
     assert not torch.equal(data.batch(list(range(16)), 0)["input_ids"], data.batch(list(range(16)), 1)["input_ids"])
     short = ReversedLMData(tok, DOCS, Reversal("word"), max_len=4).batch([1], 0)["input_ids"]

@@ -14,12 +14,12 @@ Reported by secondary sources only: top-2 routing, the load-balancing loss and a
 the final model. Unconfirmed, and options here: the router initialisation (``router_init``: random or
 domain mean hidden states), whether the 4th expert is the seed's FFN (``include_seed_expert``), the
 normalisation of the usage fractions under top-2 and whether the loss is averaged or summed over layers
-(``system2.btx.routing``), and whether the seed takes part in the averages (here it does not).
+(``system2.lm.moe``), and whether the seed takes part in the averages (here it does not).
 """
 
 from system2.btx.branch import branch
 from system2.btx.mix import mix
 from system2.btx.router_init import mean_moe_inputs
-from system2.btx.routing import expert_usage, load_balancing_loss, route
+from system2.lm.moe import expert_usage, load_balancing_loss, route
 
 __all__ = ["branch", "expert_usage", "load_balancing_loss", "mean_moe_inputs", "mix", "route"]

@@ -100,15 +100,16 @@ def mix(
     router_data: Sequence[Sequence[TokenBatch]] | None = None,
     top_k: int = 2,
     aux_loss_coef: float = 0.01,
-    seed: int = 0,
+    router_seed: int = 0,
     dtype: torch.dtype | None = None,
     max_shard_bytes: int = DEFAULT_SHARD_BYTES,
     overwrite: bool = False,
 ) -> Path:
     """Mix the Llama-like experts in ``expert_dirs`` into a Mixtral checkpoint in ``out_dir``; returns it.
 
-    ``include_seed_expert`` adds the FFN of ``seed_dir`` as the last expert (the paper's 4 experts are 3
-    domains plus the seed). ``router_init`` is ``random`` (seeded by ``seed``) or ``mean_hidden`` from
+    ``include_seed_expert`` adds the FFN of ``seed_dir`` as the last expert (a reading of the paper's 4
+    experts as 3 domains plus the seed: unconfirmed). ``router_init`` is ``random`` (seeded by
+    ``router_seed``) or ``mean_hidden`` from
     ``router_data``: one list of token batches per expert, in ``expert_dirs`` order, plus optionally one
     for the seed (without it, the seed's row is computed from all the domains' batches); see
     ``system2.btx.router_init``. The config routes ``top_k`` experts per token and sets
@@ -125,7 +126,7 @@ def mix(
     first = experts[0]
     if router_init == "random":
         std = float(first.config.get("initializer_range", 0.02))
-        routers = random_routers(first.n_layers, len(sources), first.hidden_size, std, seed)
+        routers = random_routers(first.n_layers, len(sources), first.hidden_size, std, router_seed)
     else:
         assert router_data is not None
         data = list(router_data)

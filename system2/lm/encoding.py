@@ -50,17 +50,23 @@ def response_token_ids(tokenizer: Any, responses: Sequence[str]) -> list[list[in
 
 
 def check_lengths(
-    prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], max_len: int, drop_long: bool
+    prompt_ids: Sequence[Sequence[int]],
+    response_ids: Sequence[Sequence[int]],
+    max_len: int,
+    drop_long: bool,
+    names: Sequence[str] | None = None,
 ) -> list[int]:
     """Indices of the examples whose prompt + response fits in ``max_len`` tokens; without ``drop_long``
-    the first one that does not fit is an error naming it."""
+    the first one that does not fit is an error naming it (and its response's name, e.g. "chosen", when
+    ``names`` gives one per example)."""
     kept = []
     for i, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
         if len(p) + len(r) <= max_len:
             kept.append(i)
         elif not drop_long:
             raise ValueError(
-                f"example {i}: prompt ({len(p)} tokens) + response with eos ({len(r)} tokens) = {len(p) + len(r)} "
+                f"example {i}: prompt ({len(p)} tokens) + {names[i] + ' ' if names else ''}response with eos "
+                f"({len(r)} tokens) = {len(p) + len(r)} "
                 f"tokens is longer than max_len={max_len}; raise max_len (up to the model's context) or drop it "
                 "(drop_long=True)"
             )
@@ -75,8 +81,10 @@ def check_pair_lengths(
     drop_long: bool,
 ) -> list[int]:
     """``check_lengths`` for preference pairs: a pair fits when its prompt and its longer response do."""
-    longer = [c if len(c) >= len(r) else r for c, r in zip(chosen_ids, rejected_ids, strict=True)]
-    return check_lengths(prompt_ids, longer, max_len, drop_long)
+    pairs = list(zip(chosen_ids, rejected_ids, strict=True))
+    longer = [c if len(c) >= len(r) else r for c, r in pairs]
+    names = ["chosen" if len(c) >= len(r) else "rejected" for c, r in pairs]
+    return check_lengths(prompt_ids, longer, max_len, drop_long, names)
 
 
 def collate(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int) -> dict:

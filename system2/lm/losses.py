@@ -16,7 +16,7 @@ chosen response:
 The lengths count response tokens including eos (the tokens the model is trained to produce).
 
 MoE fine-tuning (BTX, arXiv 2403.07816, section 3): the SFT loss plus ``alpha`` times the load-balancing
-loss of a Mixtral-style model, in the paper's form (``system2.btx.routing.load_balancing_loss``) or in
+loss of a Mixtral-style model, in the paper's form (``system2.lm.moe.load_balancing_loss``) or in
 ``transformers``' form (the model's ``aux_loss``), with alpha the checkpoint's ``router_aux_loss_coef``.
 """
 
@@ -29,8 +29,8 @@ from typing import Any, Literal
 import torch
 import torch.nn.functional as F
 
-from system2.btx.routing import expert_usage, load_balancing_loss
 from system2.lm.logprobs import labelled_logprobs, token_logprobs
+from system2.lm.moe import expert_usage, load_balancing_loss
 
 NllNorm = Literal["sequence", "token"]
 NLL_NORMS = ("sequence", "token")

@@ -10,7 +10,16 @@ from typing import Any
 import torch
 
 from system2.lm.encoding import collate
-from system2.reverse import SEP, TOKEN_NEEDS_IDS, EntityDetector, Reversal, check_spans, entity_spans, epoch_texts
+from system2.reverse import (
+    SEP,
+    TOKEN_NEEDS_IDS,
+    EntityDetector,
+    Reversal,
+    check_spans,
+    entity_spans,
+    epoch_texts,
+    reverse_tokens,
+)
 
 
 def add_rev_token(tokenizer: Any) -> int:
@@ -53,7 +62,7 @@ def _encode(
     (position in ``texts``, reversed?); ``indices`` are the texts' indices in the corpus."""
     if reversal.kind == "token":
         fwd = tokenizer([texts[p] for p, _ in rows], add_special_tokens=False)["input_ids"]
-        ids = [list(reversed(x)) if rev else x for x, (_, rev) in zip(fwd, rows, strict=True)]
+        ids = [reverse_tokens(x) if rev else x for x, (_, rev) in zip(fwd, rows, strict=True)]
         out = [tokenizer.decode(x) if rev else texts[p] for x, (p, rev) in zip(ids, rows, strict=True)]
     else:
         out = epoch_texts(reversal, texts, spans, indices, rows, epoch)
@@ -71,7 +80,7 @@ def reversal_map_fn(
     text_key: str = "text",
     entities_key: str = "entities",
 ) -> Callable[[Any, list[int]], dict[str, list]]:
-    """A batched ``datasets`` map function that turns rows of texts into the rows of one epoch (``mix``):
+    """A batched ``datasets`` map function that turns rows of texts into the rows of one epoch (``mix_epoch``):
 
         ds.map(reversal_map_fn(rev, epoch), batched=True, with_indices=True, remove_columns=ds.column_names)
 

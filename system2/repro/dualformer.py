@@ -34,8 +34,8 @@ SCALES: dict[str, pc.PlanningScale] = {
         size=5, train_sizes=(1200,), test=50, preset="cpu", steps=400, lr=2e-3, warmup=40, eval_samples=4,
         reference_runs=0,
     ),
-    # 3 seeds in about 2 hours on 2 CPU cores: one seed at 1,500 steps took 42 min (2026-11-25), most of it
-    # training the Searchformer arm on ~230-token traces; 1,300 steps bring a seed to about 37 min
+    # 3 seeds within 2 hours on 2 CPU cores: 34-36 min per seed on idle cores (measured 2026-12-02,
+    # docs/reproductions.md), most of it training the Searchformer and Dualformer arms
     "small": pc.PlanningScale(
         size=7, train_sizes=(3000,), test=200, preset="cpu", steps=1300, lr=1e-3, warmup=100, eval_samples=8,
         reference_runs=0, seeds=3,

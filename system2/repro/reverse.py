@@ -100,7 +100,7 @@ def launch_commands(scale: ReverseScale, out: Path) -> list[str]:
     cmds = []
     for arm in scale.arms:
         rev = arm_reversal(arm, 2, 0)
-        sets = f"reversal.kind={rev.kind} reversal.mode={rev.mode}" + (" reversal.k=K" if rev.kind == "segment" else "")
+        sets = f"reversal.kind={rev.kind} reversal.mode={rev.mode}"  # segments: the recipe's reversal.k
         cmds.append(f"accelerate launch -m system2.cli repro reverse-pretrain --config {scale.recipe} "
                     f"--out {out / slug(arm)} {sets}")  # fmt: skip
     return cmds

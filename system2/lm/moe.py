@@ -1,4 +1,5 @@
-"""Token routing and the load-balancing loss of BTX's MoE layers (arXiv 2403.07816, section 3, "MiX").
+"""Token routing and the load-balancing loss of mixture-of-experts layers, as BTX uses them (arXiv 2403.07816,
+section 3, "MiX").
 
 Routing: ``g(W x) = softmax(TopK(W x))`` with top-2: the softmax is taken over the k largest logits only.
 Mixtral (``MixtralTopKRouter``) takes the softmax over all logits, keeps the top k and renormalises; the
