@@ -639,8 +639,11 @@ def test_reverse_recovery_claims(name):
         null=reverse_data(world, {a: 0.1, b: 0.1}),
         clear=reverse_data(world, {a: 0.15, b: 0.02}),
         reversed_=reverse_data(world, {a: 0.02, b: 0.15}),
-        saturated=reverse_data(world, {a: 0.15, b: 0.02}, forward={"standard": 0.1, a: 0.1, b: 0.1}),
+        saturated=reverse_data(world, {a: 0.0, b: 0.0}),
     )
+    # forward facts not learned: not testable whatever the reverse rates
+    unlearned = reverse_data(world, {a: 0.15, b: 0.02}, forward={"standard": 0.1, a: 0.1, b: 0.1})
+    assert rates(c, unlearned, datasets=20)[vd.NOT_TESTABLE] == 1
 
 
 @pytest.mark.parametrize("name", [c.name for c in reverse_claims.CLAIMS if reverse_kind(c) == "forward"])
@@ -654,7 +657,8 @@ def test_reverse_forward_kept_claims(name):
     def data(level: float, standard: float = 0.5) -> Callable:
         return reverse_data(world, {arm: 0.1}, forward={"standard": standard, arm: level})
 
-    check(c, null=data(0.4), clear=data(0.5), reversed_=data(0.3), saturated=data(0.0, standard=0.0))
+    check(c, null=data(0.4), clear=data(0.5), reversed_=data(0.3), saturated=data(1.0, standard=1.0))
+    assert rates(c, data(0.0, standard=0.0), datasets=20)[vd.NOT_TESTABLE] == 1  # forward facts not learned
 
 
 def test_reverse_claims_on_what_a_scale_leaves_out():

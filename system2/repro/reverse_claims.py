@@ -15,6 +15,8 @@ three attributes) form one cluster. Per world (symbolic, bios):
 
 Every claim needs standard training to have learned the forward facts (at least 20% of the forward questions):
 on a world whose facts were not learned, 0% in reverse says nothing about the reversal curse.
+A tie at the floor or the ceiling is not testable: both arms of a reverse comparison under 2% (or over 98%), both
+arms of a forward comparison over 97%.
 Tags: [V] the paper's abstract, [S] secondary summaries of the paper, [U] unconfirmed (figures not checked).
 """
 
@@ -33,6 +35,7 @@ ARMS = (STANDARD, *DATA_ARMS, *COMPUTE_ARMS)
 FORWARD_LEARNED = 0.20  # standard training's forward accuracy below which no claim is testable
 REVERSE_BOUND = 0.05  # "near 0%": the upper 95% bound of standard training's reverse accuracy
 FORWARD_MARGIN = 0.10  # "not hurt": at most this far below standard training on forward questions
+REVERSE_FLOOR = 0.02  # both arms of a reverse comparison under this: a tie at the floor, not testable
 WORLD_NOUNS = {"symbolic": "pairs", "bios": "people"}  # what one cluster of questions is about
 
 
@@ -84,7 +87,7 @@ def claims_for(world: str) -> list[vd.Claim]:
 
     def beats(name: str, statement: str, paper: str, arms: tuple[str, str]) -> vd.Claim:
         return vd.Claim(f"{world}: {name}", statement, paper, metric=rev, arms=arms, direction=1, unit="questions",
-                        cluster=noun, preconditions=pre)  # fmt: skip
+                        cluster=noun, preconditions=(*pre, vd.saturated(REVERSE_FLOOR, 0.98)))  # fmt: skip
 
     def not_hurt(arm: str) -> vd.Claim:
         return vd.Claim(
@@ -92,7 +95,8 @@ def claims_for(world: str) -> list[vd.Claim]:
             f"{arm} answers at most {FORWARD_MARGIN * 100:.0f} points fewer forward questions than standard training",
             "data-matched reverse training is better on standard tasks [V: abstract]",
             metric=f"{world}/forward vs {STANDARD}", arms=(f"{arm} - {STANDARD}",), constant=-FORWARD_MARGIN,
-            direction=1, unit="questions", cluster=noun, preconditions=pre,
+            direction=1, unit="questions", cluster=noun,
+            preconditions=(*pre, vd.saturated(on=(f"{world}/forward", (arm, STANDARD)))),
         )  # fmt: skip
 
     return [
