@@ -14,6 +14,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from system2.btx import branch, expert_usage, load_balancing_loss, mix, route
+from system2.btx.routing import check_exportable, routing_of, set_routing, variant_scores
 from system2.btx.tensors import SafetensorsDir
 from system2.config import ConfigError
 from system2.lm.data import SFTData
@@ -211,12 +212,21 @@ class _HandMoE(torch.nn.Module):
     def __init__(self, mlps: list[torch.nn.Module], router: torch.Tensor, top_k: int) -> None:
         super().__init__()
         self.mlps, self.router, self.top_k = torch.nn.ModuleList(mlps), router, top_k
+        self.rule = "topk"  # or "soft" (every expert, softmax weights), "top1_p" (argmax, scaled by its probability)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = x @ self.router.T
-        top, index = logits.topk(self.top_k, dim=-1)
-        weights = torch.exp(top - top.max(-1, keepdim=True).values)
-        weights = weights / weights.sum(-1, keepdim=True)
+        probs = torch.exp(logits - logits.max(-1, keepdim=True).values)
+        probs = probs / probs.sum(-1, keepdim=True)
+        if self.rule == "soft":
+            weights, index = probs, torch.arange(len(self.mlps)).expand_as(probs)
+        elif self.rule == "top1_p":
+            index = logits.argmax(-1, keepdim=True)
+            weights = probs.gather(-1, index)
+        else:
+            top, index = logits.topk(self.top_k, dim=-1)
+            weights = torch.exp(top - top.max(-1, keepdim=True).values)
+            weights = weights / weights.sum(-1, keepdim=True)
         outs = torch.stack([mlp(x) for mlp in self.mlps], dim=-2)  # [..., E, d]
         picked = outs.gather(-2, index[..., None].expand(*index.shape, x.shape[-1]))
         return (weights[..., None] * picked).sum(-2)
@@ -467,3 +477,63 @@ def test_the_mixed_model_fine_tunes_through_the_training_loop_with_the_aux_loss_
     assert not torch.equal(model.model.layers[0].mlp.gate.weight.detach(), router_before)  # the router learns
     with pytest.raises(ValueError, match="load-balancing loss form"):
         make_moe_sft_loss_fn(aux_form="switch")
+
+
+# ----- routing variants -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("routing", "rule"), [("soft", "soft"), ("switch", "top1_p"), ("sample_top1", "top1_p")])
+def test_routing_variants_match_a_hand_written_moe(experts, tmp_path, routing, rule):
+    """soft: every expert by softmax weight; switch, and sample_top1 in evaluation: the argmax expert scaled by
+    its probability."""
+    out = mix(experts[:3], tmp_path / "mixed", top_k=2, router_seed=3)
+    model = set_routing(_dense(out), routing)
+    assert routing_of(model) == routing
+    ref = _hand_reference(experts[:3], out, top_k=2)
+    for block in ref.model.layers:
+        block.mlp.rule = rule
+    ids = _ids(4, 14, seed=6)
+    mask = torch.ones_like(ids)
+    mask[1, 9:] = 0
+    got, want = _logits(model, ids, mask), _logits(ref, ids, mask)
+    torch.testing.assert_close(got[mask.bool()], want[mask.bool()], rtol=0, atol=1e-5)
+    assert (got - _logits(_dense(out), ids, mask)).abs().max() > 1e-2  # not the top-2 model
+
+
+def test_soft_routing_exports_as_mixtral_with_every_expert_routed_and_switch_is_refused(experts, tmp_path):
+    out = mix(experts[:3], tmp_path / "mixed", top_k=2, router_seed=1)
+    soft = set_routing(_dense(out), "soft")
+    check_exportable(soft)
+    _, tok = load_lm(out)
+    saved = save_lm(soft, tok, tmp_path / "soft")
+    assert json.loads((saved / "config.json").read_text())["num_experts_per_tok"] == 3
+    ids = _ids(3, 10, seed=2)
+    torch.testing.assert_close(_logits(_dense(saved), ids), _logits(soft, ids), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="cannot express"):
+        check_exportable(set_routing(_dense(out), "switch"))
+    with pytest.raises(ValueError, match="unknown routing"):
+        set_routing(_dense(out), "top3")
+
+
+def test_sample_top1_draws_experts_by_router_probability_in_training():
+    logits = torch.tensor([[1.0, 0.0, -1.0, 0.5]]).expand(40000, 4)
+    probs = torch.softmax(logits[0], -1)
+    torch.manual_seed(0)
+    weights, index = variant_scores(logits, "sample_top1", 1, training=True)
+    share = torch.bincount(index[:, 0], minlength=4).float() / len(index)
+    assert (share - probs).abs().max() < 0.01  # binomial sd at 40k draws is at most 0.0025
+    torch.testing.assert_close(weights[:, 0], probs[index[:, 0]])
+    _, greedy = variant_scores(logits, "sample_top1", 1, training=False)
+    assert greedy.unique().tolist() == [0]
+
+
+def test_switch_routing_trains_the_router_through_the_lm_loss_and_mixtral_top1_does_not(experts, tmp_path):
+    """Switch scales the chosen expert by its probability, so the router gets a gradient from the LM loss alone;
+    Mixtral's top-1 weight is renormalised to 1 and passes none (why switch is not exported as Mixtral top-1)."""
+    out = mix(experts[:3], tmp_path / "mixed", top_k=1, router_seed=2, aux_loss_coef=0.0)  # the LM loss alone
+    ids = _ids(2, 10, seed=3)
+    grads = {}
+    for routing in ("switch", "topk"):
+        model = set_routing(_dense(out), routing)
+        model(input_ids=ids, labels=ids, use_cache=False).loss.backward()
+        grads[routing] = model.model.layers[0].mlp.gate.weight.grad
+    assert grads["switch"].abs().max() > 1e-4
+    assert grads["topk"] is None or grads["topk"].abs().max() < 1e-6 * grads["switch"].abs().max() + 1e-8  # v/v

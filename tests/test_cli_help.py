@@ -28,7 +28,7 @@ ALLOWED = {
     *("--scale", "--workers", "--train", "--test", "--hard", "--size", "--mode", "--preset", "--samples"),
     *("--split", "--index", "--limit", "--steps", "--restart", "--version", "--help"),
 }
-ALLOWED_HERE = {("planning", "stats"): {"--json"}}
+ALLOWED_HERE = {("planning", "stats"): {"--json"}, ("btx", "train"): {"--domain"}}
 # a key=value token: a lower-case (dotted) key, not part of a path or an option
 TOKEN = re.compile(r"(?<![\w./=-])([a-z_][a-z0-9_]*(?:\.[a-z_][a-z0-9_]*)*)=(\S*)")
 # a command line: "system2 CMD ..." or "-m system2.cli CMD ..." (also "$(BIN)/system2 CMD ...")
@@ -81,6 +81,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "planning bootstrap": "BootstrapConfig",
         "repro cope-arm": "ArmConfig",
         "repro reverse-pretrain": "ReversePretrainConfig",
+        **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 
 

@@ -11,9 +11,10 @@ from typer.testing import CliRunner
 
 from system2.cli import app
 from system2.config import load_config
+from system2.lm.corpus import read_corpus
 from system2.repro import reverse, reverse_claims
 from system2.repro.reverse_arm import LlamaSize, subject
-from system2.repro.reverse_pretrain import ReversePretrainConfig, read_corpus
+from system2.repro.reverse_pretrain import ReversePretrainConfig
 from system2.runs import read_parquet
 from system2.tasks.bios import BioWorldConfig
 from system2.tasks.reversal import SymbolicWorldConfig, make_world

@@ -2,7 +2,7 @@
 
 It imports the library; nothing in the library imports it. One module per group of commands:
 ``planning`` (datasets, planners), ``selfimprove`` (the reasoning world and the self-improvement
-recipes), ``repro`` (paper reproductions and the CoPE arm).
+recipes), ``repro`` (paper reproductions and the CoPE arm), ``btx`` (Branch-Train-MiX stage by stage).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 from system2 import __version__
-from system2.cli import planning, repro, selfimprove
+from system2.cli import btx, planning, repro, selfimprove
 from system2.cli.common import App
 
 app = App(
@@ -42,5 +42,6 @@ def main(
 planning.register(app)
 selfimprove.register(app)
 repro.register(app)
+btx.register(app)
 
 __all__ = ["app"]

@@ -17,7 +17,6 @@ accuracy per direction to ``result.json``. The sizes in configs/reverse/pretrain
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,18 +26,17 @@ import torch
 
 from system2.config import ConfigError, to_dict
 from system2.dist import is_main
+from system2.lm.corpus import CORPUS_SUFFIXES, read_corpus
 from system2.lm.io import load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.reversal_data import ReversedLMData, add_rev_token
 from system2.lm.tiny import tiny_llama
 from system2.repro.reverse_arm import QUESTIONS, LlamaSize, accuracy, answer_questions
 from system2.reverse import Reversal, known_entities
-from system2.runs import FileProblem, atomic_write_json, open_run, read_parquet
+from system2.runs import atomic_write_json, open_run
 from system2.selfimprove.loop import cached_rows
 from system2.tasks.reversal import EvalQuestion, parent_child_questions, read_parent_child, read_prompt_completions
 from system2.train import TrainConfig, train
-
-CORPUS_SUFFIXES = (".txt", ".jsonl", ".parquet")
 
 
 @dataclass
@@ -74,33 +72,6 @@ class ReversePretrainConfig:
         self.train.validate()
         if self.max_len < 2 or self.limit < 0 or self.eval_max_new_tokens < 1 or self.eval_batch_size < 1:
             raise ConfigError("max_len must be >= 2, limit >= 0, eval_max_new_tokens and eval_batch_size >= 1")
-
-
-def read_corpus(path: str | Path, text_key: str = "text", entities_key: str = "entities", limit: int = 0) -> tuple[
-    list[str], list[list[list[int]]] | None
-]:  # fmt: skip
-    """(documents, their entity spans or None when the file has none), blank documents left out, at most ``limit``
-    (0: all). A row without ``text_key`` fails naming the file and row."""
-    p = Path(path)
-    if p.suffix == ".txt":
-        return [line for line in p.read_text(encoding="utf-8").splitlines() if line.strip()][: limit or None], None
-    if p.suffix == ".jsonl":
-        rows = []
-        for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise FileProblem(f"{p}: line {n} is not valid JSON ({e.msg})") from None
-    else:
-        rows = read_parquet(p).to_pylist()
-    for i, row in enumerate(rows):
-        if not isinstance(row, dict) or not isinstance(row.get(text_key), str):
-            raise FileProblem(f"{p}: row {i} has no string field {text_key!r}")
-    rows = [r for r in rows if r[text_key].strip()][: limit or None]
-    has_spans = bool(rows) and all(r.get(entities_key) is not None for r in rows)
-    spans = [[list(s) for s in r[entities_key]] for r in rows] if has_spans else None
-    return [r[text_key] for r in rows], spans
 
 
 def eval_questions(cfg: ReversePretrainConfig) -> list[EvalQuestion]:
