@@ -197,3 +197,18 @@ def test_the_cli_runs_every_stage_from_one_config(world, tmp_path):
     assert result.exit_code == 2 and "no domain 'dom_q'" in result.output
     result = runner.invoke(app, ["btx", "mix", "--config", str(path), "mix.top_k=1"])
     assert result.exit_code == 2 and "other settings" in result.output
+
+
+def test_sampled_routing_finetunes_to_the_same_model_whatever_ran_before(world, tmp_path):
+    cfg = _config(world, tmp_path / "a", routing="sample_top1")
+    run_branch(cfg)
+    run_train(cfg, progress=False)
+    run_mix(cfg)
+    first = run_finetune(cfg, progress=False)
+    trained = [dataclasses.replace(d, expert=str(tmp_path / "a" / "experts" / d.name / "model")) for d in cfg.domains]
+    again = dataclasses.replace(cfg, out=str(tmp_path / "b"), domains=trained)
+    torch.rand(1000)  # another history of the global generator
+    run_mix(again)
+    second = run_finetune(again, progress=False)
+    a, b = load_lm(first)[0].state_dict(), load_lm(second)[0].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)

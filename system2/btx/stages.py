@@ -244,7 +244,8 @@ def load_finetuned(path: str | Path) -> tuple[Any, Any]:
 
 def run_finetune(cfg: BTXConfig, progress: bool = True) -> Path:
     """MoE fine-tuning of ``out/mixed`` on the union of the domains with the load-balancing loss, into
-    ``out/finetune/model``; resumes from its checkpoints, skipped when finished."""
+    ``out/finetune/model``; resumes from its checkpoints, skipped when finished. Torch's generator is seeded
+    with ``finetune.seed``, so sampled routing gives the same model whatever ran before in the process."""
     _open(cfg)
     final = final_dir(cfg)
     if not (mixed_dir(cfg) / "config.json").is_file():
@@ -259,6 +260,7 @@ def run_finetune(cfg: BTXConfig, progress: bool = True) -> Path:
         setattr(model.config, ROUTING_KEY, cfg.routing)
     data = plain_lm_data(tok, [t for d in cfg.domains for t in texts[d.name]], cfg.max_len)
     loss = make_moe_sft_loss_fn("token", aux_coef=cfg.mix.aux_coef, aux_form=cfg.aux_form)
+    torch.manual_seed(cfg.finetune.seed)  # sampled routing draws from it (a resume restores its saved state)
     train(model, data, loss, cfg.finetune, final.parent, progress=progress)
     if is_main():
         save_lm(model, tok, final)

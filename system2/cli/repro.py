@@ -29,6 +29,9 @@ REPROS = {
                      "2403.04642", "expert iteration, PPO, RCRL and outcome-reward-model reranking, on arithmetic"),
     "reverse": ("Reverse Training to Nurse the Reversal Curse (Golovneva et al. 2024)", "2403.13799",
                 "standard vs token, word, entity-preserving and random-segment reversal, on the reversal curse"),
+    "btx": ("Branch-Train-MiX (Sukhbaatar et al. 2024)", "2403.07816",
+            "BTX vs dense continued training, sparse upcycling and Branch-Train-Merge at equal compute, routing "
+            "variants and load balancing, on three synthetic domains"),
 }  # fmt: skip
 ScaleName = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
@@ -81,8 +84,8 @@ def repro_all(
     seeds: Seeds = None,
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
-    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL, reverse training) at one
-    scale."""
+    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL, reverse training, BTX) at
+    one scale."""
     for name in REPROS:
         run_repro(name, scale, seeds, out / f"{name}-{scale}")
 
