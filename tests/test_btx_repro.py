@@ -15,10 +15,10 @@ import torch
 
 from system2.btx import mix
 from system2.btx.scoring import active_params, btm_scores, document_scores
-from system2.btx.stages import plain_lm_data
 from system2.lm.io import load_lm, save_lm
 from system2.lm.logprobs import token_logprobs
 from system2.lm.moe import expert_usage
+from system2.lm.reversal_data import plain_lm_data
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.repro import btx as repro_btx
 from system2.repro.reverse_arm import LlamaSize

@@ -212,3 +212,49 @@ def test_sampled_routing_finetunes_to_the_same_model_whatever_ran_before(world, 
     second = run_finetune(again, progress=False)
     a, b = load_lm(first)[0].state_dict(), load_lm(second)[0].state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_two_process_gloo_moe_finetune_equals_one_process(world, tmp_path, run_two_processes):
+    """torchrun with 2 CPU processes x 4 documents gives the fine-tuned mix of 1 process x 8 (DDP averages); the
+    load-balancing loss is off here because it is a statistic of each process's own batch."""
+    experts = [dataclasses.replace(d, expert=str(world["seed"])) for d in _config(world, tmp_path).domains]
+    configs = {}
+    for name, batch in (("two", 4), ("one", 8)):
+        cfg = _config(world, tmp_path / name, domains=experts, mix=MixSettings(router_seed=5, aux_coef=0.0))
+        cfg = dataclasses.replace(cfg, finetune=dataclasses.replace(cfg.finetune, batch_size=batch, steps=3))
+        run_mix(cfg)
+        configs[name] = cfg
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(to_dict(cfg)))
+    run_two_processes("ddp_btx.py", [tmp_path / "two.yaml"], tmp_path / "two" / "finetune" / "done")
+    one = run_finetune(configs["one"], progress=False)
+    a, b = load_lm(one)[0].state_dict(), load_lm(final_dir(configs["two"]))[0].state_dict()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+    assert not torch.equal(
+        a["model.layers.0.mlp.gate.weight"],
+        load_lm(mixed_dir(configs["one"]))[0].state_dict()["model.layers.0.mlp.gate.weight"],
+    )  # the routers trained
+
+
+def test_the_paper_recipe_runs_end_to_end_on_a_tiny_seed_and_corpora(world, tmp_path):
+    """configs/btx/paper.yaml with its paths and sizes made tiny, through the very commands its comments list."""
+    recipe = Path(__file__).resolve().parents[1] / "configs" / "btx" / "paper.yaml"
+    settings = yaml.safe_load(recipe.read_text())
+    settings.update(seed=str(world["seed"]), out=str(tmp_path / "run"), max_len=16)
+    for domain, letter in zip(settings["domains"], "abc", strict=True):
+        domain.update(corpus=str(world[letter]), valid=str(world[letter].parent / f"{letter}_valid.txt"), steps=4)
+    for key in ("expert_train", "finetune"):
+        settings[key].update(steps=4, batch_size=4, grad_accum=1, warmup=1, ckpt_every=2, log_every=1)
+    tiny = tmp_path / "paper_tiny.yaml"
+    tiny.write_text(yaml.safe_dump(settings))
+    runner = CliRunner()
+    lines = [x.removeprefix("# Run: ") for x in recipe.read_text().splitlines() if x.startswith("# Run: ")]
+    assert len(lines) == 7
+    for line in lines:
+        args = line.split(" system2.cli ", 1)[-1].removeprefix("system2 ").replace(str(recipe.relative_to(
+            recipe.parents[2])), str(tiny)).split()  # fmt: skip
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, (line, result.output)
+    mixed = json.loads((tmp_path / "run" / "mixed" / "config.json").read_text())
+    assert mixed["num_local_experts"] == 4 and mixed["num_experts_per_tok"] == 2  # 3 domains + the seed's FFN
+    assert "mean:" in result.output

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 
 from system2.btx.routing import variant_scores
-from system2.btx.stages import plain_lm_data
 from system2.lm.io import load_lm
 from system2.lm.logprobs import labelled_logprobs
+from system2.lm.reversal_data import plain_lm_data
 
 
 def active_params(config: Any) -> int:
@@ -48,7 +48,7 @@ def _routed_shares(router_logits: Sequence[torch.Tensor], model: Any, mask: torc
     b, t = mask.shape
     shares = torch.zeros(b, n)
     for logits in router_logits:
-        weights, index = variant_scores(logits.reshape(-1, n), routing, k, training=False)
+        weights, index = variant_scores(logits.reshape(-1, n).float().cpu(), routing, k, training=False)
         fill = weights if routing == "soft" else torch.ones_like(weights)
         slots = torch.zeros(b * t, n).scatter_add_(1, index, fill).reshape(b, t, n)
         per_token = 1 if routing == "soft" else index.shape[-1]
@@ -68,9 +68,10 @@ def document_scores(
     rows: list[dict[str, Any]] = []
     for start in range(0, len(texts), batch_size):
         batch = data.batch(list(range(start, min(start + batch_size, len(texts)))), 0)
-        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False,
+        ids, attention = batch["input_ids"].to(model.device), batch["attention_mask"].to(model.device)
+        out = model(input_ids=ids, attention_mask=attention, use_cache=False,
                     **({"output_router_logits": True} if moe else {}))  # fmt: skip
-        logp, mask = labelled_logprobs(out.logits, batch["labels"])
+        logp, mask = labelled_logprobs(out.logits.float().cpu(), batch["labels"])
         shares = _routed_shares(out.router_logits, model, batch["attention_mask"].float()) if moe else None
         for i in range(logp.shape[0]):
             row: dict[str, Any] = {"nll": -float(logp[i].sum()), "tokens": int(mask[i].sum())}

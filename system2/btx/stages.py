@@ -28,13 +28,13 @@ from system2.btx.branch import branch
 from system2.btx.mix import mix
 from system2.btx.router_init import ROUTER_INITS
 from system2.btx.routing import EXPORTABLE, ROUTINGS, set_routing
+from system2.btx.scoring import document_scores
 from system2.config import ConfigError, to_dict
 from system2.dist import barrier, is_main
 from system2.lm.corpus import CORPUS_SUFFIXES, read_corpus
 from system2.lm.io import load_lm, save_lm
 from system2.lm.losses import AUX_FORMS, make_moe_sft_loss_fn, make_sft_loss_fn
-from system2.lm.reversal_data import ReversedLMData
-from system2.reverse import Reversal
+from system2.lm.reversal_data import plain_lm_data
 from system2.runs import atomic_write_json, open_run
 from system2.train import TrainConfig, train
 
@@ -165,11 +165,6 @@ def run_branch(cfg: BTXConfig, restart: bool = False) -> list[Path]:
     return outs
 
 
-def plain_lm_data(tokenizer: Any, texts: list[str], max_len: int) -> ReversedLMData:
-    """Causal-LM data on whole documents (labels on every token), the training loop's batches."""
-    return ReversedLMData(tokenizer, texts, Reversal(), max_len)
-
-
 def run_train(cfg: BTXConfig, domain: str | None = None, progress: bool = True) -> list[Path]:
     """Train the expert of ``domain`` (default: every domain in turn) on its own documents; finished experts
     are skipped, a half-trained one resumes."""
@@ -234,8 +229,10 @@ def run_mix(cfg: BTXConfig) -> Path:
 
 def load_finetuned(path: str | Path) -> tuple[Any, Any]:
     """A fine-tuned mix with its routing (a ``switch`` or ``sample_top1`` model records it in its config; plain
-    ``from_pretrained`` would route it as Mixtral top-1)."""
-    model, tok = load_lm(path, pad_with_eos=True)
+    ``from_pretrained`` would route it as Mixtral top-1), in bfloat16 on the GPU when there is one."""
+    cuda = torch.cuda.is_available()  # scoring a 7B-class mix on a CPU is not an option
+    model, tok = load_lm(path, dtype=torch.bfloat16 if cuda else None, device="cuda" if cuda else "cpu",
+                         pad_with_eos=True)  # fmt: skip
     routing = getattr(model.config, ROUTING_KEY, None)
     if routing and routing != "topk":
         set_routing(model, routing)
@@ -268,21 +265,6 @@ def run_finetune(cfg: BTXConfig, progress: bool = True) -> Path:
     return final
 
 
-@torch.no_grad()
-def validation_loss(model: Any, tokenizer: Any, texts: list[str], max_len: int, batch_size: int = 8) -> float:
-    """Mean next-token NLL (nats per token) of ``texts`` as whole documents, each cut to ``max_len`` tokens."""
-    from system2.lm.logprobs import token_logprobs
-
-    model.eval()
-    data = plain_lm_data(tokenizer, texts, max_len)
-    total, count = 0.0, 0
-    for start in range(0, len(texts), batch_size):
-        batch = data.batch(list(range(start, min(start + batch_size, len(texts)))), 0)
-        logp, mask = token_logprobs(model, {k: v.to(model.device) for k, v in batch.items()})
-        total, count = total - float(logp.sum()), count + int(mask.sum())
-    return total / count
-
-
 def run_evaluate(cfg: BTXConfig, model_dir: str | Path | None = None) -> dict[str, Any]:
     """Validation loss of each domain (and their mean) for ``model_dir`` (default: the fine-tuned mix), written
     to ``out/eval/<model directory name>.json``."""
@@ -292,7 +274,10 @@ def run_evaluate(cfg: BTXConfig, model_dir: str | Path | None = None) -> dict[st
     if not valid:
         raise ConfigError("no domain has valid documents: set valid=FILE in each domain to evaluate")
     model, tok = load_finetuned(path)
-    losses = {n: validation_loss(model, tok, texts, cfg.max_len, cfg.eval_batch_size) for n, texts in valid.items()}
+    losses = {}
+    for name, texts in valid.items():
+        rows = document_scores(model, tok, texts, cfg.max_len, cfg.eval_batch_size)
+        losses[name] = sum(r["nll"] for r in rows) / sum(r["tokens"] for r in rows)  # nats per token
     result = {"model": str(path), "loss": losses, "mean": sum(losses.values()) / len(losses)}
     if is_main():
         name = path.parent.name if path.name == "model" else path.name

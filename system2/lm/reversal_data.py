@@ -173,3 +173,9 @@ class ReversedLMData:
         _, ids = _encode(self.tokenizer, self.reversal, texts, spans, [i for i, _ in sources], rows, epoch)
         seqs = [x[: self.max_len] for x in ids]
         return collate([[] for _ in seqs], seqs, self.tokenizer.pad_token_id)
+
+
+def plain_lm_data(tokenizer: Any, texts: Sequence[str], max_len: int) -> ReversedLMData:
+    """Causal-LM data on whole documents with no reversal (labels on every token): pretraining and continued
+    training on a corpus, and per-document scoring."""
+    return ReversedLMData(tokenizer, texts, Reversal(), max_len)

@@ -33,7 +33,6 @@ from system2.btx.stages import (
     MixSettings,
     expert_model,
     load_finetuned,
-    plain_lm_data,
     run_branch,
     run_finetune,
     run_mix,
@@ -42,6 +41,7 @@ from system2.btx.stages import (
 from system2.lm.corpus import read_corpus
 from system2.lm.io import load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
+from system2.lm.reversal_data import plain_lm_data
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.repro.btx_claims import BTM, BTX, DENSE, NO_LB, SEED, UPCYCLING, claim_data, decide_claims
 from system2.repro.btx_report import report
