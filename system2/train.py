@@ -79,7 +79,9 @@ class TrainData(Protocol):
 
 
 # (model, batch) -> (loss, n_tokens) or (loss, n_tokens, metrics): float metrics (e.g. DPO's chosen/rejected
-# log-probs) are averaged over the micro-steps of a step and over processes, and logged with the loss.
+# log-probs) are averaged over the micro-steps of a step and over processes, and logged with the loss. A loss
+# function with ``token_mean = True`` (a mean over its batch's n_tokens) is averaged over every token of the step
+# across micro-steps and processes; any other is averaged per micro-batch (e.g. a mean over sequences or pairs).
 LossFn = Callable[
     [torch.nn.Module, dict[str, torch.Tensor]],
     tuple[torch.Tensor, int] | tuple[torch.Tensor, int, dict[str, float]],
@@ -193,6 +195,9 @@ def train(
         out.mkdir(parents=True, exist_ok=True)
     logger = _MetricsLogger(out, cfg.tensorboard, resumed_step=step) if dist.is_main() else None
     lengths = data.lengths() if hasattr(data, "lengths") else None
+    # a loss that is a mean over its batch's tokens is made a mean over the whole step's tokens (every micro-step on
+    # every process), not a mean of per-batch means, which would weigh a token by its batch's length
+    token_mean = bool(getattr(loss_fn, "token_mean", False))
 
     def order_of(ep: int) -> list[int]:
         return epoch_order(len(data), cfg.seed, ep, lengths, global_batch)
@@ -206,6 +211,7 @@ def train(
             model.train()
             loss_sum = torch.zeros((), device=acc.device)
             metric_sums: dict[str, float] = {}
+            step_tokens = 0
             for micro in range(cfg.grad_accum):
                 if pos + global_batch > len(data):
                     epoch, pos = epoch + 1, 0
@@ -217,11 +223,17 @@ def train(
                 ctx = acc.no_sync(model) if not sync and world > 1 else contextlib.nullcontext()
                 with ctx, acc.autocast():
                     loss, n_tok, *extra = loss_fn(model, batch)
-                    acc.backward(loss / cfg.grad_accum)
+                    acc.backward(loss * n_tok if token_mean else loss / cfg.grad_accum)
+                step_tokens += n_tok
                 for k, v in (extra[0] if extra else {}).items():
                     metric_sums[k] = metric_sums.get(k, 0.0) + float(v) / cfg.grad_accum
                 loss_sum += loss.detach()
                 window_tokens += n_tok * world
+            if token_mean:  # summed over micro-steps and averaged over processes: divide by the step's tokens / world
+                total = acc.reduce(torch.tensor(float(step_tokens), device=acc.device), "sum").item()
+                for p in params:
+                    if p.grad is not None:
+                        p.grad.mul_(world / max(total, 1.0))
             grad_norm = acc.clip_grad_norm_(params, cfg.clip) if cfg.clip > 0 else None
             optimizer.step()
             scheduler.step()

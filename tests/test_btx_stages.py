@@ -215,8 +215,9 @@ def test_sampled_routing_finetunes_to_the_same_model_whatever_ran_before(world, 
 
 
 def test_two_process_gloo_moe_finetune_equals_one_process(world, tmp_path, run_two_processes):
-    """torchrun with 2 CPU processes x 4 documents gives the fine-tuned mix of 1 process x 8 (DDP averages); the
-    load-balancing loss is off here because it is a statistic of each process's own batch."""
+    """torchrun with 2 CPU processes x 4 documents gives the fine-tuned mix of 1 process x 8 (DDP averages, the loss
+    is a mean over the step's tokens on both processes); the load-balancing loss is off here because it is a
+    statistic of each process's own batch."""
     experts = [dataclasses.replace(d, expert=str(world["seed"])) for d in _config(world, tmp_path).domains]
     configs = {}
     for name, batch in (("two", 4), ("one", 8)):
@@ -229,7 +230,7 @@ def test_two_process_gloo_moe_finetune_equals_one_process(world, tmp_path, run_t
     one = run_finetune(configs["one"], progress=False)
     a, b = load_lm(one)[0].state_dict(), load_lm(final_dir(configs["two"]))[0].state_dict()
     for k in a:
-        torch.testing.assert_close(a[k], b[k], atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(a[k], b[k], atol=1e-4, rtol=1e-4)  # Adam moves a weight +-lr where its gradient ~ 0
     assert not torch.equal(
         a["model.layers.0.mlp.gate.weight"],
         load_lm(mixed_dir(configs["one"]))[0].state_dict()["model.layers.0.mlp.gate.weight"],

@@ -10,8 +10,8 @@ import torch
 
 from system2.lm.data import PreferenceData, SFTData
 from system2.lm.losses import make_dpo_loss_fn, make_sft_loss_fn
-from system2.lm.tiny import build_word_tokenizer
-from system2.train import train
+from system2.lm.tiny import build_word_tokenizer, tiny_llama
+from system2.train import TrainConfig, train
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "tests" / "scripts" / "ddp_dpo.py"
@@ -106,3 +106,22 @@ def test_bad_data_fails_before_training():
     tok.pad_token = None
     with pytest.raises(ValueError, match="no pad token"):
         SFTData(tok, ["Q:"], ["1"], 32)
+
+
+def test_token_mean_losses_average_over_every_token_of_a_step_not_per_micro_batch(tmp_path):
+    """Two micro-steps of 1 sequence each give the gradient of one batch of 2 (the token mean over both), even when
+    the sequences differ in length; a sequence-mean loss keeps its per-micro-batch average."""
+    tok = build_word_tokenizer(ddp_dpo.WORDS, model_max_length=32)
+    prompts, responses = ["Q: 1 + 2 = ? |", "Q: 3 = ? |"], ["1 + 2 = 3 ; Final answer: 3 ; 3 ; 3", "Final answer: 3"]
+    data = SFTData(tok, prompts, responses, 32)
+    got = {}
+    for name, batch, accum in (("one batch", 2, 1), ("two micro-steps", 1, 2)):
+        model = tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=32, seed=0)
+        cfg = TrainConfig(steps=1, batch_size=batch, grad_accum=accum, lr=1e-2, warmup=0, clip=1e9, log_every=1,
+                          ckpt_every=1, tensorboard=False, seed=3)  # fmt: skip
+        train(model, data, make_sft_loss_fn("token"), cfg, tmp_path / name, progress=False)
+        norm = json.loads((tmp_path / name / "metrics.jsonl").read_text().splitlines()[0])["grad_norm"]
+        got[name] = (norm, model.state_dict())
+    assert got["one batch"][0] == pytest.approx(got["two micro-steps"][0], rel=1e-5)  # the gradient itself
+    for k, a in got["one batch"][1].items():
+        torch.testing.assert_close(a, got["two micro-steps"][1][k], atol=1e-4, rtol=1e-4)  # Adam: +-lr where g ~ 0

@@ -112,7 +112,14 @@ def make_sft_loss_fn(norm: NllNorm = "sequence") -> Callable[[torch.nn.Module, d
     if norm not in NLL_NORMS:
         raise ValueError(f"unknown NLL normalisation {norm!r}: use one of {', '.join(NLL_NORMS)}")
 
-    return functools.partial(sft_loss, norm=norm)
+    return _marked(functools.partial(sft_loss, norm=norm), norm)
+
+
+def _marked(fn: functools.partial, norm: NllNorm) -> functools.partial:
+    """``fn`` with ``token_mean`` set for a token-averaged loss: ``train`` then averages over every token of an
+    optimizer step (all micro-steps, all processes) instead of averaging per-batch means."""
+    fn.token_mean = norm == "token"  # type: ignore[attr-defined]
+    return fn
 
 
 def make_dpo_loss_fn(beta: float = 0.1, alpha: float = 0.0, nll_norm: NllNorm = "sequence") -> LossFnWithMetrics:
@@ -177,4 +184,4 @@ def make_moe_sft_loss_fn(
         raise ValueError(f"unknown load-balancing loss form {aux_form!r}: use one of {', '.join(AUX_FORMS)}")
     if aux_coef is not None and not aux_coef >= 0:
         raise ValueError(f"aux_coef must be >= 0 (or None for the model's router_aux_loss_coef), got {aux_coef}")
-    return functools.partial(moe_sft_loss, norm=norm, aux_coef=aux_coef, aux_form=aux_form)
+    return _marked(functools.partial(moe_sft_loss, norm=norm, aux_coef=aux_coef, aux_form=aux_form), norm)
