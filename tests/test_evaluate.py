@@ -294,6 +294,7 @@ def test_task_rows():
         "greedy_plan_length": 5,
         "greedy_trace_tokens": 65,
         "greedy_search_steps": 8,
+        "greedy_exact": None,
         "reference_trace_tokens": 60.0,
         "reference_search_steps": None,
     }
@@ -353,3 +354,23 @@ def test_picture_titles_carry_the_checker_verdict():
     }
     for text, verdict in words.items():
         assert plan_verdict(ev.judge_sample(maze, out(text), 5), 5) == verdict, text
+
+
+def test_exact_match_against_the_datasets_trace_and_plan():
+    """Deterministic-A* evaluation: a response is exact when, read as the evaluator reads it (bos dropped, cut at
+    eos), it is the dataset's trace + plan token for token; an optimal plan after another trace is not."""
+    maze = golden()
+    result = maze.solve()
+    trace, plan = tk.maze_trace(maze, result), tk.maze_plan(maze, result)
+    row = {"task_id": "t0", "width": 3, "height": 3, "prompt": tk.maze_prompt(maze),
+           "optimal_plan_length": len(plan) // 3, "trace": trace, "plan": plan}  # fmt: skip
+    perfect = ["bos", *trace, *plan, "eos", "plan", "9", "9"]  # tokens after eos are not read
+    shorter = ["bos", *trace[:-4], *plan, "eos"]  # the same optimal plan after a trace missing a clause
+    te = ev.evaluate_task(row, "maze", [perfect, shorter, out(DETOUR_A)], greedy=perfect)
+    assert [s.exact for s in te.samples] == [True, False, False] and te.greedy.exact
+    assert te.samples[1].optimal and not te.samples[1].exact
+    s = ev.summarize([te])
+    assert s["greedy_exact"] == 1.0 and s["exact_rate"] == pytest.approx(1 / 3)
+    assert ev.task_rows([te])[0]["greedy_exact"] is True
+    no_reference = ev.evaluate_task({k: v for k, v in row.items() if k != "plan"}, "maze", [perfect], greedy=perfect)
+    assert no_reference.greedy.exact is None and "greedy_exact" not in ev.summarize([no_reference])

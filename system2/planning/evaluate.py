@@ -44,6 +44,7 @@ class SampleResult:
     trace_tokens: int  # tokens before the first 'plan' (bos excluded), as the official evaluator counts
     plan: tuple[tuple[int, int], ...]
     search_steps: int = 0  # 'create' tokens among the trace tokens: nodes generated, whatever the trace format
+    exact: bool | None = None  # the response is the dataset's trace + plan token for token (None: no reference)
 
 
 def task_from_prompt(prompt: Sequence[str], env: str, width: int, height: int) -> Task:
@@ -56,8 +57,14 @@ def task_from_prompt(prompt: Sequence[str], env: str, width: int, height: int) -
     raise ValueError(f"env must be one of {ENVS}, got {env!r}")
 
 
-def judge_sample(task: Task, tokens: Sequence[str], optimal_nodes: int) -> SampleResult:
+def judge_sample(
+    task: Task, tokens: Sequence[str], optimal_nodes: int, reference: Sequence[str] | None = None
+) -> SampleResult:
     """Judge one generated token sequence against its task (docs/planning.md).
+
+    ``reference`` (the dataset's trace + plan tokens) adds exact match: the response, read as the evaluator
+    reads it, equals it token for token (the metric of deterministic-A* datasets, where a model that learned
+    A* reproduces its sequence).
 
     Parsing follows the official evaluator (``tokens.parse_response``): cut at the first ``eos``, the part
     from the first ``plan`` on must be ``plan x y`` triples, the tokens before it are the trace. The plan is
@@ -68,12 +75,13 @@ def judge_sample(task: Task, tokens: Sequence[str], optimal_nodes: int) -> Sampl
     if optimal_nodes < 1:
         raise ValueError(f"optimal_nodes must be >= 1 (the A* plan length in nodes), got {optimal_nodes}")
     parsed = tk.parse_response(tokens)
+    exact = None if reference is None else tk.response_tokens(tokens) == list(reference)
     if not parsed.valid:
-        return SampleResult(False, False, False, 0, parsed.trace_tokens, (), parsed.search_steps)
+        return SampleResult(False, False, False, 0, parsed.trace_tokens, (), parsed.search_steps, exact)
     plan = parsed.plan
     feasible = task.check_plan(plan)
     optimal = feasible and len(plan) == optimal_nodes
-    return SampleResult(True, feasible, optimal, len(plan), parsed.trace_tokens, plan, parsed.search_steps)
+    return SampleResult(True, feasible, optimal, len(plan), parsed.trace_tokens, plan, parsed.search_steps, exact)
 
 
 def astar_trace_tokens(task: Task, rng: random.Random) -> int:
@@ -138,16 +146,19 @@ def evaluate_task(
     """Judge the responses to one dataset row (``task_id``, ``prompt``, ``width``, ``height``,
     ``optimal_plan_length`` as written by ``generate``); with ``reference_runs > 0`` also compute
     ``t*_i`` from that many A* runs. The row's ``layout_id`` and the search steps of its ``trace`` (A*'s
-    own) are kept when the row has them."""
+    own) are kept when the row has them; with its ``trace`` and ``plan``
+    every response is also checked for exact match."""
     task = task_from_prompt(list(row["prompt"]), env, int(row["width"]), int(row["height"]))
     nodes = int(row["optimal_plan_length"])
     trace = row.get("trace")
     layout = row.get("layout_id")
+    plan = row.get("plan")
+    reference = None if trace is None or plan is None else [*trace, *plan]
     return TaskEvaluation(
         task_id=str(row["task_id"]),
         optimal_nodes=nodes,
-        samples=[judge_sample(task, s, nodes) for s in samples],
-        greedy=None if greedy is None else judge_sample(task, greedy, nodes),
+        samples=[judge_sample(task, s, nodes, reference) for s in samples],
+        greedy=None if greedy is None else judge_sample(task, greedy, nodes, reference),
         reference_trace_tokens=(
             astar_reference_trace_length(task, reference_runs, seed) if reference_runs > 0 else None
         ),
@@ -188,6 +199,9 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
       only when every task has one.
     - ``greedy_optimal``, ``greedy_feasible``: fraction of tasks whose greedy response is optimal / feasible;
       present only when every task has a greedy judgement.
+    - ``greedy_exact``: fraction of tasks whose greedy response is the dataset's trace + plan token for token
+      (the deterministic-A* metric; meaningful on deterministic datasets), present when every greedy
+      judgement has a reference; ``exact_rate``: the fraction of samples that are, likewise.
     - ``any_correct@K``, ``any_optimal@K``: fraction of tasks with >= 1 feasible / optimal sample (the
       Searchformer Solved % and Optimal %).
     - ``{k}_solved@K``, ``{k}_optimal@K`` for k in ``ks``: fraction with >= k feasible / optimal samples
@@ -224,6 +238,8 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
     if all(t.greedy is not None for t in tasks):
         out["greedy_optimal"] = sum(t.greedy.optimal for t in tasks) / n  # type: ignore[union-attr]
         out["greedy_feasible"] = sum(t.greedy.feasible for t in tasks) / n  # type: ignore[union-attr]
+        if all(t.greedy.exact is not None for t in tasks):  # type: ignore[union-attr]
+            out["greedy_exact"] = sum(bool(t.greedy.exact) for t in tasks) / n  # type: ignore[union-attr]
     if K == 0:
         return out
 
@@ -261,6 +277,8 @@ def summarize(tasks: Sequence[TaskEvaluation], ks: Sequence[int] = (1, 3)) -> di
     out["mean_search_steps_optimal"] = _mean([_mean(v) for v in optimal_steps if v]) if any(optimal_steps) else None
     out["diversity"] = sum(t.unique_optimal_plans for t in tasks) / n
     out["valid_rate"] = sum(s.valid for s in all_samples) / len(all_samples)
+    if all(s.exact is not None for s in all_samples):
+        out["exact_rate"] = sum(bool(s.exact) for s in all_samples) / len(all_samples)
     return out
 
 
@@ -293,6 +311,7 @@ def task_rows(tasks: Sequence[TaskEvaluation]) -> list[dict[str, Any]]:
                 "greedy_plan_length": None if g is None else g.plan_length,
                 "greedy_trace_tokens": None if g is None else g.trace_tokens,
                 "greedy_search_steps": None if g is None else g.search_steps,
+                "greedy_exact": None if g is None else g.exact,
                 "reference_trace_tokens": t.reference_trace_tokens,
                 "reference_search_steps": t.reference_search_steps,
             }

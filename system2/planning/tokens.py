@@ -282,6 +282,18 @@ def search_steps(trace: Sequence[str]) -> int:
     return sum(t == CREATE for t in trace)
 
 
+def response_tokens(tokens: Sequence[object]) -> list[str] | None:
+    """The response as the evaluator reads it: a leading ``bos`` dropped, cut at the first ``eos`` (None when
+    the tokens cannot be made strings)."""
+    try:
+        toks = [t if isinstance(t, str) else str(t) for t in tokens]
+    except Exception:  # noqa: BLE001 - str() of exotic objects; never raise
+        return None
+    if toks and toks[0] == BOS:
+        toks = toks[1:]
+    return toks[: toks.index(EOS)] if EOS in toks else toks
+
+
 def parse_response(tokens: Sequence[object]) -> ParsedResponse:
     """Split a generated token sequence into (trace, plan), as the official evaluator does.
 
@@ -289,14 +301,9 @@ def parse_response(tokens: Sequence[object]) -> ParsedResponse:
     ``plan`` token on must be ``plan x y`` triples, and the tokens before it are the trace. Any input,
     however malformed, gives a result rather than an exception.
     """
-    try:
-        toks = [t if isinstance(t, str) else str(t) for t in tokens]
-    except Exception:  # noqa: BLE001 - str() of exotic objects; never raise
+    toks = response_tokens(tokens)
+    if toks is None:
         return ParsedResponse(False, error="tokens are not strings")
-    if toks and toks[0] == BOS:
-        toks = toks[1:]
-    if EOS in toks:
-        toks = toks[: toks.index(EOS)]
     if PLAN not in toks:
         return ParsedResponse(False, tuple(toks), error="no plan")
     cut = toks.index(PLAN)
