@@ -50,6 +50,16 @@ def test_question_pairs_add_gold_to_winners() -> None:
         question_pairs("q", "Q?", samples, [True], 2)
 
 
+def test_question_pairs_are_distinct_by_content() -> None:
+    """The same winner text sampled 3 times and the same loser text 4 times make one pair, not K copies of it;
+    a gold solution equal to a sample is not a second winner."""
+    samples = ["right"] * 3 + ["wrong"] * 4
+    pairs = question_pairs("q", "Q?", samples, [True] * 3 + [False] * 4, k=8, gold="right")
+    assert [(p.chosen, p.rejected) for p in pairs] == [("right", "wrong")]
+    mixed = question_pairs("q", "Q?", ["a", "x", "a", "y", "x"], [True, False, True, False, False], k=8)
+    assert sorted((p.chosen, p.rejected) for p in mixed) == [("a", "x"), ("a", "y")]
+
+
 def test_majority_vote_and_metrics() -> None:
     assert majority_answer([3, None, 4, 4, 3]) == 3  # tie: first seen
     assert majority_answer([None, None]) is None

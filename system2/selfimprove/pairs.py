@@ -45,11 +45,12 @@ def question_pairs(
     gold: str | None = None,
 ) -> list[Pair]:
     """IRPO pairs for one question: winners = correct samples (+ ``gold`` when given, appended last so
-    the model's own solutions are paired first), losers = wrong samples."""
+    the model's own solutions are paired first), losers = wrong samples. A text sampled several times
+    counts once (first-seen order), so the pairs are distinct by content, not only by index."""
     if len(samples) != len(correct):
         raise ValueError(f"{len(samples)} samples but {len(correct)} correctness flags")
-    winners = [s for s, ok in zip(samples, correct, strict=True) if ok]
-    losers = [s for s, ok in zip(samples, correct, strict=True) if not ok]
-    if gold is not None:
+    winners = list(dict.fromkeys([s for s, ok in zip(samples, correct, strict=True) if ok]))
+    losers = list(dict.fromkeys([s for s, ok in zip(samples, correct, strict=True) if not ok]))
+    if gold is not None and gold not in winners:
         winners.append(gold)
     return [Pair(question_id, prompt, w, lo) for w, lo in wraparound_pairs(winners, losers, k)]
