@@ -197,3 +197,34 @@ def test_bad_configs_fail_before_work(world: dict, tmp_path: Path) -> None:
         IRPOConfig(model=world["model"], train_data=world["train"], out=str(tmp_path), objective="x").validate()
     with pytest.raises(ConfigError, match="reward"):
         PPOConfig(model=world["model"], train_data=world["train"], out=str(tmp_path), reward="x").validate()
+
+
+def test_ppo_rollout_log_probs_and_kl_are_those_of_the_sampling_temperature(world: dict) -> None:
+    """At T = 0.7 the stored behaviour log-probs are log_softmax(logits / T) of the sampled tokens (to 1e-5), and
+    the per-token KL compares the tempered policy with the tempered reference."""
+    from system2.lm.encoding import encode_prompt_response
+    from system2.lm.io import load_lm
+    from system2.selfimprove.ppo import rollout
+    from system2.tasks.arithmetic import read_problems
+
+    policy, tok = load_lm(world["model"])
+    ref, _ = load_lm(world["model"])
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=torch.Generator().manual_seed(1)))
+    cfg = PPOConfig(model=world["model"], train_data=world["train"], out="unused", temperature=0.7, **COMMON)
+    questions = read_problems(world["train"])[:3]
+    roll = rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), ref, tok, questions,
+                   {q.id: q.solution for q in questions}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+    enc = encode_prompt_response(tok, [r["question"] for r in roll.rows], [r["text"] for r in roll.rows], cfg.max_len)
+    target = enc["input_ids"][:, 1:, None]
+    with torch.no_grad():
+        tempered = {name: torch.log_softmax(m(**{k: enc[k] for k in ("input_ids", "attention_mask")}).logits[:, :-1]
+                                            / 0.7, -1).gather(-1, target).squeeze(-1) for name, m in
+                    (("policy", policy), ("ref", ref))}  # fmt: skip
+    m = roll.mask
+    assert m.any()
+    torch.testing.assert_close(roll.old_logp[m], tempered["policy"][m], rtol=0, atol=1e-5)
+    torch.testing.assert_close(roll.kl[m], (tempered["policy"] - tempered["ref"])[m], rtol=0, atol=1e-5)
+    with pytest.raises(ConfigError, match="temperature must be > 0"):
+        PPOConfig(model=world["model"], train_data=world["train"], out="x", temperature=0.0).validate()

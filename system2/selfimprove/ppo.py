@@ -71,6 +71,8 @@ class PPOConfig(LoopConfig):
             raise ConfigError("iterations, prompts_per_iteration, samples_per_prompt and ppo_epochs must be >= 1")
         if not 0 <= self.lam <= 1 or not 0 <= self.gamma <= 1 or self.clip <= 0:
             raise ConfigError("need 0 <= lam, gamma <= 1 and clip > 0")
+        if not self.temperature > 0:
+            raise ConfigError(f"temperature must be > 0 (PPO needs the sampling distribution), got {self.temperature}")
 
 
 def gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
@@ -123,16 +125,20 @@ def ppo_losses(
 
 
 def token_logprobs_and_values(
-    model: torch.nn.Module, value_head: torch.nn.Module | None, batch: dict[str, torch.Tensor]
+    model: torch.nn.Module,
+    value_head: torch.nn.Module | None,
+    batch: dict[str, torch.Tensor],
+    temperature: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-    """Per-position log-prob of the next token, the value of the state before it, and the response mask,
-    all of shape (B, T-1) aligned on the predicted token."""
+    """Per-position log-prob of the next token under ``softmax(logits / temperature)`` (the distribution the
+    samples were drawn from, so PPO stays on-policy at any temperature), the value of the state before it,
+    and the response mask, all of shape (B, T-1) aligned on the predicted token."""
     out = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
         output_hidden_states=value_head is not None,
     )
-    logits = out.logits[:, :-1].float()
+    logits = out.logits[:, :-1].float() / temperature
     target = batch["input_ids"][:, 1:]
     logp = torch.log_softmax(logits, dim=-1).gather(-1, target.unsqueeze(-1)).squeeze(-1)
     mask = batch["labels"][:, 1:] != -100
@@ -150,12 +156,12 @@ def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
 class PolicyWithValue(torch.nn.Module):
     """The policy and its value head as one module, so one DDP wrapper syncs the gradients of both."""
 
-    def __init__(self, policy: torch.nn.Module, value_head: torch.nn.Module) -> None:
+    def __init__(self, policy: torch.nn.Module, value_head: torch.nn.Module, temperature: float = 1.0) -> None:
         super().__init__()
-        self.policy, self.value_head = policy, value_head
+        self.policy, self.value_head, self.temperature = policy, value_head, temperature
 
     def forward(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
-        return token_logprobs_and_values(self.policy, self.value_head, batch)
+        return token_logprobs_and_values(self.policy, self.value_head, batch, self.temperature)
 
 
 @dataclass
@@ -211,8 +217,8 @@ def rollout(
     scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
     enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
     enc = {k: v.to(device) for k, v in enc.items()}
-    old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc)
-    ref_logp, _, _ = token_logprobs_and_values(ref, None, enc)
+    old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc, cfg.temperature)
+    ref_logp, _, _ = token_logprobs_and_values(ref, None, enc, cfg.temperature)  # the KL between tempered policies
     assert old_values is not None
     return Rollout(rows, scores, enc, old_logp, old_values, mask, (old_logp - ref_logp) * mask)
 
@@ -325,7 +331,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
         opt.load_state_dict(state["optimizer"])
         start, log = state["iteration"], [dict(r) for r in state["log"]]
         torch.set_rng_state(state["torch_rng"])
-    model, opt = acc.prepare(PolicyWithValue(policy, value_head), opt)
+    model, opt = acc.prepare(PolicyWithValue(policy, value_head, cfg.temperature), opt)
     rng = random.Random(f"ppo/{cfg.seed}")
     epochs = cfg.iterations * cfg.prompts_per_iteration // len(problems) + 2
     order = [i for _ in range(epochs) for i in rng.sample(range(len(problems)), len(problems))]
