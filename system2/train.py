@@ -88,6 +88,14 @@ LossFn = Callable[
 ]
 
 
+def resolved_precision(cfg: TrainConfig) -> str:
+    """``"bf16"`` or ``"no"``: the autocast the loop trains under (``auto``: bf16 on CUDA). A frozen model whose
+    log-probs the loss compares with the policy's (a DPO reference) is run under the same one."""
+    if cfg.mixed_precision == "auto":
+        return "bf16" if torch.cuda.is_available() else "no"
+    return cfg.mixed_precision
+
+
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``min_lr_ratio`` at the last step."""
     if cfg.warmup and step < cfg.warmup:
@@ -149,10 +157,7 @@ def train(
 
     cfg.validate()
     out = Path(out)
-    precision = cfg.mixed_precision
-    if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() else "no"
-    acc = Accelerator(mixed_precision=precision, cpu=not torch.cuda.is_available())
+    acc = Accelerator(mixed_precision=resolved_precision(cfg), cpu=not torch.cuda.is_available())
     world, rank = dist.world_size(), dist.rank()
     global_batch = cfg.batch_size * world
     if len(data) < global_batch:

@@ -58,10 +58,15 @@ def reference_logprobs(
     batch_size: int = 64,
     chat: bool = False,
     progress: bool = True,
+    mixed_precision: str = "no",
 ) -> list[float]:
     """Summed response log-probs of every (prompt, response) pair under a frozen model (e.g. the DPO
     reference), in batches of similar length under ``no_grad``; the model's train/eval mode is restored.
-    A pair longer than ``max_len`` is an error naming it. ``progress`` shows the pairs done."""
+    A pair longer than ``max_len`` is an error naming it. ``progress`` shows the pairs done.
+    ``mixed_precision``: ``"bf16"`` runs the model under bf16 autocast, as the training loop runs the policy
+    (``system2.train.resolved_precision``), so policy and reference agree at step 0."""
+    if mixed_precision not in ("no", "bf16"):
+        raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}")
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
     if not prompts:
@@ -80,7 +85,8 @@ def reference_logprobs(
             for s in range(0, len(order), batch_size):
                 idx = order[s : s + batch_size]
                 batch = collate([p_ids[i] for i in idx], [r_ids[i] for i in idx], tokenizer.pad_token_id)
-                logps, _ = sequence_logprobs(model, {k: v.to(device) for k, v in batch.items()})
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed_precision == "bf16"):
+                    logps, _ = sequence_logprobs(model, {k: v.to(device) for k, v in batch.items()})
                 for i, v in zip(idx, logps.tolist(), strict=True):
                     out[i] = v
                 bar.advance(len(idx))

@@ -35,7 +35,7 @@ from system2.selfimprove.loop import (
     sample_and_score,
 )
 from system2.selfimprove.pairs import question_pairs
-from system2.train import TrainConfig
+from system2.train import TrainConfig, resolved_precision
 
 
 @dataclass
@@ -174,6 +174,7 @@ def reference_logprobs_rows(
     progress: bool = True,
 ) -> list[dict[str, float]]:
     """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1}."""
-    logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress)
+    logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress,
+                               mixed_precision=resolved_precision(cfg.train))  # as the policy trains  # fmt: skip
     ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

@@ -16,16 +16,22 @@ from system2.train import TrainConfig, train
 WORDS = ["Q:", *map(str, range(10)), "+", "=", "?", "|", ";", "Final", "answer:"]
 
 
-def setup(n: int = 16):
-    """A seeded tiny Llama (also the frozen reference) and n arithmetic preference pairs."""
-    tok = build_word_tokenizer(WORDS, model_max_length=32)
-    model = tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=32, seed=0)
+def texts(n: int = 16) -> tuple[list[str], list[str], list[str]]:
+    """n arithmetic preference pairs: prompts, chosen and rejected responses."""
     prompts, chosen, rejected = [], [], []
     for i in range(n):
         a, b = i % 5, (i * 3) % 5
         prompts.append(f"Q: {a} + {b} = ? |")
         chosen.append(f"{a} + {b} = {a + b} ; Final answer: {a + b}")
         rejected.append(f"Final answer: {(a + b + 1) % 10}")
+    return prompts, chosen, rejected
+
+
+def setup(n: int = 16):
+    """A seeded tiny Llama (also the frozen reference) and n arithmetic preference pairs."""
+    tok = build_word_tokenizer(WORDS, model_max_length=32)
+    model = tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=32, seed=0)
+    prompts, chosen, rejected = texts(n)
     ref_c = reference_logprobs(model, tok, prompts, chosen, 32)
     ref_r = reference_logprobs(model, tok, prompts, rejected, 32)
     return model, PreferenceData(tok, prompts, chosen, rejected, 32, ref_c, ref_r)
