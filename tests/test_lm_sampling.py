@@ -75,8 +75,11 @@ def test_stop_strings_cut_after_the_first_stop_and_keep_it(lm):
 
 def test_bad_sampling_input(lm):
     model, tok = lm
-    with pytest.raises(ValueError, match="no room to generate"):
+    with pytest.raises(ValueError, match="more than the model's context .48.; shorten the prompt"):
         sample(model, tok, ["Q: " + "1 " * 60], SampleConfig())
+    # a prompt that fits but leaves less room than max_new_tokens: refused before any compute, naming the fix
+    with pytest.raises(ValueError, match=r"prompt 1 has 22 tokens: .* lower max_new_tokens to 26 \(1 of 2"):
+        sample(model, tok, [PROMPTS[0], "Q: " + "1 " * 20], SampleConfig(max_new_tokens=30))
     with pytest.raises(ValueError, match="top_p"):
         sample(model, tok, PROMPTS, SampleConfig(top_p=0.0))
     with pytest.raises(ValueError, match="backend"):
@@ -85,11 +88,15 @@ def test_bad_sampling_input(lm):
         sample(model, tok, PROMPTS, SampleConfig(), chat=True)
 
 
-def test_rows_stop_at_the_context_end(lm):
+def test_a_prompt_may_fill_the_context_exactly_but_not_more(lm):
+    """Prompt + max_new_tokens up to the context generates (at most max_new_tokens); one more is refused, never
+    silently cut short."""
     model, tok = lm
     long_prompt = "Q: " + "1 + " * 20 + "1 = ? |"  # 46 tokens with bos: 2 left of 48
-    out = sample(model, tok, [long_prompt], SampleConfig(n=2, max_new_tokens=30, seed=0))
+    out = sample(model, tok, [long_prompt], SampleConfig(n=2, max_new_tokens=2, seed=0))
     assert all(len(tok(s, add_special_tokens=False)["input_ids"]) <= 2 for s in out[0])
+    with pytest.raises(ValueError, match="lower max_new_tokens to 2"):
+        sample(model, tok, [long_prompt], SampleConfig(n=2, max_new_tokens=3, seed=0))
 
 
 def test_splitmix64_matches_the_reference():

@@ -93,9 +93,15 @@ def sample(
         raise ValueError("the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True)")
     ids = prompt_token_ids(tokenizer, prompts, chat)
     limit = context_length(model)
-    for i, p in enumerate(ids):
-        if len(p) >= limit:
-            raise ValueError(f"prompt {i} has {len(p)} tokens, no room to generate in the model's context ({limit})")
+    too_long = [i for i, p in enumerate(ids) if len(p) + cfg.max_new_tokens > limit]
+    if too_long:
+        i, n = too_long[0], len(ids[too_long[0]])
+        fix = f"lower max_new_tokens to {limit - n}" if n < limit else "shorten the prompt"
+        raise ValueError(
+            f"prompt {i} has {n} tokens: with max_new_tokens={cfg.max_new_tokens} it needs {n + cfg.max_new_tokens} "
+            f"positions, more than the model's context ({limit}); {fix} ({len(too_long)} of {len(ids)} prompts are "
+            "too long)"
+        )
     rows = sorted(((i, j) for i in range(len(prompts)) for j in range(cfg.n)), key=lambda r: len(ids[r[0]]))
     out: list[list[str]] = [[""] * cfg.n for _ in prompts]
     was_training = model.training
