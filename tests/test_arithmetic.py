@@ -126,9 +126,16 @@ def test_parquet_round_trip_and_missing_fields(tmp_path) -> None:
 
 
 def test_random_texts_are_scored_wrong() -> None:
+    """Only a final answer equal to the problem's scores: every gold solution is right, the same solution with its
+    final answer off by one is wrong, the right number without "Final answer:" is wrong, and random word salad
+    from the task's vocabulary (without the answer marker) is wrong."""
     rng = random.Random(0)
     problems = make_dataset(seed=0, n_train=50, n_test=0)["train"]
-    vocab = vocabulary()
+    vocab = [w for w in vocabulary() if w.lower() not in ("final", "answer:")]
     for p in problems:
+        assert is_correct(p.solution, p.answer)
+        stem = p.solution.rsplit("Final answer:", 1)[0]
+        assert not is_correct(f"{stem}Final answer: {p.answer + 1}", p.answer)
+        assert not is_correct(f"{stem}{p.answer}", p.answer)
         junk = " ".join(rng.choice(vocab) for _ in range(20))
-        assert is_correct(junk, p.answer) == (extract_answer(junk) == p.answer)
+        assert not is_correct(junk, p.answer)

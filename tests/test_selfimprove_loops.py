@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from system2.config import ConfigError, to_dict
+from system2.runs import read_parquet
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, correct_unique, run_expert_iteration
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.orm import ORMConfig, train_orm
@@ -21,6 +22,10 @@ from system2.tasks.arithmetic import make_dataset, write_problems
 from system2.train import TrainConfig
 
 COMMON = {"max_len": 48, "max_new_tokens": 30}
+
+
+def read_rows(path: Path) -> list[dict]:
+    return read_parquet(path).to_pylist()
 
 
 def _train(steps: int, lr: float = 3e-3) -> TrainConfig:
@@ -79,12 +84,30 @@ def test_irpo_iterations_write_every_stage_and_resume(world: dict[str, str], tmp
     assert (tmp_path / "irpo" / "iter-1" / "samples.parquet").stat().st_mtime == iter1
 
 
-def test_expert_iteration_pools_rounds_and_restarts_from_the_initial_model(world: dict, tmp_path: Path) -> None:
+def test_expert_iteration_pools_rounds_and_restarts_from_the_initial_model(
+    world: dict, tmp_path: Path, monkeypatch
+) -> None:
+    import system2.selfimprove.expert_iteration as ei
+
+    calls: list[tuple[str, int]] = []
+    real = ei.finetune_sft
+
+    def recorded(init, prompts, *args, **kwargs):  # noqa: ANN001, ANN202
+        calls.append((str(init), len(prompts)))
+        return real(init, prompts, *args, **kwargs)
+
+    monkeypatch.setattr(ei, "finetune_sft", recorded)
     cfg = ExpertIterationConfig(
         model=world["model"], train_data=world["train"], eval_data=world["test"], out=str(tmp_path / "ei"),
         rounds=2, samples=3, temperature=0.3, train=_train(2), **COMMON,
     )  # fmt: skip
     rows = run_expert_iteration(cfg, progress=False)
+    # every round fine-tunes the initial model (not the previous round's) on the pooled data of all rounds so far
+    assert [init for init, _ in calls] == [world["model"]] * len(calls) and len(calls) == 2
+    assert [n for _, n in calls] == [rows[1]["dataset"], rows[2]["dataset"]]
+    round2 = {(r["id"], r["text"]) for r in read_rows(tmp_path / "ei" / "round-2" / "correct.parquet")}
+    round1 = {(r["id"], r["text"]) for r in read_rows(tmp_path / "ei" / "round-1" / "correct.parquet")}
+    assert rows[2]["dataset"] == len(round1 | round2)
     assert [r["round"] for r in rows] == [0, 1, 2]
     assert rows[2]["dataset"] >= rows[1]["dataset"] and rows[2]["samples_drawn"] == 2 * 24 * 3
     assert rows[2]["model"] == str(tmp_path / "ei" / "round-2" / "train" / "model")
@@ -103,7 +126,9 @@ def test_rcrl_tags_by_correctness(world: dict, tmp_path: Path) -> None:
         samples=2, train=_train(2), **COMMON,
     )  # fmt: skip
     rows = run_rcrl(cfg, progress=False)
-    assert rows[1]["samples_drawn"] == 48 and 0 <= rows[1]["good_fraction"] <= 1 and "maj@1" in rows[1]
+    drawn = read_rows(tmp_path / "rcrl" / "round-1" / "samples.parquet")
+    assert rows[1]["samples_drawn"] == len(drawn) == 48 and "maj@1" in rows[1]
+    assert rows[1]["good_fraction"] == sum(r["correct"] for r in drawn) / 48  # the share the samples' tags say
 
 
 def test_ppo_runs_checkpoints_and_resumes(world: dict, tmp_path: Path) -> None:
