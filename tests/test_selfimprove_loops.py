@@ -253,3 +253,40 @@ def test_ppo_rollout_log_probs_and_kl_are_those_of_the_sampling_temperature(worl
     torch.testing.assert_close(roll.kl[m], (tempered["policy"] - tempered["ref"])[m], rtol=0, atol=1e-5)
     with pytest.raises(ConfigError, match="temperature must be > 0"):
         PPOConfig(model=world["model"], train_data=world["train"], out="x", temperature=0.0).validate()
+
+
+def test_ppo_dense_rewards_land_on_the_token_that_ends_each_step(world: dict, monkeypatch) -> None:
+    """With reward=dense the outcome sits on the last response token (eos) and each matching step's bonus on the
+    token of that step's result, not all on the final token; sparse puts only the outcome there."""
+    import system2.selfimprove.ppo as ppo
+    from system2.lm.io import load_lm
+    from system2.tasks.arithmetic import read_problems, step_values
+
+    policy, tok = load_lm(world["model"])
+    q = read_problems(world["train"])[0]
+    words = q.solution.split()
+    # the gold solution with its second step's result changed: steps 1 and 3 match the gold values, 2 does not
+    results = [i for i, w in enumerate(words) if i > 0 and words[i - 1] == "="]
+    assert len(results) >= 3 and len(step_values(q.solution)) == len(results)
+    words[results[1]] = str(int(words[results[1]]) + 1)
+    text = " ".join(words)
+    row = {"id": q.id, "question": q.question, "text": text, "answer": q.answer, "correct": False}
+    monkeypatch.setattr(ppo, "sample_and_score", lambda *a, **k: [row])
+    got = {}
+    for reward in ("dense", "sparse"):
+        cfg = PPOConfig(model=world["model"], train_data=world["train"], out="unused", reward=reward, kl_coef=0.0,
+                        dense_per_step=0.1, **COMMON)  # fmt: skip
+        roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
+                           {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+        got[reward] = ppo.token_rewards(cfg, roll)[0]
+    first = int(roll.mask[0].long().argmax())  # predicts the first response token (word-level: one per word)
+    last = int(roll.mask[0].long().cumsum(0).argmax())
+    want = {first + j: 0.1 for k, j in enumerate(results) if k != 1 and int(words[j]) == step_values(q.solution)[k]}
+    nonzero = {int(i): float(v) for i, v in enumerate(got["dense"]) if v != 0}
+    assert nonzero == pytest.approx(want) and last not in want  # the outcome (0, wrong) adds nothing at eos
+    assert not got["sparse"].any()
+    row["correct"] = True
+    roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
+                       {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+    sparse = ppo.token_rewards(cfg, roll)[0]
+    assert {int(i) for i in sparse.nonzero()} == {last} and float(sparse[last]) == 1.0

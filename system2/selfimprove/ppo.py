@@ -3,7 +3,8 @@
 One iteration: ``rollout`` samples solutions for a batch of training questions with the current policy and
 scores each by its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose
 value matches the gold solution's); ``advantages`` gives per-token rewards -kl_coef * (log pi - log pi_ref),
-with the score added on the last token (eos), and advantages by GAE(gamma, lambda) from a value head on the
+with the outcome added on the last token (eos) and each step's dense bonus on the token that ends that step
+(``token_rewards``), and advantages by GAE(gamma, lambda) from a value head on the
 policy's last hidden state; ``update`` makes ``ppo_epochs`` passes of clipped policy and clipped value losses
 over minibatches.
 
@@ -34,10 +35,11 @@ from system2.checkpoint import (
 )
 from system2.config import ConfigError
 from system2.console import Progress
+from system2.lm.encoding import response_token_ids
 from system2.lm.io import load_lm, save_lm
 from system2.lm.logprobs import encode_prompt_response
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, sample_and_score, summarize_questions
-from system2.tasks.arithmetic import dense_step_reward
+from system2.tasks.arithmetic import dense_step_reward, dense_step_rewards
 
 
 @dataclass
@@ -147,10 +149,23 @@ def token_logprobs_and_values(
 
 
 def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
+    """The sample's total reward (for the logs): its outcome plus, with ``dense``, every step's bonus."""
     score = 1.0 if row["correct"] else 0.0
     if cfg.reward == "dense":
         score += dense_step_reward(row["text"], gold, cfg.dense_per_step)
     return score
+
+
+def step_bonuses(cfg: PPOConfig, tok: Any, row: dict[str, Any], gold: str) -> list[tuple[int, float]]:
+    """``(response token index, bonus)`` of every dense step reward: the token that ends the step's result (the
+    last token of the response text up to it). Empty for ``sparse``."""
+    if cfg.reward != "dense":
+        return []
+    out = []
+    for end, bonus in dense_step_rewards(row["text"], gold, cfg.dense_per_step):
+        n = len(response_token_ids(tok, [row["text"][:end]])[0]) - 1  # the response's tokens up to the step, no eos
+        out.append((n - 1, bonus))
+    return out
 
 
 class PolicyWithValue(torch.nn.Module):
@@ -171,7 +186,9 @@ class Rollout:
     per-token KL to the reference."""
 
     rows: list[dict[str, Any]]
-    scores: torch.Tensor
+    scores: torch.Tensor  # each sample's total reward (outcome + step bonuses), for the logs
+    outcomes: torch.Tensor  # 1 right, 0 wrong: the reward on the last response token
+    bonuses: list[list[tuple[int, float]]]  # per sample: (response token index, dense step bonus)
     batch: dict[str, torch.Tensor]
     old_logp: torch.Tensor
     old_values: torch.Tensor
@@ -215,23 +232,36 @@ def rollout(
         progress=progress,
     )
     scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
+    outcomes = torch.tensor([1.0 if r["correct"] else 0.0 for r in rows], device=device)
+    bonuses = [step_bonuses(cfg, tok, r, gold[r["id"]]) for r in rows]
     enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
     enc = {k: v.to(device) for k, v in enc.items()}
     old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc, cfg.temperature)
     ref_logp, _, _ = token_logprobs_and_values(ref, None, enc, cfg.temperature)  # the KL between tempered policies
     assert old_values is not None
-    return Rollout(rows, scores, enc, old_logp, old_values, mask, (old_logp - ref_logp) * mask)
+    return Rollout(rows, scores, outcomes, bonuses, enc, old_logp, old_values, mask, (old_logp - ref_logp) * mask)
+
+
+def token_rewards(cfg: PPOConfig, roll: Rollout) -> torch.Tensor:
+    """(B, T-1) per-token rewards: ``-kl_coef * KL`` everywhere, the outcome on the last token of each response
+    (its eos), and each dense step bonus on the token that ends that step."""
+    rewards = -cfg.kl_coef * roll.kl
+    rows = torch.arange(len(roll.rows), device=rewards.device)
+    first = roll.mask.long().argmax(1)  # the position that predicts the first response token
+    last = roll.mask.long().cumsum(1).argmax(1)  # the eos position of each response
+    rewards[rows, last] += roll.outcomes
+    for i, bonuses in enumerate(roll.bonuses):
+        for j, bonus in bonuses:
+            rewards[i, min(int(first[i]) + j, int(last[i]))] += bonus
+    return rewards
 
 
 @torch.no_grad()
 def advantages(cfg: PPOConfig, roll: Rollout, acc: Any) -> tuple[torch.Tensor, torch.Tensor]:
-    """(normalised advantages, returns), both (B, T-1): per-token reward -kl_coef * KL with the score on
-    the eos token, GAE(gamma, lambda), then advantages normalised to mean 0 and sd 1 over every response
-    token of every process."""
-    rewards = -cfg.kl_coef * roll.kl
-    last = roll.mask.long().cumsum(1).argmax(1)  # the eos position of each response
-    rewards[torch.arange(len(roll.rows), device=rewards.device), last] += roll.scores
-    adv = gae(rewards, roll.old_values, roll.mask, cfg.gamma, cfg.lam)
+    """(normalised advantages, returns), both (B, T-1): the per-token rewards of ``token_rewards``,
+    GAE(gamma, lambda), then advantages normalised to mean 0 and sd 1 over every response token of every
+    process."""
+    adv = gae(token_rewards(cfg, roll), roll.old_values, roll.mask, cfg.gamma, cfg.lam)
     returns = adv + roll.old_values
     mask = roll.mask
     n, s1, s2 = _sums(acc, float(mask.sum()), float(adv[mask].sum()), float((adv[mask] ** 2).sum()))

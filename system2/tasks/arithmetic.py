@@ -209,8 +209,17 @@ def step_values(text: object) -> list[int]:
 def dense_step_reward(text: object, gold_solution_text: str, per_step: float = 0.1) -> float:
     """``per_step`` for every step whose value matches the gold solution's step at the same position
     (the dense heuristic reward of arXiv 2403.04642, docs/selfimprove.md)."""
-    ours, gold = step_values(text), step_values(gold_solution_text)
-    return per_step * sum(1 for a, b in zip(ours, gold, strict=False) if a == b)
+    return sum(r for _, r in dense_step_rewards(text, gold_solution_text, per_step))
+
+
+def dense_step_rewards(text: object, gold_solution_text: str, per_step: float = 0.1) -> list[tuple[int, float]]:
+    """``dense_step_reward`` step by step: ``(end, per_step)`` for every matching step, ``end`` the character
+    offset in ``text`` just after the step's result (where a per-token reward for that step belongs)."""
+    if not isinstance(text, str):
+        return []
+    gold = step_values(gold_solution_text)
+    steps = list(_STEP_RE.finditer(text))
+    return [(m.end(4), per_step) for m, g in zip(steps, gold, strict=False) if int(m[4]) == g]
 
 
 def write_problems(path: str | Path, problems: Sequence[Problem]) -> None:
