@@ -168,7 +168,9 @@ class _FakeVLLM:
             return [
                 SimpleNamespace(
                     outputs=[
-                        SimpleNamespace(text=f"{p['prompt_token_ids']}/{j} ; stop here")
+                        SimpleNamespace(
+                            text=f"{p['prompt_token_ids']}/{j} ; stop here", finish_reason="length" if j else "stop"
+                        )  # vLLM's CompletionOutput fields
                         for j in range(sampling_params.n)
                     ]
                 )  # fmt: skip
@@ -198,8 +200,37 @@ def test_vllm_backend_passes_token_ids_and_settings_and_cuts_at_stop(lm, tmp_pat
     assert params.stop == ["stop"] and params.include_stop_str_in_output and params.seed == 3
     with pytest.raises(ValueError, match="local directory"):
         sample(str(tmp_path / "missing"), tok, PROMPTS[:1], cfg)
+    from system2.lm.sampling import sample_completions
+
+    marked = sample_completions(str(tmp_path), tok, PROMPTS[:2], cfg)
+    assert [[c.truncated for c in row] for row in marked] == [[False, True]] * 2  # vLLM's finish_reason "length"
     sampling._vllm_engine.cache_clear()
     monkeypatch.setitem(sys.modules, "vllm", None)  # not installed
     with pytest.raises(ImportError, match="pip install"):
         sample(str(tmp_path), tok, PROMPTS[:1], cfg)
     sampling._vllm_engine.cache_clear()
+
+
+def test_completions_record_truncation_and_truncated_samples_get_no_eos(lm):
+    """A completion cut at max_new_tokens is marked truncated (one that sampled eos or a stop string is not), and
+    re-encoding it adds no eos the model never sampled."""
+    from system2.lm.encoding import encode_prompt_response
+    from system2.lm.sampling import sample_completions
+
+    model, tok = lm
+    cut = sample_completions(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=1, seed=0, temperature=1.0))
+    long = sample_completions(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=20, seed=0, stop=[";"]))
+    flat = [c for row in cut for c in row]
+    assert any(c.truncated for c in flat) and all(c.truncated or c.text == "" for c in flat)  # one token: eos or cut
+    finished = [c for row in long for c in row if not c.truncated]
+    assert finished and all(c.text.endswith(";") or len(tok(c.text, add_special_tokens=False)["input_ids"]) < 20
+                            for c in finished)  # fmt: skip
+    same = sample(model, tok, PROMPTS, SampleConfig(n=4, max_new_tokens=20, seed=0, stop=[";"]))
+    assert [[c.text for c in row] for row in long] == same
+    texts = [row[0].text for row in cut]
+    ends = [not row[0].truncated for row in cut]
+    enc = encode_prompt_response(tok, PROMPTS, texts, 64, ends=ends)
+    eos = tok.eos_token_id
+    for i, end in enumerate(ends):
+        real = enc["input_ids"][i][enc["attention_mask"][i].bool()].tolist()
+        assert (real[-1] == eos) == end

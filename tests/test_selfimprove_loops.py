@@ -270,7 +270,7 @@ def test_ppo_dense_rewards_land_on_the_token_that_ends_each_step(world: dict, mo
     assert len(results) >= 3 and len(step_values(q.solution)) == len(results)
     words[results[1]] = str(int(words[results[1]]) + 1)
     text = " ".join(words)
-    row = {"id": q.id, "question": q.question, "text": text, "answer": q.answer, "correct": False}
+    row = {"id": q.id, "question": q.question, "text": text, "answer": q.answer, "correct": False, "truncated": False}
     monkeypatch.setattr(ppo, "sample_and_score", lambda *a, **k: [row])
     got = {}
     for reward in ("dense", "sparse"):
@@ -290,3 +290,23 @@ def test_ppo_dense_rewards_land_on_the_token_that_ends_each_step(world: dict, mo
                        {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
     sparse = ppo.token_rewards(cfg, roll)[0]
     assert {int(i) for i in sparse.nonzero()} == {last} and float(sparse[last]) == 1.0
+
+
+def test_ppo_adds_no_eos_to_a_truncated_sample(world: dict, monkeypatch) -> None:
+    """A sample cut at max_new_tokens is encoded without an eos it never sampled (the action PPO would credit),
+    and a finished one keeps its eos."""
+    import system2.selfimprove.ppo as ppo
+    from system2.lm.io import load_lm
+    from system2.tasks.arithmetic import read_problems
+
+    policy, tok = load_lm(world["model"])
+    q = read_problems(world["train"])[0]
+    rows = [{"id": q.id, "question": q.question, "text": q.solution, "answer": q.answer, "correct": not cut,
+             "truncated": cut} for cut in (True, False)]  # fmt: skip
+    monkeypatch.setattr(ppo, "sample_and_score", lambda *a, **k: rows)
+    cfg = PPOConfig(model=world["model"], train_data=world["train"], out="unused", **COMMON)
+    roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
+                       {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+    last = [roll.batch["input_ids"][i][roll.batch["attention_mask"][i].bool()][-1].item() for i in range(2)]
+    assert last[0] != tok.eos_token_id and last[1] == tok.eos_token_id
+    assert int(roll.mask[0].sum()) == int(roll.mask[1].sum()) - 1  # one response token fewer: no phantom action

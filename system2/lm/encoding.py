@@ -39,14 +39,18 @@ def prompt_token_ids(tokenizer: Any, prompts: Sequence[str], chat: bool = False)
     return [list(x) for x in tokenizer(texts, add_special_tokens=not chat)["input_ids"]]
 
 
-def response_token_ids(tokenizer: Any, responses: Sequence[str]) -> list[list[int]]:
-    """Token ids of each response followed by eos."""
+def response_token_ids(tokenizer: Any, responses: Sequence[str], ends: Sequence[bool] | None = None) -> list[list[int]]:
+    """Token ids of each response followed by eos; ``ends[i]`` False leaves the eos off response i (a sample cut at
+    ``max_new_tokens`` never sampled one, and none may be invented for it)."""
     if tokenizer.eos_token_id is None:
         raise ValueError("the tokenizer has no eos token: responses must end with one so the model learns to stop")
     if not responses:
         return []
+    if ends is not None and len(ends) != len(responses):
+        raise ValueError(f"{len(responses)} responses but {len(ends)} end flags")
     eos = tokenizer.eos_token_id
-    return [[*x, eos] for x in tokenizer(list(responses), add_special_tokens=False)["input_ids"]]
+    ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+    return [[*x, eos] if ends is None or ends[i] else list(x) for i, x in enumerate(ids)]
 
 
 def check_lengths(
@@ -108,8 +112,10 @@ def encode_prompt_response(
     max_len: int,
     drop_long: bool = False,
     chat: bool = False,
+    ends: Sequence[bool] | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Batch tensors for ``prompts[i]`` followed by ``responses[i]`` and eos (see the module docstring).
+    """Batch tensors for ``prompts[i]`` followed by ``responses[i]`` and eos (see the module docstring; ``ends``:
+    as in ``response_token_ids``, False for a truncated sample, which gets no eos).
 
     An example longer than ``max_len`` is a ValueError naming it; with ``drop_long`` it is left out and the
     result has a ``kept`` tensor with the indices of the examples that remain."""
@@ -119,7 +125,7 @@ def encode_prompt_response(
         raise ValueError("no examples to encode")
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True)")
-    p_ids, r_ids = prompt_token_ids(tokenizer, prompts, chat), response_token_ids(tokenizer, responses)
+    p_ids, r_ids = prompt_token_ids(tokenizer, prompts, chat), response_token_ids(tokenizer, responses, ends)
     kept = check_lengths(p_ids, r_ids, max_len, drop_long)
     if not kept:
         raise ValueError(f"every example is longer than max_len={max_len}")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import functools
 import os
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -61,6 +61,13 @@ class SampleConfig:
             raise ValueError(f"unknown sampling backend {self.backend!r}: use one of {', '.join(BACKENDS)}")
 
 
+class Completion(NamedTuple):
+    """A sampled completion and whether it was cut at ``max_new_tokens`` (no eos and no stop string sampled)."""
+
+    text: str
+    truncated: bool
+
+
 def sample(
     model: Any,
     tokenizer: Any,
@@ -71,7 +78,23 @@ def sample(
     progress: bool = True,
     label: str = "sample",
 ) -> list[list[str]]:
-    """``cfg.n`` completions for each prompt (a list per prompt, in prompt order). With ``chat`` each
+    """The texts of ``sample_completions`` (a list per prompt, in prompt order)."""
+    outs = sample_completions(model, tokenizer, prompts, cfg, chat, prompt_offset, progress, label)
+    return [[c.text for c in row] for row in outs]
+
+
+def sample_completions(
+    model: Any,
+    tokenizer: Any,
+    prompts: list[str],
+    cfg: SampleConfig,
+    chat: bool = False,
+    prompt_offset: int = 0,
+    progress: bool = True,
+    label: str = "sample",
+) -> list[list[Completion]]:
+    """``cfg.n`` completions for each prompt (a list per prompt, in prompt order), each with whether it was
+    truncated at ``cfg.max_new_tokens`` (so no caller invents an eos the model never sampled). With ``chat`` each
     prompt is rendered as a user turn by the tokenizer's chat template. For the vLLM backend ``model`` is
     the model directory (or a model whose ``name_or_path`` is one). ``progress`` shows the completions
     done under ``label`` (see ``system2.console.Progress``).
@@ -103,7 +126,7 @@ def sample(
             "too long)"
         )
     rows = sorted(((i, j) for i in range(len(prompts)) for j in range(cfg.n)), key=lambda r: len(ids[r[0]]))
-    out: list[list[str]] = [[""] * cfg.n for _ in prompts]
+    out: list[list[Completion]] = [[Completion("", False)] * cfg.n for _ in prompts]
     was_training = model.training
     model.eval()
     try:
@@ -111,9 +134,9 @@ def sample(
             for s in range(0, len(rows), cfg.batch_size):
                 chunk = rows[s : s + cfg.batch_size]
                 keys = [((prompt_offset + i) << 20) + j for i, j in chunk]
-                texts = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], keys, cfg, limit)
-                for (i, j), text in zip(chunk, texts, strict=True):
-                    out[i][j] = text
+                done = _generate_batch(model, tokenizer, [ids[i] for i, _ in chunk], keys, cfg, limit)
+                for (i, j), completion in zip(chunk, done, strict=True):
+                    out[i][j] = completion
                 bar.advance(len(chunk))
     finally:
         model.train(was_training)
@@ -131,7 +154,7 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 @torch.no_grad()
 def _generate_batch(
     model: Any, tokenizer: Any, prompt_ids: list[list[int]], row_ids: list[int], cfg: SampleConfig, limit: int
-) -> list[str]:
+) -> list[Completion]:
     from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
     device = next(model.parameters()).device
@@ -167,7 +190,7 @@ def _generate_batch(
         logits_processor=processors,
         stopping_criteria=StoppingCriteriaList([stopper]),
     )
-    return [stopper.completion(row) for row in seqs[:, width:].tolist()]
+    return [Completion(stopper.completion(row), stopper.truncated(row)) for row in seqs[:, width:].tolist()]
 
 
 # --- counter-based random numbers: splitmix64 in wrapping int64 arithmetic --------------------------------
@@ -271,6 +294,13 @@ class StopCriteria:
         """The final completion text: cut after the first stop string (kept)."""
         return cut_at_stop(self.text(ids), self.stop)
 
+    def truncated(self, ids: list[int]) -> bool:
+        """Whether the row ended at its cap: no eos sampled and no stop string in its text."""
+        if any(t in self.eos for t in ids):
+            return False
+        text = self.text(ids)
+        return not any(s in text for s in self.stop)
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
         gen = input_ids[:, self.width :]
         done = gen.shape[1] >= self.caps
@@ -303,7 +333,9 @@ def _vllm_engine(path: str, seed: int) -> Any:
     return LLM(model=path, seed=seed)
 
 
-def _sample_vllm(model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool) -> list[list[str]]:
+def _sample_vllm(
+    model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool
+) -> list[list[Completion]]:
     path = model if isinstance(model, str | os.PathLike) else getattr(model, "name_or_path", "")
     if not path or not os.path.isdir(path):
         raise ValueError("the vllm backend needs the model's local directory (pass the path as `model`)")
@@ -322,4 +354,5 @@ def _sample_vllm(model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConf
     # token ids, not text: vLLM would add special tokens again to a chat-rendered prompt
     ids = prompt_token_ids(tokenizer, prompts, chat)
     results = engine.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
-    return [[cut_at_stop(o.text, cfg.stop) for o in r.outputs] for r in results]
+    return [[Completion(cut_at_stop(o.text, cfg.stop), o.finish_reason == "length") for o in r.outputs]
+            for r in results]  # fmt: skip

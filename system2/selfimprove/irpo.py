@@ -157,6 +157,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             "iteration": t,
             "temperature": temp,
             "train_sample_accuracy": sum(bool(r["correct"]) for r in samples) / len(samples),
+            "truncated_samples": sum(bool(r.get("truncated")) for r in samples),  # cut at max_new_tokens: wrong
             "pairs": len(pairs),
             "questions_with_pairs": len({p["id"] for p in pairs}),
         }

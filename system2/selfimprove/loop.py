@@ -22,7 +22,7 @@ from system2.config import ConfigError, to_dict
 from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
-from system2.lm.sampling import SampleConfig, sample
+from system2.lm.sampling import SampleConfig, sample_completions
 from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
 from system2.selfimprove.metrics import Extract, maj_hits, pass_hits, rerank_hits
 from system2.tasks.arithmetic import Problem, extract_answer, read_problems
@@ -149,15 +149,17 @@ def sample_and_score(
     progress: bool = True,
     label: str = "sample",
 ) -> list[dict[str, Any]]:
-    """``n`` sampled solutions per problem, each with its parsed answer and exact-match reward (one row
-    per sample, in problem order). ``prompt_offset``: as in ``sample``, for one process's slice;
-    ``progress`` shows the solutions sampled under ``label``."""
+    """``n`` sampled solutions per problem, each with its parsed answer, exact-match reward and whether it was
+    cut at ``max_new_tokens`` (one row per sample, in problem order; a truncated solution is scored wrong).
+    ``prompt_offset``: as in ``sample``, for one process's slice; ``progress`` shows the solutions sampled under
+    ``label``."""
     cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
     prompts = [prompt_prefix + p.question for p in problems]
-    outs = sample(model, tokenizer, prompts, cfg, prompt_offset=prompt_offset, progress=progress, label=label)
+    outs = sample_completions(model, tokenizer, prompts, cfg, prompt_offset=prompt_offset, progress=progress,
+                              label=label)  # fmt: skip
     rows = []
-    for p, texts in zip(problems, outs, strict=True):
-        for i, text in enumerate(texts):
+    for p, completions in zip(problems, outs, strict=True):
+        for i, (text, truncated) in enumerate(completions):
             got = extract(text)
             rows.append(
                 {
@@ -167,7 +169,8 @@ def sample_and_score(
                     "text": text,
                     "parsed": got,
                     "answer": p.answer,
-                    "correct": got == p.answer,
+                    "correct": got == p.answer and not truncated,  # a solution cut short is wrong
+                    "truncated": truncated,
                 }
             )
     return rows

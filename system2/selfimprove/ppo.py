@@ -234,7 +234,8 @@ def rollout(
     scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
     outcomes = torch.tensor([1.0 if r["correct"] else 0.0 for r in rows], device=device)
     bonuses = [step_bonuses(cfg, tok, r, gold[r["id"]]) for r in rows]
-    enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+    enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
+                                 ends=[not r["truncated"] for r in rows])  # no eos the sample never drew  # fmt: skip
     enc = {k: v.to(device) for k, v in enc.items()}
     old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc, cfg.temperature)
     ref_logp, _, _ = token_logprobs_and_values(ref, None, enc, cfg.temperature)  # the KL between tempered policies
@@ -244,7 +245,8 @@ def rollout(
 
 def token_rewards(cfg: PPOConfig, roll: Rollout) -> torch.Tensor:
     """(B, T-1) per-token rewards: ``-kl_coef * KL`` everywhere, the outcome on the last token of each response
-    (its eos), and each dense step bonus on the token that ends that step."""
+    (its eos, or its last sampled token when it was cut at ``max_new_tokens``), and each dense step bonus on the
+    token that ends that step."""
     rewards = -cfg.kl_coef * roll.kl
     rows = torch.arange(len(roll.rows), device=rewards.device)
     first = roll.mask.long().argmax(1)  # the position that predicts the first response token
@@ -386,8 +388,9 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
             adv, returns = advantages(cfg, roll, acc)
             stats = update(cfg, model, opt, acc, roll, adv, returns, seed=cfg.seed * 7919 + it)
             n_correct = sum(bool(r["correct"]) for r in roll.rows)
-            n_rows, score_sum, n_correct, kl_sum = _sums(
-                acc, len(roll.rows), float(roll.scores.sum()), n_correct, float(roll.kl.sum())
+            n_cut = sum(bool(r["truncated"]) for r in roll.rows)
+            n_rows, score_sum, n_correct, kl_sum, n_cut = _sums(
+                acc, len(roll.rows), float(roll.scores.sum()), n_correct, float(roll.kl.sum()), n_cut
             )
             row = {
                 "iteration": it + 1,
@@ -395,6 +398,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                 "reward": score_sum / n_rows,
                 "train_accuracy": n_correct / n_rows,
                 "kl": kl_sum / n_rows,
+                "truncated": n_cut / n_rows,  # samples cut at max_new_tokens (scored wrong, no eos added)
                 **stats,
             }
             if cfg.eval_every and (it + 1) % cfg.eval_every == 0 and test and dist.is_main():

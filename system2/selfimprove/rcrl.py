@@ -53,6 +53,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
             "model": str(current),
             "samples_drawn": len(pool),
             "good_fraction": sum(x["correct"] for x in rows) / len(rows),
+            "truncated": sum(bool(x.get("truncated")) for x in rows),  # cut at max_new_tokens: tagged bad
         }
         results.append({**stats, **cfg.evaluate(current, test, rd, f"{GOOD} ")})
     return results
