@@ -89,3 +89,24 @@ def test_metrics_agree_with_brute_force_on_random_groups() -> None:
         brute_pass = sum(any(int(s.split()[-1]) == a for s in g) for g, a in zip(groups, answers, strict=True)) / 10
         assert pass_at_k(groups, answers, extract_answer) == pytest.approx(brute_pass)
         assert maj_at_k(groups, answers, extract_answer) <= pass_at_k(groups, answers, extract_answer)
+
+
+def test_truncated_losers_are_marked_and_trained_without_an_eos() -> None:
+    """A loser cut at max_new_tokens is its own loser (not the same as the finished text), its pair says so, and
+    the preference and SFT data encode it without an eos; finished responses keep theirs."""
+    from system2.lm.data import PreferenceData, SFTData
+    from system2.lm.tiny import build_word_tokenizer
+
+    samples = ["right", "wrong", "wrong"]
+    pairs = question_pairs("q", "Q?", samples, [True, False, False], k=4, truncated=[False, True, False])
+    assert [(p.rejected, p.rejected_truncated) for p in pairs] == [("wrong", True), ("wrong", False)]
+    with pytest.raises(ValueError, match="truncation flags"):
+        question_pairs("q", "Q?", samples, [True, False, False], 2, truncated=[False])
+    tok = build_word_tokenizer(["Q?", "right", "wrong"], model_max_length=16)
+    eos = tok.eos_token_id
+    prefs = PreferenceData(tok, ["Q?", "Q?"], ["right", "right"], ["wrong", "wrong"], 16, [0.0, 0.0], [0.0, 0.0],
+                           rejected_ends=[not p.rejected_truncated for p in pairs])  # fmt: skip
+    assert [r[-1] == eos for r in prefs.rejected_ids] == [False, True]
+    assert all(r[-1] == eos for r in prefs.chosen_ids)
+    sft = SFTData(tok, ["Q?", "Q?"], ["wrong", "wrong"], 16, ends=[False, True])
+    assert [r[-1] == eos for r in sft.response_ids] == [False, True]

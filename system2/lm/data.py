@@ -38,7 +38,8 @@ def _check_tokenizer(tokenizer: Any) -> None:
 
 
 class SFTData:
-    """(prompt, response) pairs; a batch is right-padded ``input_ids``/``attention_mask``/``labels``."""
+    """(prompt, response) pairs; a batch is right-padded ``input_ids``/``attention_mask``/``labels``.
+    ``ends[i]`` False: response i was cut at its sampling budget and gets no eos (``response_token_ids``)."""
 
     def __init__(
         self,
@@ -47,6 +48,7 @@ class SFTData:
         responses: Sequence[str],
         max_len: int,
         chat: bool = False,
+        ends: Sequence[bool] | None = None,
     ) -> None:
         if len(prompts) != len(responses):
             raise ValueError(f"SFT data: {len(prompts)} prompts but {len(responses)} responses")
@@ -55,7 +57,7 @@ class SFTData:
         _check_tokenizer(tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat)
-        self.response_ids = response_token_ids(tokenizer, responses)
+        self.response_ids = response_token_ids(tokenizer, responses, ends)
         check_lengths(self.prompt_ids, self.response_ids, max_len, drop_long=False)
 
     @classmethod
@@ -85,7 +87,9 @@ class PreferenceData:
     """(prompt, chosen, rejected) triples with the reference's summed log-probs of chosen and rejected.
 
     A batch of B pairs holds ``input_ids``/``attention_mask``/``labels`` of shape ``[2B, T]`` (rows 0..B-1
-    chosen, B..2B-1 rejected) and ``ref_chosen``/``ref_rejected`` of shape ``[B]``."""
+    chosen, B..2B-1 rejected) and ``ref_chosen``/``ref_rejected`` of shape ``[B]``. ``rejected_ends[i]`` False:
+    rejected response i was cut at its sampling budget and gets no eos (its reference log-prob must be computed
+    the same way)."""
 
     def __init__(
         self,
@@ -97,6 +101,7 @@ class PreferenceData:
         ref_chosen_logps: Sequence[float],
         ref_rejected_logps: Sequence[float],
         chat: bool = False,
+        rejected_ends: Sequence[bool] | None = None,
     ) -> None:
         sizes = {len(prompts), len(chosen), len(rejected), len(ref_chosen_logps), len(ref_rejected_logps)}
         if len(sizes) != 1:
@@ -114,7 +119,7 @@ class PreferenceData:
         self.pad_id = tokenizer.pad_token_id
         self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat)
         self.chosen_ids = response_token_ids(tokenizer, chosen)
-        self.rejected_ids = response_token_ids(tokenizer, rejected)
+        self.rejected_ids = response_token_ids(tokenizer, rejected, rejected_ends)
         check_pair_lengths(self.prompt_ids, self.chosen_ids, self.rejected_ids, max_len, drop_long=False)
         self.ref_chosen = torch.tensor([float(v) for v in ref_chosen_logps], dtype=torch.float32)
         self.ref_rejected = torch.tensor([float(v) for v in ref_rejected_logps], dtype=torch.float32)

@@ -86,13 +86,15 @@ def build_pairs(
             [bool(r["correct"]) for r in group],
             cfg.pairs_per_question,
             gold[qid] if cfg.add_gold else None,
+            [bool(r.get("truncated")) for r in group],
         )
-        rows += [{"id": p.question_id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected} for p in pairs]
+        rows += [{"id": p.question_id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
+                  "rejected_ends": not p.rejected_truncated} for p in pairs]  # fmt: skip
     if not rows:
         return rows
     prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows])
     chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
-    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows])
+    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
     return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
 
 
@@ -128,9 +130,9 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
         if cfg.objective != "sft":
             rejected = [p["rejected"] for p in pairs]
-            ref = cached_rows(
-                it / "reference.parquet", reference_logprobs_rows, model, tok, prompts, chosen, rejected, cfg, progress
-            )
+            rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
+            ref = cached_rows(it / "reference.parquet", reference_logprobs_rows, model, tok, prompts, chosen, rejected,
+                              cfg, progress, rejected_ends)  # fmt: skip
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
@@ -149,6 +151,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
                 prompts=prompts,
                 chosen=chosen,
                 rejected=rejected,
+                rejected_ends=rejected_ends,
                 max_len=cfg.max_len,
                 ref_chosen_logps=[x["ref_chosen"] for x in ref],
                 ref_rejected_logps=[x["ref_rejected"] for x in ref],
@@ -173,9 +176,13 @@ def reference_logprobs_rows(
     rejected: list[str],
     cfg: IRPOConfig,
     progress: bool = True,
+    rejected_ends: list[bool] | None = None,
 ) -> list[dict[str, float]]:
-    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1}."""
+    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1} (a truncated rejected
+    response without an eos, as it trains)."""
+    ends = [True] * len(chosen) + (rejected_ends if rejected_ends is not None else [True] * len(rejected))
+    precision = resolved_precision(cfg.train)  # the policy's autocast
     logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress,
-                               mixed_precision=resolved_precision(cfg.train))  # as the policy trains  # fmt: skip
+                               mixed_precision=precision, ends=ends)  # fmt: skip
     ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

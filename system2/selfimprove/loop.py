@@ -276,12 +276,12 @@ def finetune_sft(
     cfg: TrainConfig,
     out: Path,
     progress: bool = True,
+    ends: Sequence[bool] | None = None,
 ) -> Path:
     """``finetune`` on (prompt, response) pairs with the SFT loss on the response tokens (SFT on gold, expert
-    iteration, RCRL, STaR)."""
-    return finetune(
-        init, SFTData, make_sft_loss_fn(), cfg, out, progress, prompts=prompts, responses=responses, max_len=max_len
-    )
+    iteration, RCRL, STaR); ``ends[i]`` False: response i was cut at max_new_tokens and gets no eos."""
+    return finetune(init, SFTData, make_sft_loss_fn(), cfg, out, progress, prompts=prompts, responses=responses,
+                    max_len=max_len, ends=ends)  # fmt: skip
 
 
 def cached_json(path: Path, compute: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:

@@ -41,21 +41,28 @@ class RewardData:
     """(question, solution, label) examples as tensors for the training loop."""
 
     def __init__(
-        self, tokenizer: Any, prompts: Sequence[str], responses: Sequence[str], labels: Sequence[bool], max_len: int
+        self,
+        tokenizer: Any,
+        prompts: Sequence[str],
+        responses: Sequence[str],
+        labels: Sequence[bool],
+        max_len: int,
+        ends: Sequence[bool] | None = None,
     ):
         if not len(prompts) == len(responses) == len(labels):
             raise ValueError("prompts, responses and labels must have the same length")
         self.tokenizer, self.max_len = tokenizer, max_len
         self.prompts, self.responses = list(prompts), list(responses)
+        self.ends = list(ends) if ends is not None else [True] * len(self.prompts)  # False: truncated, no eos
         self.labels = torch.tensor([float(x) for x in labels])
 
     def __len__(self) -> int:
         return len(self.prompts)
 
     def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
-        enc = encode_prompt_response(
-            self.tokenizer, [self.prompts[i] for i in indices], [self.responses[i] for i in indices], self.max_len
-        )
+        enc = encode_prompt_response(self.tokenizer, [self.prompts[i] for i in indices],
+                                     [self.responses[i] for i in indices], self.max_len,
+                                     ends=[self.ends[i] for i in indices])  # fmt: skip
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "label": self.labels[indices]}
 
 
@@ -95,13 +102,17 @@ def score_solutions(
     max_len: int,
     batch_size: int = 64,
     progress: bool = True,
+    ends: Sequence[bool] | None = None,
 ) -> list[float]:
-    """P(correct) for each (question, solution); ``progress`` shows the solutions scored."""
+    """P(correct) for each (question, solution); ``ends[i]`` False: solution i was truncated (no eos, as it
+    trained); ``progress`` shows the solutions scored."""
     model.eval()
     out: list[float] = []
+    flags = list(ends) if ends is not None else [True] * len(prompts)
     with Progress(len(prompts), "score solutions (ORM)", enabled=progress) as bar:
         for s in range(0, len(prompts), batch_size):
-            enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len)
+            enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len,
+                                         ends=flags[s : s + batch_size])  # fmt: skip
             logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.squeeze(-1)
             out += torch.sigmoid(logits.float()).tolist()
             bar.update(len(out))
@@ -132,9 +143,8 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     final = out / "orm"
     if not (final / "orm.json").is_file():
         model, tok = load_orm(cfg.model)
-        data = RewardData(
-            tok, [r["question"] for r in rows], [r["text"] for r in rows], [r["correct"] for r in rows], cfg.max_len
-        )
+        data = RewardData(tok, [r["question"] for r in rows], [r["text"] for r in rows], [r["correct"] for r in rows],
+                          cfg.max_len, ends=[not r.get("truncated") for r in rows])  # fmt: skip
         train(model, data, orm_loss, cfg.train, out / "train", progress=progress)
         from system2.runs import atomic_dir
 
@@ -162,7 +172,8 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
         batch_size=cfg.batch_size,
     )
     orm, otok = load_orm(orm_dir)
-    scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len)
+    scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
+                             ends=[not r["truncated"] for r in rows])  # fmt: skip
     acc = sum((s > 0.5) == bool(r["correct"]) for s, r in zip(scores, rows, strict=True)) / len(rows)
     groups = list(group_by_question(rows).values())
     k = cfg.eval_samples

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -22,9 +23,10 @@ class Pair:
     prompt: str
     chosen: str
     rejected: str
+    rejected_truncated: bool = False  # the rejected sample was cut at max_new_tokens: it gets no eos
 
 
-def wraparound_pairs(winners: Sequence[str], losers: Sequence[str], k: int) -> list[tuple[str, str]]:
+def wraparound_pairs(winners: Sequence[Any], losers: Sequence[Any], k: int) -> list[tuple[Any, Any]]:
     """Up to ``k`` distinct (winner, loser) pairs by walking both lists together with wrap-around; none if
     either list is empty."""
     if k < 1:
@@ -43,14 +45,17 @@ def question_pairs(
     correct: Sequence[bool],
     k: int,
     gold: str | None = None,
+    truncated: Sequence[bool] | None = None,
 ) -> list[Pair]:
     """IRPO pairs for one question: winners = correct samples (+ ``gold`` when given, appended last so
     the model's own solutions are paired first), losers = wrong samples. A text sampled several times
-    counts once (first-seen order), so the pairs are distinct by content, not only by index."""
-    if len(samples) != len(correct):
-        raise ValueError(f"{len(samples)} samples but {len(correct)} correctness flags")
+    counts once (first-seen order), so the pairs are distinct by content, not only by index; ``truncated``
+    (per sample) marks losers cut at max_new_tokens (a cut text and the same text finished are two losers)."""
+    cut = list(truncated) if truncated is not None else [False] * len(samples)
+    if not len(samples) == len(correct) == len(cut):
+        raise ValueError(f"{len(samples)} samples but {len(correct)} correctness and {len(cut)} truncation flags")
     winners = list(dict.fromkeys([s for s, ok in zip(samples, correct, strict=True) if ok]))
-    losers = list(dict.fromkeys([s for s, ok in zip(samples, correct, strict=True) if not ok]))
+    losers = list(dict.fromkeys([(s, c) for s, ok, c in zip(samples, correct, cut, strict=True) if not ok]))
     if gold is not None and gold not in winners:
         winners.append(gold)
-    return [Pair(question_id, prompt, w, lo) for w, lo in wraparound_pairs(winners, losers, k)]
+    return [Pair(question_id, prompt, w, lo, lo_cut) for w, (lo, lo_cut) in wraparound_pairs(winners, losers, k)]

@@ -47,7 +47,8 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
         pool += rows
         prompts = [tag(x["question"], x["correct"]) for x in pool]
         texts = [x["text"] for x in pool]
-        current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
+        ends = [not x.get("truncated") for x in pool]  # a truncated sample is trained without an invented eos
+        current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress, ends)
         stats = {
             "round": r,
             "model": str(current),
