@@ -339,3 +339,18 @@ def test_ppo_adds_no_eos_to_a_truncated_sample(world: dict, monkeypatch) -> None
     last = [roll.batch["input_ids"][i][roll.batch["attention_mask"][i].bool()][-1].item() for i in range(2)]
     assert last[0] != tok.eos_token_id and last[1] == tok.eos_token_id
     assert int(roll.mask[0].sum()) == int(roll.mask[1].sum()) - 1  # one response token fewer: no phantom action
+
+
+def test_irpo_stops_cleanly_when_an_iteration_yields_too_few_pairs(world: dict, tmp_path: Path) -> None:
+    """Fewer pairs than min_pairs ends the run with a row that says so (no training, no error); a rerun returns
+    the same rows; min_pairs must be at least 1."""
+    cfg = IRPOConfig(
+        model=world["model"], train_data=world["train"], out=str(tmp_path / "irpo"), iterations=3, samples=2,
+        pairs_per_question=2, min_pairs=10**6, train=_train(1), **COMMON,
+    )  # fmt: skip
+    rows = run_irpo(cfg, progress=False)
+    assert [r["iteration"] for r in rows] == [0, 1] and "fewer than min_pairs=1000000" in rows[1]["stopped"]
+    assert not (tmp_path / "irpo" / "iter-1" / "train").exists() and not (tmp_path / "irpo" / "iter-2").exists()
+    assert run_irpo(cfg, progress=False) == rows
+    with pytest.raises(ConfigError, match="min_pairs must be >= 1"):
+        IRPOConfig(model=world["model"], train_data=world["train"], out="x", min_pairs=0).validate()

@@ -52,14 +52,15 @@ class IRPOConfig(LoopConfig):
     nll_norm: str = "sequence"  # sequence (paper: per chosen sequence, then mean) | token (TRL: batch token mean)
     add_gold: bool = True  # gold solution joins the winners (GSM8K/MATH)
     epochs: float = 0.0  # > 0: train for this many passes over the pairs (overrides train.steps)
+    min_pairs: int = 1  # an iteration with fewer pairs ends the run (converged: too few right-and-wrong questions)
     train: TrainConfig = field(  # each iteration's training
         default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10)
     )
 
     def validate(self) -> None:
         super().validate()
-        if self.iterations < 1 or self.samples < 1 or self.pairs_per_question < 1:
-            raise ConfigError("iterations, samples and pairs_per_question must be >= 1")
+        if min(self.iterations, self.samples, self.pairs_per_question, self.min_pairs) < 1:
+            raise ConfigError("iterations, samples, pairs_per_question and min_pairs must be >= 1")
         if self.objective not in ("dpo", "sft"):
             raise ConfigError(f"objective must be 'dpo' or 'sft', got {self.objective!r}")
         if self.nll_norm not in ("sequence", "token"):
@@ -125,8 +126,13 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             progress=progress,
         )
         pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok)
-        if not pairs:
-            raise ValueError(f"iteration {t}: no question has both a right and a wrong sample; nothing to train on")
+        if len(pairs) < cfg.min_pairs:  # converged: too few questions with both a right and a wrong sample
+            del model
+            accuracy = sum(bool(r["correct"]) for r in samples) / len(samples)
+            results.append({"iteration": t, "stopped": f"{len(pairs)} pairs, fewer than min_pairs={cfg.min_pairs}",
+                            "pairs": len(pairs), "questions_with_pairs": len({p["id"] for p in pairs}),
+                            "train_sample_accuracy": accuracy})  # fmt: skip
+            break
         prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
         if cfg.objective != "sft":
             rejected = [p["rejected"] for p in pairs]
