@@ -354,3 +354,25 @@ def test_irpo_stops_cleanly_when_an_iteration_yields_too_few_pairs(world: dict, 
     assert run_irpo(cfg, progress=False) == rows
     with pytest.raises(ConfigError, match="min_pairs must be >= 1"):
         IRPOConfig(model=world["model"], train_data=world["train"], out="x", min_pairs=0).validate()
+
+
+def test_expert_iteration_can_retrain_from_a_pretrained_base(world: dict, tmp_path: Path, monkeypatch) -> None:
+    """With ``base`` every round fine-tunes the base, while round 1 still samples from ``model``."""
+    import shutil
+
+    import system2.selfimprove.expert_iteration as ei
+
+    base = tmp_path / "base"
+    shutil.copytree(world["model"], base)
+    calls: list[str] = []
+    real = ei.finetune_sft
+    monkeypatch.setattr(ei, "finetune_sft", lambda init, *a, **k: calls.append(str(init)) or real(init, *a, **k))
+    cfg = ExpertIterationConfig(
+        model=world["model"], base=str(base), train_data=world["train"], out=str(tmp_path / "ei"), rounds=2,
+        samples=3, temperature=0.3, train=_train(2), **COMMON,
+    )  # fmt: skip
+    run_expert_iteration(cfg, progress=False)
+    assert calls and set(calls) == {str(base)}
+    with pytest.raises(ConfigError, match="base: "):
+        ExpertIterationConfig(model=world["model"], base=str(tmp_path / "nope"), train_data=world["train"],
+                              out="x").validate()  # fmt: skip

@@ -2,7 +2,8 @@
 
 Round r: sample K solutions per training question from the current policy; keep the correct ones and
 drop exact duplicates; the round's data set is the union with every earlier round's (D_r = R_r + D_{r-1});
-the next policy is fine-tuned **from the initial model** on D_r (not from the previous round's model).
+the next policy is fine-tuned **from the initial model** on D_r (not from the previous round's model), or from a
+pretrained ``base`` when one is given (the sampling policy of round 1 is still ``model``).
 Every round is evaluated on held-out questions. Stages land in ``OUT/round-R/`` and are skipped when
 present, so a killed run resumes where it stopped.
 """
@@ -13,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.lm.io import load_lm
+from system2.config import ConfigError
+from system2.lm.io import check_lm_dir, load_lm
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
 from system2.tasks.arithmetic import Problem
 
@@ -24,6 +26,15 @@ class ExpertIterationConfig(RoundsConfig):
     (paper: 96 [S]; docs/selfimprove.md)."""
 
     rounds: int = 4  # rounds of sample, keep the correct, retrain (paper: 4 or 5)
+    base: str = ""  # a pretrained base to fine-tune every round from instead of ``model`` (e.g. the model before SFT)
+
+    def validate(self) -> None:
+        super().validate()
+        if self.base:
+            try:
+                check_lm_dir(self.base)
+            except (FileNotFoundError, ValueError) as e:
+                raise ConfigError(f"base: {e}") from None
 
 
 def correct_unique(samples: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -57,7 +68,8 @@ def run_expert_iteration(
         data = list(union.values())
         if data:
             prompts, texts = [d["question"] for d in data], [d["text"] for d in data]
-            current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
+            init = cfg.base or cfg.model  # never the previous round's model
+            current = finetune_sft(init, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
         else:  # no correct sample yet: nothing to imitate, the policy stays the initial model
             current = cfg.model
         drawn = len(problems) * cfg.samples * r
