@@ -376,3 +376,22 @@ def test_expert_iteration_can_retrain_from_a_pretrained_base(world: dict, tmp_pa
     with pytest.raises(ConfigError, match="base: "):
         ExpertIterationConfig(model=world["model"], base=str(tmp_path / "nope"), train_data=world["train"],
                               out="x").validate()  # fmt: skip
+
+
+def test_irpo_caps_the_pairs_of_an_iteration_with_a_seeded_sample(world: dict, tmp_path: Path) -> None:
+    from system2.lm.io import load_lm
+    from system2.selfimprove.irpo import build_pairs
+    from system2.tasks.arithmetic import read_problems
+
+    _, tok = load_lm(world["model"])
+    problems = read_problems(world["train"])[:6]
+    samples = [{"id": p.id, "question": p.question, "text": f"wrong {i}", "correct": False, "truncated": False}
+               for p in problems for i in range(3)]  # fmt: skip
+    gold = {p.id: p.solution for p in problems}
+    base = dict(model=world["model"], train_data=world["train"], out="x", pairs_per_question=3, **COMMON)
+    every = build_pairs(IRPOConfig(**base), samples, gold, tok)
+    capped = build_pairs(IRPOConfig(**base, max_pairs=5), samples, gold, tok, iteration=1)
+    assert len(every) == 18 and len(capped) == 5
+    assert [every.index(p) for p in capped] == sorted(every.index(p) for p in capped)  # a subset, in order
+    assert build_pairs(IRPOConfig(**base, max_pairs=5), samples, gold, tok, iteration=1) == capped  # seeded
+    assert build_pairs(IRPOConfig(**base, max_pairs=5), samples, gold, tok, iteration=2) != capped  # per iteration

@@ -16,6 +16,7 @@ result) and is skipped when present, so a killed run resumes at the stage where 
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,9 @@ class IRPOConfig(LoopConfig):
     add_gold: bool = True  # gold solution joins the winners (GSM8K/MATH)
     epochs: float = 0.0  # > 0: train for this many passes over the pairs (overrides train.steps)
     min_pairs: int = 1  # an iteration with fewer pairs ends the run (converged: too few right-and-wrong questions)
+    max_pairs: int = (
+        0  # keep at most this many pairs per iteration, a seeded sample (paper: about 60k on GSM8K); 0: all
+    )
     train: TrainConfig = field(  # each iteration's training
         default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10)
     )
@@ -61,6 +65,8 @@ class IRPOConfig(LoopConfig):
         super().validate()
         if min(self.iterations, self.samples, self.pairs_per_question, self.min_pairs) < 1:
             raise ConfigError("iterations, samples, pairs_per_question and min_pairs must be >= 1")
+        if self.max_pairs < 0:
+            raise ConfigError(f"max_pairs must be >= 0 (0: keep every pair), got {self.max_pairs}")
         if self.objective not in ("dpo", "sft"):
             raise ConfigError(f"objective must be 'dpo' or 'sft', got {self.objective!r}")
         if self.nll_norm not in ("sequence", "token"):
@@ -75,9 +81,10 @@ class IRPOConfig(LoopConfig):
 
 
 def build_pairs(
-    cfg: IRPOConfig, samples: list[dict[str, Any]], gold: dict[str, str], tokenizer: Any
+    cfg: IRPOConfig, samples: list[dict[str, Any]], gold: dict[str, str], tokenizer: Any, iteration: int = 1
 ) -> list[dict[str, Any]]:
-    """Pairs of one iteration from its scored samples, as rows; pairs longer than ``max_len`` are dropped."""
+    """Pairs of one iteration from its scored samples, as rows; pairs longer than ``max_len`` are dropped, and at
+    most ``max_pairs`` are kept (a sample seeded by the run's seed and the iteration)."""
     rows = []
     for qid, group in group_by_question(samples).items():
         pairs = question_pairs(
@@ -96,7 +103,11 @@ def build_pairs(
     prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows])
     chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
     rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
-    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    kept = [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    if cfg.max_pairs and len(kept) > cfg.max_pairs:  # a seeded sample, in the original order
+        chosen = sorted(random.Random(f"irpo-pairs-{cfg.seed}-{iteration}").sample(range(len(kept)), cfg.max_pairs))
+        kept = [kept[i] for i in chosen]
+    return kept
 
 
 def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> list[dict[str, Any]]:
@@ -125,7 +136,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             batch_size=cfg.batch_size,
             progress=progress,
         )
-        pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok)
+        pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok, t)
         if len(pairs) < cfg.min_pairs:  # converged: too few questions with both a right and a wrong sample
             del model
             accuracy = sum(bool(r["correct"]) for r in samples) / len(samples)
