@@ -395,3 +395,22 @@ def test_irpo_caps_the_pairs_of_an_iteration_with_a_seeded_sample(world: dict, t
     assert [every.index(p) for p in capped] == sorted(every.index(p) for p in capped)  # a subset, in order
     assert build_pairs(IRPOConfig(**base, max_pairs=5), samples, gold, tok, iteration=1) == capped  # seeded
     assert build_pairs(IRPOConfig(**base, max_pairs=5), samples, gold, tok, iteration=2) != capped  # per iteration
+
+
+def test_a_model_without_a_pad_token_runs_every_loop(world: dict, tmp_path: Path) -> None:
+    """A checkpoint whose tokenizer has no pad token (most base LLMs) runs as is: the loops pad with eos, which
+    is safe because padding is tracked by attention masks."""
+    from system2.lm.io import load_lm, save_lm
+    from system2.selfimprove.orm import load_orm
+
+    model, tok = load_lm(world["model"])
+    tok.pad_token = None
+    no_pad = save_lm(model, tok, tmp_path / "no_pad")
+    assert load_lm(no_pad, pad_with_eos=True)[1].pad_token_id == tok.eos_token_id
+    small = TrainConfig(steps=2, batch_size=2, warmup=1, tensorboard=False)  # few samples are right at first
+    cfg = ExpertIterationConfig(model=str(no_pad), train_data=world["train"], eval_data=world["test"],
+                                out=str(tmp_path / "ei"), rounds=1, samples=2, temperature=0.3, train=small,
+                                **COMMON)  # fmt: skip
+    rows = run_expert_iteration(cfg, progress=False)
+    assert [r["round"] for r in rows] == [0, 1] and "maj@1" in rows[1]
+    assert load_orm(no_pad)[1].pad_token_id == tok.eos_token_id

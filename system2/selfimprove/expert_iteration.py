@@ -88,7 +88,7 @@ def _draw(
     cfg: ExpertIterationConfig, policy: str | Path, problems: list[Problem], seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's correct samples of ``policy``, one per distinct solution text and question."""
-    model, tok = load_lm(policy)
+    model, tok = load_lm(policy, pad_with_eos=True)
     rows = sample_and_score(
         model,
         tok,

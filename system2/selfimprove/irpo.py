@@ -121,7 +121,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
     current: str | Path = cfg.model
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter-{t}"
-        model, tok = load_lm(current)
+        model, tok = load_lm(current, pad_with_eos=True)
         temp = cfg.temperature(t)
         samples = cached_rows(
             it / "samples.parquet",

@@ -98,7 +98,7 @@ class LoopConfig:
         result, per_question = out / "result.json", out / QUESTIONS
         if result.is_file() and per_question.is_file():
             return read_json(result)
-        model, tok = load_lm(model_dir)
+        model, tok = load_lm(model_dir, pad_with_eos=True)
         rows = evaluate_questions(
             model,
             tok,
@@ -262,7 +262,7 @@ def finetune(
     final = out / "model"
     if (final / "config.json").is_file():
         return final
-    model, tokenizer = load_lm(init)
+    model, tokenizer = load_lm(init, pad_with_eos=True)
     train(model, make_data(tokenizer, **data), loss_fn, cfg, out, progress=progress)
     save_lm(model, tokenizer, final)
     return final

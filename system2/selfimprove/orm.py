@@ -77,11 +77,11 @@ def load_orm(path: str | Path) -> tuple[torch.nn.Module, Any]:
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path} is not a model directory (no config.json)")
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token_id is None:
-        raise ValueError(
-            f"the tokenizer in {path} has no pad token: set one (e.g. tokenizer.pad_token = tokenizer.eos_token)"
-        )
+    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    if tok.pad_token_id is None:  # pad with eos, as the loops do: padding is tracked by attention masks
+        if tok.eos_token_id is None:
+            raise ValueError(f"the tokenizer in {path} has neither a pad nor an eos token: set a pad token")
+        tok.pad_token = tok.eos_token
     from transformers.utils import logging as hf_logging
 
     level = hf_logging.get_verbosity()
@@ -126,7 +126,7 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     problems, _ = cfg.problems()
 
     def draw() -> list[dict[str, Any]]:
-        policy, tok = load_lm(cfg.model)
+        policy, tok = load_lm(cfg.model, pad_with_eos=True)
         return sample_and_score(
             policy,
             tok,
@@ -160,7 +160,7 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
     _, test = cfg.problems()
     if not test:
         return {}
-    policy, tok = load_lm(cfg.model)
+    policy, tok = load_lm(cfg.model, pad_with_eos=True)
     rows = sample_and_score(
         policy,
         tok,

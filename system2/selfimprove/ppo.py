@@ -341,9 +341,9 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
     gold = {p.id: p.solution for p in problems}
 
     torch.manual_seed(cfg.seed)
-    ref, _ = load_lm(cfg.model)
+    ref, _ = load_lm(cfg.model, pad_with_eos=True)
     ref.eval().requires_grad_(False).to(device)
-    policy, tok = load_lm(cfg.model)
+    policy, tok = load_lm(cfg.model, pad_with_eos=True)
     value_head = torch.nn.Linear(policy.config.hidden_size, 1)
     torch.nn.init.zeros_(value_head.weight)
     torch.nn.init.zeros_(value_head.bias)

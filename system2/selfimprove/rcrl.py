@@ -64,7 +64,7 @@ def _draw(
     cfg: RCRLConfig, policy: str | Path, problems: list[Problem], prefix: str, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
-    model, tok = load_lm(policy)
+    model, tok = load_lm(policy, pad_with_eos=True)
     rows = sample_and_score(
         model,
         tok,
