@@ -72,6 +72,14 @@ def _config(world: dict[str, Path], out: Path, **kwargs) -> BTXConfig:
     return dataclasses.replace(cfg, **kwargs)
 
 
+def _finetuned(cfg: BTXConfig) -> Path:
+    """Every stage up to the fine-tuned mix."""
+    run_branch(cfg)
+    run_train(cfg, progress=False)
+    run_mix(cfg)
+    return run_finetune(cfg, progress=False)
+
+
 def _mtime(path: Path) -> float:
     return (path / "model.safetensors").stat().st_mtime_ns
 
@@ -170,10 +178,7 @@ def test_an_expert_trained_elsewhere_joins_the_mix_without_branch_or_train(world
 
 def test_switch_routing_finetunes_and_reloads_with_its_routing(world, tmp_path):
     cfg = _config(world, tmp_path / "run", routing="switch")
-    run_branch(cfg)
-    run_train(cfg, progress=False)
-    run_mix(cfg)
-    final = run_finetune(cfg, progress=False)
+    final = _finetuned(cfg)
     config = json.loads((final / "config.json").read_text())
     assert config["system2_routing"] == "switch" and config["num_experts_per_tok"] == 1
     model, tok = load_finetuned(final)
@@ -201,10 +206,7 @@ def test_the_cli_runs_every_stage_from_one_config(world, tmp_path):
 
 def test_sampled_routing_finetunes_to_the_same_model_whatever_ran_before(world, tmp_path):
     cfg = _config(world, tmp_path / "a", routing="sample_top1")
-    run_branch(cfg)
-    run_train(cfg, progress=False)
-    run_mix(cfg)
-    first = run_finetune(cfg, progress=False)
+    first = _finetuned(cfg)
     trained = [dataclasses.replace(d, expert=str(tmp_path / "a" / "experts" / d.name / "model")) for d in cfg.domains]
     again = dataclasses.replace(cfg, out=str(tmp_path / "b"), domains=trained)
     torch.rand(1000)  # another history of the global generator

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from system2.btx.routing import variant_scores
+from system2.btx.routing import routing_of, variant_scores
 from system2.lm.io import load_lm
 from system2.lm.logprobs import labelled_logprobs
 from system2.lm.reversal_data import plain_lm_data
@@ -42,8 +42,7 @@ def active_params(config: Any) -> int:
 def _routed_shares(router_logits: Sequence[torch.Tensor], model: Any, mask: torch.Tensor) -> torch.Tensor:
     """``[B, N]``: per document, the share of its routed token slots each expert receives, averaged over layers
     (soft routing sends every token to every expert: there, each expert's share of the routing weight)."""
-    gate = model.model.layers[0].mlp.gate
-    routing, k = getattr(gate, "routing", "topk"), int(model.config.num_experts_per_tok)
+    routing, k = routing_of(model), int(model.config.num_experts_per_tok)
     n = int(model.config.num_local_experts)
     b, t = mask.shape
     shares = torch.zeros(b, n)

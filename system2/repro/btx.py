@@ -39,7 +39,7 @@ from system2.btx.stages import (
     run_train,
 )
 from system2.lm.corpus import read_corpus
-from system2.lm.io import load_lm, save_lm
+from system2.lm.io import save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.reversal_data import plain_lm_data
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
@@ -47,9 +47,9 @@ from system2.repro.btx_claims import BTM, BTX, DENSE, NO_LB, SEED, UPCYCLING, cl
 from system2.repro.btx_report import report
 from system2.repro.framework import print_claims, start_repro, with_overrides
 from system2.repro.reverse_arm import LlamaSize
-from system2.selfimprove.loop import cached_rows
+from system2.selfimprove.loop import cached_rows, finetune
 from system2.tasks.domains import DOMAINS, DomainsConfig, vocabulary, write_domains
-from system2.train import TrainConfig, train
+from system2.train import TrainConfig
 
 VARIANTS = {"btx switch": "switch", "btx sample-top1": "sample_top1", "btx soft": "soft"}
 ARMS = (BTX, NO_LB, *VARIANTS, UPCYCLING, BTM, DENSE)
@@ -88,19 +88,15 @@ def train_config(scale: BTXScale, steps: int, seed: int) -> TrainConfig:
 
 def train_dense(init: Path | None, tokenizer: Any, texts: list[str], scale: BTXScale, cfg: TrainConfig,
                 run_dir: Path) -> Path:  # fmt: skip
-    """A dense Llama (from ``init``, or fresh weights seeded by ``cfg.seed``) trained on ``texts`` into
-    ``run_dir/model``; resumes, and is skipped when finished."""
-    final = run_dir / "model"
-    if not (final / "config.json").is_file():
-        if init is None:
+    """A dense Llama (from ``init``, or fresh weights seeded by ``cfg.seed``, saved once in ``run_dir/init``)
+    trained on ``texts`` into ``run_dir/model`` by the loops' ``finetune``; resumes, and is skipped when finished."""
+    if init is None:
+        init = run_dir / "init"
+        if not (init / "config.json").is_file():
             m = scale.model
-            model = tiny_llama(tokenizer, d_model=m.d_model, n_layers=m.layers, n_heads=m.heads,
-                               max_len=scale.max_len, seed=cfg.seed, d_ff=m.d_ff or None)  # fmt: skip
-        else:
-            model, tokenizer = load_lm(init, pad_with_eos=True)
-        train(model, plain_lm_data(tokenizer, texts, scale.max_len), make_sft_loss_fn("token"), cfg, run_dir)
-        save_lm(model, tokenizer, final)
-    return final
+            save_lm(tiny_llama(tokenizer, d_model=m.d_model, n_layers=m.layers, n_heads=m.heads, max_len=scale.max_len,
+                               seed=cfg.seed, d_ff=m.d_ff or None), tokenizer, init)  # fmt: skip
+    return finetune(init, plain_lm_data, make_sft_loss_fn("token"), cfg, run_dir, texts=texts, max_len=scale.max_len)
 
 
 def _config(path: Path) -> Any:
