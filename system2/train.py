@@ -308,10 +308,37 @@ def _py_rng_state() -> list[Any]:
     return [version, list(internal), gauss]
 
 
+def _carry_tensorboard_events(writer: Any, old_files: list[Path], resumed_step: int) -> None:
+    """Copy the scalars logged up to ``resumed_step`` from ``old_files`` into ``writer``'s new event file,
+    then delete the old files. TensorBoard reads a directory's event files in name order, and a name
+    (second, host, pid, counter) written later can sort first, so a purge step is not enough to log each
+    step once; one file per directory is. The old files go only after the new one is flushed (a run
+    killed in between leaves duplicates, which the next resume drops)."""
+    if not old_files:
+        return
+    from tensorboard.backend.event_processing.event_file_loader import LegacyEventFileLoader
+
+    kept: dict[tuple[int, tuple[str, ...]], Any] = {}
+    for path in old_files:
+        try:
+            events = list(LegacyEventFileLoader(str(path)).Load())
+        except Exception as err:  # a damaged file loses only its own events
+            print(f"skipping the unreadable TensorBoard file {path}: {err}")
+            continue
+        for event in events:
+            if event.HasField("summary") and event.step <= resumed_step:
+                kept.setdefault((event.step, tuple(v.tag for v in event.summary.value)), event)
+    for event in sorted(kept.values(), key=lambda e: (e.step, e.wall_time)):
+        writer.file_writer.add_event(event, step=event.step, walltime=event.wall_time)
+    writer.flush()
+    for path in old_files:
+        path.unlink(missing_ok=True)
+
+
 class _MetricsLogger:
     """Append-only JSONL plus TensorBoard scalars, both in the run directory. A resumed run first drops
-    what was logged after its checkpoint (the rows in ``metrics.jsonl``; TensorBoard purges them on
-    reading), so each step is logged once."""
+    what was logged after its checkpoint (the rows in ``metrics.jsonl``; the events in ``tensorboard/``,
+    kept in one file), so each step is logged once."""
 
     def __init__(self, out: Path, tensorboard: bool, resumed_step: int = 0) -> None:
         path = out / "metrics.jsonl"
@@ -323,7 +350,9 @@ class _MetricsLogger:
         if tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
-            self.tb = SummaryWriter(str(out / "tensorboard"), purge_step=resumed_step + 1 if resumed_step else None)
+            old = sorted((out / "tensorboard").glob("events.out.tfevents.*"))
+            self.tb = SummaryWriter(str(out / "tensorboard"))
+            _carry_tensorboard_events(self.tb, old, resumed_step)
 
     def log(self, row: dict[str, float]) -> None:
         self.file.write(json.dumps(row) + "\n")

@@ -148,6 +148,10 @@ def test_training_resumes_past_a_damaged_checkpoint_and_logs_each_step_once(tmp_
     newest = tmp_path / "part" / "ckpt" / "step-00000006"
     data = (newest / "trainer.pt").read_bytes()
     (newest / "trainer.pt").write_bytes(data[:100])
+    # TensorBoard reads event files in name order; give the old file a name that sorts after any new one
+    # (as a same-second rerun's counter 10 sorts before 9) so a purge step alone would log steps twice
+    (old,) = (tmp_path / "part" / "tensorboard").glob("events.out.tfevents.*")
+    old.rename(old.with_name("events.out.tfevents.9999999999.host.1.0"))
     again = _Reg()
     train(again, _Data(), _loss, cfg, tmp_path / "part", progress=False)
     assert torch.equal(again.lin.weight, full.lin.weight) and torch.equal(again.lin.bias, full.lin.bias)
