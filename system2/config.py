@@ -142,6 +142,17 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return plain(cfg)
 
 
+def default_settings(cls: Any) -> dict[str, Any]:
+    """``to_dict`` of the defaults of a config dataclass (or of its type); a field without a default is left out."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = to_dict(f.default)
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = to_dict(f.default_factory())
+    return out
+
+
 def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     """``["a.b=1", "c=x"]`` -> ``{"a": {"b": "1"}, "c": "x"}`` (values stay text until coerced)."""
     out: dict[str, Any] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.planning.generate import GenerateConfig, generate_dataset, read_split
 from system2.planning.recipes import (
     ModelSettings,
@@ -46,7 +46,7 @@ def run_demo(cfg: DemoConfig, restart: bool = False) -> dict[str, Any]:
 
     cfg.validate()
     console = make_console()
-    out = open_run(cfg.out, "demo", to_dict(cfg), restart=restart, log=lambda _: None)
+    out = open_run(cfg.out, "demo", cfg, restart=restart, log=lambda _: None)
     data = out / "mazes"
     console.rule(f"1. {cfg.train + cfg.test} {cfg.size}x{cfg.size} mazes and their A* search dynamics")
     gen = GenerateConfig(width=cfg.size, height=cfg.size, train=cfg.train, test=cfg.test, seed=0, workers=2)

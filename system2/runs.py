@@ -22,6 +22,7 @@ what to do.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -30,6 +31,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from system2.config import default_settings, to_dict
 
 RUN_FILE = "run.json"
 # leaf setting names that never change a result: where the run lives, speed and logging
@@ -231,23 +234,30 @@ def move_aside(path: str | os.PathLike[str]) -> Path:
     return target
 
 
-def _differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
-    a, b = _identity(old), _identity(new)
+def _differences(
+    old: Mapping[str, Any], new: Mapping[str, Any], defaults: Mapping[str, Any] | None = None
+) -> list[str]:
+    """The settings that differ, as ``key: old -> new`` lines. A key the old record lacks is no difference when
+    the new value is its ``defaults`` value: a setting added later keeps the old behaviour by default."""
+    a, b, d = _identity(old), _identity(new), _identity(defaults or {})
     return [
         f"{k}: {a.get(k, '(unset)')!r} -> {b.get(k, '(unset)')!r}"
         for k in sorted(set(a) | set(b))
-        if a.get(k) != b.get(k)
+        if a.get(k) != b.get(k) and not (k not in a and k in d and b.get(k) == d[k])
     ]
 
 
 def open_run(
     out: str | os.PathLike[str],
     kind: str,
-    settings: Mapping[str, Any],
+    settings: Mapping[str, Any] | Any,
     restart: bool = False,
     log: Callable[[str], None] = print,
 ) -> Path:
     """Record ``settings`` in ``out`` (new), accept them (a resume), or refuse, before any compute.
+
+    ``settings`` is a config dataclass or a plain mapping. With a dataclass, a setting the recorded run lacks
+    is accepted when it holds its default, so a run recorded before a setting was added still resumes.
 
     ``restart`` moves a run of the same kind aside first. Under several processes only the main one
     moves or writes; the others wait for its record."""
@@ -255,10 +265,14 @@ def open_run(
     from system2.dist import is_main, world_size
 
     out = Path(out)
+    defaults: dict[str, Any] = {}
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        defaults = json.loads(json.dumps(_resolve_paths(default_settings(settings))))
+        settings = to_dict(settings)
     settings = json.loads(json.dumps(_resolve_paths(dict(settings))))  # as it reads back: lists, not tuples
     record = {"kind": kind, "settings": settings, "version": __version__}
     if not is_main() and world_size() > 1:
-        return _await_record(out, kind, settings, restart)
+        return _await_record(out, kind, settings, restart, defaults)
     existing = read_run(out) if out.is_dir() else None
     if existing is not None and existing["kind"] == kind and {p.name for p in out.iterdir()} == {RUN_FILE}:
         existing = None  # an earlier attempt that stopped before writing anything: nothing to resume
@@ -272,7 +286,7 @@ def open_run(
             )
         log(f"moved {out} aside to {move_aside(out)}")
     elif existing is not None:
-        diff = _differences(existing["settings"], settings)
+        diff = _differences(existing["settings"], settings, defaults)
         if diff and not restart:
             raise RunError(
                 f"{out} holds {describe(kind)} made with other settings ({'; '.join(diff)}): pass a new --out, "
@@ -289,12 +303,14 @@ def open_run(
     return out
 
 
-def _await_record(out: Path, kind: str, settings: Mapping[str, Any], restart: bool, timeout: float = 600) -> Path:
+def _await_record(
+    out: Path, kind: str, settings: Mapping[str, Any], restart: bool, defaults: Mapping[str, Any], timeout: float = 600
+) -> Path:
     deadline = time.monotonic() + timeout
     while True:
         existing = read_run(out) if (out / RUN_FILE).is_file() else None
         if existing is not None and existing["kind"] == kind:
-            diff = _differences(existing["settings"], settings)
+            diff = _differences(existing["settings"], settings, defaults)
             if not diff:
                 return out
             if not restart:

@@ -3,6 +3,7 @@ and training that resumes past a damaged checkpoint with each step logged once."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import stat
@@ -33,6 +34,32 @@ def test_open_run_records_resumes_and_refuses(tmp_path: Path) -> None:
     open_run(out, "sft", {**settings, "lr": 0.2}, restart=True, log=lambda _: None)
     assert (tmp_path / "run.old-1" / "result.json").is_file() and read_run(out)["settings"]["lr"] == 0.2
     assert not (out / "result.json").exists()
+
+
+@dataclasses.dataclass
+class _Inner:
+    steps: int = 3
+
+
+@dataclasses.dataclass
+class _Cfg:
+    lr: float = 0.1
+    train: _Inner = dataclasses.field(default_factory=_Inner)
+    added: str = "old-behaviour"  # a setting added after the run was recorded
+
+
+def test_a_run_recorded_before_a_setting_was_added_resumes_at_its_default(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    open_run(out, "sft", {"lr": 0.1, "train": {"steps": 3}}, log=lambda _: None)  # recorded without ``added``
+    (out / "result.json").write_text("{}")
+    open_run(out, "sft", _Cfg(), log=lambda _: None)  # the new setting at its default: the same run
+    with pytest.raises(RunError, match=r"other settings \(added: '\(unset\)' -> 'new'\)"):
+        open_run(out, "sft", _Cfg(added="new"), log=lambda _: None)
+    with pytest.raises(RunError, match=r"train.steps: 3 -> 4"):
+        open_run(out, "sft", _Cfg(train=_Inner(steps=4)), log=lambda _: None)
+    # a mapping carries no defaults: an unset key is a difference
+    with pytest.raises(RunError, match="added"):
+        open_run(out, "sft", {"lr": 0.1, "train": {"steps": 3}, "added": "old-behaviour"}, log=lambda _: None)
 
 
 def test_open_run_refuses_a_foreign_directory_and_forgets_an_empty_attempt(tmp_path: Path) -> None:

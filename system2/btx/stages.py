@@ -29,7 +29,7 @@ from system2.btx.mix import mix
 from system2.btx.router_init import ROUTER_INITS
 from system2.btx.routing import EXPORTABLE, ROUTINGS, set_routing
 from system2.btx.scoring import document_scores
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.dist import barrier, is_main
 from system2.lm.corpus import CORPUS_SUFFIXES, read_corpus
 from system2.lm.io import load_lm, save_lm
@@ -148,7 +148,7 @@ def read_domains(cfg: BTXConfig, names: list[str] | None = None, split: str = "c
 
 def _open(cfg: BTXConfig, restart: bool = False) -> Path:
     cfg.validate()
-    return open_run(cfg.out, "btx", to_dict(cfg), restart=restart)
+    return open_run(cfg.out, "btx", cfg, restart=restart)
 
 
 def run_branch(cfg: BTXConfig, restart: bool = False) -> list[Path]:

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from system2.checkpoint import load_model, save_model
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.dist import is_main
 from system2.nn.decoder import DecoderConfig, DecoderLM
 from system2.runs import atomic_write_json, open_run, read_parquet, write_parquet
@@ -152,7 +152,7 @@ def train_arm(cfg: ArmConfig, progress: bool = True, restart: bool = False) -> P
     """Train (or reuse, or resume) the arm; returns ``out/model``. Other settings in an existing ``out``
     are refused (``restart``: move the old arm aside)."""
     cfg.validate()
-    out = open_run(cfg.out, "cope-arm", to_dict(cfg), restart=restart)
+    out = open_run(cfg.out, "cope-arm", cfg, restart=restart)
     if (out / "model" / "model.safetensors").is_file():
         return out / "model"
     task = cfg.task

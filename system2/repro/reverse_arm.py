@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.lm.io import load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.reversal_data import ReversedLMData, add_rev_token
@@ -88,7 +88,7 @@ def init_model(cfg: ReverseArmConfig, world: ReversalWorld, path: Path) -> Path:
 def train_arm(cfg: ReverseArmConfig, progress: bool = True) -> Path:
     """Train the arm (or reuse / resume it); returns ``out/model``. Other settings in ``out`` are refused."""
     cfg.validate()
-    out = open_run(cfg.out, "reverse-arm", to_dict(cfg))
+    out = open_run(cfg.out, "reverse-arm", cfg)
     world = read_world(cfg.world)
     init = init_model(cfg, world, out / "init")
     docs = world.documents

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.dist import is_main
 from system2.lm.corpus import CORPUS_SUFFIXES, read_corpus
 from system2.lm.io import load_lm, save_lm
@@ -102,7 +102,7 @@ def run_pretrain(cfg: ReversePretrainConfig, progress: bool = True, restart: boo
     """Pretrain with reversal (or resume), save ``out/model``, then (main process) answer the evaluation
     questions; returns the result (also ``out/result.json``)."""
     cfg.validate()
-    out = open_run(cfg.out, "reverse-pretrain", to_dict(cfg), restart=restart)
+    out = open_run(cfg.out, "reverse-pretrain", cfg, restart=restart)
     final = out / "model"
     if not (final / "config.json").is_file():
         tok = load_tokenizer(cfg.tokenizer, cfg.reversal)

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from system2.config import ConfigError, to_dict
+from system2.config import ConfigError
 from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
@@ -80,7 +80,7 @@ class LoopConfig:
     def start(self, kind: str, restart: bool = False) -> Path:
         """Record this config in ``out`` (``run.json``) before any compute: a rerun with the same settings
         resumes, other settings are refused (``restart``: move the old run aside)."""
-        return open_run(self.out, kind, to_dict(self), restart=restart)
+        return open_run(self.out, kind, self, restart=restart)
 
     def problems(self) -> tuple[list[Problem], list[Problem]]:
         """(training problems, evaluation problems), cut to ``limit`` / ``eval_limit``."""

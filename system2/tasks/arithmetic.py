@@ -271,11 +271,10 @@ class ArithmeticDataConfig:
 def generate(cfg: ArithmeticDataConfig, restart: bool = False) -> dict[str, list[Problem]]:
     """Make the dataset ``cfg`` describes in ``cfg.out`` (recorded in its ``run.json``): a rerun with the
     same settings completes or returns it, other settings are refused (``restart``: move it aside)."""
-    from system2.config import to_dict
     from system2.runs import open_run
 
     cfg.validate()
-    out = open_run(cfg.out, "arithmetic-dataset", to_dict(cfg), restart=restart, log=lambda _: None)
+    out = open_run(cfg.out, "arithmetic-dataset", cfg, restart=restart, log=lambda _: None)
     splits = make_dataset(cfg.seed, cfg.train, cfg.test, cfg.hard, cfg.svamp, cfg.world())
     for name, problems in splits.items():
         if not (out / f"{name}.parquet").is_file():
