@@ -230,8 +230,9 @@ def test_orm_trains_and_reranks(world: dict, tmp_path: Path) -> None:
 
     _, test = cfg.problems()
     policy, tok = load_lm(cfg.model)
-    rows = sample_and_score(policy, tok, test, n=2, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-                            seed=cfg.seed + 1, batch_size=cfg.batch_size, progress=False)  # fmt: skip
+    rows = sample_and_score(policy, tok, test, task=cfg.get_task(), n=2, temperature=cfg.temperature,
+                            max_new_tokens=cfg.max_new_tokens, seed=cfg.seed + 1, batch_size=cfg.batch_size,
+                            progress=False)  # fmt: skip
     orm, otok = load_orm(tmp_path / "orm" / "orm")
     scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
                              progress=False, ends=[not r["truncated"] for r in rows])  # fmt: skip

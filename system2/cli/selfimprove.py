@@ -20,6 +20,11 @@ from system2.console import print_table
 ModelPath = Annotated[str | None, typer.Option("--model", help="Local causal LM directory (the starting policy).")]
 TrainDataPath = Annotated[str | None, typer.Option("--train-data", help="Training problems (Parquet or JSONL).")]
 EvalDataPath = Annotated[str | None, typer.Option("--eval-data", help="Held-out problems for evaluation.")]
+TaskName = Annotated[
+    str | None,
+    typer.Option("--task", help="What the data files hold and how answers are scored: arithmetic, gsm8k, math, arc, "
+                 "generic (docs/selfimprove.md, 'Tasks')."),
+]  # fmt: skip
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampling and new weights (see train.seed).")]
 Limit = Annotated[int | None, typer.Option("--limit", help="Training questions used (0: all).")]
 Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps of each fine-tuning (train.steps).")]
@@ -91,6 +96,7 @@ def _recipe_command(name: str) -> Any:
         model: ModelPath = None,
         train_data: TrainDataPath = None,
         eval_data: EvalDataPath = None,
+        task: TaskName = None,
         out: Out = None,
         seed: Seed = None,
         limit: Limit = None,
@@ -100,7 +106,7 @@ def _recipe_command(name: str) -> Any:
     ) -> None:
         mod = importlib.import_module(f"system2.selfimprove.{module}")
         cls = getattr(mod, config)
-        flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "out": out}
+        flags = {"model": model, "train_data": train_data, "eval_data": eval_data, "task": task, "out": out}
         flags.update(seed=seed, limit=limit)
         if steps is not None:
             if "train" not in {f.name for f in dataclasses.fields(cls)}:

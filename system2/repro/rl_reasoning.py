@@ -38,6 +38,7 @@ from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks.arithmetic import read_problems, write_dataset
+from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
 ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of tables and plots
@@ -92,6 +93,7 @@ def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix:
         model,
         tok,
         test,
+        task=get_task("arithmetic"),
         max_new_tokens=MAX_NEW,
         k=k,
         temperature=1.0,

@@ -17,7 +17,6 @@ from typing import Any
 from system2.config import ConfigError
 from system2.lm.io import check_lm_dir, load_lm
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
-from system2.tasks.arithmetic import Problem
 
 
 @dataclass
@@ -85,7 +84,7 @@ def run_expert_iteration(
 
 
 def _draw(
-    cfg: ExpertIterationConfig, policy: str | Path, problems: list[Problem], seed: int, progress: bool
+    cfg: ExpertIterationConfig, policy: str | Path, problems: list[Any], seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's correct samples of ``policy``, one per distinct solution text and question."""
     model, tok = load_lm(policy, pad_with_eos=True)
@@ -93,6 +92,7 @@ def _draw(
         model,
         tok,
         problems,
+        task=cfg.get_task(),
         n=cfg.samples,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,

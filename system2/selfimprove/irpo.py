@@ -129,6 +129,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             model,
             tok,
             problems,
+            task=cfg.get_task(),
             n=cfg.samples,
             temperature=temp,
             max_new_tokens=cfg.max_new_tokens,

@@ -2,9 +2,9 @@
 evaluate a policy per question (maj@1, maj@K, pass@K), fine-tune a policy through the project's one training loop, and
 skip stages whose results are already on disk (a killed run resumes where it stopped).
 
-A policy is any Hugging Face causal LM directory (``save_lm`` format); questions are ``Problem`` rows
-(question, gold solution, answer) and correctness comes from the task's exact checker, never from the
-model.
+A policy is any Hugging Face causal LM directory (``save_lm`` format); questions and their reward come from the
+task (``task``: arithmetic, gsm8k, math, arc or generic; ``system2.tasks.task``), and correctness comes from the
+task's reward, never from the model.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.sampling import SampleConfig, sample_completions
-from system2.runs import atomic_write_json, open_run, read_json, read_parquet, read_run, write_parquet
-from system2.selfimprove.metrics import Extract, maj_hits, pass_hits, rerank_hits
-from system2.tasks.arithmetic import Problem, extract_answer, read_problems
+from system2.runs import atomic_write_json, describe, open_run, read_json, read_parquet, read_run, write_parquet
+from system2.selfimprove.metrics import any_hit, best_hit, majority_hit
+from system2.tasks.task import TASKS, QuestionLike, Task, get_task
 from system2.train import TrainConfig, TrainData, train
 
 QUESTIONS = "questions.parquet"  # an evaluation's per-question results, next to its result.json
@@ -36,8 +36,9 @@ class LoopConfig:
     """Settings every self-improvement recipe shares (each recipe's config adds its own)."""
 
     model: str = ""  # the starting policy: a local causal LM directory with its tokenizer
-    train_data: str = ""  # problems (Parquet/JSONL rows with question, solution, answer)
-    eval_data: str = ""  # held-out problems; empty: no evaluation
+    task: str = "arithmetic"  # what the data files hold and how answers are scored: arithmetic|gsm8k|math|arc|generic
+    train_data: str = ""  # training questions (Parquet/JSONL rows in the task's format)
+    eval_data: str = ""  # held-out questions; empty: no evaluation
     out: str = ""  # run directory (a rerun resumes)
     max_new_tokens: int = 64  # most tokens sampled per response
     max_len: int = 128  # longest sequence: prompt + response tokens
@@ -53,6 +54,8 @@ class LoopConfig:
         self.check_paths()
 
     def check_paths(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
         for path in (self.model, self.train_data, self.eval_data):
             if path and not Path(path).exists():
                 raise ConfigError(f"{path} does not exist")
@@ -72,7 +75,8 @@ class LoopConfig:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
         for path in (self.train_data, self.eval_data):
             if path and Path(path).is_dir():
-                kind = "an arithmetic dataset" if read_run(path) else "a directory"
+                record = read_run(path)
+                kind = describe(record["kind"]) if record else "a directory"
                 raise ConfigError(f"{path} is {kind}: pass one of its files (e.g. {Path(path) / 'train.parquet'})")
         if hasattr(self, "train"):
             self.train.validate()
@@ -82,13 +86,24 @@ class LoopConfig:
         resumes, other settings are refused (``restart``: move the old run aside)."""
         return open_run(self.out, kind, self, restart=restart)
 
-    def problems(self) -> tuple[list[Problem], list[Problem]]:
-        """(training problems, evaluation problems), cut to ``limit`` / ``eval_limit``."""
-        train_set = read_problems(self.train_data)
-        test = read_problems(self.eval_data) if self.eval_data else []
+    def get_task(self) -> Task:
+        """The task ``task`` names: its file format and its reward."""
+        return get_task(self.task)
+
+    def problems(self) -> tuple[list[Any], list[Any]]:
+        """(training questions, evaluation questions) read by the task, cut to ``limit`` / ``eval_limit``; a file
+        in another format fails here, naming the file and the fields it lacks."""
+        task = self.get_task()
+        try:
+            train_set = task.read(self.train_data)
+            test = task.read(self.eval_data) if self.eval_data else []
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
         return train_set[: self.limit or None], test[: self.eval_limit or None]
 
-    def evaluate(self, model_dir: str | Path, test: Sequence[Problem], out: Path, prefix: str = "") -> dict[str, Any]:
+    def evaluate(
+        self, model_dir: str | Path, test: Sequence[QuestionLike], out: Path, prefix: str = ""
+    ) -> dict[str, Any]:
         """maj@1 (and maj@K/pass@K with ``eval_samples``) of the policy at ``model_dir``; {} without test data.
         Cached in ``out``: ``result.json`` (the rates) and ``questions.parquet`` (one row per question, the
         independent units of the reproductions' claims). A stage scored before the per-question file existed
@@ -103,6 +118,7 @@ class LoopConfig:
             model,
             tok,
             test,
+            task=self.get_task(),
             max_new_tokens=self.max_new_tokens,
             k=self.eval_samples,
             seed=self.seed,
@@ -136,20 +152,20 @@ class RoundsConfig(LoopConfig):
 def sample_and_score(
     model: torch.nn.Module,
     tokenizer: Any,
-    problems: Sequence[Problem],
+    problems: Sequence[QuestionLike],
     *,
+    task: Task,
     n: int,
     temperature: float,
     max_new_tokens: int,
     seed: int,
     batch_size: int = 64,
-    extract: Extract = extract_answer,
     prompt_prefix: str = "",
     prompt_offset: int = 0,
     progress: bool = True,
     label: str = "sample",
 ) -> list[dict[str, Any]]:
-    """``n`` sampled solutions per problem, each with its parsed answer, exact-match reward and whether it was
+    """``n`` sampled solutions per problem, each with its parsed answer, the task's reward and whether it was
     cut at ``max_new_tokens`` (one row per sample, in problem order; a truncated solution is scored wrong).
     ``prompt_offset``: as in ``sample``, for one process's slice; ``progress`` shows the solutions sampled under
     ``label``."""
@@ -160,7 +176,7 @@ def sample_and_score(
     rows = []
     for p, completions in zip(problems, outs, strict=True):
         for i, (text, truncated) in enumerate(completions):
-            got = extract(text)
+            got = task.extract(text)
             rows.append(
                 {
                     "id": p.id,
@@ -169,7 +185,7 @@ def sample_and_score(
                     "text": text,
                     "parsed": got,
                     "answer": p.answer,
-                    "correct": got == p.answer and not truncated,  # a solution cut short is wrong
+                    "correct": task.correct(p, text, truncated),  # a solution cut short is wrong
                     "truncated": truncated,
                 }
             )
@@ -186,14 +202,14 @@ def group_by_question(rows: Sequence[dict[str, Any]]) -> dict[str, list[dict[str
 def evaluate_questions(
     model: torch.nn.Module,
     tokenizer: Any,
-    problems: Sequence[Problem],
+    problems: Sequence[QuestionLike],
     *,
+    task: Task,
     max_new_tokens: int,
     k: int = 0,
     temperature: float = 0.8,
     seed: int = 0,
     batch_size: int = 64,
-    extract: Extract = extract_answer,
     prompt_prefix: str = "",
     progress: bool = True,
     rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
@@ -209,9 +225,9 @@ def evaluate_questions(
         model,
         tokenizer,
         problems,
+        task=task,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
-        extract=extract,
         prompt_prefix=prompt_prefix,
         progress=progress,
     )
@@ -219,17 +235,15 @@ def evaluate_questions(
     rows = [{"id": r["id"], "maj@1": bool(r["correct"]), "response_words": len(r["text"].split())} for r in greedy]
     if k > 0:
         sampled = draw(n=k, temperature=temperature, seed=seed + 1, label=f"eval {k} samples")
-        groups = [[r["text"] for r in g] for g in group_by_question(sampled).values()]
-        answers = [p.answer for p in problems]
-        for row, maj, hit in zip(
-            rows, maj_hits(groups, answers, extract), pass_hits(groups, answers, extract), strict=True
-        ):
-            row.update({f"maj@{k}": maj, f"pass@{k}": hit})
+        # a truncated sample has no answer: it never votes and is never right
+        groups = [[(None if r["truncated"] else r["parsed"], bool(r["correct"])) for r in g]
+                  for g in group_by_question(sampled).values()]  # fmt: skip
+        for row, g in zip(rows, groups, strict=True):
+            row.update({f"maj@{k}": majority_hit(g), f"pass@{k}": any_hit(g)})
         if rerank is not None:
             scores = list(rerank([r["question"] for r in sampled], [r["text"] for r in sampled]))
-            by_question = [scores[i * k : (i + 1) * k] for i in range(len(groups))]
-            for row, best in zip(rows, rerank_hits(groups, by_question, answers, extract), strict=True):
-                row[f"rerank@{k}"] = best
+            for i, (row, g) in enumerate(zip(rows, groups, strict=True)):
+                row[f"rerank@{k}"] = best_hit(g, scores[i * k : (i + 1) * k])
     return rows
 
 

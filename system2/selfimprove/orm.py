@@ -20,8 +20,7 @@ from system2.console import Progress
 from system2.lm.io import load_lm
 from system2.lm.logprobs import encode_prompt_response
 from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
-from system2.selfimprove.metrics import rerank_at_k
-from system2.tasks.arithmetic import extract_answer
+from system2.selfimprove.metrics import best_hit
 from system2.train import TrainConfig, train
 
 
@@ -131,6 +130,7 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
             policy,
             tok,
             problems,
+            task=cfg.get_task(),
             n=cfg.samples,
             temperature=cfg.temperature,
             max_new_tokens=cfg.max_new_tokens,
@@ -165,6 +165,7 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
         policy,
         tok,
         test,
+        task=cfg.get_task(),
         n=cfg.eval_samples,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,
@@ -181,9 +182,11 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
     for g in groups:
         score_groups.append(scores[pos : pos + len(g)])
         pos += len(g)
-    texts = [[r["text"] for r in g] for g in groups]
+    hits = [
+        best_hit([(r["parsed"], bool(r["correct"])) for r in g], sc) for g, sc in zip(groups, score_groups, strict=True)
+    ]
     return {
         "orm_accuracy": acc,
         "positive_fraction": sum(bool(r["correct"]) for r in rows) / len(rows),
-        f"rerank@{k}": rerank_at_k(texts, score_groups, [p.answer for p in test], extract_answer),
+        f"rerank@{k}": sum(hits) / len(hits),
     }

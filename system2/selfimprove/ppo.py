@@ -17,6 +17,7 @@ does not model), on ``accelerate``, so the same command runs on several processe
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,8 +39,10 @@ from system2.console import Progress
 from system2.lm.encoding import response_token_ids
 from system2.lm.io import load_lm, save_lm
 from system2.lm.logprobs import encode_prompt_response
+from system2.runs import atomic_write_text
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, sample_and_score, summarize_questions
-from system2.tasks.arithmetic import dense_step_reward, dense_step_rewards
+
+ITERATIONS = "iterations.jsonl"  # one row per iteration, in the run directory
 
 
 @dataclass
@@ -73,6 +76,8 @@ class PPOConfig(LoopConfig):
             raise ConfigError("iterations, prompts_per_iteration, samples_per_prompt and ppo_epochs must be >= 1")
         if not 0 <= self.lam <= 1 or not 0 <= self.gamma <= 1 or self.clip <= 0:
             raise ConfigError("need 0 <= lam, gamma <= 1 and clip > 0")
+        if self.reward == "dense" and self.get_task().step_rewards is None:
+            raise ConfigError(f"reward=dense needs a task with step rewards (arithmetic); task {self.task!r} has none")
         if not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0 (PPO needs the sampling distribution), got {self.temperature}")
 
@@ -150,19 +155,22 @@ def token_logprobs_and_values(
 
 def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
     """The sample's total reward (for the logs): its outcome plus, with ``dense``, every step's bonus."""
-    score = 1.0 if row["correct"] else 0.0
-    if cfg.reward == "dense":
-        score += dense_step_reward(row["text"], gold, cfg.dense_per_step)
-    return score
+    return (1.0 if row["correct"] else 0.0) + sum(b for _, b in _dense(cfg, row["text"], gold))
+
+
+def _dense(cfg: PPOConfig, text: str, gold: str) -> list[tuple[int, float]]:
+    """``(character end, bonus)`` of every step the task's step rewards pay for; empty for ``sparse``."""
+    step_rewards = cfg.get_task().step_rewards
+    if cfg.reward != "dense" or step_rewards is None:
+        return []
+    return step_rewards(text, gold, cfg.dense_per_step)
 
 
 def step_bonuses(cfg: PPOConfig, tok: Any, row: dict[str, Any], gold: str) -> list[tuple[int, float]]:
     """``(response token index, bonus)`` of every dense step reward: the token that ends the step's result (the
     last token of the response text up to it). Empty for ``sparse``."""
-    if cfg.reward != "dense":
-        return []
     out = []
-    for end, bonus in dense_step_rewards(row["text"], gold, cfg.dense_per_step):
+    for end, bonus in _dense(cfg, row["text"], gold):
         n = len(response_token_ids(tok, [row["text"][:end]])[0]) - 1  # the response's tokens up to the step, no eos
         out.append((n - 1, bonus))
     return out
@@ -223,6 +231,7 @@ def rollout(
         policy,
         tok,
         questions,
+        task=cfg.get_task(),
         n=cfg.samples_per_prompt,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,
@@ -407,6 +416,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                     policy,
                     tok,
                     test,
+                    task=cfg.get_task(),
                     max_new_tokens=cfg.max_new_tokens,
                     seed=cfg.seed,
                     batch_size=cfg.batch_size,
@@ -429,6 +439,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                         tensors={"value_head": value_head.state_dict()},
                     )
                     prune_checkpoints(out / "ckpt", 2)
+                    write_iterations(out, log)
                 acc.wait_for_everyone()
     final = out / "model"
     if dist.is_main() and not (final / "config.json").is_file():
@@ -437,4 +448,13 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
     if dist.is_main():
         result = cfg.evaluate(final, test, out)
     acc.wait_for_everyone()  # a barrier before teardown (gloo can abort otherwise)
-    return log + [{"iteration": cfg.iterations, "final": True, **result}]
+    rows = log + [{"iteration": cfg.iterations, "final": True, **result}]
+    if dist.is_main():
+        write_iterations(out, rows)
+    return rows
+
+
+def write_iterations(out: Path, rows: list[dict[str, Any]]) -> None:
+    """The run's per-iteration rows (reward, KL, and with ``eval_every`` the held-out accuracy) as
+    ``OUT/iterations.jsonl``, rewritten at every checkpoint."""
+    atomic_write_text(out / ITERATIONS, "".join(json.dumps(r) + "\n" for r in rows))

@@ -17,7 +17,7 @@ from typing import Any
 
 from system2.lm.io import load_lm
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
-from system2.tasks.arithmetic import RETURN_TOKENS, Problem
+from system2.tasks.task import RETURN_TOKENS
 
 GOOD, BAD = RETURN_TOKENS
 
@@ -61,7 +61,7 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
 
 
 def _draw(
-    cfg: RCRLConfig, policy: str | Path, problems: list[Problem], prefix: str, seed: int, progress: bool
+    cfg: RCRLConfig, policy: str | Path, problems: list[Any], prefix: str, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
     model, tok = load_lm(policy, pad_with_eos=True)
@@ -69,6 +69,7 @@ def _draw(
         model,
         tok,
         problems,
+        task=cfg.get_task(),
         n=cfg.samples,
         temperature=cfg.temperature,
         max_new_tokens=cfg.max_new_tokens,

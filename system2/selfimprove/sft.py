@@ -1,7 +1,8 @@
 """Supervised fine-tuning on gold solutions: the starting policy M_0 of every self-improvement loop.
 
-With ``model`` empty, a tiny ``LlamaForCausalLM`` and a word-level tokenizer over the arithmetic world's
-vocabulary are built from ``tiny`` and saved first (``OUT/init``), so the whole pipeline runs on a CPU;
+With ``model`` empty, a tiny ``LlamaForCausalLM`` and a word-level tokenizer are built from ``tiny`` and saved
+first (``OUT/init``), so the whole pipeline runs on a CPU; the tokenizer covers the arithmetic world's vocabulary,
+or for another task every word of the training questions and gold solutions (other words read as ``<unk>``);
 with ``model=PATH`` any local causal LM is fine-tuned instead. The paper-scale recipes point ``model`` at a
 local Llama checkpoint. ``limit`` trains on the first N gold solutions only: the IRPO reproduction
 (docs/selfimprove.md) builds a deliberately under-trained M_0 (300 gold solutions, 30-50% greedy accuracy).
@@ -18,6 +19,7 @@ from system2.lm.io import save_lm
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.selfimprove.loop import LoopConfig, finetune_sft
 from system2.tasks.arithmetic import ArithmeticConfig, vocabulary
+from system2.tasks.task import ANSWER_LINE, RETURN_TOKENS
 from system2.train import TrainConfig
 
 
@@ -45,10 +47,21 @@ class SFTConfig(LoopConfig):
         self.check_paths()
 
 
-def init_tiny(cfg: SFTConfig, path: Path) -> Path:
+def tiny_vocabulary(cfg: SFTConfig, problems: list[Any]) -> list[str]:
+    """The words of the tiny tokenizer: the arithmetic world's, or those of the training questions and gold
+    solutions in first-seen order (plus the answer marker and the return tokens)."""
+    if cfg.task == "arithmetic":
+        return vocabulary(ArithmeticConfig(modulus=cfg.tiny.modulus))
+    words = dict.fromkeys([*ANSWER_LINE.format("").split(), *RETURN_TOKENS])
+    for p in problems:
+        words.update(dict.fromkeys(f"{p.question} {p.solution}".split()))
+    return list(words)
+
+
+def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any]) -> Path:
     """Build and save the tiny model + tokenizer (once)."""
     if not (path / "config.json").is_file():
-        words = vocabulary(ArithmeticConfig(modulus=cfg.tiny.modulus))
+        words = tiny_vocabulary(cfg, problems)
         tok = build_word_tokenizer(words, model_max_length=cfg.tiny.max_len)
         model = tiny_llama(
             tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
@@ -63,7 +76,10 @@ def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dic
     cfg.validate()
     out = cfg.start("sft", restart)
     problems, test = cfg.problems()
-    init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init")
+    if any(not p.solution for p in problems):
+        raise ConfigError(f"{cfg.train_data}: SFT needs a gold solution for every question; this {cfg.task} file has "
+                          "questions without one")  # fmt: skip
+    init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init", problems)
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]
     final = finetune_sft(init, prompts, solutions, cfg.max_len, cfg.train, out, progress)
 

@@ -24,6 +24,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from system2.tasks.task import RETURN_TOKENS
+
 OPS = ("+", "-", "*")
 # phrasings of each operation in word problems: the first two are used in training, the rest only in
 # the held-out ``svamp`` split
@@ -34,7 +36,6 @@ PHRASES = {
 }
 TRAIN_PHRASES = 2
 FINAL = "Final answer:"
-RETURN_TOKENS = ("[GOOD]", "[BAD]")  # return-conditioned RL tags (docs/selfimprove.md)
 FIELDS = ("id", "question", "solution", "answer", "n_ops", "split")
 
 
@@ -302,30 +303,23 @@ def write_dataset(
 
 def read_problems(path: str | Path) -> list[Problem]:
     """Read problems from Parquet or JSONL; a file without the needed fields fails with their names."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"{p}: no such problem file")
-    if p.suffix == ".jsonl":
-        import json
+    from system2.tasks.task import get_task
 
-        rows = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    else:
-        import pyarrow.parquet as pq
+    return get_task("arithmetic").read(path)
 
-        rows = pq.read_table(p).to_pylist()
-    needed = ("question", "solution", "answer")
-    for i, row in enumerate(rows):
-        missing = [f for f in needed if f not in row or row[f] is None]
-        if missing:
-            raise ValueError(f"{p}: row {i} lacks field(s) {', '.join(missing)}; each row needs {', '.join(needed)}")
-    return [
-        Problem(
-            str(r.get("id", f"row-{i:06d}")),
-            r["question"],
-            r["solution"],
-            int(r["answer"]),
-            int(r.get("n_ops", 0)),
-            str(r.get("split", "")),
-        )
-        for i, r in enumerate(rows)
-    ]
+
+def problems_from_rows(rows: Sequence[dict], path: str = "") -> list[Problem]:
+    """``Problem`` records of rows that hold question, solution and answer (``read_problems``)."""
+    out = []
+    for i, r in enumerate(rows):
+        try:
+            answer = int(r["answer"])
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"{path}: row {i}: answer {r['answer']!r} is not an integer, as the arithmetic task needs; for other "
+                "data pass the task that reads it (task=gsm8k|math|arc|generic; docs/selfimprove.md, 'Tasks')"
+            ) from None
+        pid = str(r["id"]) if r.get("id") is not None else f"row-{i:06d}"
+        n_ops, split = int(r.get("n_ops") or 0), str(r.get("split") or "")
+        out.append(Problem(pid, r["question"], r["solution"], answer, n_ops, split))
+    return out
