@@ -74,3 +74,34 @@ def test_dpo_nll_token_mean_equals_trl_and_differs_from_the_paper(setup, tmp_pat
     paper, _ = dpo_nll_loss(*logps, -logps[0], n_chosen, beta=0.1, alpha=alpha, nll_norm="sequence")
     assert token.item() == pytest.approx(theirs, rel=1e-5)
     assert abs(paper.item() - theirs) > 1e-3  # chosen lengths differ, so the normalisations differ
+
+
+def test_irpo_pair_files_train_in_trl_unchanged(tmp_path):
+    """An IRPO ``pairs.parquet`` is a TRL preference dataset as it stands (prompt/chosen/rejected; our extra columns
+    are ignored): DPOTrainer loads it from disk and trains on it."""
+    from datasets import load_dataset
+
+    from system2.runs import write_parquet
+    from system2.selfimprove.irpo import IRPOConfig, build_pairs
+
+    tok = build_word_tokenizer(WORDS, model_max_length=64)
+    samples = [
+        {"id": f"q{i}", "question": p, "text": t, "correct": ok, "truncated": False}
+        for i, p in enumerate(PROMPTS)
+        for t, ok in ((CHOSEN[i], True), (REJECTED[i], False))
+    ]
+    pairs = build_pairs(IRPOConfig(max_len=64, pairs_per_question=1), samples, {}, tok)
+    assert len(pairs) == len(PROMPTS)
+    write_parquet(tmp_path / "pairs.parquet", pairs)
+    ds = load_dataset("parquet", data_files=str(tmp_path / "pairs.parquet"), split="train")
+    assert {"prompt", "chosen", "rejected"} <= set(ds.column_names)
+    args = DPOConfig(output_dir=str(tmp_path / "trl"), use_cpu=True, bf16=False, max_steps=2, report_to="none",
+                     per_device_train_batch_size=2, max_length=None, logging_steps=1, save_strategy="no")  # fmt: skip
+    policy = tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=64, seed=0)
+    before = policy.lm_head.weight.detach().clone()
+    trainer = DPOTrainer(model=policy, ref_model=tiny_llama(tok, d_model=32, n_layers=2, n_heads=2, max_len=64, seed=0),
+                         args=args, train_dataset=ds, processing_class=tok)  # fmt: skip
+    trainer.train()
+    losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
+    assert len(losses) == 2 and all(torch.isfinite(torch.tensor(losses)))
+    assert not torch.equal(before, policy.lm_head.weight)

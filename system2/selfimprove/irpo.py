@@ -93,7 +93,7 @@ def build_pairs(
             [r["text"] for r in group],
             [bool(r["correct"]) for r in group],
             cfg.pairs_per_question,
-            gold[qid] if cfg.add_gold else None,
+            (gold.get(qid) or None) if cfg.add_gold else None,  # a task without gold solutions (ARC) adds none
             [bool(r.get("truncated")) for r in group],
         )
         rows += [{"id": p.question_id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
