@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.lm.io import check_lm_dir, load_lm
+from system2.lm.io import check_lm_dir
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
 
 
@@ -68,7 +68,7 @@ def run_expert_iteration(
         if data:
             prompts, texts = [d["question"] for d in data], [d["text"] for d in data]
             init = cfg.base or cfg.model  # never the previous round's model
-            current = finetune_sft(init, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress)
+            current = finetune_sft(init, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress, chat=cfg.chat)
         else:  # no correct sample yet: nothing to imitate, the policy stays the initial model
             current = cfg.model
         drawn = len(problems) * cfg.samples * r
@@ -87,17 +87,15 @@ def _draw(
     cfg: ExpertIterationConfig, policy: str | Path, problems: list[Any], seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's correct samples of ``policy``, one per distinct solution text and question."""
-    model, tok = load_lm(policy, pad_with_eos=True)
+    model, tok = cfg.load(policy)
     rows = sample_and_score(
         model,
         tok,
         problems,
-        task=cfg.get_task(),
+        **cfg.sampling(),
         n=cfg.samples,
         temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
         seed=seed,
-        batch_size=cfg.batch_size,
         progress=progress,
     )
     return correct_unique(rows)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from system2.config import ConfigError
 from system2.lm.data import PreferenceData
 from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
@@ -100,7 +102,7 @@ def build_pairs(
                   "rejected_ends": not p.rejected_truncated} for p in pairs]  # fmt: skip
     if not rows:
         return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows])
+    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], cfg.chat)
     chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
     rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
     kept = [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
@@ -121,7 +123,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
     current: str | Path = cfg.model
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter-{t}"
-        model, tok = load_lm(current, pad_with_eos=True)
+        model, tok = cfg.load(current)
         temp = cfg.temperature(t)
         samples = cached_rows(
             it / "samples.parquet",
@@ -129,12 +131,10 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             model,
             tok,
             problems,
-            task=cfg.get_task(),
+            **cfg.sampling(),
             n=cfg.samples,
             temperature=temp,
-            max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed * 1000 + t,
-            batch_size=cfg.batch_size,
             progress=progress,
         )
         pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok, t)
@@ -149,15 +149,16 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         if cfg.objective != "sft":
             rejected = [p["rejected"] for p in pairs]
             rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
-            ref = cached_rows(it / "reference.parquet", reference_logprobs_rows, model, tok, prompts, chosen, rejected,
-                              cfg, progress, rejected_ends)  # fmt: skip
+            ref = cached_rows(it / "reference.parquet", reference_logprobs_rows, current, model, tok, prompts, chosen,
+                              rejected, cfg, progress, rejected_ends)  # fmt: skip
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
             steps = max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size))
             train_cfg = replace(cfg.train, steps=steps, warmup=min(cfg.train.warmup, steps))  # warm-up fits the run
         if cfg.objective == "sft":
-            current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress)
+            current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress,
+                                   chat=cfg.chat)  # fmt: skip
         else:
             current = finetune(
                 current,
@@ -171,6 +172,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
                 rejected=rejected,
                 rejected_ends=rejected_ends,
                 max_len=cfg.max_len,
+                chat=cfg.chat,
                 ref_chosen_logps=[x["ref_chosen"] for x in ref],
                 ref_rejected_logps=[x["ref_rejected"] for x in ref],
             )
@@ -187,6 +189,7 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
 
 
 def reference_logprobs_rows(
+    path: str | Path,
     model: Any,
     tokenizer: Any,
     prompts: list[str],
@@ -196,11 +199,14 @@ def reference_logprobs_rows(
     progress: bool = True,
     rejected_ends: list[bool] | None = None,
 ) -> list[dict[str, float]]:
-    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1} (a truncated rejected
-    response without an eos, as it trains)."""
+    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1} at ``path`` (a truncated
+    rejected response without an eos, as it trains). The reference runs as the policy trains: float32 weights under
+    the training autocast, so ``model`` (the sampler, in ``dtype``) is reloaded when its dtype differs."""
     ends = [True] * len(chosen) + (rejected_ends if rejected_ends is not None else [True] * len(rejected))
     precision = resolved_precision(cfg.train)  # the policy's autocast
+    if next(model.parameters()).dtype != torch.float32:
+        model = load_lm(path, device=cfg.run_device(), pad_with_eos=True)[0]
     logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress,
-                               mixed_precision=precision, ends=ends)  # fmt: skip
+                               mixed_precision=precision, ends=ends, chat=cfg.chat)  # fmt: skip
     ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

@@ -9,9 +9,10 @@ task's reward, never from the model.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,13 @@ from system2.config import ConfigError
 from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
-from system2.lm.sampling import SampleConfig, sample_completions
+from system2.lm.sampling import BACKENDS, SampleConfig, sample_completions
 from system2.runs import atomic_write_json, describe, open_run, read_json, read_parquet, read_run, write_parquet
 from system2.selfimprove.metrics import any_hit, best_hit, majority_hit
 from system2.tasks.task import TASKS, QuestionLike, Task, get_task
 from system2.train import TrainConfig, TrainData, train
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUESTIONS = "questions.parquet"  # an evaluation's per-question results, next to its result.json
 
 
@@ -47,6 +49,11 @@ class LoopConfig:
     eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
     batch_size: int = 64  # sampling batch
     seed: int = 0  # seed of sampling and of new weights (sft's tiny model, PPO's value head)
+    prompt_format: str = "raw"  # raw (the question as it is) | chat (a user turn in the tokenizer's chat template) |
+    #                             a template with {question}, e.g. "Question: {question}\nAnswer:"
+    dtype: str = "float32"  # weights for sampling and evaluation: float32 | bfloat16 (GPUs) | float16
+    device: str = "auto"  # where sampling and evaluation run: auto (cuda when there is one) | cpu | cuda | cuda:N
+    backend: str = "hf"  # sampler: hf (transformers generate) | vllm (GPU machines, the vllm extra)
 
     def validate(self) -> None:
         if not self.model or not self.train_data or not self.out:
@@ -73,6 +80,7 @@ class LoopConfig:
             raise ConfigError("eval_samples must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        self.check_runtime()
         for path in (self.train_data, self.eval_data):
             if path and Path(path).is_dir():
                 record = read_run(path)
@@ -80,6 +88,56 @@ class LoopConfig:
                 raise ConfigError(f"{path} is {kind}: pass one of its files (e.g. {Path(path) / 'train.parquet'})")
         if hasattr(self, "train"):
             self.train.validate()
+
+    def check_runtime(self) -> None:
+        """Prompt format, dtype, device and backend, checked before any compute."""
+        if self.prompt_format not in ("raw", "chat") and "{question}" not in self.prompt_format:
+            raise ConfigError(
+                f"prompt_format must be raw, chat or a template containing {{question}}, got {self.prompt_format!r}"
+            )
+        if self.dtype not in DTYPES:
+            raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
+        try:
+            device = torch.device(self.run_device())
+        except RuntimeError:
+            raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"device={self.device} but this machine has no CUDA GPU: use device=auto or cpu")
+        if self.backend == "vllm" and importlib.util.find_spec("vllm") is None:
+            raise ConfigError("backend=vllm needs vLLM on a GPU machine: pip install 'system2[vllm]', or backend=hf")
+        if self.prompt_format == "chat" and not self.model:
+            raise ConfigError("prompt_format=chat needs model=PATH with a chat template (the tiny model has none)")
+        if self.prompt_format == "chat" and self.model:
+            from transformers import AutoTokenizer
+
+            if not getattr(AutoTokenizer.from_pretrained(self.model, local_files_only=True), "chat_template", None):
+                raise ConfigError(
+                    f"prompt_format=chat but the tokenizer in {self.model} has no chat template: use prompt_format=raw "
+                    "or a template with {question}"
+                )
+
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments of ``sample_and_score`` and ``evaluate_questions`` this config fixes."""
+        return {"task": self.get_task(), "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+                "chat": self.chat, "backend": self.backend}  # fmt: skip
+
+    @property
+    def chat(self) -> bool:
+        """Whether prompts are rendered by the tokenizer's chat template."""
+        return self.prompt_format == "chat"
+
+    def run_device(self) -> str:
+        """The device of sampling and evaluation (``auto``: cuda when there is one, else cpu)."""
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        return self.device
+
+    def load(self, path: str | Path) -> tuple[Any, Any]:
+        """A policy for sampling, scoring or evaluation, in ``dtype`` on ``device`` (training loads its own copy
+        in float32 and runs under ``train.mixed_precision``)."""
+        return load_lm(path, dtype=DTYPES[self.dtype], device=self.run_device(), pad_with_eos=True)
 
     def start(self, kind: str, restart: bool = False) -> Path:
         """Record this config in ``out`` (``run.json``) before any compute: a rerun with the same settings
@@ -99,7 +157,14 @@ class LoopConfig:
             test = task.read(self.eval_data) if self.eval_data else []
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(str(e)) from None
-        return train_set[: self.limit or None], test[: self.eval_limit or None]
+        train_set, test = train_set[: self.limit or None], test[: self.eval_limit or None]
+        if self.prompt_format in ("raw", "chat"):
+            return train_set, test
+        fill = self.prompt_format  # a template: the prompt every loop sees, and trains and evaluates on
+
+        return [replace(q, question=fill.format(question=q.question)) for q in train_set], [
+            replace(q, question=fill.format(question=q.question)) for q in test
+        ]
 
     def evaluate(
         self, model_dir: str | Path, test: Sequence[QuestionLike], out: Path, prefix: str = ""
@@ -113,17 +178,9 @@ class LoopConfig:
         result, per_question = out / "result.json", out / QUESTIONS
         if result.is_file() and per_question.is_file():
             return read_json(result)
-        model, tok = load_lm(model_dir, pad_with_eos=True)
+        model, tok = self.load(model_dir)
         rows = evaluate_questions(
-            model,
-            tok,
-            test,
-            task=self.get_task(),
-            max_new_tokens=self.max_new_tokens,
-            k=self.eval_samples,
-            seed=self.seed,
-            batch_size=self.batch_size,
-            prompt_prefix=prefix,
+            model, tok, test, **self.sampling(), k=self.eval_samples, seed=self.seed, prompt_prefix=prefix
         )
         write_parquet(per_question, rows)
         summary = summarize_questions(rows)
@@ -160,6 +217,8 @@ def sample_and_score(
     max_new_tokens: int,
     seed: int,
     batch_size: int = 64,
+    chat: bool = False,
+    backend: str = "hf",
     prompt_prefix: str = "",
     prompt_offset: int = 0,
     progress: bool = True,
@@ -167,12 +226,13 @@ def sample_and_score(
 ) -> list[dict[str, Any]]:
     """``n`` sampled solutions per problem, each with its parsed answer, the task's reward and whether it was
     cut at ``max_new_tokens`` (one row per sample, in problem order; a truncated solution is scored wrong).
-    ``prompt_offset``: as in ``sample``, for one process's slice; ``progress`` shows the solutions sampled under
-    ``label``."""
-    cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size)
+    ``chat``: prompts rendered by the tokenizer's chat template; ``backend``: hf or vllm; ``prompt_offset``: as in
+    ``sample``, for one process's slice; ``progress`` shows the solutions sampled under ``label``."""
+    cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
+                       backend=backend)  # fmt: skip
     prompts = [prompt_prefix + p.question for p in problems]
-    outs = sample_completions(model, tokenizer, prompts, cfg, prompt_offset=prompt_offset, progress=progress,
-                              label=label)  # fmt: skip
+    outs = sample_completions(model, tokenizer, prompts, cfg, chat=chat, prompt_offset=prompt_offset,
+                              progress=progress, label=label)  # fmt: skip
     rows = []
     for p, completions in zip(problems, outs, strict=True):
         for i, (text, truncated) in enumerate(completions):
@@ -210,6 +270,8 @@ def evaluate_questions(
     temperature: float = 0.8,
     seed: int = 0,
     batch_size: int = 64,
+    chat: bool = False,
+    backend: str = "hf",
     prompt_prefix: str = "",
     progress: bool = True,
     rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
@@ -228,6 +290,8 @@ def evaluate_questions(
         task=task,
         max_new_tokens=max_new_tokens,
         batch_size=batch_size,
+        chat=chat,
+        backend=backend,
         prompt_prefix=prompt_prefix,
         progress=progress,
     )
@@ -291,11 +355,13 @@ def finetune_sft(
     out: Path,
     progress: bool = True,
     ends: Sequence[bool] | None = None,
+    chat: bool = False,
 ) -> Path:
     """``finetune`` on (prompt, response) pairs with the SFT loss on the response tokens (SFT on gold, expert
-    iteration, RCRL, STaR); ``ends[i]`` False: response i was cut at max_new_tokens and gets no eos."""
+    iteration, RCRL, STaR); ``ends[i]`` False: response i was cut at max_new_tokens and gets no eos; ``chat``:
+    prompts rendered by the tokenizer's chat template."""
     return finetune(init, SFTData, make_sft_loss_fn(), cfg, out, progress, prompts=prompts, responses=responses,
-                    max_len=max_len, ends=ends)  # fmt: skip
+                    max_len=max_len, ends=ends, chat=chat)  # fmt: skip
 
 
 def cached_json(path: Path, compute: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:

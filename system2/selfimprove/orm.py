@@ -17,7 +17,6 @@ import torch
 import torch.nn.functional as F
 
 from system2.console import Progress
-from system2.lm.io import load_lm
 from system2.lm.logprobs import encode_prompt_response
 from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
 from system2.selfimprove.metrics import best_hit
@@ -47,10 +46,11 @@ class RewardData:
         labels: Sequence[bool],
         max_len: int,
         ends: Sequence[bool] | None = None,
+        chat: bool = False,
     ):
         if not len(prompts) == len(responses) == len(labels):
             raise ValueError("prompts, responses and labels must have the same length")
-        self.tokenizer, self.max_len = tokenizer, max_len
+        self.tokenizer, self.max_len, self.chat = tokenizer, max_len, chat
         self.prompts, self.responses = list(prompts), list(responses)
         self.ends = list(ends) if ends is not None else [True] * len(self.prompts)  # False: truncated, no eos
         self.labels = torch.tensor([float(x) for x in labels])
@@ -61,7 +61,7 @@ class RewardData:
     def batch(self, indices: list[int], epoch: int) -> dict[str, torch.Tensor]:
         enc = encode_prompt_response(self.tokenizer, [self.prompts[i] for i in indices],
                                      [self.responses[i] for i in indices], self.max_len,
-                                     ends=[self.ends[i] for i in indices])  # fmt: skip
+                                     ends=[self.ends[i] for i in indices], chat=self.chat)  # fmt: skip
         return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "label": self.labels[indices]}
 
 
@@ -102,16 +102,17 @@ def score_solutions(
     batch_size: int = 64,
     progress: bool = True,
     ends: Sequence[bool] | None = None,
+    chat: bool = False,
 ) -> list[float]:
     """P(correct) for each (question, solution); ``ends[i]`` False: solution i was truncated (no eos, as it
-    trained); ``progress`` shows the solutions scored."""
+    trained); ``chat``: questions rendered by the chat template; ``progress`` shows the solutions scored."""
     model.eval()
     out: list[float] = []
     flags = list(ends) if ends is not None else [True] * len(prompts)
     with Progress(len(prompts), "score solutions (ORM)", enabled=progress) as bar:
         for s in range(0, len(prompts), batch_size):
             enc = encode_prompt_response(tokenizer, prompts[s : s + batch_size], responses[s : s + batch_size], max_len,
-                                         ends=flags[s : s + batch_size])  # fmt: skip
+                                         ends=flags[s : s + batch_size], chat=chat)  # fmt: skip
             logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits.squeeze(-1)
             out += torch.sigmoid(logits.float()).tolist()
             bar.update(len(out))
@@ -125,17 +126,15 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     problems, _ = cfg.problems()
 
     def draw() -> list[dict[str, Any]]:
-        policy, tok = load_lm(cfg.model, pad_with_eos=True)
+        policy, tok = cfg.load(cfg.model)
         return sample_and_score(
             policy,
             tok,
             problems,
-            task=cfg.get_task(),
+            **cfg.sampling(),
             n=cfg.samples,
             temperature=cfg.temperature,
-            max_new_tokens=cfg.max_new_tokens,
             seed=cfg.seed,
-            batch_size=cfg.batch_size,
             progress=progress,
         )
 
@@ -144,7 +143,7 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     if not (final / "orm.json").is_file():
         model, tok = load_orm(cfg.model)
         data = RewardData(tok, [r["question"] for r in rows], [r["text"] for r in rows], [r["correct"] for r in rows],
-                          cfg.max_len, ends=[not r.get("truncated") for r in rows])  # fmt: skip
+                          cfg.max_len, ends=[not r.get("truncated") for r in rows], chat=cfg.chat)  # fmt: skip
         train(model, data, orm_loss, cfg.train, out / "train", progress=progress)
         from system2.runs import atomic_dir
 
@@ -160,21 +159,13 @@ def evaluate_orm(cfg: ORMConfig, orm_dir: Path) -> dict[str, Any]:
     _, test = cfg.problems()
     if not test:
         return {}
-    policy, tok = load_lm(cfg.model, pad_with_eos=True)
+    policy, tok = cfg.load(cfg.model)
     rows = sample_and_score(
-        policy,
-        tok,
-        test,
-        task=cfg.get_task(),
-        n=cfg.eval_samples,
-        temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
-        seed=cfg.seed + 1,
-        batch_size=cfg.batch_size,
+        policy, tok, test, **cfg.sampling(), n=cfg.eval_samples, temperature=cfg.temperature, seed=cfg.seed + 1
     )
     orm, otok = load_orm(orm_dir)
     scores = score_solutions(orm, otok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
-                             ends=[not r["truncated"] for r in rows])  # fmt: skip
+                             ends=[not r["truncated"] for r in rows], chat=cfg.chat)  # fmt: skip
     acc = sum((s > 0.5) == bool(r["correct"]) for s, r in zip(scores, rows, strict=True)) / len(rows)
     groups = list(group_by_question(rows).values())
     k = cfg.eval_samples

@@ -69,6 +69,8 @@ class PPOConfig(LoopConfig):
     eval_every: int = 0  # iterations between evaluations (0: only at the end)
 
     def validate(self) -> None:
+        if self.backend != "hf":
+            raise ConfigError("PPO samples from the policy it is training: it needs backend=hf")
         super().validate()
         if self.reward not in ("sparse", "dense"):
             raise ConfigError(f"reward must be 'sparse' or 'dense', got {self.reward!r}")
@@ -231,12 +233,10 @@ def rollout(
         policy,
         tok,
         questions,
-        task=cfg.get_task(),
+        **cfg.sampling(),
         n=cfg.samples_per_prompt,
         temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
         seed=seed,
-        batch_size=cfg.batch_size,
         prompt_offset=prompt_offset,
         progress=progress,
     )
@@ -244,7 +244,7 @@ def rollout(
     outcomes = torch.tensor([1.0 if r["correct"] else 0.0 for r in rows], device=device)
     bonuses = [step_bonuses(cfg, tok, r, gold[r["id"]]) for r in rows]
     enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
-                                 ends=[not r["truncated"] for r in rows])  # no eos the sample never drew  # fmt: skip
+                                 ends=[not r["truncated"] for r in rows], chat=cfg.chat)  # no drawn eos  # fmt: skip
     enc = {k: v.to(device) for k, v in enc.items()}
     old_logp, old_values, mask = token_logprobs_and_values(policy, value_head, enc, cfg.temperature)
     ref_logp, _, _ = token_logprobs_and_values(ref, None, enc, cfg.temperature)  # the KL between tempered policies
@@ -416,10 +416,8 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                     policy,
                     tok,
                     test,
-                    task=cfg.get_task(),
-                    max_new_tokens=cfg.max_new_tokens,
+                    **cfg.sampling(),
                     seed=cfg.seed,
-                    batch_size=cfg.batch_size,
                     progress=progress,
                 )
                 row.update(summarize_questions(evaluated))

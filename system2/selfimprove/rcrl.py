@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from system2.lm.io import load_lm
 from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
 from system2.tasks.task import RETURN_TOKENS
 
@@ -48,7 +47,8 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
         prompts = [tag(x["question"], x["correct"]) for x in pool]
         texts = [x["text"] for x in pool]
         ends = [not x.get("truncated") for x in pool]  # a truncated sample is trained without an invented eos
-        current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress, ends)
+        current = finetune_sft(cfg.model, prompts, texts, cfg.max_len, cfg.train, rd / "train", progress, ends,
+                               chat=cfg.chat)  # fmt: skip
         stats = {
             "round": r,
             "model": str(current),
@@ -64,17 +64,15 @@ def _draw(
     cfg: RCRLConfig, policy: str | Path, problems: list[Any], prefix: str, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
     """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
-    model, tok = load_lm(policy, pad_with_eos=True)
+    model, tok = cfg.load(policy)
     rows = sample_and_score(
         model,
         tok,
         problems,
-        task=cfg.get_task(),
+        **cfg.sampling(),
         n=cfg.samples,
         temperature=cfg.temperature,
-        max_new_tokens=cfg.max_new_tokens,
         seed=seed,
-        batch_size=cfg.batch_size,
         prompt_prefix=prefix,
         progress=progress,
     )

@@ -81,7 +81,7 @@ def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dic
                           "questions without one")  # fmt: skip
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init", problems)
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]
-    final = finetune_sft(init, prompts, solutions, cfg.max_len, cfg.train, out, progress)
+    final = finetune_sft(init, prompts, solutions, cfg.max_len, cfg.train, out, progress, chat=cfg.chat)
 
     return {
         "model": str(final),
