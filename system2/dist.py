@@ -46,3 +46,40 @@ def barrier() -> None:
         import torch.distributed as td
 
         td.barrier()
+
+
+def local_rank() -> int:
+    """This process's rank on its machine (its GPU index under the launchers; 0 on a single process)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def shard(n: int) -> tuple[int, int]:
+    """The contiguous slice ``[lo, hi)`` of ``n`` items that this process handles (the first ``n % world``
+    processes take one item more); the slices of all processes cover ``range(n)`` in order."""
+    world, r = world_size(), rank()
+    base, extra = divmod(n, world)
+    lo = r * base + min(r, extra)
+    return lo, lo + base + (r < extra)
+
+
+def all_gather(obj: object) -> list[object]:
+    """Every process's ``obj`` (picklable, sent between this run's own processes), in rank order; ``[obj]`` on a
+    single process."""
+    if world_size() == 1:
+        return [obj]
+    init()
+    import torch.distributed as td
+
+    out: list[object] = [None] * world_size()
+    td.all_gather_object(out, obj)
+    return out
+
+
+def init() -> None:
+    """Create the process group when a launcher started several processes and none exists yet (accelerate's
+    ``PartialState``: gloo on CPUs, nccl on GPUs), so that work before the first training step can be shared."""
+    if world_size() > 1 and not _group_ready():
+        import torch
+        from accelerate import PartialState
+
+        PartialState(cpu=not torch.cuda.is_available())

@@ -11,12 +11,13 @@ present, so a killed run resumes where it stopped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
 from system2.lm.io import check_lm_dir
-from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score, sharded_rows
 
 
 @dataclass
@@ -61,7 +62,8 @@ def run_expert_iteration(
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"
 
-        kept = cached_rows(rd / "correct.parquet", _draw, cfg, current, problems, cfg.seed * 1000 + r, progress)
+        draw = partial(_draw, cfg, current, seed=cfg.seed * 1000 + r, progress=progress)
+        kept = cached_rows(rd / "correct.parquet", _correct_samples, rd / "samples.parquet", problems, draw)
         for row in kept:
             union.setdefault((row["id"], row["text"]), row)
         data = list(union.values())
@@ -83,10 +85,15 @@ def run_expert_iteration(
     return results
 
 
+def _correct_samples(path: Path, problems: list[Any], draw: Any) -> list[dict[str, Any]]:
+    """The correct, distinct samples of a round, its samples shared among processes and kept in ``path``."""
+    return correct_unique(sharded_rows(path, problems, draw))
+
+
 def _draw(
-    cfg: ExpertIterationConfig, policy: str | Path, problems: list[Any], seed: int, progress: bool
+    cfg: ExpertIterationConfig, policy: str | Path, problems: list[Any], offset: int, *, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
-    """One round's correct samples of ``policy``, one per distinct solution text and question."""
+    """One round's scored samples of ``policy`` on ``problems`` (a share starting at index ``offset``)."""
     model, tok = cfg.load(policy)
     rows = sample_and_score(
         model,
@@ -96,6 +103,7 @@ def _draw(
         n=cfg.samples,
         temperature=cfg.temperature,
         seed=seed,
+        prompt_offset=offset,
         progress=progress,
     )
-    return correct_unique(rows)
+    return rows

@@ -18,11 +18,13 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from system2 import dist
 from system2.config import ConfigError
 from system2.lm.data import PreferenceData
 from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
@@ -36,6 +38,7 @@ from system2.selfimprove.loop import (
     finetune_sft,
     group_by_question,
     sample_and_score,
+    sharded_rows,
 )
 from system2.selfimprove.pairs import question_pairs
 from system2.train import TrainConfig, resolved_precision
@@ -125,17 +128,10 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         it = out / f"iter-{t}"
         model, tok = cfg.load(current)
         temp = cfg.temperature(t)
-        samples = cached_rows(
+        samples = sharded_rows(
             it / "samples.parquet",
-            sample_and_score,
-            model,
-            tok,
             problems,
-            **cfg.sampling(),
-            n=cfg.samples,
-            temperature=temp,
-            seed=cfg.seed * 1000 + t,
-            progress=progress,
+            partial(_sample, cfg, model, tok, temp, cfg.seed * 1000 + t, progress),
         )
         pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, samples, gold, tok, t)
         if len(pairs) < cfg.min_pairs:  # converged: too few questions with both a right and a wrong sample
@@ -149,12 +145,13 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
         if cfg.objective != "sft":
             rejected = [p["rejected"] for p in pairs]
             rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
-            ref = cached_rows(it / "reference.parquet", reference_logprobs_rows, current, model, tok, prompts, chosen,
-                              rejected, cfg, progress, rejected_ends)  # fmt: skip
+            ref = sharded_rows(it / "reference.parquet", pairs,
+                               partial(reference_logprobs_rows, current, model, tok, cfg, progress))  # fmt: skip
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
-            steps = max(1, math.ceil(cfg.epochs * len(pairs) / cfg.train.batch_size))
+            global_batch = cfg.train.batch_size * dist.world_size()  # batch_size is per process
+            steps = max(1, math.ceil(cfg.epochs * len(pairs) / global_batch))
             train_cfg = replace(cfg.train, steps=steps, warmup=min(cfg.train.warmup, steps))  # warm-up fits the run
         if cfg.objective == "sft":
             current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress,
@@ -188,21 +185,31 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
     return results
 
 
+def _sample(
+    cfg: IRPOConfig, model: Any, tok: Any, temperature: float, seed: int, progress: bool, part: list, offset: int
+) -> list[dict[str, Any]]:
+    """One iteration's scored samples of the questions ``part`` (a share starting at index ``offset``)."""
+    return sample_and_score(model, tok, part, **cfg.sampling(), n=cfg.samples, temperature=temperature, seed=seed,
+                            prompt_offset=offset, progress=progress)  # fmt: skip
+
+
 def reference_logprobs_rows(
     path: str | Path,
     model: Any,
     tokenizer: Any,
-    prompts: list[str],
-    chosen: list[str],
-    rejected: list[str],
     cfg: IRPOConfig,
-    progress: bool = True,
-    rejected_ends: list[bool] | None = None,
+    progress: bool,
+    pairs: list[dict[str, Any]],
+    offset: int = 0,
 ) -> list[dict[str, float]]:
-    """Summed response log-probs of chosen and rejected under the frozen reference M_{t-1} at ``path`` (a truncated
-    rejected response without an eos, as it trains). The reference runs as the policy trains: float32 weights under
-    the training autocast, so ``model`` (the sampler, in ``dtype``) is reloaded when its dtype differs."""
-    ends = [True] * len(chosen) + (rejected_ends if rejected_ends is not None else [True] * len(rejected))
+    """Summed response log-probs of each pair's chosen and rejected under the frozen reference M_{t-1} at ``path`` (a
+    truncated rejected response without an eos, as it trains). The reference runs as the policy trains: float32
+    weights under the training autocast, so ``model`` (the sampler, in ``dtype``) is reloaded when its dtype differs.
+    ``offset``: unused (pairs are scored independently; the argument of ``sharded_rows``)."""
+    prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
+    rejected = [p["rejected"] for p in pairs]
+    rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
+    ends = [True] * len(chosen) + rejected_ends
     precision = resolved_precision(cfg.train)  # the policy's autocast
     if next(model.parameters()).dtype != torch.float32:
         model = load_lm(path, device=cfg.run_device(), pad_with_eos=True)[0]

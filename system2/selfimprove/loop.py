@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 
+from system2 import dist
 from system2.config import ConfigError
 from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
@@ -131,7 +132,7 @@ class LoopConfig:
     def run_device(self) -> str:
         """The device of sampling and evaluation (``auto``: cuda when there is one, else cpu)."""
         if self.device == "auto":
-            return "cuda" if torch.cuda.is_available() else "cpu"
+            return f"cuda:{dist.local_rank()}" if torch.cuda.is_available() else "cpu"
         return self.device
 
     def load(self, path: str | Path) -> tuple[Any, Any]:
@@ -141,7 +142,9 @@ class LoopConfig:
 
     def start(self, kind: str, restart: bool = False) -> Path:
         """Record this config in ``out`` (``run.json``) before any compute: a rerun with the same settings
-        resumes, other settings are refused (``restart``: move the old run aside)."""
+        resumes, other settings are refused (``restart``: move the old run aside). Under a launcher the processes
+        join one group here: sampling, scoring and evaluation are shared among them from the start."""
+        dist.init()
         return open_run(self.out, kind, self, restart=restart)
 
     def get_task(self) -> Task:
@@ -176,15 +179,18 @@ class LoopConfig:
         if not test:
             return {}
         result, per_question = out / "result.json", out / QUESTIONS
-        if result.is_file() and per_question.is_file():
+        if stage_done(result) and per_question.is_file():
             return read_json(result)
-        model, tok = self.load(model_dir)
-        rows = evaluate_questions(
-            model, tok, test, **self.sampling(), k=self.eval_samples, seed=self.seed, prompt_prefix=prefix
-        )
-        write_parquet(per_question, rows)
-        summary = summarize_questions(rows)
-        atomic_write_json(result, summary)
+
+        def score(part: Sequence[QuestionLike], offset: int) -> list[dict[str, Any]]:
+            model, tok = self.load(model_dir)
+            return evaluate_questions(model, tok, part, **self.sampling(), k=self.eval_samples, seed=self.seed,
+                                      prompt_prefix=prefix, prompt_offset=offset)  # fmt: skip
+
+        summary = summarize_questions(sharded_rows(per_question, test, score))  # each process scores its share
+        if dist.is_main():
+            atomic_write_json(result, summary)
+        dist.barrier()
         return summary
 
 
@@ -273,13 +279,15 @@ def evaluate_questions(
     chat: bool = False,
     backend: str = "hf",
     prompt_prefix: str = "",
+    prompt_offset: int = 0,
     progress: bool = True,
     rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per question: its id, whether the greedy answer is right (``maj@1``) and the greedy response's
     words; with ``k`` > 0 also whether the majority vote (``maj@K``) and any (``pass@K``) of ``k`` samples at
     ``temperature`` are right, and with ``rerank`` (questions, responses -> scores, e.g. an outcome reward model)
-    whether the highest-scored sample is (``rerank@K``)."""
+    whether the highest-scored sample is (``rerank@K``). ``prompt_offset``: as in ``sample_and_score``, for one
+    process's share of the questions."""
     if k == 1:
         raise ValueError("k must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
     draw = partial(
@@ -293,6 +301,7 @@ def evaluate_questions(
         chat=chat,
         backend=backend,
         prompt_prefix=prompt_prefix,
+        prompt_offset=prompt_offset,
         progress=progress,
     )
     greedy = draw(n=1, temperature=0.0, seed=seed, label="eval greedy")
@@ -336,13 +345,16 @@ def finetune(
     **data: Any,
 ) -> Path:
     """Load the policy at ``init``, train it with ``loss_fn`` on ``make_data(tokenizer, **data)`` and save it to
-    ``out/model``. The run checkpoints into ``out/ckpt``, so a rerun resumes; a finished one is skipped."""
+    ``out/model``. The run checkpoints into ``out/ckpt``, so a rerun resumes; a finished one is skipped. Under
+    several processes the training is data-parallel and the main process saves."""
     final = out / "model"
-    if (final / "config.json").is_file():
+    if stage_done(final / "config.json"):
         return final
     model, tokenizer = load_lm(init, pad_with_eos=True)
     train(model, make_data(tokenizer, **data), loss_fn, cfg, out, progress=progress)
-    save_lm(model, tokenizer, final)
+    if dist.is_main():
+        save_lm(model, tokenizer, final)
+    dist.barrier()
     return final
 
 
@@ -364,21 +376,50 @@ def finetune_sft(
                     max_len=max_len, ends=ends, chat=chat)  # fmt: skip
 
 
+def stage_done(path: Path) -> bool:
+    """Whether a stage's file exists, as every process sees it before any process writes it."""
+    done = path.is_file()
+    dist.barrier()
+    return done
+
+
 def cached_json(path: Path, compute: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """The JSON at ``path``, or ``compute(*args, **kwargs)`` written there atomically (a stage done once)."""
-    if path.is_file():
+    """The JSON at ``path``, or ``compute(*args, **kwargs)`` written there atomically by the main process (a stage
+    done once; every process computes it, so it must be deterministic)."""
+    if stage_done(path):
         return json.loads(path.read_text())
     result = compute(*args, **kwargs)
-    atomic_write_json(path, result)
+    if dist.is_main():
+        atomic_write_json(path, result)
+    dist.barrier()
     return result
 
 
 def cached_rows(
     path: Path, compute: Callable[..., list[dict[str, Any]]], *args: Any, **kwargs: Any
 ) -> list[dict[str, Any]]:
-    """The rows of the Parquet file at ``path``, or ``compute(*args, **kwargs)`` written there atomically."""
-    if path.is_file():
+    """The rows of the Parquet file at ``path``, or ``compute(*args, **kwargs)`` written there atomically by the
+    main process (every process computes them: cheap, deterministic stages such as pairs)."""
+    if stage_done(path):
         return read_parquet(path).to_pylist()
     rows = compute(*args, **kwargs)
-    write_parquet(path, rows)
+    if dist.is_main():
+        write_parquet(path, rows)
+    dist.barrier()
+    return rows
+
+
+def sharded_rows(
+    path: Path, items: Sequence[Any], compute: Callable[[Sequence[Any], int], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """``cached_rows`` for heavy stages: each process computes ``compute(its slice of items, offset of the slice)``
+    (sampling keys each prompt's random stream by its index in ``items``, so the slices give the rows of one
+    process), the rows are gathered in item order, and the main process writes them."""
+    if stage_done(path):
+        return read_parquet(path).to_pylist()
+    lo, hi = dist.shard(len(items))
+    rows = [r for part in dist.all_gather(compute(items[lo:hi], lo)) for r in part]  # type: ignore[union-attr]
+    if dist.is_main():
+        write_parquet(path, rows)
+    dist.barrier()
     return rows

@@ -16,9 +16,18 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from system2 import dist
 from system2.console import Progress
 from system2.lm.logprobs import encode_prompt_response
-from system2.selfimprove.loop import LoopConfig, cached_json, cached_rows, group_by_question, sample_and_score
+from system2.runs import atomic_dir
+from system2.selfimprove.loop import (
+    LoopConfig,
+    cached_json,
+    group_by_question,
+    sample_and_score,
+    sharded_rows,
+    stage_done,
+)
 from system2.selfimprove.metrics import best_hit
 from system2.train import TrainConfig, train
 
@@ -125,32 +134,24 @@ def train_orm(cfg: ORMConfig, progress: bool = True, restart: bool = False) -> d
     out = cfg.start("orm", restart)
     problems, _ = cfg.problems()
 
-    def draw() -> list[dict[str, Any]]:
+    def draw(part: list[Any], offset: int) -> list[dict[str, Any]]:
         policy, tok = cfg.load(cfg.model)
-        return sample_and_score(
-            policy,
-            tok,
-            problems,
-            **cfg.sampling(),
-            n=cfg.samples,
-            temperature=cfg.temperature,
-            seed=cfg.seed,
-            progress=progress,
-        )
+        return sample_and_score(policy, tok, part, **cfg.sampling(), n=cfg.samples, temperature=cfg.temperature,
+                                seed=cfg.seed, prompt_offset=offset, progress=progress)  # fmt: skip
 
-    rows = cached_rows(out / "samples.parquet", draw)
+    rows = sharded_rows(out / "samples.parquet", problems, draw)  # each process samples its share
     final = out / "orm"
-    if not (final / "orm.json").is_file():
+    if not stage_done(final / "orm.json"):
         model, tok = load_orm(cfg.model)
         data = RewardData(tok, [r["question"] for r in rows], [r["text"] for r in rows], [r["correct"] for r in rows],
                           cfg.max_len, ends=[not r.get("truncated") for r in rows], chat=cfg.chat)  # fmt: skip
         train(model, data, orm_loss, cfg.train, out / "train", progress=progress)
-        from system2.runs import atomic_dir
-
-        with atomic_dir(final) as tmp:
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
-            (tmp / "orm.json").write_text('{"kind": "outcome reward model", "labels": "P(correct)"}\n')
+        if dist.is_main():
+            with atomic_dir(final) as tmp:
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
+                (tmp / "orm.json").write_text('{"kind": "outcome reward model", "labels": "P(correct)"}\n')
+        dist.barrier()
     return cached_json(out / "result.json", evaluate_orm, cfg, final)
 
 

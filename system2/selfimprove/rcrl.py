@@ -12,10 +12,11 @@ unconfirmed [S/R].
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score
+from system2.selfimprove.loop import RoundsConfig, finetune_sft, sample_and_score, sharded_rows
 from system2.tasks.task import RETURN_TOKENS
 
 GOOD, BAD = RETURN_TOKENS
@@ -42,7 +43,8 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
     for r in range(1, cfg.rounds + 1):
         rd = out / f"round-{r}"
         prefix = "" if r == 1 else f"{GOOD} "  # round 1 samples the initial policy, later rounds ask for good
-        rows = cached_rows(rd / "samples.parquet", _draw, cfg, current, problems, prefix, cfg.seed * 1000 + r, progress)
+        draw = partial(_draw, cfg, current, prefix=prefix, seed=cfg.seed * 1000 + r, progress=progress)
+        rows = sharded_rows(rd / "samples.parquet", problems, draw)
         pool += rows
         prompts = [tag(x["question"], x["correct"]) for x in pool]
         texts = [x["text"] for x in pool]
@@ -61,9 +63,10 @@ def run_rcrl(cfg: RCRLConfig, progress: bool = True, restart: bool = False) -> l
 
 
 def _draw(
-    cfg: RCRLConfig, policy: str | Path, problems: list[Any], prefix: str, seed: int, progress: bool
+    cfg: RCRLConfig, policy: str | Path, problems: list[Any], offset: int, *, prefix: str, seed: int, progress: bool
 ) -> list[dict[str, Any]]:
-    """One round's samples of ``policy`` (prompted with ``prefix``), each with whether it is right."""
+    """One round's samples of ``policy`` (prompted with ``prefix``) on ``problems`` (a share starting at index
+    ``offset``), each with whether it is right and whether it was cut at max_new_tokens."""
     model, tok = cfg.load(policy)
     rows = sample_and_score(
         model,
@@ -74,6 +77,8 @@ def _draw(
         temperature=cfg.temperature,
         seed=seed,
         prompt_prefix=prefix,
+        prompt_offset=offset,
         progress=progress,
     )
-    return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"])} for x in rows]
+    return [{"question": x["question"], "text": x["text"], "correct": bool(x["correct"]),
+             "truncated": bool(x["truncated"])} for x in rows]  # fmt: skip

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from system2 import dist
 from system2.config import ConfigError
 from system2.lm.io import save_lm
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
@@ -59,8 +60,8 @@ def tiny_vocabulary(cfg: SFTConfig, problems: list[Any]) -> list[str]:
 
 
 def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any]) -> Path:
-    """Build and save the tiny model + tokenizer (once)."""
-    if not (path / "config.json").is_file():
+    """Build and save the tiny model + tokenizer (once; the main process writes it)."""
+    if not (path / "config.json").is_file() and dist.is_main():
         words = tiny_vocabulary(cfg, problems)
         tok = build_word_tokenizer(words, model_max_length=cfg.tiny.max_len)
         model = tiny_llama(
@@ -68,6 +69,7 @@ def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any]) -> Path:
             max_len=cfg.tiny.max_len, seed=cfg.seed,
         )  # fmt: skip
         save_lm(model, tok, path)
+    dist.barrier()
     return path
 
 
