@@ -143,6 +143,12 @@ def test_rcrl_tags_by_correctness(world: dict, tmp_path: Path) -> None:
     drawn = read_rows(tmp_path / "rcrl" / "round-1" / "samples.parquet")
     assert rows[1]["samples_drawn"] == len(drawn) == 48 and "maj@1" in rows[1]
     assert rows[1]["good_fraction"] == sum(r["correct"] for r in drawn) / 48  # the share the samples' tags say
+    # samples cut at max_new_tokens keep their flag: counted, tagged bad, trained without an invented eos
+    short = RCRLConfig(**{**to_dict(cfg), "train": _train(2), "out": str(tmp_path / "short"), "max_new_tokens": 6})
+    rows = run_rcrl(short, progress=False)
+    drawn = read_rows(tmp_path / "short" / "round-1" / "samples.parquet")
+    assert rows[1]["truncated"] == sum(r["truncated"] for r in drawn) > 0
+    assert not any(r["correct"] for r in drawn if r["truncated"])
 
 
 def test_ppo_runs_checkpoints_and_resumes(world: dict, tmp_path: Path) -> None:
