@@ -253,11 +253,13 @@ def open_run(
     settings: Mapping[str, Any] | Any,
     restart: bool = False,
     log: Callable[[str], None] = print,
+    defaults: Mapping[str, Any] | None = None,
 ) -> Path:
     """Record ``settings`` in ``out`` (new), accept them (a resume), or refuse, before any compute.
 
-    ``settings`` is a config dataclass or a plain mapping. With a dataclass, a setting the recorded run lacks
-    is accepted when it holds its default, so a run recorded before a setting was added still resumes.
+    ``settings`` is a config dataclass or a plain mapping. With a dataclass (or a mapping and its ``defaults``), a
+    setting the recorded run lacks is accepted when it holds its default, so a run recorded before a setting was
+    added still resumes.
 
     ``restart`` moves a run of the same kind aside first. Under several processes only the main one
     moves or writes; the others wait for its record."""
@@ -265,10 +267,9 @@ def open_run(
     from system2.dist import is_main, world_size
 
     out = Path(out)
-    defaults: dict[str, Any] = {}
     if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
-        defaults = json.loads(json.dumps(_resolve_paths(default_settings(settings))))
-        settings = to_dict(settings)
+        defaults, settings = default_settings(settings), to_dict(settings)
+    defaults = json.loads(json.dumps(_resolve_paths(dict(defaults or {}))))
     settings = json.loads(json.dumps(_resolve_paths(dict(settings))))  # as it reads back: lists, not tuples
     record = {"kind": kind, "settings": settings, "version": __version__}
     if not is_main() and world_size() > 1:

@@ -81,6 +81,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "planning bootstrap": "BootstrapConfig",
         "repro cope-arm": "ArmConfig",
         "repro reverse-pretrain": "ReversePretrainConfig",
+        "repro irpo": "IRPOScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

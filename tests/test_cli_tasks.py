@@ -8,6 +8,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from system2.cli import app
@@ -34,13 +35,22 @@ def gsm8k_rows(n: int, seed: int) -> list[dict]:
     return rows
 
 
-def test_the_readme_sequence_runs_on_gsm8k_files(tmp_path: Path) -> None:
-    train, test = tmp_path / "gsm8k_train.jsonl", tmp_path / "gsm8k_test.jsonl"
+@pytest.fixture(scope="module")
+def gsm8k(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Small GSM8K-format files and a tiny M_0 trained on them by ``system2 sft --task gsm8k``."""
+    root = tmp_path_factory.mktemp("gsm8k")
+    train, test = root / "gsm8k_train.jsonl", root / "gsm8k_test.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(32, 0)))
     test.write_text("".join(json.dumps(r) + "\n" for r in gsm8k_rows(8, 1)))
     data = ["--train-data", train, "--eval-data", test, "--task", "gsm8k"]
-    cli("sft", *data, "--out", tmp_path / "m0", "--steps", 150, "train.lr=3e-3", "train.batch_size=8", *TINY, *COMMON)
-    m0 = tmp_path / "m0" / "model"
+    cli("sft", *data, "--out", root / "m0", "--steps", 150, "train.lr=3e-3", "train.batch_size=8", *TINY, *COMMON)
+    return {"train": train, "test": test, "m0": root / "m0"}
+
+
+def test_the_readme_sequence_runs_on_gsm8k_files(gsm8k: dict[str, Path], tmp_path: Path) -> None:
+    train, test = gsm8k["train"], gsm8k["test"]
+    data = ["--train-data", train, "--eval-data", test, "--task", "gsm8k"]
+    m0 = gsm8k["m0"] / "model"
     # the tokenizer was built from the GSM8K words, the gold solutions end with the answer line
     vocab = json.loads((m0 / "tokenizer.json").read_text())["model"]["vocab"]
     assert {"Sam", "pens", "####"} - set(vocab) == {"####"} and "answer:" in vocab
@@ -66,4 +76,28 @@ def test_the_readme_sequence_runs_on_gsm8k_files(tmp_path: Path) -> None:
     assert all(s["answer"] == gold[s["id"]] for s in samples)
     assert sum(s["parsed"] is not None for s in samples) >= len(samples) // 2
     assert all(s["correct"] == (s["parsed"] == s["answer"] and not s["truncated"]) for s in samples)
-    assert json.loads((tmp_path / "m0" / "result.json").read_text())["maj@1"] > 0
+    assert json.loads((gsm8k["m0"] / "result.json").read_text())["maj@1"] > 0
+
+
+def test_the_irpo_reproduction_runs_its_paper_path_on_local_files(gsm8k: dict[str, Path], tmp_path: Path) -> None:
+    """``repro irpo --scale paper`` takes a local checkpoint and local GSM8K files (here tiny ones, scaled down by
+    key=value settings) and runs every arm; SFT on gold, whose paper settings are unknown, is not testable."""
+    files = [f"model={gsm8k['m0'] / 'model'}", f"train_data={gsm8k['train']}", f"test_data={gsm8k['test']}"]
+    small = ["dtype=float32", "prompt_format=raw", "iterations=2", "samples=3", "pairs=1", "batch_size=2",
+             "max_len=48", "max_new_tokens=16"]  # fmt: skip
+    out = tmp_path / "irpo"
+    # the paper's chat template is checked before any compute: the tiny model has none
+    result = runner.invoke(app, ["repro", "irpo", "--scale", "paper", "--out", str(out), *files, "dtype=float32"])
+    assert result.exit_code == 2 and "has no chat template" in result.output, result.output
+    result = runner.invoke(app, ["repro", "irpo", "--scale", "paper", "--out", str(out), *files[:2],
+                                 f"test_data={tmp_path / 'none.jsonl'}", *small])  # fmt: skip
+    assert result.exit_code == 2 and "none.jsonl does not exist" in result.output, result.output
+    assert not out.exists()
+    cli("repro", "irpo", "--scale", "paper", "--out", out, *files, *small)
+    report = (out / "report.md").read_text()
+    assert "gsm8k_train.jsonl" in report and "as it is" in report
+    assert "this scale has no SFT on gold arm" in report
+    for arm in ("irpo/iter-2", "dpo/iter-1", "star/iter-1", "irpo_2k/iter-1"):
+        assert (out / "seed-0" / arm / "questions.parquet").is_file(), arm
+    samples = read_parquet(out / "seed-0" / "irpo" / "iter-1" / "samples.parquet").to_pylist()
+    assert len(samples) == 32 * 3 and {s["answer"] for s in samples} <= {str(n) for n in range(2, 19)}

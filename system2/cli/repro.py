@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from system2.cli.common import App, ConfigFile, Overrides, Restart, fail, run_config, user_errors
+from system2.config import parse_overrides
 from system2.dist import is_main
 
 repro = App(
@@ -37,10 +38,23 @@ ScaleName = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 h
 Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
 
 
-def run_repro(name: str, scale: str, seeds: int | None, out: Path | None, restart: bool = False) -> None:
+# reproductions whose scale takes key=value settings (e.g. the paper scale's local model and data files)
+SCALE_SETTINGS = {"irpo": "system2.repro.irpo:IRPOScale"}
+
+
+def run_repro(
+    name: str,
+    scale: str,
+    seeds: int | None,
+    out: Path | None,
+    restart: bool = False,
+    overrides: list[str] | None = None,
+) -> None:
     module = importlib.import_module(f"system2.repro.{name.replace('-', '_')}")
     if scale not in module.SCALES:
         fail(f"unknown scale {scale!r}: use one of {', '.join(module.SCALES)}")
+    if overrides and name not in SCALE_SETTINGS:
+        fail(f"repro {name} takes no key=value settings")
     if seeds is not None and seeds < 1:
         fail("--seeds must be >= 1")
     target = out or Path("runs") / "repro" / f"{name}-{scale}"
@@ -51,19 +65,21 @@ def run_repro(name: str, scale: str, seeds: int | None, out: Path | None, restar
             fg=typer.colors.YELLOW,
         )
     with user_errors():
-        module.run(scale, target, seeds, restart=restart)
+        kwargs = {"settings": parse_overrides(overrides)} if overrides else {}
+        module.run(scale, target, seeds, restart=restart, **kwargs)
     if (target / "report.md").is_file():
         typer.echo(f"report: {target / 'report.md'}")
 
 
 def _repro_command(name: str) -> None:
     def command(
+        overrides: Overrides = None,
         scale: ScaleName = "tiny",
         seeds: Seeds = None,
         out: Annotated[Path | None, typer.Option("--out", help="Output directory (rerun to resume).")] = None,
         restart: Restart = False,
     ) -> None:
-        run_repro(name, scale, seeds, out, restart)
+        run_repro(name, scale, seeds, out, restart, overrides)
 
     paper, arxiv, what = REPROS[name]
     command.__doc__ = (
@@ -71,7 +87,14 @@ def _repro_command(name: str) -> None:
         f"(--scale paper); writes report.md (in --out, default runs/repro/{name}-SCALE) with the paper's "
         f"metrics and claim checks. arXiv {arxiv}."
     )
-    repro.command(name)(command)
+    if name in SCALE_SETTINGS:
+        command.__doc__ += (
+            "\n\nThe settings below change the scale's fields, e.g. the paper scale's local files: system2 repro "
+            f"{name} --scale paper model=checkpoints/llama train_data=gsm8k_train.jsonl test_data=gsm8k_test.jsonl"
+        )
+        repro.command(name, settings=SCALE_SETTINGS[name])(command)
+    else:
+        repro.command(name)(command)
 
 
 for _name in REPROS:

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from system2.config import default_settings, from_dict
 from system2.console import print_table
 from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict, verdict_table
 from system2.runs import atomic_write_json, atomic_write_text, open_run
@@ -32,7 +33,16 @@ def start_repro(out: Path, paper: str, scale_name: str, scale: Any, restart: boo
     every seed has its own sub-runs, so a rerun with more seeds reuses the finished ones; any other
     change of the scale is refused (``restart``: move the old run aside)."""
     settings = {"paper": paper, "scale": scale_name, **{k: v for k, v in asdict(scale).items() if k != "seeds"}}
-    return open_run(out, "repro", settings, restart=restart)
+    defaults = {"paper": paper, "scale": scale_name, **default_settings(type(scale))}  # fields added later
+    return open_run(out, "repro", settings, restart=restart, defaults=defaults)
+
+
+def scale_with_settings(scale: ScaleT, settings: Mapping[str, Any] | None) -> ScaleT:
+    """``scale`` with ``settings`` (field -> value, as text from the command line or typed) applied; an unknown
+    field is an error naming the closest one."""
+    if not settings:
+        return scale
+    return from_dict(type(scale), {**asdict(scale), **settings})
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from system2.config import ConfigError
 from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
 from system2.repro import verdicts as vd
@@ -32,6 +33,7 @@ from system2.repro.framework import (
     fmt,
     mean_std,
     print_claims,
+    scale_with_settings,
     start_repro,
     with_overrides,
     write_report,
@@ -46,25 +48,32 @@ from system2.train import TrainConfig
 
 @dataclass(frozen=True)
 class IRPOScale:
-    train: int = 2000
-    test: int = 500
-    hard: int = 500
+    train: int = 2000  # training questions (generated; with train_data: the first N, 0 = all)
+    test: int = 500  # test questions (generated; with test_data: the first N, 0 = all)
+    hard: int = 500  # harder generated test questions (5 operations)
     gold: int = 300  # gold solutions M_0 is trained on
-    sft_steps: int = 300
-    sft_lr: float = 1e-3
-    sft_batch: int = 32
-    full_sft_steps: int = 600  # SFT on all gold, from M_0
-    iterations: int = 3
-    samples: int = 8
-    pairs: int = 4
-    dpo_epochs: float = 1.0
-    dpo_lr: float = 2e-4
-    batch_size: int = 16
-    temperature: float = 1.0
-    seeds: int = 3
-    d_model: int = 128
-    layers: int = 4
-    model: str = ""  # paper scale: a local checkpoint (Llama-2-70B-Chat) instead of a tiny model
+    sft_steps: int = 300  # M_0's SFT steps (0: M_0 is ``model`` as it is)
+    sft_lr: float = 1e-3  # M_0's SFT learning rate
+    sft_batch: int = 32  # SFT batch (M_0 and the SFT-on-gold arm)
+    full_sft_steps: int = 600  # SFT on all gold, from M_0 (0: no such arm)
+    iterations: int = 3  # IRPO iterations
+    samples: int = 8  # solutions sampled per question, N
+    pairs: int = 4  # preference pairs per question, K
+    dpo_epochs: float = 1.0  # passes over each iteration's pairs
+    dpo_lr: float = 2e-4  # DPO learning rate
+    batch_size: int = 16  # DPO batch per process
+    temperature: float = 1.0  # sampling temperature
+    seeds: int = 3  # seeds
+    d_model: int = 128  # the tiny M_0's width
+    layers: int = 4  # the tiny M_0's layers
+    model: str = ""  # a local checkpoint to start from (paper: Llama-2-70B-Chat); empty: a tiny model
+    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
+    train_data: str = ""  # a local training file; empty: the generated arithmetic world
+    test_data: str = ""  # a local test file (needed with train_data)
+    max_len: int = 72  # longest prompt + solution in tokens
+    max_new_tokens: int = 48  # longest sampled solution
+    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
+    prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
 SCALES: dict[str, IRPOScale] = {
@@ -72,37 +81,51 @@ SCALES: dict[str, IRPOScale] = {
                       samples=4, pairs=4, seeds=1, d_model=96, layers=3),
     "small": IRPOScale(),
     # The paper's GSM8K setting (arXiv 2404.19733; docs/selfimprove.md): N=30, K=10, 4 iterations, batch 16, lr 7e-7,
-    # at most 5000 steps per iteration, temperatures 0.8/0.8/1.3/1.3; M_0 = Llama-2-70B-Chat (a local path).
-    "paper": IRPOScale(train=7473, test=1319, hard=0, gold=0, sft_steps=0, full_sft_steps=0, iterations=4,
+    # at most 5000 steps per iteration, temperatures 0.8/0.8/1.3/1.3; M_0 = Llama-2-70B-Chat (a local path), GSM8K
+    # from local files. The lengths, the prompt format and SFT on gold's settings are not known to us [U]: SFT on
+    # gold is left out unless full_sft_steps is set.
+    "paper": IRPOScale(train=0, test=0, hard=0, gold=0, sft_steps=0, full_sft_steps=0, iterations=4,
                        samples=30, pairs=10, dpo_epochs=1.0, dpo_lr=7e-7, batch_size=16, temperature=0.8, seeds=1,
-                       model="checkpoints/Llama-2-70b-chat-hf"),
+                       model="checkpoints/Llama-2-70b-chat-hf", task="gsm8k", train_data="data/gsm8k/train.parquet",
+                       test_data="data/gsm8k/test.parquet", max_len=1024, max_new_tokens=512, dtype="bfloat16",
+                       prompt_format="chat"),
 }  # fmt: skip
-MAX_LEN, MAX_NEW = 72, 48
+MAX_LEN, MAX_NEW = 72, 48  # the arithmetic world's lengths (the RL-for-reasoning reproduction shares them)
 
 
-def _sft(scale: IRPOScale, data: Path, out: Path, seed: int, init: str, steps: int, limit: int) -> dict[str, Any]:
+def _common(scale: IRPOScale, data: tuple[str, str], seed: int) -> dict[str, Any]:
+    """The loop settings every arm shares: data, task, lengths, runtime, seed."""
+    return {"train_data": data[0], "eval_data": data[1], "task": scale.task, "max_len": scale.max_len,
+            "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
+            "eval_limit": scale.test if scale.test_data else 0, "seed": seed}  # fmt: skip
+
+
+def _sft(
+    scale: IRPOScale, data: tuple[str, str], out: Path, seed: int, init: str, steps: int, limit: int
+) -> dict[str, Any]:
     cfg = SFTConfig(
-        model=init, tiny=TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=MAX_LEN),
-        train_data=str(data / "train.parquet"), eval_data=str(data / "test.parquet"), out=str(out), limit=limit,
-        max_len=MAX_LEN, max_new_tokens=MAX_NEW, seed=seed,
+        model=init, tiny=TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len),
+        out=str(out), limit=limit, **_common(scale, data, seed),
         train=TrainConfig(steps=steps, batch_size=scale.sft_batch, lr=scale.sft_lr, warmup=max(1, steps // 10),
                           seed=seed, ckpt_every=steps, log_every=max(1, steps // 20)),
     )  # fmt: skip
     return run_sft(cfg)
 
 
+def _irpo_config(scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int) -> IRPOConfig:
+    return IRPOConfig(
+        model=m0, out=str(out), iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
+        pairs_per_question=scale.pairs, epochs=scale.dpo_epochs, limit=scale.train if scale.train_data else 0,
+        train=TrainConfig(batch_size=scale.batch_size, lr=scale.dpo_lr, warmup=10, seed=seed, ckpt_every=10_000,
+                          log_every=5), **_common(scale, data, seed),
+    )  # fmt: skip
+
+
 def _irpo(
-    scale: IRPOScale, data: Path, m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
+    scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
 ) -> list[dict[str, Any]]:
     """One IRPO arm; ``reuse``: the IRPO run whose M_0 evaluation and first-iteration stages it shares."""
-    cfg = IRPOConfig(
-        model=m0, train_data=str(data / "train.parquet"), eval_data=str(data / "test.parquet"), out=str(out),
-        iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
-        pairs_per_question=scale.pairs, epochs=scale.dpo_epochs, max_new_tokens=MAX_NEW, max_len=MAX_LEN, seed=seed,
-        train=TrainConfig(batch_size=scale.batch_size, lr=scale.dpo_lr, warmup=10, seed=seed, ckpt_every=10_000,
-                          log_every=5),
-    )  # fmt: skip
-    cfg = replace(cfg, **changes)
+    cfg = replace(_irpo_config(scale, data, m0, out, seed), **changes)
     if reuse is not None:
         cfg.start("irpo")  # the arm's own record first, then the shared stages
         _reuse(reuse / "iter-0", out / "iter-0", ("result.json", QUESTIONS))
@@ -130,7 +153,7 @@ def _reuse(src: Path, dst: Path, names: tuple[str, ...]) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def chosen_logp_change(run: Path, first: Path) -> list[dict[str, Any]]:
+def chosen_logp_change(run: Path, first: Path, max_len: int = MAX_LEN, chat: bool = False) -> list[dict[str, Any]]:
     """Per training pair of IRPO's first iteration (``first``: its ``pairs.parquet`` and M_0's
     ``reference.parquet``): the summed log-prob of the chosen solution under the arm trained on those pairs
     (``run/iter-1/train/model``) minus under M_0. Cached in ``run/iter-1/chosen_logp.parquet``."""
@@ -138,26 +161,56 @@ def chosen_logp_change(run: Path, first: Path) -> list[dict[str, Any]]:
     def compute() -> list[dict[str, Any]]:
         pairs = read_parquet(first / "pairs.parquet").to_pylist()
         ref = read_parquet(first / "reference.parquet").to_pylist()
-        model, tok = load_lm(run / "iter-1" / "train" / "model")
-        trained = reference_logprobs(model, tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], MAX_LEN)
+        model, tok = load_lm(run / "iter-1" / "train" / "model", pad_with_eos=True)
+        trained = reference_logprobs(model, tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs], max_len,
+                                     chat=chat)  # fmt: skip
         return [{"id": p["id"], "change": t - r["ref_chosen"]} for p, t, r in zip(pairs, trained, ref, strict=True)]
 
     return cached_rows(run / "iter-1" / "chosen_logp.parquet", compute)
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
-    scale = with_overrides(SCALES[scale_name], seeds=seeds)
+def check_files(scale: IRPOScale) -> None:
+    """With local files (the paper scale): the model, the data in the task's format, the runtime settings and a
+    chat template where one is needed, checked before any compute (IRPOConfig's checks, on the main arm)."""
+    if not scale.train_data:
+        return
+    if not scale.test_data:
+        raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
+    if not scale.model and scale.task != "arithmetic":
+        raise ConfigError(f"task {scale.task!r} needs model=PATH (a checkpoint to start from)")
+    cfg = _irpo_config(scale, (scale.train_data, scale.test_data), scale.model or "", Path("unused"), 0)
+    if cfg.model:
+        cfg.validate()
+    else:
+        cfg.check_runtime()
+    cfg.problems()  # reads both files: a file in another format fails here
+
+
+def run(
+    scale_name: str, out: Path, seeds: int | None = None, restart: bool = False, settings: dict | None = None
+) -> dict[str, Any]:
+    scale = with_overrides(scale_with_settings(SCALES[scale_name], settings), seeds=seeds)
+    check_files(scale)
+    if scale.sft_steps == 0 and not scale.model:
+        raise ConfigError("sft_steps=0 starts from model as it is: set model=PATH")
     start_repro(out, "irpo", scale_name, scale, restart)
-    data = out / "data"
-    if not (data / "test.parquet").is_file():
-        write_dataset(data, 0, scale.train, scale.test, scale.hard)
+    if scale.train_data:
+        data = (scale.train_data, scale.test_data)
+    else:
+        generated = out / "data"
+        if not (generated / "test.parquet").is_file():
+            write_dataset(generated, 0, scale.train, scale.test, scale.hard)
+        data = (str(generated / "train.parquet"), str(generated / "test.parquet"))
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
-        m0 = _sft(scale, data, root / "m0", seed, scale.model, scale.sft_steps, scale.gold)
-        irpo = _irpo(scale, data, m0["model"], root / "irpo", seed)
+        if scale.sft_steps:
+            m0_model = _sft(scale, data, root / "m0", seed, scale.model, scale.sft_steps, scale.gold)["model"]
+        else:  # the paper: M_0 is the checkpoint as it is
+            m0_model = scale.model
+        irpo = _irpo(scale, data, m0_model, root / "irpo", seed)
         first = root / "irpo" / "iter-1"
         arms = {}
         for arm, changes in (
@@ -165,11 +218,12 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
             ("star", {"objective": "sft"}),
             ("irpo_2k", {"pairs_per_question": 2 * scale.pairs}),
         ):
-            arms[arm] = _irpo(scale, data, m0["model"], root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
-        full = _sft(scale, data, root / "sft_gold", seed, m0["model"], scale.full_sft_steps, 0)
+            arms[arm] = _irpo(scale, data, m0_model, root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
+        full = _sft(scale, data, root / "sft_gold", seed, m0_model, scale.full_sft_steps, 0) if scale.full_sft_steps \
+            else {"maj@1": None}  # fmt: skip
         per_seed.append({
             "seed": seed,
-            "m0": m0["maj@1"],
+            "m0": irpo[0]["maj@1"],
             "irpo": [r["maj@1"] for r in irpo],
             "dpo": arms["dpo"]["maj@1"],
             "star": arms["star"]["maj@1"],
@@ -181,20 +235,21 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
         evals |= {f"IRPO {t}": root / "irpo" / f"iter-{t}" for t in range(1, scale.iterations + 1)}
         evals |= {name: root / key / "iter-1" for key, name in (("dpo", "DPO alone"), ("star", "STaR"),
                                                                  ("irpo_2k", "IRPO 2x pairs"))}  # fmt: skip
-        evals["SFT on gold"] = root / "sft_gold"
+        if scale.full_sft_steps:
+            evals["SFT on gold"] = root / "sft_gold"
         for name, path in evals.items():
             questions.setdefault(name, []).append(question_results(path))
-        logp["DPO alone"].append(chosen_logp_change(root / "dpo", first))
-        logp["IRPO"].append(chosen_logp_change(root / "irpo", first))
+        chat = scale.prompt_format == "chat"
+        logp["DPO alone"].append(chosen_logp_change(root / "dpo", first, scale.max_len, chat))
+        logp["IRPO"].append(chosen_logp_change(root / "irpo", first, scale.max_len, chat))
     metrics = {"scale": scale_name, "seeds": per_seed}
-    claims = vd.decide_all(claims_for(scale.iterations), claim_data(questions, logp))
+    claims = vd.decide_all(claims_for(scale.iterations), claim_data(questions, logp), absent=_absent)
     table = _table(per_seed)
     plots = [_plot(per_seed, out)]
     intro = (
-        f"Scale `{scale_name}`: {scale.train} training questions (chained arithmetic mod 20, 2-4 operations), "
-        f"{scale.test} test questions; M_0 = a tiny Llama (d={scale.d_model}, {scale.layers} layers) after SFT on "
-        f"{scale.gold} gold solutions; N={scale.samples} samples at T={scale.temperature}, K={scale.pairs} pairs "
-        f"per question, DPO+NLL alpha=1, beta=0.1, {scale.dpo_epochs:g} epoch(s) over the pairs per iteration; "
+        f"Scale `{scale_name}`: {_world(scale)}; M_0 = {_m0(scale)}; N={scale.samples} samples at "
+        f"T={scale.temperature}, K={scale.pairs} pairs per question, DPO+NLL alpha=1, beta=0.1, "
+        f"{scale.dpo_epochs:g} epoch(s) over the pairs per iteration; "
         f"{scale.seeds} seed(s). Accuracy is greedy exact match (maj@1) on the test split; each claim compares arms "
         "per test question (paired), seeds as an outer level. The chosen log-prob claims compare, per training "
         "question with pairs (each seed its own), the trained model's log-prob of the chosen solutions with M_0's."
@@ -202,6 +257,22 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
     write_report(out, "IRPO reproduction", intro, [table], plots, claims, metrics)
     print_claims(claims)
     return metrics
+
+
+def _world(scale: IRPOScale) -> str:
+    if scale.train_data:
+        train, test = (f"the first {n}" if n else "all" for n in (scale.train, scale.test))
+        return f"{train} training questions of `{scale.train_data}`, {test} test questions of `{scale.test_data}`"
+    return f"{scale.train} training questions (chained arithmetic mod 20, 2-4 operations), {scale.test} test questions"
+
+
+def _m0(scale: IRPOScale) -> str:
+    start = f"`{scale.model}`" if scale.model else f"a tiny Llama (d={scale.d_model}, {scale.layers} layers)"
+    return f"{start} after SFT on {scale.gold} gold solutions" if scale.sft_steps else f"{start} as it is"
+
+
+def _absent(claim: vd.Claim, missing: list[str]) -> str:
+    return f"this scale has no {', '.join(missing)} arm (full_sft_steps=0)"
 
 
 def claim_data(
