@@ -86,8 +86,9 @@ def test_the_irpo_reproduction_runs_its_paper_path_on_local_files(gsm8k: dict[st
     small = ["dtype=float32", "prompt_format=raw", "iterations=2", "samples=3", "pairs=1", "batch_size=2",
              "max_len=48", "max_new_tokens=16"]  # fmt: skip
     out = tmp_path / "irpo"
-    # the paper's chat template is checked before any compute: the tiny model has none
-    result = runner.invoke(app, ["repro", "irpo", "--scale", "paper", "--out", str(out), *files, "dtype=float32"])
+    # a chat template is checked before any compute: the tiny model has none
+    result = runner.invoke(app, ["repro", "irpo", "--scale", "paper", "--out", str(out), *files, "dtype=float32",
+                                 "prompt_format=chat"])  # fmt: skip
     assert result.exit_code == 2 and "has no chat template" in result.output, result.output
     result = runner.invoke(app, ["repro", "irpo", "--scale", "paper", "--out", str(out), *files[:2],
                                  f"test_data={tmp_path / 'none.jsonl'}", *small])  # fmt: skip

@@ -76,19 +76,24 @@ class IRPOScale:
     prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
+# the paper's zero-shot GSM8K prompt [V] (docs/selfimprove.md); whether the chat template wrapped it is not known [U]
+GSM8K_PROMPT = (
+    "Your task is to answer the question below. Give step by step reasoning before you answer, and when "
+    'you\'re ready to answer, please use the format "Final answer: ..."\nQuestion: {question}\nSolution:'
+)
 SCALES: dict[str, IRPOScale] = {
     "tiny": IRPOScale(train=400, test=200, hard=0, gold=300, sft_steps=250, full_sft_steps=150, iterations=2,
                       samples=4, pairs=4, seeds=1, d_model=96, layers=3),
     "small": IRPOScale(),
     # The paper's GSM8K setting (arXiv 2404.19733; docs/selfimprove.md): N=30, K=10, 4 iterations, batch 16, lr 7e-7,
     # at most 5000 steps per iteration, temperatures 0.8/0.8/1.3/1.3; M_0 = Llama-2-70B-Chat (a local path), GSM8K
-    # from local files. The lengths, the prompt format and SFT on gold's settings are not known to us [U]: SFT on
+    # from local files, the paper's prompt. The lengths and SFT on gold's settings are not known to us [U]: SFT on
     # gold is left out unless full_sft_steps is set.
     "paper": IRPOScale(train=0, test=0, hard=0, gold=0, sft_steps=0, full_sft_steps=0, iterations=4,
                        samples=30, pairs=10, dpo_epochs=1.0, dpo_lr=7e-7, batch_size=16, temperature=0.8, seeds=1,
                        model="checkpoints/Llama-2-70b-chat-hf", task="gsm8k", train_data="data/gsm8k/train.parquet",
                        test_data="data/gsm8k/test.parquet", max_len=1024, max_new_tokens=512, dtype="bfloat16",
-                       prompt_format="chat"),
+                       prompt_format=GSM8K_PROMPT),
 }  # fmt: skip
 MAX_LEN, MAX_NEW = 72, 48  # the arithmetic world's lengths (the RL-for-reasoning reproduction shares them)
 

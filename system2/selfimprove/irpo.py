@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from system2 import dist
+from system2.checkpoint import checkpoints, load_model_weights
 from system2.config import ConfigError
 from system2.lm.data import PreferenceData
 from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
@@ -33,7 +34,9 @@ from system2.lm.logprobs import reference_logprobs
 from system2.lm.losses import make_dpo_loss_fn
 from system2.selfimprove.loop import (
     LoopConfig,
+    cached_json,
     cached_rows,
+    evaluate_questions,
     finetune,
     finetune_sft,
     group_by_question,
@@ -62,6 +65,8 @@ class IRPOConfig(LoopConfig):
     max_pairs: int = (
         0  # keep at most this many pairs per iteration, a seeded sample (paper: about 60k on GSM8K); 0: all
     )
+    select_questions: int = 0  # > 0: hold out this many training questions to choose each iteration's length
+    select_every: int = 200  # steps between the checkpoints that choice compares (paper: 1000 questions [V])
     train: TrainConfig = field(  # each iteration's training
         default_factory=lambda: TrainConfig(steps=200, batch_size=16, lr=5e-5, warmup=10)
     )
@@ -70,6 +75,8 @@ class IRPOConfig(LoopConfig):
         super().validate()
         if min(self.iterations, self.samples, self.pairs_per_question, self.min_pairs) < 1:
             raise ConfigError("iterations, samples, pairs_per_question and min_pairs must be >= 1")
+        if self.select_questions < 0 or self.select_every < 1:
+            raise ConfigError("select_questions must be >= 0 (0: no checkpoint choice) and select_every >= 1")
         if self.max_pairs < 0:
             raise ConfigError(f"max_pairs must be >= 0 (0: keep every pair), got {self.max_pairs}")
         if self.objective not in ("dpo", "sft"):
@@ -121,6 +128,9 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
     out = cfg.start("irpo", restart)
     problems, test = cfg.problems()
     gold = {p.id: p.solution for p in problems}
+    if cfg.select_questions >= len(problems):
+        raise ConfigError(f"select_questions={cfg.select_questions} leaves no training question of {len(problems)}")
+    held = held_out(cfg, problems)
 
     results = [{"iteration": 0, **cfg.evaluate(cfg.model, test, out / "iter-0")}]
     current: str | Path = cfg.model
@@ -141,38 +151,23 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
                             "pairs": len(pairs), "questions_with_pairs": len({p["id"] for p in pairs}),
                             "train_sample_accuracy": accuracy})  # fmt: skip
             break
-        prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
         if cfg.objective != "sft":
-            rejected = [p["rejected"] for p in pairs]
-            rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
             ref = sharded_rows(it / "reference.parquet", pairs,
                                partial(reference_logprobs_rows, current, model, tok, cfg, progress))  # fmt: skip
+        else:
+            ref = []
         del model
         train_cfg = cfg.train
         if cfg.epochs > 0:
             global_batch = cfg.train.batch_size * dist.world_size()  # batch_size is per process
             steps = max(1, math.ceil(cfg.epochs * len(pairs) / global_batch))
             train_cfg = replace(cfg.train, steps=steps, warmup=min(cfg.train.warmup, steps))  # warm-up fits the run
-        if cfg.objective == "sft":
-            current = finetune_sft(current, prompts, chosen, cfg.max_len, train_cfg, it / "train", progress,
-                                   chat=cfg.chat)  # fmt: skip
-        else:
-            current = finetune(
-                current,
-                PreferenceData,
-                make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
-                train_cfg,
-                it / "train",
-                progress,
-                prompts=prompts,
-                chosen=chosen,
-                rejected=rejected,
-                rejected_ends=rejected_ends,
-                max_len=cfg.max_len,
-                chat=cfg.chat,
-                ref_chosen_logps=[x["ref_chosen"] for x in ref],
-                ref_rejected_logps=[x["ref_rejected"] for x in ref],
-            )
+        selected: dict[str, Any] = {}
+        if held:  # the paper's checkpoint choice: the best step on held-out questions, then all pairs for that long
+            selected = select_steps(cfg, current, pairs, ref, train_cfg, held, it / "select", progress)
+            steps = selected["selected_steps"]
+            train_cfg = replace(train_cfg, steps=steps, warmup=min(train_cfg.warmup, steps))
+        current = train_on_pairs(cfg, current, pairs, ref, train_cfg, it / "train", progress)
         stats = {
             "iteration": t,
             "temperature": temp,
@@ -180,9 +175,94 @@ def run_irpo(cfg: IRPOConfig, progress: bool = True, restart: bool = False) -> l
             "truncated_samples": sum(bool(r.get("truncated")) for r in samples),  # cut at max_new_tokens: wrong
             "pairs": len(pairs),
             "questions_with_pairs": len({p["id"] for p in pairs}),
+            **selected,
         }
         results.append({**stats, **cfg.evaluate(current, test, it)})
     return results
+
+
+def held_out(cfg: IRPOConfig, problems: list[Any]) -> list[Any]:
+    """The ``select_questions`` training questions that choose each iteration's training length (a seeded sample,
+    the same every iteration, in file order)."""
+    if not cfg.select_questions:
+        return []
+    chosen = set(random.Random(f"irpo-select-{cfg.seed}").sample(range(len(problems)), cfg.select_questions))
+    return [p for i, p in enumerate(problems) if i in chosen]
+
+
+def train_on_pairs(
+    cfg: IRPOConfig,
+    init: str | Path,
+    pairs: list[dict[str, Any]],
+    ref: list[dict[str, Any]],
+    train_cfg: TrainConfig,
+    out: Path,
+    progress: bool,
+) -> Path:
+    """M_t from ``init`` on ``pairs``: DPO(+NLL) against the reference log-probs ``ref`` (one row per pair), or SFT on
+    the chosen solutions (STaR)."""
+    prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
+    if cfg.objective == "sft":
+        return finetune_sft(init, prompts, chosen, cfg.max_len, train_cfg, out, progress, chat=cfg.chat)
+    return finetune(
+        init,
+        PreferenceData,
+        make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
+        train_cfg,
+        out,
+        progress,
+        prompts=prompts,
+        chosen=chosen,
+        rejected=[p["rejected"] for p in pairs],
+        rejected_ends=[bool(p.get("rejected_ends", True)) for p in pairs],  # pairs made before: every one ends
+        max_len=cfg.max_len,
+        chat=cfg.chat,
+        ref_chosen_logps=[x["ref_chosen"] for x in ref],
+        ref_rejected_logps=[x["ref_rejected"] for x in ref],
+    )
+
+
+def select_steps(
+    cfg: IRPOConfig,
+    init: str | Path,
+    pairs: list[dict[str, Any]],
+    ref: list[dict[str, Any]],
+    train_cfg: TrainConfig,
+    held: list[Any],
+    out: Path,
+    progress: bool,
+) -> dict[str, Any]:
+    """The paper's checkpoint choice (arXiv 2404.19733, Sec. 3): train on the pairs of every question but the held-out
+    ones, with a checkpoint every ``select_every`` steps; the step whose checkpoint answers most held-out questions
+    greedily (the earliest on ties) is how long the iteration then trains on all pairs. Cached in ``out``."""
+    ids = {q.id for q in held}
+    keep = [i for i, p in enumerate(pairs) if p["id"] not in ids]
+    if not keep:
+        raise ValueError("every pair belongs to a held-out question: lower select_questions")
+    every = min(cfg.select_every, train_cfg.steps)
+    sel_cfg = replace(train_cfg, ckpt_every=every, keep_ckpts=train_cfg.steps // every + 1)
+    train_on_pairs(cfg, init, [pairs[i] for i in keep], [ref[i] for i in keep] if ref else [], sel_cfg, out / "train",
+                   progress)  # fmt: skip
+
+    def score() -> dict[str, Any]:
+        rows = []
+        for ckpt in sorted(checkpoints(out / "train" / "ckpt")):
+            step = int(ckpt.name.split("-")[1])
+            model, tok = cfg.load(init)
+            load_model_weights(model, ckpt)
+            graded = sharded_rows(out / f"heldout-step-{step:08d}.parquet", held,
+                                  partial(_greedy, cfg, model, tok, progress))  # fmt: skip
+            rows.append({"step": step, "heldout_maj@1": sum(bool(r["maj@1"]) for r in graded) / len(graded)})
+        best = max(rows, key=lambda r: (r["heldout_maj@1"], -r["step"]))
+        return {"steps": rows, "selected_steps": best["step"], "selected_heldout_maj@1": best["heldout_maj@1"]}
+
+    result = cached_json(out / "selection.json", score)
+    return {"selected_steps": result["selected_steps"], "selected_heldout_maj@1": result["selected_heldout_maj@1"]}
+
+
+def _greedy(cfg: IRPOConfig, model: Any, tok: Any, progress: bool, part: list, offset: int) -> list[dict[str, Any]]:
+    return evaluate_questions(model, tok, part, **cfg.sampling(), seed=cfg.seed, prompt_offset=offset,
+                              progress=progress)  # fmt: skip
 
 
 def _sample(
