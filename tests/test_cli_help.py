@@ -82,6 +82,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "repro cope-arm": "ArmConfig",
         "repro reverse-pretrain": "ReversePretrainConfig",
         "repro irpo": "IRPOScale",
+        "repro rl-reasoning": "RLScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

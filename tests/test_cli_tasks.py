@@ -102,3 +102,23 @@ def test_the_irpo_reproduction_runs_its_paper_path_on_local_files(gsm8k: dict[st
         assert (out / "seed-0" / arm / "questions.parquet").is_file(), arm
     samples = read_parquet(out / "seed-0" / "irpo" / "iter-1" / "samples.parquet").to_pylist()
     assert len(samples) == 32 * 3 and {s["answer"] for s in samples} <= {str(n) for n in range(2, 19)}
+
+
+def test_the_rl_reproduction_runs_its_paper_path_on_local_files(gsm8k: dict[str, Path], tmp_path: Path) -> None:
+    """``repro rl-reasoning --scale paper`` starts every arm from a local SFT checkpoint on local GSM8K files (tiny
+    here, scaled down by key=value settings); the longer-SFT arm, whose paper settings are unknown, is left out."""
+    files = [f"model={gsm8k['m0'] / 'model'}", f"train_data={gsm8k['train']}", f"test_data={gsm8k['test']}"]
+    small = ["dtype=float32", "k=2", "ei_rounds=1", "ei_samples=2", "ei_steps=2", "ppo_prompts=8", "ppo_samples=2",
+             "rcrl_steps=2", "batch=2", "max_len=48", "max_new_tokens=16"]  # fmt: skip
+    out = tmp_path / "rl"
+    result = runner.invoke(app, ["repro", "rl-reasoning", "--scale", "paper", "--out", str(out), *files, *small,
+                                 "dense_arm=true"])  # fmt: skip
+    assert result.exit_code == 2 and "dense_arm needs the arithmetic world's step rewards" in result.output
+    assert not out.exists()
+    cli("repro", "rl-reasoning", "--scale", "paper", "--out", out, *files, *small)
+    report = (out / "report.md").read_text()
+    assert "gsm8k_train.jsonl" in report and "no longer-SFT arm" in report
+    for arm in ("SFT", "EI", "PPO", "RCRL"):
+        rows = read_parquet(out / "seed-0" / "eval" / f"{arm}.parquet").to_pylist()
+        assert len(rows) == 8 and all("pass@K" in r for r in rows), arm
+    assert not (out / "seed-0" / "eval" / "longer_SFT.parquet").exists()

@@ -39,7 +39,7 @@ Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the sca
 
 
 # reproductions whose scale takes key=value settings (e.g. the paper scale's local model and data files)
-SCALE_SETTINGS = {"irpo": "system2.repro.irpo:IRPOScale"}
+SCALE_SETTINGS = {"irpo": "system2.repro.irpo:IRPOScale", "rl-reasoning": "system2.repro.rl_reasoning:RLScale"}
 
 
 def run_repro(

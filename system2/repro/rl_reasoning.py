@@ -19,20 +19,20 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from system2.lm.io import load_lm
+from system2.config import ConfigError
 from system2.repro import verdicts as vd
 from system2.repro.framework import (
     Table,
     fmt,
     mean_std,
     print_claims,
+    scale_with_settings,
     start_repro,
     with_overrides,
     write_report,
 )
-from system2.repro.irpo import MAX_LEN, MAX_NEW
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
-from system2.selfimprove.loop import cached_rows, evaluate_questions, summarize_questions
+from system2.selfimprove.loop import LoopConfig, cached_rows, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
 from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
@@ -46,24 +46,33 @@ ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of t
 
 @dataclass(frozen=True)
 class RLScale:
-    train: int = 1000
-    test: int = 300
-    gold: int = 300
-    sft_steps: int = 1200  # 300 left the SFT start far from converged: 3-4x more steps gained ~26 points
-    long_sft_steps: int = 3600
+    train: int = 1000  # training questions (generated; with train_data: the first N, 0 = all)
+    test: int = 300  # test questions (generated; with test_data: the first N, 0 = all)
+    gold: int = 300  # gold solutions the SFT start is trained on (0: all)
+    sft_steps: int = 1200  # 300 left the SFT start far from converged (3-4x more gained ~26 points); 0: model is it
+    long_sft_steps: int = 3600  # the longer SFT arm (with sft_steps=0: more SFT from model; 0: no such arm)
     k: int = 16  # samples per question for evaluation (paper: 96)
-    ei_rounds: int = 3
-    ei_samples: int = 8
-    ei_steps: int = 400
-    ppo_prompts: int = 64
-    ppo_samples: int = 4
-    ppo_lr: float = 2e-5
-    rcrl_steps: int = 600
-    dense_arm: bool = True
-    seeds: int = 3
-    d_model: int = 128
-    layers: int = 4
-    batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL)
+    ei_rounds: int = 3  # expert-iteration rounds
+    ei_samples: int = 8  # samples per question per round
+    ei_steps: int = 400  # fine-tuning steps per round (also the ORM's)
+    ppo_prompts: int = 64  # PPO questions per iteration
+    ppo_samples: int = 4  # PPO samples per question
+    ppo_lr: float = 2e-5  # PPO learning rate
+    rcrl_steps: int = 600  # RCRL fine-tuning steps per round
+    dense_arm: bool = True  # a PPO arm with dense per-step rewards (arithmetic only)
+    seeds: int = 3  # seeds
+    d_model: int = 128  # the tiny model's width
+    layers: int = 4  # the tiny model's layers
+    batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL), per process
+    sft_lr: float = 1e-3  # learning rate of the supervised stages (SFT, EI, RCRL)
+    model: str = ""  # a local checkpoint: the SFT start with sft_steps=0, else SFT's init; empty: a tiny model
+    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
+    train_data: str = ""  # a local training file; empty: the generated arithmetic world
+    test_data: str = ""  # a local test file (needed with train_data)
+    max_len: int = 72  # longest prompt + solution in tokens
+    max_new_tokens: int = 48  # longest sampled solution
+    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
+    prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
 SCALES: dict[str, RLScale] = {
@@ -72,10 +81,14 @@ SCALES: dict[str, RLScale] = {
                     seeds=1, d_model=96, layers=3),
     "small": RLScale(),
     # The paper's setting (arXiv 2403.04642; docs/selfimprove.md): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
-    # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx). Run each arm with the
-    # `system2 expert-iteration | ppo | rcrl | orm` commands and configs/selfimprove/*_paper.yaml.
-    "paper": RLScale(train=7473, test=1319, gold=7473, sft_steps=0, long_sft_steps=0, k=96, ei_rounds=4,
-                     ei_samples=96, ei_steps=5000, ppo_prompts=512, ppo_samples=4, rcrl_steps=5000, seeds=1),
+    # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx); GSM8K and the SFT checkpoint from local
+    # paths (model = the SFT start). The longer-SFT arm and the learning rates are not known to us [U]: the arm runs
+    # only when long_sft_steps is set; no dense arm (its step rewards are the arithmetic world's).
+    "paper": RLScale(train=0, test=0, gold=0, sft_steps=0, long_sft_steps=0, k=96, ei_rounds=4, ei_samples=96,
+                     ei_steps=5000, ppo_prompts=512, ppo_samples=4, rcrl_steps=5000, dense_arm=False, seeds=1,
+                     batch=16, sft_lr=1e-5, ppo_lr=1e-6, model="checkpoints/llama-2-7b-gsm8k-sft", task="gsm8k",
+                     train_data="data/gsm8k/train.parquet", test_data="data/gsm8k/test.parquet", max_len=1024,
+                     max_new_tokens=512, dtype="bfloat16"),
 }  # fmt: skip
 
 
@@ -84,57 +97,91 @@ def _train_cfg(steps: int, seed: int, lr: float, batch: int) -> TrainConfig:
                        ckpt_every=steps, log_every=max(1, steps // 20))  # fmt: skip
 
 
-def _evaluate(policy: str, orm_dir: Path, test: list, k: int, seed: int, prefix: str = "") -> list[dict[str, Any]]:
+def _evaluate(
+    scale: RLScale, policy: str, orm_dir: Path, test: list, seed: int, prefix: str = ""
+) -> list[dict[str, Any]]:
     """One row per test question: is the greedy answer right (maj@1), the majority vote of K samples at T = 1
     (maj@K), the sample the ORM scores highest (rerank@K), any sample (pass@K)?"""
-    model, tok = load_lm(policy)
+    runtime = LoopConfig(task=scale.task, dtype=scale.dtype, prompt_format=scale.prompt_format,
+                         max_new_tokens=scale.max_new_tokens)  # fmt: skip
+    model, tok = runtime.load(policy)
     orm, otok = load_orm(orm_dir)
     rows = evaluate_questions(
         model,
         tok,
         test,
-        task=get_task("arithmetic"),
-        max_new_tokens=MAX_NEW,
-        k=k,
+        **{**runtime.sampling(), "batch_size": 64},
+        k=scale.k,
         temperature=1.0,
         seed=seed,
         prompt_prefix=prefix,
-        rerank=lambda questions, texts: score_solutions(orm, otok, questions, texts, MAX_LEN),
+        rerank=lambda questions, texts: score_solutions(orm, otok, questions, texts, scale.max_len, chat=runtime.chat),
     )
-    names = {f"{m}@{k}": f"{m}@K" for m in ("maj", "rerank", "pass")}  # the claims' names, whatever K is
+    names = {f"{m}@{scale.k}": f"{m}@K" for m in ("maj", "rerank", "pass")}  # the claims' names, whatever K is
     return [{names.get(key, key): value for key, value in row.items()} for row in rows]
 
 
-def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = False) -> dict[str, Any]:
-    scale = with_overrides(SCALES[scale_name], seeds=seeds)
+def _common(scale: RLScale, train: str, seed: int) -> dict[str, Any]:
+    """The loop settings every arm shares."""
+    return {"train_data": train, "task": scale.task, "max_len": scale.max_len, "max_new_tokens": scale.max_new_tokens,
+            "dtype": scale.dtype, "prompt_format": scale.prompt_format, "seed": seed,
+            "limit": scale.train if scale.train_data else 0}  # fmt: skip
+
+
+def check_files(scale: RLScale) -> list[Any]:
+    """With local files (the paper scale): the model, the data in the task's format and the runtime settings,
+    checked before any compute; returns the test questions (empty without files)."""
+    if not scale.train_data:
+        return []
+    if not scale.test_data:
+        raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
+    if not scale.model:
+        raise ConfigError("train_data needs model=PATH (the checkpoint every arm starts from)")
+    if scale.dense_arm and scale.task != "arithmetic":
+        raise ConfigError(f"dense_arm needs the arithmetic world's step rewards; set dense_arm=false for {scale.task}")
+    cfg = LoopConfig(model=scale.model, train_data=scale.train_data, eval_data=scale.test_data, out="unused",
+                     eval_limit=scale.test, **{k: v for k, v in _common(scale, scale.train_data, 0).items()
+                                               if k != "train_data"})  # fmt: skip
+    cfg.validate()
+    return cfg.problems()[1]
+
+
+def run(
+    scale_name: str, out: Path, seeds: int | None = None, restart: bool = False, settings: dict | None = None
+) -> dict[str, Any]:
+    scale = with_overrides(scale_with_settings(SCALES[scale_name], settings), seeds=seeds)
+    test = check_files(scale)
+    if scale.sft_steps == 0 and not scale.model:
+        raise ConfigError("sft_steps=0 starts from model as it is: set model=PATH")
     start_repro(out, "rl-reasoning", scale_name, scale, restart)
-    data = out / "data"
-    if not (data / "test.parquet").is_file():
-        write_dataset(data, 1, scale.train, scale.test)
-    train, test_file = str(data / "train.parquet"), str(data / "test.parquet")
-    test = read_problems(test_file)
+    if scale.train_data:
+        train = scale.train_data
+    else:
+        data = out / "data"
+        if not (data / "test.parquet").is_file():
+            write_dataset(data, 1, scale.train, scale.test)
+        train, test = str(data / "train.parquet"), read_problems(data / "test.parquet")
+    n_train = scale.train or len(get_task(scale.task).read(train))
     per_seed = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
-        arms, ppo_log = _train_arms(
-            scale, root, seed, {"train_data": train, "max_len": MAX_LEN, "max_new_tokens": MAX_NEW}
-        )
+        arms, ppo_log = _train_arms(scale, root, seed, n_train, _common(scale, train, seed))
         results = {}
         for name, (path, prefix) in arms.items():
             file = root / "eval" / f"{name.replace(' ', '_')}.parquet"
-            rows = cached_rows(file, _evaluate, path, root / "orm" / "orm", test, scale.k, seed, prefix)
+            rows = cached_rows(file, _evaluate, scale, path, root / "orm" / "orm", test, seed, prefix)
             questions.setdefault(name, []).append(rows)
             results[name] = summarize_questions(rows)
         curve = [r["reward"] for r in ppo_log if "reward" in r]
-        per_seed.append({"seed": seed, "arms": results, "budget": scale.train * scale.ei_samples * scale.ei_rounds,
+        per_seed.append({"seed": seed, "arms": results, "budget": n_train * scale.ei_samples * scale.ei_rounds,
                          "ppo_curve": curve})  # fmt: skip
     metrics = {"scale": scale_name, "k": scale.k, "seeds": per_seed}
     claims = decide_claims(claim_data(questions))
     write_report(
         out,
         "RL for reasoning reproduction",
-        _intro(scale_name, scale),
+        _intro(scale_name, scale, n_train),
         [_table(metrics)],
         [_plot(metrics, out)],
         claims,
@@ -145,33 +192,37 @@ def run(scale_name: str, out: Path, seeds: int | None = None, restart: bool = Fa
 
 
 def _train_arms(
-    scale: RLScale, root: Path, seed: int, common: dict[str, Any]
+    scale: RLScale, root: Path, seed: int, n_train: int, common: dict[str, Any]
 ) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
     """Train every arm of one seed (each stage cached); returns {arm: (model dir, prompt prefix)} and PPO's log."""
-    tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=MAX_LEN)
-    sft_cfg = SFTConfig(tiny=tiny, out=str(root / "sft"), limit=scale.gold, seed=seed,
-                        train=_train_cfg(scale.sft_steps, seed, 1e-3, scale.batch), **common)  # fmt: skip
-    sft = run_sft(sft_cfg)["model"]
-    long_train = _train_cfg(scale.long_sft_steps, seed, 1e-3, scale.batch)
-    long_sft = run_sft(replace(sft_cfg, out=str(root / "sft_long"), train=long_train))
-    train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples, seed=seed,
+    tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len)
+    sft_common = {**common, "limit": scale.gold}
+    sft_cfg = SFTConfig(model=scale.model, tiny=tiny, out=str(root / "sft"),
+                        train=_train_cfg(scale.sft_steps, seed, scale.sft_lr, scale.batch), **sft_common)  # fmt: skip
+    sft = run_sft(sft_cfg)["model"] if scale.sft_steps else scale.model  # sft_steps=0: model is the SFT start
+    long_sft = None
+    if scale.long_sft_steps:
+        long_train = _train_cfg(scale.long_sft_steps, seed, scale.sft_lr, scale.batch)
+        init = scale.model if scale.sft_steps else sft  # trained longer from the same init, or on from the start
+        long_sft = run_sft(replace(sft_cfg, model=init, out=str(root / "sft_long"), train=long_train))["model"]
+    train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples,
                         train=_train_cfg(scale.ei_steps, seed, 1e-4, scale.batch), **common))  # fmt: skip
-    budget = scale.train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
-    ei_train = _train_cfg(scale.ei_steps, seed, 1e-3, scale.batch)
+    budget = n_train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
+    ei_train = _train_cfg(scale.ei_steps, seed, scale.sft_lr, scale.batch)
     ei = ExpertIterationConfig(model=sft, out=str(root / "ei"), rounds=scale.ei_rounds, samples=scale.ei_samples,
-                               seed=seed, train=ei_train, **common)  # fmt: skip
+                               train=ei_train, **common)  # fmt: skip
     ei_model = run_expert_iteration(ei)[-1]["model"]
     iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
     ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
-                    samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, seed=seed, ckpt_every=max(1, iters // 4),
+                    samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, ckpt_every=max(1, iters // 4),
                     **common)  # fmt: skip
     ppo_log = run_ppo(ppo)
-    rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // scale.train), seed=seed,
-                      train=_train_cfg(scale.rcrl_steps, seed, 1e-3, scale.batch), **common)  # fmt: skip
+    rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // n_train),
+                      train=_train_cfg(scale.rcrl_steps, seed, scale.sft_lr, scale.batch), **common)  # fmt: skip
     rcrl_model = run_rcrl(rcrl)[-1]["model"]
     arms = {
         "SFT": (sft, ""),
-        "longer SFT": (long_sft["model"], ""),
+        **({"longer SFT": (long_sft, "")} if long_sft else {}),
         "EI": (ei_model, ""),
         "PPO": (str(root / "ppo" / "model"), ""),
         "RCRL": (rcrl_model, f"{GOOD} "),
@@ -182,12 +233,17 @@ def _train_arms(
     return arms, ppo_log
 
 
-def _intro(name: str, s: RLScale) -> str:
+def _intro(name: str, s: RLScale, n_train: int) -> str:
+    if s.train_data:
+        world = f"{n_train} training questions of `{s.train_data}`, test questions of `{s.test_data}`"
+    else:
+        world = f"{s.train} training questions (chained arithmetic mod 20, 2-4 operations), {s.test} test questions"
+    start = f"`{s.model}`" if s.model else f"a tiny Llama (d={s.d_model}, {s.layers} layers)"
+    sft = f"{start} after {s.sft_steps} steps on {s.gold or 'all'} gold solutions" if s.sft_steps else f"{start}"
+    longer = f"longer SFT: {s.long_sft_steps} more steps" if s.long_sft_steps else "no longer-SFT arm"
     return (
-        f"Scale `{name}`: {s.train} training questions (chained arithmetic mod 20, 2-4 operations), {s.test} test "
-        f"questions; SFT = a tiny Llama (d={s.d_model}, {s.layers} layers) after {s.sft_steps} steps on {s.gold} gold "
-        f"solutions (longer SFT: {s.long_sft_steps} steps). Each RL arm draws about "
-        f"{s.train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
+        f"Scale `{name}`: {world}; SFT = {sft} ({longer}). Each RL arm draws about "
+        f"{n_train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
         f"split; {s.seeds} seed(s). The RCRL token scheme, EI's round count and PPO's settings are unconfirmed "
         "in the paper [S/R]: see docs/selfimprove.md."
     )
