@@ -47,7 +47,22 @@ from system2.train import TrainConfig
 
 
 @dataclass(frozen=True)
-class IRPOScale:
+class LocalRun:
+    """What a self-improvement reproduction needs to run on a local checkpoint and local data files (the paper
+    scales); the defaults run the generated arithmetic world with a tiny model."""
+
+    model: str = ""  # a local checkpoint to start from; empty: a tiny model
+    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
+    train_data: str = ""  # a local training file; empty: the generated arithmetic world
+    test_data: str = ""  # a local test file (needed with train_data)
+    max_len: int = 72  # longest prompt + solution in tokens
+    max_new_tokens: int = 48  # longest sampled solution
+    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
+    prompt_format: str = "raw"  # raw | chat | a template with {question}
+
+
+@dataclass(frozen=True)
+class IRPOScale(LocalRun):
     train: int = 2000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 500  # test questions (generated; with test_data: the first N, 0 = all)
     hard: int = 500  # harder generated test questions (5 operations)
@@ -66,14 +81,6 @@ class IRPOScale:
     seeds: int = 3  # seeds
     d_model: int = 128  # the tiny M_0's width
     layers: int = 4  # the tiny M_0's layers
-    model: str = ""  # a local checkpoint to start from (paper: Llama-2-70B-Chat); empty: a tiny model
-    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
-    train_data: str = ""  # a local training file; empty: the generated arithmetic world
-    test_data: str = ""  # a local test file (needed with train_data)
-    max_len: int = 72  # longest prompt + solution in tokens
-    max_new_tokens: int = 48  # longest sampled solution
-    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
-    prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
 # the paper's zero-shot GSM8K prompt [V] (docs/selfimprove.md); whether the chat template wrapped it is not known [U]
@@ -95,7 +102,6 @@ SCALES: dict[str, IRPOScale] = {
                        test_data="data/gsm8k/test.parquet", max_len=1024, max_new_tokens=512, dtype="bfloat16",
                        prompt_format=GSM8K_PROMPT),
 }  # fmt: skip
-MAX_LEN, MAX_NEW = 72, 48  # the arithmetic world's lengths (the RL-for-reasoning reproduction shares them)
 
 
 def _common(scale: IRPOScale, data: tuple[str, str], seed: int) -> dict[str, Any]:
@@ -158,7 +164,7 @@ def _reuse(src: Path, dst: Path, names: tuple[str, ...]) -> None:
             shutil.copy(src / name, dst / name)
 
 
-def chosen_logp_change(run: Path, first: Path, max_len: int = MAX_LEN, chat: bool = False) -> list[dict[str, Any]]:
+def chosen_logp_change(run: Path, first: Path, max_len: int, chat: bool = False) -> list[dict[str, Any]]:
     """Per training pair of IRPO's first iteration (``first``: its ``pairs.parquet`` and M_0's
     ``reference.parquet``): the summed log-prob of the chosen solution under the arm trained on those pairs
     (``run/iter-1/train/model``) minus under M_0. Cached in ``run/iter-1/chosen_logp.parquet``."""

@@ -31,6 +31,7 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
+from system2.repro.irpo import LocalRun
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.loop import LoopConfig, cached_rows, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
@@ -45,7 +46,9 @@ ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of t
 
 
 @dataclass(frozen=True)
-class RLScale:
+class RLScale(LocalRun):
+    """``model``: the SFT start with ``sft_steps=0``, else the SFT's init."""
+
     train: int = 1000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 300  # test questions (generated; with test_data: the first N, 0 = all)
     gold: int = 300  # gold solutions the SFT start is trained on (0: all)
@@ -65,14 +68,6 @@ class RLScale:
     layers: int = 4  # the tiny model's layers
     batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL), per process
     sft_lr: float = 1e-3  # learning rate of the supervised stages (SFT, EI, RCRL)
-    model: str = ""  # a local checkpoint: the SFT start with sft_steps=0, else SFT's init; empty: a tiny model
-    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
-    train_data: str = ""  # a local training file; empty: the generated arithmetic world
-    test_data: str = ""  # a local test file (needed with train_data)
-    max_len: int = 72  # longest prompt + solution in tokens
-    max_new_tokens: int = 48  # longest sampled solution
-    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
-    prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
 SCALES: dict[str, RLScale] = {
