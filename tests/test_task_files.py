@@ -90,6 +90,25 @@ def test_generic_rows_compare_numbers_as_numbers_and_text_loosely(tmp_path: Path
         task.read(write_jsonl(tmp_path / "y.jsonl", [{**GENERIC[0], "solution": "It is Paris."}]))
 
 
+def test_generic_rows_may_be_written_in_trls_formats(tmp_path: Path) -> None:
+    solution = "It is Paris.\nFinal answer: Paris"
+    rows = [
+        {"prompt": "Capital of France?", "completion": solution, "answer": "Paris"},
+        {"messages": [{"role": "user", "content": "Capital of France?"},
+                      {"role": "assistant", "content": solution}], "answer": "Paris"},
+        {"messages": [{"role": "user", "content": "Capital of France?"}], "answer": "Paris"},
+    ]  # fmt: skip
+    qs = get_task("generic").read(write_jsonl(tmp_path / "trl.jsonl", rows))
+    assert [(q.question, q.solution) for q in qs] == [("Capital of France?", solution)] * 2 + [
+        ("Capital of France?", "")
+    ]
+    bad = [{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}], "answer": "1"}]
+    with pytest.raises(ValueError, match=r"row 0: messages must be one user turn.*\['system', 'user'\]"):
+        get_task("generic").read(write_jsonl(tmp_path / "bad.jsonl", bad))
+    with pytest.raises(ValueError, match="row 0 has neither prompt nor messages"):
+        get_task("generic").read(write_jsonl(tmp_path / "bad.jsonl", [{"answer": "1"}]))
+
+
 def test_a_custom_reward_replaces_the_answer_match(tmp_path: Path) -> None:
     task = get_task("generic").with_reward(lambda q, text: "paris" in text.lower())
     (q, _) = task.read(write_jsonl(tmp_path / "x.jsonl", GENERIC))
@@ -99,7 +118,7 @@ def test_a_custom_reward_replaces_the_answer_match(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", sorted(TASKS))
 def test_a_file_of_another_format_names_the_missing_fields(tmp_path: Path, name: str) -> None:
-    other = GENERIC if name != "generic" else GSM8K
+    other = GENERIC if name != "generic" else [{"question": "q", "solution": "s"}]
     with pytest.raises(ValueError, match=rf"x.jsonl: row 0 lacks field\(s\) .*a {name} file needs"):
         get_task(name).read(write_jsonl(tmp_path / "x.jsonl", other))
 

@@ -16,8 +16,10 @@ locally):
   answer its last one (MATH's convention).
 - ``arc``: ARC-Challenge's ``question``, ``choices`` (``{"text": [...], "label": [...]}``), ``answerKey``; the
   prompt lists the options as ``A. ...`` lines; there is no gold solution. A response answers ``Final answer: B``.
-- ``generic``: ``prompt``, ``answer`` and an optional ``solution``; answers that read as numbers compare as numbers,
-  others as text (case and spacing ignored), after ``Final answer:``.
+- ``generic``: ``answer`` and a prompt with an optional gold solution, written as ``prompt`` + ``solution``, as TRL's
+  ``prompt`` + ``completion``, or as TRL's conversational ``messages`` (a user turn, optionally then an assistant
+  turn); answers that read as numbers compare as numbers, others as text (case and spacing ignored), after
+  ``Final answer:``.
 
 Every row may carry an ``id`` (unique); rows without one are numbered in file order.
 """
@@ -225,16 +227,31 @@ def generic_extract(text: object) -> str | None:
     return generic_key(answers.after_marker(text))
 
 
+def _prompt_and_solution(r: dict[str, Any], path: str, i: int) -> tuple[str, str]:
+    """A generic row's prompt and gold solution: ``prompt`` with ``solution`` or TRL's ``completion``, or TRL's
+    conversational ``messages`` (one user turn, optionally followed by one assistant turn: the solution)."""
+    if r.get("prompt") is not None:
+        return str(r["prompt"]), str(r.get("solution") or r.get("completion") or "")
+    turns = r.get("messages")
+    if not isinstance(turns, list) or not turns:
+        raise ValueError(f"{path}: row {i} has neither prompt nor messages; a generic row needs one of them")
+    roles = [t.get("role") if isinstance(t, dict) else None for t in turns]
+    if roles not in (["user"], ["user", "assistant"]):
+        raise ValueError(f"{path}: row {i}: messages must be one user turn, optionally then one assistant turn "
+                         f"(the gold solution), got roles {roles}")  # fmt: skip
+    return str(turns[0]["content"]), str(turns[1]["content"]) if len(turns) == 2 else ""
+
+
 def _generic_rows(rows: list[dict[str, Any]], path: str) -> list[Question]:
     out = []
     for i, (qid, r) in enumerate(zip(_ids(rows), rows, strict=True)):
         gold = _gold(generic_key(str(r["answer"])), path, i, "its answer is empty")
-        solution = r.get("solution") or ""
+        prompt, solution = _prompt_and_solution(r, path, i)
         if solution and generic_extract(solution) != gold:
             raise ValueError(
                 f"{path}: row {i}: the solution must end with '{ANSWER_LINE.format(r['answer'])}' (the gold answer)"
             )
-        out.append(Question(qid, str(r["prompt"]), gold, solution))
+        out.append(Question(qid, prompt, gold, solution))
     return out
 
 
@@ -250,7 +267,7 @@ TASKS: dict[str, Callable[[], Task]] = {
     "gsm8k": lambda: Task("gsm8k", _gsm8k_rows, gsm8k_extract, ("question", "answer")),
     "math": lambda: Task("math", _math_rows, math_extract, ("problem", "solution")),
     "arc": lambda: Task("arc", _arc_rows, arc_extract, ("question", "choices", "answerKey")),
-    "generic": lambda: Task("generic", _generic_rows, generic_extract, ("prompt", "answer")),
+    "generic": lambda: Task("generic", _generic_rows, generic_extract, ("answer",)),
 }
 
 
