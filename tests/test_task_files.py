@@ -137,5 +137,5 @@ def test_bad_rows_fail_with_the_file_the_row_and_the_fix(tmp_path: Path) -> None
     (tmp_path / "broken.jsonl").write_text('{"prompt": "a", "answer": "1"}\n{oops\n')
     with pytest.raises(ValueError, match="broken.jsonl: line 2 is not JSON"):
         get_task("generic").read(tmp_path / "broken.jsonl")
-    with pytest.raises(ValueError, match="unknown task 'gsm9k'; choose one of arithmetic, gsm8k"):
+    with pytest.raises(ValueError, match="unknown task 'gsm9k'; choose one of arithmetic, quantities, gsm8k"):
         get_task("gsm9k")

@@ -22,8 +22,8 @@ TrainDataPath = Annotated[str | None, typer.Option("--train-data", help="Trainin
 EvalDataPath = Annotated[str | None, typer.Option("--eval-data", help="Held-out problems for evaluation.")]
 TaskName = Annotated[
     str | None,
-    typer.Option("--task", help="What the data files hold and how answers are scored: arithmetic, gsm8k, math, arc, "
-                 "generic (docs/selfimprove.md, 'Tasks')."),
+    typer.Option("--task", help="What the data files hold and how answers are scored: arithmetic, quantities, gsm8k, "
+                 "math, arc, generic (docs/selfimprove.md, 'Tasks')."),
 ]  # fmt: skip
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampling and new weights (see train.seed).")]
 Limit = Annotated[int | None, typer.Option("--limit", help="Training questions used (0: all).")]

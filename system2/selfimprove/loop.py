@@ -39,7 +39,7 @@ class LoopConfig:
     """Settings every self-improvement recipe shares (each recipe's config adds its own)."""
 
     model: str = ""  # the starting policy: a local causal LM directory with its tokenizer
-    task: str = "arithmetic"  # what the data files hold and how answers are scored: arithmetic|gsm8k|math|arc|generic
+    task: str = "arithmetic"  # what the data files hold and how answers are scored (docs/selfimprove.md, "Tasks")
     train_data: str = ""  # training questions (Parquet/JSONL rows in the task's format)
     eval_data: str = ""  # held-out questions; empty: no evaluation
     out: str = ""  # run directory (a rerun resumes)

@@ -1,8 +1,9 @@
 """Supervised fine-tuning on gold solutions: the starting policy M_0 of every self-improvement loop.
 
 With ``model`` empty, a tiny ``LlamaForCausalLM`` and a word-level tokenizer are built from ``tiny`` and saved
-first (``OUT/init``), so the whole pipeline runs on a CPU; the tokenizer covers the arithmetic world's vocabulary,
-or for another task every word of the training questions and gold solutions (other words read as ``<unk>``);
+first (``OUT/init``), so the whole pipeline runs on a CPU; the tokenizer covers the synthetic world's vocabulary
+(arithmetic, quantities), or for another task every word of the training questions and gold solutions (other words
+read as ``<unk>``);
 with ``model=PATH`` any local causal LM is fine-tuned instead. The paper-scale recipes point ``model`` at a
 local Llama checkpoint. ``limit`` trains on the first N gold solutions only: the IRPO reproduction
 (docs/selfimprove.md) builds a deliberately under-trained M_0 (300 gold solutions, 30-50% greedy accuracy).
@@ -53,6 +54,10 @@ def tiny_vocabulary(cfg: SFTConfig, problems: list[Any]) -> list[str]:
     solutions in first-seen order (plus the answer marker and the return tokens)."""
     if cfg.task == "arithmetic":
         return vocabulary(ArithmeticConfig(modulus=cfg.tiny.modulus))
+    if cfg.task == "quantities":
+        from system2.tasks import quantities
+
+        return quantities.vocabulary()
     words = dict.fromkeys([*ANSWER_LINE.format("").split(), *RETURN_TOKENS])
     for p in problems:
         words.update(dict.fromkeys(f"{p.question} {p.solution}".split()))
@@ -78,9 +83,9 @@ def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dic
     cfg.validate()
     out = cfg.start("sft", restart)
     problems, test = cfg.problems()
-    if any(not p.solution for p in problems):
-        raise ConfigError(f"{cfg.train_data}: SFT needs a gold solution for every question; this {cfg.task} file has "
-                          "questions without one")  # fmt: skip
+    problems = [p for p in problems if p.solution]  # SFT imitates gold solutions: questions without one sit out
+    if not problems:
+        raise ConfigError(f"{cfg.train_data}: no question has a gold solution, and SFT imitates them ({cfg.task})")
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, out / "init", problems)
     prompts, solutions = [p.question for p in problems], [p.solution for p in problems]
     final = finetune_sft(init, prompts, solutions, cfg.max_len, cfg.train, out, progress, chat=cfg.chat)

@@ -10,6 +10,8 @@ Built-in tasks and the file rows they read (JSON lines or Parquet, e.g. the file
 locally):
 
 - ``arithmetic``: our synthetic world (``system2 arithmetic``): ``question``, ``solution``, ``answer``.
+- ``quantities``: the quantity-graph world (``system2.tasks.quantities``): ``question``, ``answer`` and a gold
+  ``solution`` for some questions; answers are written digit by digit.
 - ``gsm8k``: ``question``, ``answer`` (a worked solution ending ``#### N``). The gold solution is that text with the
   ``#### N`` line written as ``Final answer: N``, the marker after which the IRPO paper parses answers [S].
 - ``math``: ``problem``, ``solution``; the gold answer is the solution's last ``\\boxed{...}``, and a response's
@@ -262,8 +264,23 @@ def _arithmetic() -> Task:
                 step_rewards=dense_step_rewards)  # fmt: skip
 
 
+def _quantities() -> Task:
+    from system2.tasks import quantities
+
+    def rows_to_questions(rows: list[dict[str, Any]], path: str) -> list[Question]:
+        out = []
+        for i, (qid, r) in enumerate(zip(_ids(rows), rows, strict=True)):
+            answer = str(r["answer"]).replace(" ", "")
+            gold = _gold(str(int(answer)) if answer.isdigit() else None, path, i, "its answer is not a whole number")
+            out.append(Question(qid, r["question"], gold, r.get("solution") or ""))
+        return out
+
+    return Task("quantities", rows_to_questions, quantities.extract, ("question", "answer"))
+
+
 TASKS: dict[str, Callable[[], Task]] = {
     "arithmetic": _arithmetic,
+    "quantities": _quantities,
     "gsm8k": lambda: Task("gsm8k", _gsm8k_rows, gsm8k_extract, ("question", "answer")),
     "math": lambda: Task("math", _math_rows, math_extract, ("problem", "solution")),
     "arc": lambda: Task("arc", _arc_rows, arc_extract, ("question", "choices", "answerKey")),

@@ -1,0 +1,307 @@
+"""A reasoning world with many valid chains of thought: a small graph of quantities (docs/selfimprove.md, "The
+quantity world").
+
+A question lists facts about named quantities, in shuffled order: given values (``a = 4 7``) and relations
+(``d = a + b``, ``e = d - f``, ``f = c * 3``), some of them distractors the answer does not need, and asks for one
+quantity. A solution computes every quantity the answer needs, one step each, in any order that respects the
+dependencies, then states the answer::
+
+    question  Q: f = c * 3 ; b = 2 8 ; e = d - f ; a = 4 7 ; g = a + c ; c = 1 9 ; d = a + b ; what is e ?
+    solution  d = a + b = 4 7 + 2 8 = 7 5 ; f = c * 3 = 1 9 * 3 = 5 7 ; e = d - f = 7 5 - 5 7 = 1 8 ;
+              Final answer: 1 8
+
+so ``f`` may as well come before ``d``: a question whose answer needs two independent quantities has several correct
+chains, and the gold chain (one topological order, drawn at random) is one of them. Numbers are written digit by
+digit, so every step is multi-digit addition, subtraction (never below zero) or multiplication by a digit, with
+carries to compute rather than a fact to recall; values stay below 1000.
+
+Depth is the number of steps the answer needs: ``train`` and ``test`` have 2-4, ``long`` 5-6 (held out). Only a share
+``gold`` of the training questions carries a gold chain (all carry the answer), as GSM8K's gold chains are one of
+many. Two renderings: ``symbolic`` (above) and ``words`` ("a is 4 7 . d is a plus b . ... what is e ?"); the ``svamp``
+split renders word problems with phrasings held out from training. Every token is a whitespace-separated word.
+Checkers never raise: junk yields ``None`` (wrong).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+import re
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+from system2.tasks.task import ANSWER_LINE, RETURN_TOKENS, Question
+
+OPS = ("+", "-", "*")
+NAMES = string.ascii_lowercase
+# word renderings: (training phrasings, held-out phrasings for the svamp split)
+PHRASES = {
+    "=": (("{x} is {v}",), ("the value of {x} is {v}",)),
+    "+": (("{x} is {a} plus {b}",), ("{x} is the sum of {a} and {b}",)),
+    "-": (("{x} is {a} minus {b}",), ("{x} is {a} less {b}",)),
+    "*": (("{x} is {a} times {b}",), ("{x} is {b} lots of {a}",)),
+    "?": (("what is {x} ?",), ("find {x} .",)),
+}
+
+
+@dataclass(frozen=True)
+class QuantityConfig:
+    """The world's knobs (the ``small`` calibration is in docs/selfimprove.md)."""
+
+    min_depth: int = 2  # steps the answer needs, train and test
+    max_depth: int = 4
+    long_depth: tuple[int, int] = (5, 6)  # the held-out longer split
+    distractors: int = 2  # relations the answer does not need
+    max_value: int = 99  # given values are drawn from 10..max_value
+    gold: float = 0.3  # share of training questions with a gold chain
+    style: str = "symbolic"  # symbolic | words
+
+    def validate(self) -> None:
+        if not 1 <= self.min_depth <= self.max_depth or self.long_depth[0] > self.long_depth[1]:
+            raise ValueError("need 1 <= min_depth <= max_depth and long_depth[0] <= long_depth[1]")
+        if not 10 <= self.max_value < 500 or self.distractors < 0 or not 0 < self.gold <= 1:
+            raise ValueError("need 10 <= max_value < 500, distractors >= 0 and 0 < gold <= 1")
+        if self.style not in ("symbolic", "words"):
+            raise ValueError(f"style must be 'symbolic' or 'words', got {self.style!r}")
+
+
+Fact = tuple[str, str, str, str]  # (name, op, left, right): op "=" gives a value (left), else left op right
+
+
+def digits(n: int) -> str:
+    """``47`` -> ``"4 7"``: one token per digit."""
+    return " ".join(str(n))
+
+
+def evaluate(facts: list[Fact]) -> dict[str, int]:
+    """Every quantity's value (facts in any order; right operands of ``*`` are digits)."""
+    values: dict[str, int] = {}
+    pending = list(facts)
+    while pending:
+        rest = []
+        for name, op, a, b in pending:
+            if op == "=":
+                values[name] = int(a)
+            elif a in values and (b in values or op == "*"):
+                x, y = values[a], int(b) if op == "*" else values[b]
+                values[name] = x + y if op == "+" else x - y if op == "-" else x * y
+            else:
+                rest.append((name, op, a, b))
+        if len(rest) == len(pending):
+            raise ValueError(f"facts with a cycle or an unknown quantity: {rest}")
+        pending = rest
+    return values
+
+
+def needed(facts: list[Fact], target: str) -> list[str]:
+    """The derived quantities the target depends on (itself included)."""
+    by_name = {f[0]: f for f in facts}
+    out, stack = [], [target]
+    while stack:
+        name = stack.pop()
+        fact = by_name[name]
+        if fact[1] != "=" and name not in out:
+            out.append(name)
+            stack += [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
+    return out
+
+
+def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fact], str] | None:
+    """A random question whose answer needs exactly ``depth`` steps (None when a value left the range: the caller
+    draws again). The needed steps form a tree whose branches are independent, so they can be taken in several
+    orders; distractor relations use any quantity."""
+    names = iter(rng.sample(NAMES, len(NAMES)))
+    facts: list[Fact] = []
+    givens: list[str] = []
+
+    def given() -> str:
+        if givens and rng.random() < 0.3:
+            return rng.choice(givens)  # a given used twice
+        facts.append((next(names), "=", str(rng.randint(10, cfg.max_value)), ""))
+        givens.append(facts[-1][0])
+        return facts[-1][0]
+
+    def build(steps: int) -> str:
+        """A quantity whose value needs ``steps`` steps."""
+        if steps == 0:
+            return given()
+        op = rng.choice(OPS)
+        if op == "*":
+            a, b = build(steps - 1), str(rng.randint(2, 9))
+        else:
+            left = rng.randint(1, steps - 2) if steps >= 3 and rng.random() < 0.8 else rng.choice((0, steps - 1))
+            a, b = build(left), build(steps - 1 - left)
+            if a == b:
+                return build(steps)  # x - x or x + x: draw this step again
+            values = evaluate(facts)
+            if op == "-" and values[a] < values[b]:
+                a, b = b, a  # never below zero
+        facts.append((next(names), op, a, b))
+        return facts[-1][0]
+
+    try:
+        target = build(depth)
+        for _ in range(cfg.distractors):
+            pool = [f[0] for f in facts]
+            op, a = rng.choice(OPS), rng.choice(pool)
+            b = str(rng.randint(2, 9)) if op == "*" else rng.choice([q for q in pool if q != a] or [given()])
+            values = evaluate(facts)
+            if op == "-" and values[a] < values[b]:
+                a, b = b, a
+            facts.append((next(names), op, a, b))
+    except StopIteration:  # more quantities than letters
+        return None
+    if any(not 0 <= v < 1000 for v in evaluate(facts).values()):
+        return None
+    return facts, target
+
+
+def question_key(facts: list[Fact], target: str) -> str:
+    """The identity of a question, whatever order its facts are shown in."""
+    return repr((sorted(facts), target))
+
+
+def chain(facts: list[Fact], target: str, order: list[str]) -> str:
+    """The solution that computes ``order`` (a topological order of ``needed``) one step each, then the answer."""
+    values, by_name = evaluate(facts), {f[0]: f for f in facts}
+    steps = []
+    for name in order:
+        _, op, a, b = by_name[name]
+        right = digits(int(b)) if op == "*" else digits(values[b])
+        steps.append(f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;")
+    return " ".join(steps) + " " + ANSWER_LINE.format(digits(values[target]))
+
+
+def random_order(facts: list[Fact], target: str, rng: random.Random) -> list[str]:
+    """A uniformly drawn ready step at each point: one of the valid chains, chosen at random."""
+    by_name, todo, done, order = {f[0]: f for f in facts}, set(needed(facts, target)), set(), []
+    while todo:
+        ready = sorted(n for n in todo if all(d in done or d not in todo for d in _operands(by_name[n])))
+        pick = rng.choice(ready)
+        order.append(pick)
+        done.add(pick)
+        todo.remove(pick)
+    return order
+
+
+def _operands(fact: Fact) -> list[str]:
+    return [] if fact[1] == "=" else [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
+
+
+def render(facts: list[Fact], target: str, style: str, held_out: bool, rng: random.Random) -> str:
+    """The question: the facts in a random order, then what is asked."""
+    shown = rng.sample(facts, len(facts))
+    if style == "symbolic" and not held_out:
+        parts = [f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {a} {op} {b}" for n, op, a, b in shown]
+        return "Q: " + " ; ".join(parts) + f" ; what is {target} ?"
+    k = 1 if held_out else 0
+    words = []
+    for n, op, a, b in shown:
+        template = rng.choice(PHRASES[op][k])
+        right = digits(int(b)) if op == "*" else b
+        value = digits(int(a)) if op == "=" else ""
+        words.append(template.format(x=n, v=value, a=a, b=right) + " .")
+    return "Q: " + " ".join(words) + " " + rng.choice(PHRASES["?"][k]).format(x=target)
+
+
+def make_split(n: int, seed: int, split: str, cfg: QuantityConfig, taken: set[str]) -> list[Question]:
+    """``n`` distinct questions of one split (``train``, ``test``, ``long`` or ``svamp``), none of whose keys are in
+    ``taken`` (which gains this split's keys, so the splits made with one set are disjoint)."""
+    cfg.validate()
+    rng = random.Random(f"quantities/{seed}/{split}")
+    lo, hi = cfg.long_depth if split == "long" else (cfg.min_depth, cfg.max_depth)
+    out: list[Question] = []
+    misses = 0
+    while len(out) < n:
+        drawn = _draw(rng, rng.randint(lo, hi), cfg)
+        if drawn is None or question_key(*drawn) in taken:
+            misses += 1
+            if misses > 100_000:
+                raise ValueError(f"cannot draw {n} distinct {split!r} questions: raise max_value or lower n")
+            continue
+        misses = 0
+        facts, target = drawn
+        taken.add(question_key(facts, target))
+        style = "words" if split == "svamp" else cfg.style
+        question = render(facts, target, style, split == "svamp", rng)
+        solution = chain(facts, target, random_order(facts, target, rng))
+        if split == "train" and rng.random() >= cfg.gold:
+            solution = ""  # the answer only: a gold chain is one of many
+        out.append(Question(f"{split}-{len(out):06d}", question, str(evaluate(facts)[target]), solution))
+    return out
+
+
+def make_dataset(seed: int, n_train: int, n_test: int, n_long: int = 0, n_svamp: int = 0,
+                 cfg: QuantityConfig = QuantityConfig()) -> dict[str, list[Question]]:  # fmt: skip
+    """Train, test, the longer split and the held-out phrasings, disjoint from each other."""
+    taken: set[str] = set()
+    sizes = {"train": n_train, "test": n_test, "long": n_long, "svamp": n_svamp}
+    return {name: make_split(n, seed, name, cfg, taken) for name, n in sizes.items() if n or name in ("train", "test")}
+
+
+def parse_question(question: str) -> tuple[list[Fact], str]:
+    """The facts and the target of a ``symbolic`` question (for checking chains)."""
+    body = question.removeprefix("Q: ").rsplit(" ; what is ", 1)
+    if len(body) != 2:
+        raise ValueError(f"not a symbolic quantity question: {question!r}")
+    facts: list[Fact] = []
+    for part in body[0].split(" ; "):
+        words = part.split()
+        if len(words) == 5 and words[3] in OPS:
+            facts.append((words[0], words[3], words[2], words[4]))
+        else:
+            facts.append((words[0], "=", "".join(words[2:]), ""))
+    return facts, body[1].removesuffix(" ?")
+
+
+_FINAL = re.compile(r"Final answer:\s*((?:\d\s*)+)")
+
+
+def extract(text: object) -> str | None:
+    """The digits after the last ``Final answer:``, joined (``"1 8"`` -> ``"18"``), or None."""
+    if not isinstance(text, str):
+        return None
+    found = _FINAL.findall(text)
+    return str(int("".join(found[-1].split()))) if found else None
+
+
+_STEP = re.compile(r"([a-z]) = ([a-z]) ([+\-*]) ([a-z]|\d) = ((?:\d )+)([+\-*]) ((?:\d )+)= ((?:\d )+);")
+
+
+def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
+    """Whether every step of a solution states a fact of the question and computes it right, each operand known
+    before its use, and the answer is the target's value (the exact checker of chains, not only answers)."""
+    by_name, values = {f[0]: f for f in question_facts}, evaluate(question_facts)
+    known = {f[0] for f in question_facts if f[1] == "="}
+    for name, a, op, b, xa, op2, xb, result in _STEP.findall(text):
+        fact = by_name.get(name)
+        if fact is None or fact[1:] != (op, a, b) or op2 != op or a not in known or (op != "*" and b not in known):
+            return False
+        xs = [int("".join(s.split())) for s in (xa, xb, result)]
+        if xs != [values[a], int(b) if op == "*" else values[b], values[name]]:
+            return False
+        known.add(name)
+    return target in known and extract(text) == str(values[target])
+
+
+def vocabulary() -> list[str]:
+    """Every word the world writes (for a word-level tokenizer)."""
+    words = [*NAMES, *map(str, range(10)), *OPS, "=", ";", "?", ".", "Q:", "what", "is", *ANSWER_LINE.split()[:2]]
+    for phrasings in PHRASES.values():
+        for template in phrasings[0] + phrasings[1]:
+            words += [w for w in template.split() if not w.startswith("{")]
+    return list(dict.fromkeys([*words, *RETURN_TOKENS]))
+
+
+def write_dataset(out: str | Path, seed: int, n_train: int, n_test: int, n_long: int = 0, n_svamp: int = 0,
+                  cfg: QuantityConfig = QuantityConfig()) -> dict[str, list[Question]]:  # fmt: skip
+    """``make_dataset`` written as ``OUT/<split>.parquet`` (rows: id, question, solution, answer), each file
+    atomically; the same arguments give the same bytes."""
+    from system2.runs import write_parquet
+
+    splits = make_dataset(seed, n_train, n_test, n_long, n_svamp, cfg)
+    for name, questions in splits.items():
+        if not (Path(out) / f"{name}.parquet").is_file():
+            write_parquet(Path(out) / f"{name}.parquet", [dataclasses.asdict(q) for q in questions])
+    return splits

@@ -1,0 +1,96 @@
+"""The quantity-graph world (``system2.tasks.quantities``): gold chains are valid and give the answer, other
+topological orders are valid chains too (and many questions have several), wrong steps are caught, the splits are
+disjoint with their depths, a share of training questions carries a gold chain, held-out phrasings stay out of
+training, values stay in range, and the files read back through the task interface."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from system2.tasks import quantities as q
+from system2.tasks.task import get_task
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, list]:
+    return q.make_dataset(0, 1000, 200, 100, 100)
+
+
+def _facts(question) -> tuple[list, str]:
+    return q.parse_question(question.question)
+
+
+def test_gold_and_every_other_order_are_valid_chains(data) -> None:
+    several = 0
+    for question in data["test"]:
+        facts, target = _facts(question)
+        assert q.valid_chain(question.solution, facts, target)
+        assert q.extract(question.solution) == question.answer == str(q.evaluate(facts)[target])
+        orders = {tuple(q.random_order(facts, target, random.Random(i))) for i in range(30)}
+        for order in orders:
+            assert q.valid_chain(q.chain(facts, target, list(order)), facts, target)
+        several += len(orders) > 1
+    assert several >= 0.4 * len(data["test"])  # many questions have more than one correct chain
+
+
+def test_a_wrong_step_or_order_is_not_a_valid_chain(data) -> None:
+    for question in data["test"][:50]:
+        facts, target = _facts(question)
+        gold = question.solution
+        steps = gold.split(" ; ")
+        last = steps[-2].split(" = ")  # the target's step: "x = a op b = digits op digits = digits"
+        wrong = " ; ".join(steps[:-2] + [" = ".join(last[:-1] + ["9 9 9"])] + steps[-1:])
+        assert not q.valid_chain(wrong, facts, target)
+        if len(steps) > 2:  # the target's step before the steps it needs
+            swapped = " ; ".join([steps[-2], *steps[:-2], steps[-1]])
+            assert not q.valid_chain(swapped, facts, target)
+
+
+def test_splits_depths_gold_share_and_ranges(data) -> None:
+    keys = {name: {q.question_key(*_facts(x)) for x in split if x.question.endswith("?")} for name, split in
+            data.items()}  # fmt: skip
+    assert not keys["train"] & keys["test"] and not keys["train"] & keys["long"] and not keys["test"] & keys["long"]
+    depth = {name: Counter(len(q.needed(*_facts(x))) for x in data[name]) for name in ("train", "test", "long")}
+    assert set(depth["train"]) == set(depth["test"]) == {2, 3, 4} and set(depth["long"]) == {5, 6}
+    share = sum(bool(x.solution) for x in data["train"]) / len(data["train"])
+    assert 0.25 < share < 0.35 and all(x.solution for name in ("test", "long", "svamp") for x in data[name])
+    for name in ("train", "test", "long"):
+        for x in data[name]:
+            assert all(0 <= v < 1000 for v in q.evaluate(_facts(x)[0]).values())
+
+
+def test_held_out_phrasings_never_appear_in_training() -> None:
+    words = q.make_dataset(1, 300, 10, 0, 100, q.QuantityConfig(style="words"))
+    train = " ".join(x.question for x in words["train"])
+    svamp = " ".join(x.question for x in words["svamp"])
+    assert "plus" in train and "sum" not in train and "lots" not in train and "find" not in train
+    assert "sum" in svamp and "lots" in svamp and "less" in svamp
+    assert not {"plus", "minus", "times", "what"} & set(svamp.split()) and "less" not in train
+
+
+def test_the_same_seed_gives_the_same_world_and_the_vocabulary_covers_it(data) -> None:
+    assert q.make_dataset(0, 1000, 200, 100, 100) == data
+    vocab = set(q.vocabulary())
+    for split in data.values():
+        for x in split:
+            assert set(f"{x.question} {x.solution}".split()) <= vocab
+
+
+def test_answers_are_read_digit_by_digit() -> None:
+    assert q.extract("x = 1 ; Final answer: 1 8") == "18" and q.extract("Final answer: 0 5 ;") == "5"
+    assert q.extract("Final answer: twelve") is None and q.extract(None) is None and q.extract("1 8") is None
+
+
+def test_files_read_back_through_the_task(tmp_path: Path) -> None:
+    splits = q.write_dataset(tmp_path, 0, 50, 20)
+    task = get_task("quantities")
+    train = task.read(tmp_path / "train.parquet")
+    assert [(x.id, x.question, x.answer, x.solution) for x in train] == [
+        (x.id, x.question, x.answer, x.solution) for x in splits["train"]
+    ]
+    for x in task.read(tmp_path / "test.parquet"):
+        assert task.correct(x, x.solution) and not task.correct(x, x.solution, truncated=True)
