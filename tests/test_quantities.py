@@ -94,3 +94,24 @@ def test_files_read_back_through_the_task(tmp_path: Path) -> None:
     ]
     for x in task.read(tmp_path / "test.parquet"):
         assert task.correct(x, x.solution) and not task.correct(x, x.solution, truncated=True)
+
+
+def test_sft_imitates_the_questions_with_a_gold_chain_and_refuses_a_file_without_any(tmp_path: Path) -> None:
+    from system2.config import ConfigError
+    from system2.runs import write_parquet
+    from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+    from system2.train import TrainConfig
+
+    splits = q.write_dataset(tmp_path, 0, 40, 8)
+    with_gold = sum(bool(x.solution) for x in splits["train"])
+    assert 0 < with_gold < 40
+    tiny, small = TinyLMConfig(d_model=32, layers=1, heads=2, max_len=192), TrainConfig(steps=2, batch_size=2, warmup=1)
+    files = {"train_data": str(tmp_path / "train.parquet"), "eval_data": str(tmp_path / "test.parquet")}
+    cfg = SFTConfig(task="quantities", out=str(tmp_path / "sft"), tiny=tiny, train=small, max_len=192, max_new_tokens=8,
+                    **files)  # fmt: skip
+    result = run_sft(cfg, progress=False)
+    assert result["examples"] == with_gold and 0 <= result["maj@1"] <= 1
+    write_parquet(tmp_path / "none.parquet", [{"question": x.question, "answer": x.answer} for x in splits["test"]])
+    with pytest.raises(ConfigError, match="none.parquet: no question has a gold solution"):
+        run_sft(SFTConfig(**{**cfg.__dict__, "train_data": str(tmp_path / "none.parquet"), "out": str(tmp_path / "x")}),
+                progress=False)  # fmt: skip
