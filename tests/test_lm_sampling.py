@@ -4,7 +4,16 @@
 import pytest
 import torch
 
-from system2.lm.sampling import SampleConfig, cut_at_stop, sample, sample_tokens, splitmix64, uniforms
+from system2.lm.sampling import (
+    KeyedSampler,
+    SampleConfig,
+    cut_at_stop,
+    row_keys,
+    sample,
+    sample_tokens,
+    splitmix64,
+    uniforms,
+)
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 
 WORDS = ["Q:", *map(str, range(10)), "10", "20", "+", "-", "*", "=", "?", "|", ";", "Final", "answer:"]
@@ -112,6 +121,10 @@ def test_splitmix64_matches_the_reference():
     assert [g & (2**64 - 1) for g in got] == [ref(x & (2**64 - 1)) for x in xs]
     u = uniforms(torch.arange(20000, dtype=torch.long), 3)
     assert float(u.min()) >= 0 and float(u.max()) < 1 and abs(float(u.mean()) - 0.5) < 0.01
+    # the sampler draws every step's uniforms at once: the very values of drawing them step by step
+    keys = row_keys(7, torch.tensor([0, 1, (5 << 20) + 3], dtype=torch.long))
+    table = KeyedSampler(keys, prompt_width=4, temperature=1.0, top_p=1.0, steps=6).u
+    assert torch.equal(table, torch.stack([uniforms(keys, t) for t in range(6)], dim=1))
 
 
 def test_inverse_cdf_sampling_follows_the_distribution_and_top_p():

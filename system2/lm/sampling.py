@@ -181,7 +181,7 @@ def _generate_batch(
     processors = LogitsProcessorList()
     if cfg.temperature > 0:
         keys = row_keys(cfg.seed, torch.tensor(row_ids, dtype=torch.long))
-        processors.append(KeyedSampler(keys.to(device), width, cfg.temperature, cfg.top_p))
+        processors.append(KeyedSampler(keys.to(device), width, cfg.temperature, cfg.top_p, int(caps.max())))
     stopper = StopCriteria(tokenizer, cfg.stop, width, caps.to(device), eos)
     seqs = model.generate(
         input_ids=input_ids.to(device),
@@ -219,20 +219,22 @@ def row_keys(seed: int, row_ids: torch.Tensor) -> torch.Tensor:
     return splitmix64(base + row_ids)
 
 
-def uniforms(keys: torch.Tensor, step: int) -> torch.Tensor:
-    """A float64 uniform in [0, 1) per key for decoding step ``step``."""
+def uniforms(keys: torch.Tensor, step: int | torch.Tensor) -> torch.Tensor:
+    """A float64 uniform in [0, 1) per key for decoding step ``step`` (a tensor of steps broadcasts)."""
     return _shr(splitmix64(keys + step), 11).double() * 2.0**-53
 
 
 class KeyedSampler:
     """A logits processor that samples the next token of each row with temperature and top-p from the
-    row's own random stream, and leaves only that token possible (greedy selection then picks it)."""
+    row's own random stream, and leaves only that token possible (greedy selection then picks it). The uniforms of
+    all ``steps`` decoding steps are drawn at once (the same values as step by step: ``uniforms(keys, step)``)."""
 
-    def __init__(self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float) -> None:
-        self.keys, self.width, self.temperature, self.top_p = keys, prompt_width, temperature, top_p
+    def __init__(self, keys: torch.Tensor, prompt_width: int, temperature: float, top_p: float, steps: int) -> None:
+        self.width, self.temperature, self.top_p = prompt_width, temperature, top_p
+        self.u = uniforms(keys.unsqueeze(1), torch.arange(steps, device=keys.device).unsqueeze(0))  # [rows, steps]
 
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        u = uniforms(self.keys, input_ids.shape[1] - self.width).to(scores.device)
+        u = self.u[:, input_ids.shape[1] - self.width].to(scores.device)
         tokens = sample_tokens(scores, u, self.temperature, self.top_p)
         out = torch.full_like(scores, float("-inf"))
         return out.scatter_(1, tokens.unsqueeze(1), 0.0)
