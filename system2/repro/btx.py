@@ -47,7 +47,8 @@ from system2.repro.btx_claims import BTM, BTX, DENSE, NO_LB, SEED, UPCYCLING, cl
 from system2.repro.btx_report import report
 from system2.repro.framework import print_claims, start_repro, with_overrides
 from system2.repro.reverse_arm import LlamaSize
-from system2.selfimprove.loop import cached_rows, finetune
+from system2.selfimprove.loop import finetune
+from system2.selfimprove.stages import cached_rows
 from system2.tasks.domains import DOMAINS, DomainsConfig, vocabulary, write_domains
 from system2.train import TrainConfig
 

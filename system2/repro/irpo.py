@@ -40,8 +40,9 @@ from system2.repro.framework import (
 )
 from system2.runs import read_parquet
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
-from system2.selfimprove.loop import QUESTIONS, cached_rows, question_results
+from system2.selfimprove.loop import QUESTIONS, question_results
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.selfimprove.stages import cached_rows
 from system2.tasks.arithmetic import write_dataset
 from system2.train import TrainConfig
 

@@ -23,7 +23,8 @@ from system2.lm.sampling import SampleConfig, sample
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.reverse import Reversal
 from system2.runs import open_run
-from system2.selfimprove.loop import cached_rows, finetune
+from system2.selfimprove.loop import finetune
+from system2.selfimprove.stages import cached_rows
 from system2.tasks.bios import BioWorldConfig
 from system2.tasks.reversal import FORWARD_RELATION, EvalQuestion, ReversalWorld, read_world, score, vocabulary
 from system2.train import TrainConfig

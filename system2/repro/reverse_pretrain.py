@@ -34,7 +34,7 @@ from system2.lm.tiny import tiny_llama
 from system2.repro.reverse_arm import QUESTIONS, LlamaSize, accuracy, answer_questions
 from system2.reverse import Reversal, known_entities
 from system2.runs import atomic_write_json, open_run
-from system2.selfimprove.loop import cached_rows
+from system2.selfimprove.stages import cached_rows
 from system2.tasks.reversal import EvalQuestion, parent_child_questions, read_parent_child, read_prompt_completions
 from system2.train import TrainConfig, train
 

@@ -33,11 +33,12 @@ from system2.repro.framework import (
 )
 from system2.repro.irpo import LocalRun
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
-from system2.selfimprove.loop import LoopConfig, cached_rows, evaluate_questions, summarize_questions
+from system2.selfimprove.loop import LoopConfig, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
 from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.selfimprove.stages import cached_rows
 from system2.tasks.arithmetic import read_problems, write_dataset
 from system2.tasks.task import get_task
 from system2.train import TrainConfig

@@ -17,7 +17,8 @@ from typing import Any
 
 from system2.config import ConfigError
 from system2.lm.io import check_lm_dir
-from system2.selfimprove.loop import RoundsConfig, cached_rows, finetune_sft, sample_and_score, sharded_rows
+from system2.selfimprove.loop import RoundsConfig, finetune_sft, sample_and_score
+from system2.selfimprove.stages import cached_rows, sharded_rows
 
 
 @dataclass

@@ -34,16 +34,14 @@ from system2.lm.logprobs import reference_logprobs
 from system2.lm.losses import make_dpo_loss_fn
 from system2.selfimprove.loop import (
     LoopConfig,
-    cached_json,
-    cached_rows,
     evaluate_questions,
     finetune,
     finetune_sft,
     group_by_question,
     sample_and_score,
-    sharded_rows,
 )
 from system2.selfimprove.pairs import question_pairs
+from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
 from system2.train import TrainConfig, resolved_precision
 
 

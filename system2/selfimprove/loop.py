@@ -1,16 +1,15 @@
 """The pieces every self-improvement loop shares: sample and score solutions with the current policy,
 evaluate a policy per question (maj@1, maj@K, pass@K), fine-tune a policy through the project's one training loop, and
-skip stages whose results are already on disk (a killed run resumes where it stopped).
+the settings they share (``LoopConfig``: data, task, prompt format, dtype, device, sampler). Stages whose results are
+on disk are skipped (``stages.py``: a killed run resumes where it stopped).
 
 A policy is any Hugging Face causal LM directory (``save_lm`` format); questions and their reward come from the
-task (``task``: arithmetic, gsm8k, math, arc or generic; ``system2.tasks.task``), and correctness comes from the
-task's reward, never from the model.
+task (``task``; ``system2.tasks.task``), and correctness comes from the task's reward, never from the model.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
@@ -25,8 +24,9 @@ from system2.lm.data import SFTData
 from system2.lm.io import check_lm_dir, load_lm, save_lm
 from system2.lm.losses import make_sft_loss_fn
 from system2.lm.sampling import BACKENDS, SampleConfig, sample_completions
-from system2.runs import atomic_write_json, describe, open_run, read_json, read_parquet, read_run, write_parquet
+from system2.runs import atomic_write_json, describe, open_run, read_json, read_parquet, read_run
 from system2.selfimprove.metrics import any_hit, best_hit, majority_hit
+from system2.selfimprove.stages import sharded_rows, stage_done
 from system2.tasks.task import TASKS, QuestionLike, Task, get_task
 from system2.train import TrainConfig, TrainData, train
 
@@ -374,52 +374,3 @@ def finetune_sft(
     prompts rendered by the tokenizer's chat template."""
     return finetune(init, SFTData, make_sft_loss_fn(), cfg, out, progress, prompts=prompts, responses=responses,
                     max_len=max_len, ends=ends, chat=chat)  # fmt: skip
-
-
-def stage_done(path: Path) -> bool:
-    """Whether a stage's file exists, as every process sees it before any process writes it."""
-    done = path.is_file()
-    dist.barrier()
-    return done
-
-
-def cached_json(path: Path, compute: Callable[..., dict[str, Any]], *args: Any, **kwargs: Any) -> dict[str, Any]:
-    """The JSON at ``path``, or ``compute(*args, **kwargs)`` written there atomically by the main process (a stage
-    done once; every process computes it, so it must be deterministic)."""
-    if stage_done(path):
-        return json.loads(path.read_text())
-    result = compute(*args, **kwargs)
-    if dist.is_main():
-        atomic_write_json(path, result)
-    dist.barrier()
-    return result
-
-
-def cached_rows(
-    path: Path, compute: Callable[..., list[dict[str, Any]]], *args: Any, **kwargs: Any
-) -> list[dict[str, Any]]:
-    """The rows of the Parquet file at ``path``, or ``compute(*args, **kwargs)`` written there atomically by the
-    main process (every process computes them: cheap, deterministic stages such as pairs)."""
-    if stage_done(path):
-        return read_parquet(path).to_pylist()
-    rows = compute(*args, **kwargs)
-    if dist.is_main():
-        write_parquet(path, rows)
-    dist.barrier()
-    return rows
-
-
-def sharded_rows(
-    path: Path, items: Sequence[Any], compute: Callable[[Sequence[Any], int], list[dict[str, Any]]]
-) -> list[dict[str, Any]]:
-    """``cached_rows`` for heavy stages: each process computes ``compute(its slice of items, offset of the slice)``
-    (sampling keys each prompt's random stream by its index in ``items``, so the slices give the rows of one
-    process), the rows are gathered in item order, and the main process writes them."""
-    if stage_done(path):
-        return read_parquet(path).to_pylist()
-    lo, hi = dist.shard(len(items))
-    rows = [r for part in dist.all_gather(compute(items[lo:hi], lo)) for r in part]  # type: ignore[union-attr]
-    if dist.is_main():
-        write_parquet(path, rows)
-    dist.barrier()
-    return rows

@@ -22,13 +22,11 @@ from system2.lm.logprobs import encode_prompt_response
 from system2.runs import atomic_dir
 from system2.selfimprove.loop import (
     LoopConfig,
-    cached_json,
     group_by_question,
     sample_and_score,
-    sharded_rows,
-    stage_done,
 )
 from system2.selfimprove.metrics import best_hit
+from system2.selfimprove.stages import cached_json, sharded_rows, stage_done
 from system2.train import TrainConfig, train
 
 

@@ -16,7 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from system2.selfimprove.loop import RoundsConfig, finetune_sft, sample_and_score, sharded_rows
+from system2.selfimprove.loop import RoundsConfig, finetune_sft, sample_and_score
+from system2.selfimprove.stages import sharded_rows
 from system2.tasks.task import RETURN_TOKENS
 
 GOOD, BAD = RETURN_TOKENS
