@@ -163,11 +163,11 @@ class LoopConfig:
         train_set, test = train_set[: self.limit or None], test[: self.eval_limit or None]
         if self.prompt_format in ("raw", "chat"):
             return train_set, test
-        fill = self.prompt_format  # a template: the prompt every loop sees, and trains and evaluates on
+        # a template: the prompt every loop samples, trains and evaluates on
+        return [self._fill(q) for q in train_set], [self._fill(q) for q in test]
 
-        return [replace(q, question=fill.format(question=q.question)) for q in train_set], [
-            replace(q, question=fill.format(question=q.question)) for q in test
-        ]
+    def _fill(self, question: Any) -> Any:
+        return replace(question, question=self.prompt_format.format(question=question.question))
 
     def evaluate(
         self, model_dir: str | Path, test: Sequence[QuestionLike], out: Path, prefix: str = ""
