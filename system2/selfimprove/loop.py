@@ -27,7 +27,7 @@ from system2.lm.sampling import BACKENDS, SampleConfig, sample_completions
 from system2.runs import atomic_write_json, describe, open_run, read_json, read_parquet, read_run
 from system2.selfimprove.metrics import any_hit, best_hit, majority_hit
 from system2.selfimprove.stages import sharded_rows, stage_done
-from system2.tasks.task import TASKS, QuestionLike, Task, get_task
+from system2.tasks.task import TASKS, QuestionLike, ReasoningTask, get_task
 from system2.train import TrainConfig, TrainData, train
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -147,7 +147,7 @@ class LoopConfig:
         dist.init()
         return open_run(self.out, kind, self, restart=restart)
 
-    def get_task(self) -> Task:
+    def get_task(self) -> ReasoningTask:
         """The task ``task`` names: its file format and its reward."""
         return get_task(self.task)
 
@@ -217,7 +217,7 @@ def sample_and_score(
     tokenizer: Any,
     problems: Sequence[QuestionLike],
     *,
-    task: Task,
+    task: ReasoningTask,
     n: int,
     temperature: float,
     max_new_tokens: int,
@@ -270,7 +270,7 @@ def evaluate_questions(
     tokenizer: Any,
     problems: Sequence[QuestionLike],
     *,
-    task: Task,
+    task: ReasoningTask,
     max_new_tokens: int,
     k: int = 0,
     temperature: float = 0.8,

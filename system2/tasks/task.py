@@ -2,9 +2,9 @@
 final answer, an optional gold solution) and a reward (docs/selfimprove.md, "Tasks").
 
 The reward is an exact match of the response's final answer with the gold one after normalisation
-(``system2.tasks.answers``), or any callable ``(question, response) -> bool`` (``Task.with_reward``). A response cut
-at ``max_new_tokens`` is wrong whatever it says. Final answers are compared as canonical keys (``Task.extract``), so
-majority votes count equal answers written differently (``18.50`` and ``$18.5``) as one.
+(``system2.tasks.answers``), or any callable ``(question, response) -> bool`` (``ReasoningTask.with_reward``). A
+response cut at ``max_new_tokens`` is wrong whatever it says. Final answers are compared as canonical keys
+(``ReasoningTask.extract``), so majority votes count equal answers written differently (``18.50``, ``$18.5``) as one.
 
 Built-in tasks and the file rows they read (JSON lines or Parquet, e.g. the files of the Hugging Face datasets saved
 locally):
@@ -66,7 +66,7 @@ Reward = Callable[[QuestionLike, str], bool]
 
 
 @dataclass(frozen=True)
-class Task:
+class ReasoningTask:
     """A named task: how to read its questions, how to read a response's final answer, and its reward."""
 
     name: str
@@ -103,7 +103,7 @@ class Task:
             return bool(self.reward(question, text))
         return self.extract(text) == question.answer
 
-    def with_reward(self, reward: Reward) -> Task:
+    def with_reward(self, reward: Reward) -> ReasoningTask:
         """This task scored by ``reward(question, response) -> bool`` instead of the final-answer match."""
         return dataclasses.replace(self, reward=reward)
 
@@ -257,14 +257,14 @@ def _generic_rows(rows: list[dict[str, Any]], path: str) -> list[Question]:
     return out
 
 
-def _arithmetic() -> Task:
+def _arithmetic() -> ReasoningTask:
     from system2.tasks.arithmetic import dense_step_rewards, extract_answer, problems_from_rows
 
-    return Task("arithmetic", problems_from_rows, extract_answer, ("question", "solution", "answer"),
+    return ReasoningTask("arithmetic", problems_from_rows, extract_answer, ("question", "solution", "answer"),
                 step_rewards=dense_step_rewards)  # fmt: skip
 
 
-def _quantities() -> Task:
+def _quantities() -> ReasoningTask:
     from system2.tasks import quantities
 
     def rows_to_questions(rows: list[dict[str, Any]], path: str) -> list[Question]:
@@ -275,20 +275,20 @@ def _quantities() -> Task:
             out.append(Question(qid, r["question"], gold, r.get("solution") or ""))
         return out
 
-    return Task("quantities", rows_to_questions, quantities.extract, ("question", "answer"))
+    return ReasoningTask("quantities", rows_to_questions, quantities.extract, ("question", "answer"))
 
 
-TASKS: dict[str, Callable[[], Task]] = {
+TASKS: dict[str, Callable[[], ReasoningTask]] = {
     "arithmetic": _arithmetic,
     "quantities": _quantities,
-    "gsm8k": lambda: Task("gsm8k", _gsm8k_rows, gsm8k_extract, ("question", "answer")),
-    "math": lambda: Task("math", _math_rows, math_extract, ("problem", "solution")),
-    "arc": lambda: Task("arc", _arc_rows, arc_extract, ("question", "choices", "answerKey")),
-    "generic": lambda: Task("generic", _generic_rows, generic_extract, ("answer",)),
+    "gsm8k": lambda: ReasoningTask("gsm8k", _gsm8k_rows, gsm8k_extract, ("question", "answer")),
+    "math": lambda: ReasoningTask("math", _math_rows, math_extract, ("problem", "solution")),
+    "arc": lambda: ReasoningTask("arc", _arc_rows, arc_extract, ("question", "choices", "answerKey")),
+    "generic": lambda: ReasoningTask("generic", _generic_rows, generic_extract, ("answer",)),
 }
 
 
-def get_task(name: str) -> Task:
+def get_task(name: str) -> ReasoningTask:
     """The built-in task ``name`` (module docstring)."""
     if name not in TASKS:
         raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
