@@ -43,6 +43,7 @@ PATH_KEYS = frozenset({"data", "model", "train_data", "eval_data", "init_from", 
 KINDS = {
     "planning-dataset": "a planning dataset",
     "arithmetic-dataset": "an arithmetic dataset",
+    "quantity-dataset": "a quantity-world dataset",
     "planning-train": "a planner training run",
     "planning-eval": "a planner evaluation",
     "planning-bootstrap": "a search-dynamics bootstrapping run",

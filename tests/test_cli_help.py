@@ -69,6 +69,7 @@ def test_commands_with_a_config_are_the_expected_ones():
     assert with_config == {
         "demo": "DemoConfig",
         "arithmetic": "ArithmeticDataConfig",
+        "quantities": "QuantityDataConfig",
         "sft": "SFTConfig",
         "irpo": "IRPOConfig",
         "expert-iteration": "ExpertIterationConfig",

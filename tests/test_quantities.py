@@ -115,3 +115,19 @@ def test_sft_imitates_the_questions_with_a_gold_chain_and_refuses_a_file_without
     with pytest.raises(ConfigError, match="none.parquet: no question has a gold solution"):
         run_sft(SFTConfig(**{**cfg.__dict__, "train_data": str(tmp_path / "none.parquet"), "out": str(tmp_path / "x")}),
                 progress=False)  # fmt: skip
+
+
+def test_the_cli_writes_the_world_and_a_rerun_refuses_other_settings(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from system2.cli import app
+
+    runner, out = CliRunner(), tmp_path / "world"
+    result = runner.invoke(app, ["quantities", "--out", str(out), "--train", "60", "--test", "10", "long=5"])
+    assert result.exit_code == 0, result.output
+    train = get_task("quantities").read(out / "train.parquet")
+    assert len(train) == 60 and len(get_task("quantities").read(out / "long.parquet")) == 5
+    again = runner.invoke(app, ["quantities", "--out", str(out), "--train", "60", "--test", "10", "long=5"])
+    assert again.exit_code == 0, again.output
+    other = runner.invoke(app, ["quantities", "--out", str(out), "--train", "61", "--test", "10", "long=5"])
+    assert other.exit_code == 2 and "train: 60 -> 61" in other.output

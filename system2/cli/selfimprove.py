@@ -1,5 +1,5 @@
-"""``system2 arithmetic`` and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
-``rcrl``, ``orm``).
+"""``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds) and the self-improvement recipes
+(``sft``, ``irpo``, ``expert-iteration``, ``ppo``, ``rcrl``, ``orm``).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -52,6 +52,31 @@ def arithmetic(
         splits = generate(cfg, restart=restart)
     example = splits["train"][0]
     print_table(f"arithmetic world in {out}", [{"split": k, "problems": len(v)} for k, v in splits.items()])
+    typer.echo(f"example: {example.question}  ->  {example.solution}")
+
+
+def quantities(
+    out: Annotated[str, typer.Option("--out", help="Directory for train/test/long/svamp Parquet files.")],
+    overrides: Overrides = None,
+    train: Annotated[int | None, typer.Option(help="Training questions (2-4 steps).")] = None,
+    test: Annotated[int | None, typer.Option(help="Test questions (2-4 steps, unseen in train).")] = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed gives the same files.")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Generate the quantity world: questions over a graph of quantities with several valid chains of thought.
+
+    Example: system2 quantities --out data/quantities --train 2000 long=500 svamp=200 gold=0.3
+    """
+    from system2.tasks.quantities import QuantityDataConfig, generate
+
+    cfg = run_config(QuantityDataConfig, config, overrides, {"out": out, "train": train, "test": test, "seed": seed})
+    with user_errors():
+        splits = generate(cfg, restart=restart)
+    rows = [{"split": k, "questions": len(v), "with gold chain": sum(bool(q.solution) for q in v)}
+            for k, v in splits.items()]  # fmt: skip
+    print_table(f"quantity world in {out}", rows)
+    example = splits["test"][0] if splits.get("test") else splits["train"][0]
     typer.echo(f"example: {example.question}  ->  {example.solution}")
 
 
@@ -122,8 +147,9 @@ def _recipe_command(name: str) -> Any:
 
 
 def register(app: App) -> None:
-    """Add ``arithmetic`` and the recipe commands to the main app."""
+    """Add the worlds' and the recipes' commands to the main app."""
     app.command("arithmetic", settings="system2.tasks.arithmetic:ArithmeticDataConfig")(arithmetic)
+    app.command("quantities", settings="system2.tasks.quantities:QuantityDataConfig")(quantities)
     for name in RECIPES:
         module, config, *_ = RECIPES[name]
         app.command(name, settings=f"system2.selfimprove.{module}:{config}")(_recipe_command(name))

@@ -294,6 +294,47 @@ def vocabulary() -> list[str]:
     return list(dict.fromkeys([*words, *RETURN_TOKENS]))
 
 
+@dataclass
+class QuantityDataConfig:
+    """Settings of a quantity-world dataset directory (``system2 quantities``)."""
+
+    out: str = ""  # dataset directory: train/test/long/svamp Parquet files
+    train: int = 2000  # training questions (2-4 steps; a share with gold chains)
+    test: int = 500  # test questions (2-4 steps, unseen in train)
+    long: int = 500  # held-out longer questions (5-6 steps)
+    svamp: int = 0  # word problems with phrasings held out from training
+    seed: int = 0  # the same seed gives the same files
+    gold: float = 0.3  # share of training questions with a gold chain
+    distractors: int = 2  # relations a question's answer does not need
+    max_value: int = 99  # given values are drawn from 10..max_value
+    style: str = "symbolic"  # question rendering: symbolic or words
+
+    def world(self) -> QuantityConfig:
+        return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style)
+
+    def validate(self) -> None:
+        from system2.config import ConfigError
+
+        if not self.out:
+            raise ConfigError("set out=DIR (the dataset directory)")
+        if self.train < 1 or min(self.test, self.long, self.svamp) < 0:
+            raise ConfigError("train must be >= 1 and test, long, svamp >= 0")
+        try:
+            self.world().validate()
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
+
+
+def generate(cfg: QuantityDataConfig, restart: bool = False) -> dict[str, list[Question]]:
+    """Make the dataset ``cfg`` describes in ``cfg.out`` (recorded in its ``run.json``): a rerun with the same
+    settings completes or returns it, other settings are refused (``restart``: move it aside)."""
+    from system2.runs import open_run
+
+    cfg.validate()
+    open_run(cfg.out, "quantity-dataset", cfg, restart=restart, log=lambda _: None)
+    return write_dataset(cfg.out, cfg.seed, cfg.train, cfg.test, cfg.long, cfg.svamp, cfg.world())
+
+
 def write_dataset(out: str | Path, seed: int, n_train: int, n_test: int, n_long: int = 0, n_svamp: int = 0,
                   cfg: QuantityConfig = QuantityConfig()) -> dict[str, list[Question]]:  # fmt: skip
     """``make_dataset`` written as ``OUT/<split>.parquet`` (rows: id, question, solution, answer), each file
