@@ -131,3 +131,39 @@ def test_the_cli_writes_the_world_and_a_rerun_refuses_other_settings(tmp_path: P
     assert again.exit_code == 0, again.output
     other = runner.invoke(app, ["quantities", "--out", str(out), "--train", "61", "--test", "10", "long=5"])
     assert other.exit_code == 2 and "train: 60 -> 61" in other.output
+
+
+def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
+    from system2.selfimprove.calibrate import CalibrationConfig, calibrate
+    from system2.selfimprove.sft import TinyLMConfig
+
+    cfg = CalibrationConfig(out=str(tmp_path / "cal"), train=60, test=10, m0_gold=5, steps=3, batch=2, samples=2,
+                            tiny=TinyLMConfig(d_model=32, layers=1, heads=2, max_len=192))  # fmt: skip
+    result = calibrate(cfg, progress=False)
+    task = get_task("quantities")
+    train, test = (
+        task.read(tmp_path / "cal" / "data" / "train.parquet"),
+        task.read(tmp_path / "cal" / "data" / "test.parquet"),
+    )
+    prior = Counter(x.answer for x in train).most_common(1)[0][0]
+    assert result["answer_prior_accuracy"] == sum(x.answer == prior for x in test) / 10
+    assert result["m0_examples"] == 5 and result["sft_all_gold_examples"] == sum(bool(x.solution) for x in train)
+    assert 0 <= result["m0_maj@1"] <= 1 and 0 <= result["sft_all_gold_maj@1"] <= 1
+    assert calibrate(cfg, progress=False) == result  # cached
+
+
+def test_a_sample_on_another_valid_order_counts_as_its_own_chain(data) -> None:
+    from system2.selfimprove.calibrate import _own_chain
+
+    for question in data["test"]:
+        facts, target = _facts(question)
+        orders = {tuple(q.random_order(facts, target, random.Random(i))) for i in range(30)}
+        other = next((o for o in orders if q.chain(facts, target, list(o)) != question.solution), None)
+        if other is None:
+            continue
+        assert not _own_chain(question.solution, question)  # the gold chain itself
+        assert _own_chain(q.chain(facts, target, list(other)), question)  # another valid order
+        assert not _own_chain(q.chain(facts, target, list(other)).replace(" ; ", " ; x = 1 ; ", 1)[::-1], question)
+        break
+    else:
+        raise AssertionError("no test question with two valid orders")

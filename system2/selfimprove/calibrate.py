@@ -1,0 +1,95 @@
+"""Measure a reasoning world before any reproduction trusts it (docs/selfimprove.md, "The quantity world").
+
+For the quantity world at a given model size: the accuracy of an answer-prior guesser (always the most frequent
+training answer), of SFT on every gold chain, and of M_0 (SFT on a few gold chains); and, over M_0's correct
+samples on the test questions, the share whose chain is valid and differs from the question's gold chain (the world
+must let a model be right in its own way). The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
+chance, at least 30% of M_0's correct chains its own) are the reasoning-world issue's; this module only measures.
+Every stage is cached in ``out`` (a rerun resumes).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from system2.lm.io import load_lm
+from system2.runs import atomic_write_json, read_json
+from system2.selfimprove.loop import sample_and_score
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.tasks import quantities as q
+from system2.tasks.task import get_task
+from system2.train import TrainConfig
+
+
+@dataclass
+class CalibrationConfig:
+    """The world and the model size to measure it at."""
+
+    out: str = ""  # directory: data, the two SFT runs, calibration.json
+    train: int = 2000  # training questions (a share ``world.gold`` with gold chains)
+    test: int = 300  # test questions
+    m0_gold: int = 150  # gold chains M_0 is trained on
+    steps: int = 1500  # SFT steps of both models
+    batch: int = 32  # SFT batch
+    samples: int = 8  # samples per test question for the chain-diversity share
+    seed: int = 0  # data and training seed
+    tiny: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(max_len=192))  # the model size
+    world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs
+
+
+def calibrate(cfg: CalibrationConfig, progress: bool = True) -> dict[str, Any]:
+    """The measurements (module docstring), also written to ``out/calibration.json``."""
+    out = Path(cfg.out)
+    if (out / "calibration.json").is_file():
+        return read_json(out / "calibration.json")
+    data = out / "data"
+    q.write_dataset(data, cfg.seed, cfg.train, cfg.test, cfg=cfg.world)
+    task = get_task("quantities")
+    train, test = task.read(data / "train.parquet"), task.read(data / "test.parquet")
+    prior = Counter(x.answer for x in train).most_common(1)[0][0]
+    common = {"task": "quantities", "train_data": str(data / "train.parquet"), "eval_data": str(data / "test.parquet"),
+              "max_len": cfg.tiny.max_len, "max_new_tokens": cfg.tiny.max_len // 2, "seed": cfg.seed}  # fmt: skip
+    train_cfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch, lr=1e-3, warmup=max(1, cfg.steps // 10),
+                            seed=cfg.seed, ckpt_every=cfg.steps, log_every=max(1, cfg.steps // 20))  # fmt: skip
+    gold = run_sft(SFTConfig(out=str(out / "sft_all_gold"), tiny=cfg.tiny, train=train_cfg, **common), progress)
+    m0 = run_sft(SFTConfig(out=str(out / "m0"), tiny=cfg.tiny, train=train_cfg, limit=_limit(train, cfg.m0_gold),
+                           **common), progress)  # fmt: skip
+    model, tok = load_lm(m0["model"], pad_with_eos=True)
+    rows = sample_and_score(model, tok, test, task=task, n=cfg.samples, temperature=1.0,
+                            max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)  # fmt: skip
+    by_id = {x.id: x for x in test}
+    right = [r for r in rows if r["correct"]]
+    own = [r for r in right if _own_chain(r["text"], by_id[r["id"]])]
+    result = {
+        "answer_prior_accuracy": sum(x.answer == prior for x in test) / len(test),
+        "sft_all_gold_maj@1": gold["maj@1"],
+        "sft_all_gold_examples": gold["examples"],
+        "m0_maj@1": m0["maj@1"],
+        "m0_examples": m0["examples"],
+        "m0_correct_samples": len(right),
+        "m0_correct_own_chain_share": len(own) / len(right) if right else None,
+        "m0_sample_accuracy": len(right) / len(rows),
+    }
+    atomic_write_json(out / "calibration.json", result)
+    return result
+
+
+def _limit(train: list[Any], n_gold: int) -> int:
+    """The number of leading training questions that holds ``n_gold`` gold chains (SFT's ``limit``)."""
+    seen = 0
+    for i, x in enumerate(train):
+        seen += bool(x.solution)
+        if seen == n_gold:
+            return i + 1
+    return len(train)
+
+
+def _own_chain(text: str, question: Any) -> bool:
+    """A correct sample on a valid chain other than the question's gold chain."""
+    facts, target = q.parse_question(question.question)
+    chain = text.split("Final answer:")[0] + "Final answer:"
+    gold = question.solution.split("Final answer:")[0] + "Final answer:"
+    return q.valid_chain(text, facts, target) and chain.split() != gold.split()
