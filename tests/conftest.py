@@ -37,3 +37,21 @@ def run_two_processes():
         return proc
 
     return run
+
+
+def tiny_arithmetic_world(root: Path, n_train: int, n_test: int, steps: int, batch: int, **loop: object) -> dict:
+    """An arithmetic world of ``n_train``/``n_test`` questions in ``root`` and a tiny M_0 (d=32, 1 layer) trained on
+    it for ``steps`` SFT steps of ``batch``; ``loop``: the SFT config's other settings (``max_len`` sizes the model).
+    Returns the model, train and test paths."""
+    from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+    from system2.tasks.arithmetic import make_dataset, write_problems
+    from system2.train import TrainConfig
+
+    for name, problems in make_dataset(0, n_train, n_test).items():
+        write_problems(root / f"{name}.parquet", problems)
+    tiny = TinyLMConfig(d_model=32, layers=1, heads=2, max_len=int(loop["max_len"]))  # type: ignore[arg-type]
+    train = TrainConfig(steps=steps, batch_size=batch, lr=3e-3, warmup=1, ckpt_every=steps, log_every=2,
+                        tensorboard=False)  # fmt: skip
+    cfg = SFTConfig(tiny=tiny, train_data=str(root / "train.parquet"), out=str(root / "sft"), train=train, **loop)
+    return {"model": run_sft(cfg, progress=False)["model"], "train": str(root / "train.parquet"),
+            "test": str(root / "test.parquet")}  # fmt: skip

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import tiny_arithmetic_world
 
 from system2.checkpoint import load_model_weights
 from system2.config import ConfigError
@@ -15,8 +16,6 @@ from system2.lm.io import load_lm
 from system2.runs import read_parquet
 from system2.selfimprove.irpo import IRPOConfig, held_out, run_irpo
 from system2.selfimprove.loop import evaluate_questions
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import make_dataset, write_problems
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
@@ -29,14 +28,7 @@ def _train(steps: int, lr: float) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("world")
-    for name, problems in make_dataset(0, 20, 4).items():
-        write_problems(root / f"{name}.parquet", problems)
-    tiny = TinyLMConfig(d_model=32, layers=1, heads=2, max_len=48)
-    cfg = SFTConfig(tiny=tiny, train_data=str(root / "train.parquet"), out=str(root / "sft"), train=_train(60, 3e-3),
-                    **COMMON)  # fmt: skip
-    return {"model": run_sft(cfg, progress=False)["model"], "train": str(root / "train.parquet"),
-            "test": str(root / "test.parquet")}  # fmt: skip
+    return tiny_arithmetic_world(tmp_path_factory.mktemp("world"), 20, 4, steps=60, batch=4, **COMMON)
 
 
 def test_the_chosen_length_is_the_best_held_out_step(world: dict, tmp_path: Path) -> None:

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_arithmetic_world
 from safetensors.torch import load_file
 
 from system2.config import to_dict
 from system2.runs import read_parquet
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import make_dataset, write_problems
 from system2.train import TrainConfig
 
 COMMON = {"max_len": 48, "max_new_tokens": 24, "batch_size": 5}  # batch 5: slices cut through sampling batches
@@ -30,14 +29,8 @@ def _train(steps: int, batch: int, lr: float = 3e-3) -> TrainConfig:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    root = tmp_path_factory.mktemp("world")
-    for name, problems in make_dataset(0, 15, 5).items():  # 15 questions: the two shares differ in size
-        write_problems(root / f"{name}.parquet", problems)
-    tiny = TinyLMConfig(d_model=32, layers=1, heads=2, max_len=48)
-    cfg = SFTConfig(tiny=tiny, train_data=str(root / "train.parquet"), out=str(root / "sft"), train=_train(80, 8),
-                    **COMMON)  # fmt: skip
-    return {"model": run_sft(cfg, progress=False)["model"], "train": str(root / "train.parquet"),
-            "test": str(root / "test.parquet")}  # fmt: skip
+    # 15 questions: the two processes' shares differ in size
+    return tiny_arithmetic_world(tmp_path_factory.mktemp("world"), 15, 5, steps=80, batch=8, **COMMON)
 
 
 def _weights(model_dir: Path) -> dict[str, torch.Tensor]:

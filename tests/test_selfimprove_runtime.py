@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_arithmetic_world
 
 from system2.config import ConfigError
 from system2.lm.io import load_lm, save_lm
@@ -15,8 +16,7 @@ from system2.lm.logprobs import reference_logprobs
 from system2.runs import read_parquet
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.ppo import PPOConfig
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
-from system2.tasks.arithmetic import make_dataset, write_problems
+from system2.selfimprove.sft import SFTConfig
 from system2.train import TrainConfig
 
 COMMON = {"max_len": 64, "max_new_tokens": 24}
@@ -30,19 +30,12 @@ def _train(steps: int, lr: float = 3e-3) -> TrainConfig:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("world")
-    for name, problems in make_dataset(0, 16, 4).items():
-        write_problems(root / f"{name}.parquet", problems)
-    tiny = TinyLMConfig(d_model=32, layers=1, heads=2, max_len=64)
-    cfg = SFTConfig(tiny=tiny, train_data=str(root / "train.parquet"), out=str(root / "sft"), train=_train(60),
-                    **COMMON)  # fmt: skip
-    model_dir = run_sft(cfg, progress=False)["model"]
+    world = tiny_arithmetic_world(root, 16, 4, steps=60, batch=8, **COMMON)
     # the same model with a chat template (the tiny word tokenizer knows no [USER]/[ASSISTANT]: they read as <unk>,
     # which is enough to tell the rendered prompt from the raw one)
-    model, tok = load_lm(model_dir)
+    model, tok = load_lm(world["model"])
     tok.chat_template = TEMPLATE
-    chat_dir = save_lm(model, tok, root / "chat")
-    return {"model": model_dir, "chat": str(chat_dir), "train": str(root / "train.parquet"),
-            "test": str(root / "test.parquet")}  # fmt: skip
+    return {**world, "chat": str(save_lm(model, tok, root / "chat"))}
 
 
 def _irpo(world: dict, out: Path, **kw) -> IRPOConfig:
