@@ -9,9 +9,14 @@ environment (lingua's ``distributed.py`` keeps the same rule).
 from __future__ import annotations
 
 import os
+import sys
 
 
 def _group_ready() -> bool:
+    """A process group exists. Without torch imported none can, and a command that needs no torch (dataset
+    generation) does not pay for importing it here."""
+    if "torch" not in sys.modules:
+        return False
     import torch.distributed as td
 
     return td.is_available() and td.is_initialized()

@@ -159,13 +159,14 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise FileProblem(f"{p} is not a text file: the file is damaged; restore it") from None
 
 
-def read_parquet(path: str | os.PathLike[str]) -> Any:
-    """A pyarrow Table from ``path``; a damaged or truncated file raises ``FileProblem`` naming it."""
+def read_parquet(path: str | os.PathLike[str], columns: list[str] | None = None) -> Any:
+    """A pyarrow Table from ``path`` (only ``columns`` when given); a damaged or truncated file raises
+    ``FileProblem`` naming it."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        return pq.read_table(path)
+        return pq.read_table(path, columns=columns)
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         if isinstance(e, FileNotFoundError):
             raise

@@ -160,3 +160,25 @@ def test_generator_follows_the_paper_setting():
 def test_generator_rejects_impossible_settings(args, message):
     with pytest.raises(sk.SokobanError, match=message):
         sk.check_sokoban_size(*args)
+
+
+@pytest.mark.parametrize(("side", "seed"), [(6, 0), (8, 1), (10, 2), (12, 3)])
+def test_the_plan_filter_before_astar_keeps_what_astar_then_filtering_keeps(side, seed):
+    """Every ordered pair of free cells of several layouts (with walled-off regions): the pre-search filter
+    agrees with solving by A* and checking the plan length, for several length bounds."""
+    rng = random.Random(seed)
+    split = 0
+    for _ in range(3):
+        layout, free = mz.sample_layout(side, side, rng)
+        component = mz.components(layout)
+        split += len({component[c] for c in free}) > 1
+        assert all(component[c] == -1 for c in layout.walls)
+        for s in free:
+            for g in free:
+                if s == g:
+                    continue
+                result = mz.Maze(layout, layout.pos(s), layout.pos(g)).solve()
+                for bound in (2, side // 2, side, side + 3):
+                    expected = result.solved and len(result.plan) >= bound
+                    assert mz.plan_fits(layout, component, s, g, bound) == expected, (s, g, bound)
+    assert split, "some layout must have walled-off regions, so the component test is exercised"

@@ -124,7 +124,7 @@ def test_resume_after_a_crash_gives_the_same_dataset(tmp_path, monkeypatch):
     monkeypatch.setattr(gen, "generate_block", crashing)
     with pytest.raises(KeyboardInterrupt):
         gen.generate_dataset(cfg, tmp_path / "crash", progress=False)
-    kept = sorted((tmp_path / "crash" / ".blocks").glob("block-*.parquet"))
+    kept = sorted((tmp_path / "crash" / ".blocks").glob("block-*.arrow"))
     assert len(kept) == 5 and not (tmp_path / "crash" / "meta.json").exists()
     assert not list((tmp_path / "crash" / ".blocks").glob(".*tmp"))  # nothing half-written
     with pytest.raises(FileNotFoundError, match="unfinished"):

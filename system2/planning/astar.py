@@ -13,7 +13,7 @@ The bookkeeping follows the official implementation event for event:
   f broken by the smaller ``tie_key`` (for mazes the official position hash x + 100000 * y).
 - Non-deterministic mode: children shuffled and ties on f broken at random, both from one seeded
   ``random.Random``, in one of two ways (``ties``):
-  - ``"coin"``, the official semantics: every comparison of two equal-f heap entries is a fair coin flip
+  - ``"coin"`` (the default), the official semantics: every comparison of two equal-f heap entries is a fair coin flip
     (the official ``AStarState.__lt__``), inside ``heapq``'s own sift loops, and a cheaper copy replaces an
     open one by ``list.remove`` and ``heapify`` (more flips). This is the official algorithm comparison for
     comparison, so its traces follow the official distribution; only the random stream differs.
@@ -70,7 +70,7 @@ def astar_trace(
     problem: SearchProblem[S],
     deterministic: bool = True,
     rng: random.Random | None = None,
-    ties: str = "priority",
+    ties: str = "coin",
 ) -> SearchResult[S]:
     """Run A* on ``problem`` and return its search dynamics and optimal plan.
 

@@ -8,16 +8,16 @@ Layout of a dataset directory::
     DIR/vocab.json                           the token vocabulary (bos, eos, then sorted tokens)
     DIR/meta.json                            counts and lengths; written last, it marks the dataset complete
 
-Generation runs in two phases. (1) Blocks: block b draws a fixed number of wall layouts (mazes) or
-levels (Sokoban) from a generator seeded by (seed, b), solves them with A* and writes
-``DIR/.blocks/block-b.parquet``; blocks run in parallel worker processes and a finished block is kept,
-so a killed run resumes where it stopped. (2) Merge: blocks are read in index order, layouts seen
-before are skipped, and whole layouts go to train until it is full, then to test (a layout never spans
-the two splits; the last layout of a split is truncated). Test takes at most ``test_per_layout`` tasks of
-a layout (the first ones, in block order), so a test split spreads over many layouts (200 tasks over at
-least 40 with the default 5) instead of arriving as a few whole layouts; Sokoban levels are one task each.
-Because blocks depend only on (seed, b) and the merge is sequential, the bytes of the dataset do not
-depend on the number of workers.
+Generation runs in two phases. (1) Blocks: block b draws a fixed number of wall layouts (mazes) or levels
+(Sokoban) from a generator seeded by (seed, b), solves them with A* and writes ``DIR/.blocks/block-b.arrow``
+(Arrow IPC: fast to write and read back); blocks run in parallel worker processes and a finished block is
+kept, so a killed run resumes where it stopped. (2) Merge: blocks are read in index order, layouts seen before
+are skipped, and whole layouts go to train until it is full, then to test (a layout never spans the two
+splits; the last layout of a split is truncated). Test takes at most ``test_per_layout`` tasks of a layout
+(the first ones, in block order), so a test split spreads over many layouts (200 tasks over at least 40 with
+the default 5) instead of arriving as a few whole layouts; Sokoban levels are one task each. Because blocks
+depend only on (seed, b) and the merge is sequential, the bytes of the dataset do not depend on the number of
+workers.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc  # noqa: F401  (pa.ipc)
 import pyarrow.parquet as pq
 
 from system2.config import ConfigError, to_dict
@@ -86,6 +88,7 @@ class GenerateConfig:
     test_per_layout: int = 5  # most test tasks per layout (maze), so test spreads over layouts; 0: no cap
     seed: int = 0  # the same seed gives the same bytes, for any number of workers
     mode: Literal["det", "nondet"] = "nondet"  # A* tie-breaking: det (the official one) or nondet (randomised)
+    ties: Literal["coin", "priority"] = "coin"  # nondet: how equal-f ties are broken (coin: the official way)
     workers: int = 1  # worker processes (speed only)
     shard_size: int = 10_000  # rows per Parquet file
     block_size: int = 0  # layouts (maze) or levels (Sokoban) per block; 0 picks a default
@@ -109,6 +112,8 @@ class GenerateConfig:
             raise ConfigError(str(e)) from None
         if self.mode not in ("det", "nondet"):
             raise ConfigError(f"mode must be 'det' or 'nondet', got {self.mode!r}")
+        if self.ties not in ("coin", "priority"):
+            raise ConfigError(f"ties must be 'coin' or 'priority', got {self.ties!r}")
         nonnegative = ("train", "test", "test_per_layout", "max_trace_tokens", "cost_tokens", "min_plan_nodes")
         for name in (*nonnegative, "block_size"):
             if getattr(self, name) < 0:
@@ -176,7 +181,7 @@ def _maze_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
         layout, free = maze_env.sample_layout(cfg.width, cfg.height, rng)
         layout_id = _digest(f"maze:{cfg.width}x{cfg.height}:" + ",".join(map(str, layout.walls)))
         for m, result in maze_env.layout_tasks(
-            layout, free, rng, cfg.deterministic, cfg.attempts_per_layout, min_plan_nodes=min_nodes
+            layout, free, rng, cfg.deterministic, cfg.attempts_per_layout, min_plan_nodes=min_nodes, ties=cfg.ties
         ):
             trace = tk.maze_trace(m, result)
             if cfg.max_trace_tokens and len(trace) >= cfg.max_trace_tokens:
@@ -192,7 +197,7 @@ def _sokoban_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
     rows = []
     for _ in range(cfg.resolved_block_size()):
         level = sokoban_env.generate_level(rng, cfg.width, cfg.height, cfg.num_walls, cfg.num_boxes)
-        result = level.solve(deterministic=cfg.deterministic, rng=None if cfg.deterministic else rng)
+        result = level.solve(deterministic=cfg.deterministic, rng=None if cfg.deterministic else rng, ties=cfg.ties)
         if not result.solved:
             continue
         trace = tk.sokoban_trace(level, result)
@@ -213,46 +218,71 @@ def _sokoban_block(cfg: GenerateConfig, rng: random.Random) -> list[dict]:
     return rows
 
 
-def generate_block(cfg: GenerateConfig, block: int, path: str) -> int:
-    """Generate block ``block`` and write it atomically to ``path``; returns its number of tasks."""
+def generate_block(cfg: GenerateConfig, block: int, path: str) -> pa.Table:
+    """Generate block ``block``, write it atomically to ``path`` (kept for a resume) and return it."""
     rng = random.Random(_block_seed(cfg.seed, block))
     rows = _maze_block(cfg, rng) if cfg.env == "maze" else _sokoban_block(cfg, rng)
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
-    atomic_write_with(path, lambda tmp: pq.write_table(table, tmp, compression="zstd"))
-    return len(rows)
+
+    def write(tmp: str | Path) -> None:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, SCHEMA) as writer:
+            writer.write_table(table)
+
+    atomic_write_with(path, write)
+    return table
+
+
+def _read_block(path: Path) -> pa.Table | None:
+    """A finished block read back, or None when it is missing or damaged (it is made again)."""
+    try:
+        with pa.memory_map(str(path)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    return table if table.schema.equals(SCHEMA) else None
 
 
 class _Merge:
-    """Sequential assignment of layouts to splits, in block order."""
+    """Sequential assignment of layouts to splits, in block order (rows stay in Arrow tables)."""
 
     def __init__(self, cfg: GenerateConfig) -> None:
         self.need = {"train": cfg.train, "test": cfg.test}
         self.per_layout = {"train": 0, "test": cfg.test_per_layout}  # 0: no cap
-        self.rows: dict[str, list[dict]] = {"train": [], "test": []}
+        self.counts = {"train": 0, "test": 0}
+        self.parts: dict[str, list[pa.Table]] = {"train": [], "test": []}
         self.seen: set[str] = set()
 
     @property
     def done(self) -> bool:
-        return all(len(self.rows[s]) >= self.need[s] for s in SPLITS)
+        return all(self.counts[s] >= self.need[s] for s in SPLITS)
 
     @property
     def count(self) -> int:
-        return sum(len(v) for v in self.rows.values())
+        return sum(self.counts.values())
 
     def add_block(self, table: pa.Table) -> None:
-        groups: dict[str, list[dict]] = {}
-        for row in table.to_pylist():
-            groups.setdefault(row["layout_id"], []).append(row)
+        groups: dict[str, list[int]] = {}
+        for i, layout_id in enumerate(table.column("layout_id").to_pylist()):
+            groups.setdefault(layout_id, []).append(i)
+        take: dict[str, list[int]] = {"train": [], "test": []}
         for layout_id, rows in groups.items():
             if layout_id in self.seen:
                 continue
             self.seen.add(layout_id)
             for split in SPLITS:
-                room = self.need[split] - len(self.rows[split])
+                room = self.need[split] - self.counts[split]
                 if room > 0:
                     cap = self.per_layout[split]
-                    self.rows[split].extend(rows[: min(room, cap) if cap else room])
+                    chosen = rows[: min(room, cap) if cap else room]
+                    take[split] += chosen
+                    self.counts[split] += len(chosen)
                     break
+        for split, rows in take.items():
+            if rows:
+                self.parts[split].append(table.take(rows))
+
+    def tables(self) -> dict[str, pa.Table]:
+        return {s: pa.concat_tables(p) if p else SCHEMA.empty_table() for s, p in self.parts.items()}
 
 
 def _mp_context():  # noqa: ANN202
@@ -275,7 +305,7 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def _block_path(out: Path, b: int) -> Path:
-    return out / ".blocks" / f"block-{b:06d}.parquet"
+    return out / ".blocks" / f"block-{b:06d}.arrow"
 
 
 def generate_dataset(
@@ -309,16 +339,11 @@ def generate_dataset(
                     if nb not in futures and not _block_path(out, nb).exists():
                         futures[nb] = pool.submit(generate_block, cfg, nb, str(_block_path(out, nb)))
             path = _block_path(out, b)
-            if b in futures:
-                futures.pop(b).result()
-            elif not path.exists():
-                generate_block(cfg, b, str(path))
+            # a missing or damaged block is made (again): it depends only on (seed, block)
+            table = futures.pop(b).result() if b in futures else _read_block(path)
+            if table is None:
+                table = generate_block(cfg, b, str(path))
             before = merge.count
-            try:
-                table = read_parquet(path)
-            except FileProblem:  # a damaged block is made again: it depends only on (seed, block)
-                generate_block(cfg, b, str(path))
-                table = read_parquet(path)
             merge.add_block(table)
             bar.advance(merge.count - before)
             empty_streak = empty_streak + 1 if merge.count == before else 0
@@ -338,19 +363,17 @@ def generate_dataset(
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
 
-    meta = _write_splits(cfg, out, merge.rows)
+    meta = _write_splits(cfg, out, merge.tables())
     shutil.rmtree(out / ".blocks", ignore_errors=True)
     return meta
 
 
-def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, list[dict]]) -> dict[str, Any]:
-    max_cost = max(
-        (int(t[1:]) for split in SPLITS for r in rows[split] for t in r["trace"] if tk.is_cost_token(t)),
-        default=0,
-    )
+def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, pa.Table]) -> dict[str, Any]:
     if cfg.env == "maze":
         vocab = tk.maze_vocabulary(cfg.width, cfg.height)
     else:
+        tokens = {t for table in rows.values() for t in pc.unique(pc.list_flatten(table.column("trace"))).to_pylist()}
+        max_cost = max((int(t[1:]) for t in tokens if tk.is_cost_token(t)), default=0)
         vocab = tk.sokoban_vocabulary(cfg.width, cfg.height, cfg.cost_tokens or max_cost + 1)
         if cfg.cost_tokens and max_cost >= cfg.cost_tokens:
             raise ConfigError(f"cost_tokens={cfg.cost_tokens} is too small: the traces use c{max_cost}")
@@ -360,40 +383,41 @@ def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, list[dict]]) -
 
 def write_dataset(
     out: str | Path,
-    rows: dict[str, list[dict]],
+    rows: dict[str, list[dict] | pa.Table],
     vocab: tk.PlanningVocabulary,
     info: dict[str, Any],
     shard_size: int = 10_000,
 ) -> dict[str, Any]:
-    """Write rows (the ``SCHEMA`` columns) of each split as Parquet shards, ``vocab.json`` and, last,
-    ``meta.json`` (``info`` must give env, width, height). Also used for derived datasets such as the
-    improved traces of search-dynamics bootstrapping."""
+    """Write the rows (the ``SCHEMA`` columns; dicts or an Arrow table) of each split as Parquet shards,
+    ``vocab.json`` and, last, ``meta.json`` (``info`` must give env, width, height). Also used for derived
+    datasets such as the improved traces of search-dynamics bootstrapping."""
     out = Path(out)
     if read_run(out) is None:  # a derived dataset records what it was made from
         open_run(out, DATASET_KIND, info, log=lambda _: None)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
+    tables = {s: r if isinstance(r, pa.Table) else pa.Table.from_pylist(r, schema=SCHEMA) for s, r in rows.items()}
     files: dict[str, list[str]] = {}
-    for split, split_rows in rows.items():
-        n_shards = max(1, math.ceil(len(split_rows) / shard_size))
+    for split, table in tables.items():
+        n_shards = max(1, math.ceil(table.num_rows / shard_size))
         files[split] = []
         for i in range(n_shards):
-            chunk = split_rows[i * shard_size : (i + 1) * shard_size]
+            chunk = table.slice(i * shard_size, shard_size)
             name = f"{split}-{i:05d}-of-{n_shards:05d}.parquet"
-            table = pa.Table.from_pylist(chunk, schema=SCHEMA)
-            atomic_write_with(data / name, lambda tmp, t=table: pq.write_table(t, tmp, compression="zstd"))
+            atomic_write_with(data / name, lambda tmp, t=chunk: pq.write_table(t, tmp, compression="zstd"))
             files[split].append(f"data/{name}")
     atomic_write_text(out / "vocab.json", vocab.to_json() + "\n")
+
+    def longest(column: str) -> int:
+        return max((pc.max(t.column(column)).as_py() or 0 for t in tables.values() if t.num_rows), default=0)
+
     meta = {
         **info,
-        "counts": {s: len(r) for s, r in rows.items()},
-        "layouts": {s: len({r["layout_id"] for r in split_rows}) for s, split_rows in rows.items()},
+        "counts": {s: t.num_rows for s, t in tables.items()},
+        "layouts": {s: pc.count_distinct(t.column("layout_id")).as_py() for s, t in tables.items()},
         "files": files,
         "vocab_size": len(vocab),
-        "max_lengths": {
-            k: max((r[k] for split_rows in rows.values() for r in split_rows), default=0)
-            for k in ("prompt_len", "trace_len", "plan_len")
-        },
+        "max_lengths": {k: longest(k) for k in ("prompt_len", "trace_len", "plan_len")},
     }
     atomic_write_json(out / "meta.json", meta)
     return meta
@@ -421,13 +445,14 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta_data
 
 
-def read_split(path: str | Path, split: str) -> pa.Table:
-    """All rows of one split as a pyarrow Table."""
+def read_split(path: str | Path, split: str, columns: list[str] | None = None) -> pa.Table:
+    """All rows of one split as a pyarrow Table (only ``columns`` when given)."""
     meta = read_meta(path)
     if split not in meta["files"]:
         raise ValueError(f"unknown split {split!r}: this dataset has {', '.join(meta['files'])}")
-    tables = [read_parquet(Path(path) / f) for f in meta["files"][split]]
-    return pa.concat_tables(tables) if tables else SCHEMA.empty_table()
+    tables = [read_parquet(Path(path) / f, columns) for f in meta["files"][split]]
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+    return pa.concat_tables(tables) if tables else schema.empty_table()
 
 
 def read_vocab(path: str | Path) -> tk.PlanningVocabulary:

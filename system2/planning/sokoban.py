@@ -174,9 +174,12 @@ class SokobanLevel:
     def search_problem(self) -> SokobanSearch:
         return SokobanSearch(self)
 
-    def solve(self, deterministic: bool = False, rng: random.Random | None = None) -> SearchResult[State]:
-        """A* with search dynamics (the paper always uses the non-deterministic mode for Sokoban)."""
-        return astar_trace(self.search_problem(), deterministic=deterministic, rng=rng)
+    def solve(
+        self, deterministic: bool = False, rng: random.Random | None = None, ties: str = "coin"
+    ) -> SearchResult[State]:
+        """A* with search dynamics (the paper always uses the non-deterministic mode for Sokoban); ``ties``:
+        see ``astar_trace``."""
+        return astar_trace(self.search_problem(), deterministic=deterministic, rng=rng, ties=ties)
 
     def check_plan(self, plan: Sequence[Pos]) -> bool:
         """Feasible iff the worker positions start at the worker, each step is a legal move (walls

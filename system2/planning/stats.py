@@ -19,8 +19,9 @@ def dataset_stats(path: str | Path) -> dict[str, Any]:
     meta = read_meta(path)
     out: dict[str, Any] = {"meta": meta, "splits": {}}
     for split in sorted(meta["files"], key=lambda s: (s != "train", s)):
-        table = read_split(path, split)
-        cols = {k: table[k].to_numpy() for k in ("prompt_len", "trace_len", "plan_len", "optimal_plan_length")}
+        lengths = ["prompt_len", "trace_len", "plan_len", "optimal_plan_length"]
+        table = read_split(path, split, ["layout_id", *lengths])
+        cols = {k: table[k].to_numpy() for k in lengths}
         cols["trace_plan_len"] = cols["trace_len"] + cols["plan_len"]
         out["splits"][split] = {
             "tasks": table.num_rows,
