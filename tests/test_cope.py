@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from system2.nn.cope import CoPEAttention, interpolate_logits
+from system2.nn.layers import KVCache
 from system2.nn.positions import RotaryEmbedding
 
 D, H = 16, 2
@@ -158,9 +159,12 @@ def test_masked_keys_get_no_position():
     torch.testing.assert_close(masked[0, keep], naive_cope(attn, x, mask)[0, keep], atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("initial", [256, 2])
 @pytest.mark.parametrize("options", [{}, {"gates": "separate", "rope": True}, {"gates": "values"}])
-def test_cached_steps_equal_the_full_pass(options):
-    """Old keys' positions change with every new query; the cache recomputes them from the new row."""
+def test_cached_steps_equal_the_full_pass(options, initial, monkeypatch):
+    """Old keys' positions change with every new query; the cache recomputes them from the new row. With a
+    2-position start the cache (gate keys included) grows three times on the way."""
+    monkeypatch.setattr(KVCache, "INITIAL", initial)
     attn = layer(max_pos=4, **options)
     x = torch.randn(2, 9, D)
     cache = attn.new_cache(2, 12, x)

@@ -6,6 +6,7 @@ import torch
 from system2.checkpoint import load_model, save_model
 from system2.nn.encdec import EncDecConfig, EncoderDecoder
 from system2.nn.generation import DecodingConfig, generate
+from system2.nn.layers import KVCache
 from system2.nn.positions import RotaryEmbedding
 
 
@@ -45,7 +46,10 @@ def test_rope_is_relative():
     torch.testing.assert_close(s1, s2, atol=1e-5, rtol=1e-5)
 
 
-def test_cached_decoding_equals_full_forward():
+@pytest.mark.parametrize("initial", [256, 1])
+def test_cached_decoding_equals_full_forward(initial, monkeypatch):
+    """Also when the caches start at one position and grow (doubling) while decoding."""
+    monkeypatch.setattr(KVCache, "INITIAL", initial)
     model = tiny()
     src = torch.randint(2, 40, (3, 7))
     mask = torch.ones_like(src, dtype=torch.bool)
@@ -58,6 +62,22 @@ def test_cached_decoding_equals_full_forward():
         first = model.decode(tgt[:, :4], state=state)  # a prefix at once, then one token at a time
         steps = [model.decode(tgt[:, i : i + 1], state=state) for i in range(4, 10)]
     torch.testing.assert_close(torch.cat([first, *steps], 1), full, atol=1e-5, rtol=1e-5)
+
+
+def test_kv_cache_grows_by_doubling_up_to_its_budget():
+    cache = KVCache(2, 3, 40, 4, torch.zeros(1))
+    assert cache.k.shape == (2, 3, 40, 4)  # a budget under the initial size is allocated at once
+    cache = KVCache(2, 3, 600, 4, torch.zeros(1))
+    keys = torch.randn(2, 3, 600, 4)
+    seen = []
+    for start, end in ((0, 100), (100, 300), (300, 301), (301, 600)):
+        k, v = cache.append(keys[:, :, start:end], -keys[:, :, start:end])
+        seen.append(cache.k.shape[2])
+        torch.testing.assert_close(k, keys[:, :, :end])
+        torch.testing.assert_close(v, -keys[:, :, :end])
+    assert seen == [256, 512, 512, 600]
+    with pytest.raises(ValueError, match="holds 600 positions; asked for 601"):
+        cache.append(keys[:, :, :1], keys[:, :, :1])
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])

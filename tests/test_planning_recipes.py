@@ -11,6 +11,7 @@ from system2.cli import app
 from system2.config import ConfigError
 from system2.planning.bootstrap import BootstrapConfig, run_bootstrap
 from system2.planning.generate import GenerateConfig, generate_dataset, read_split
+from system2.planning.inference import response_budget
 from system2.planning.recipes import PlannerEvalConfig, PlannerTrainConfig, evaluate_planner, train_planner
 from system2.repro import verdicts as vd
 from system2.repro.framework import mean_std, write_report
@@ -92,6 +93,24 @@ def test_bootstrap_round_trip(trained, tmp_path):
     assert (r1["search_ratio_vs_round0"] is None) == (r1["search_ratio_vs_round0_tasks"] == 0)
     # a rerun finds every stage done and gives the same answer
     assert run_bootstrap(cfg, progress=False) == results
+
+
+def test_evaluation_keeps_tasks_under_the_trace_limit_and_caps_the_budget(trained, tmp_path):
+    """The official rollouts evaluate tasks whose A* trace is under 10,000 tokens and decode at most 10,000
+    (maze) / 11,000 (Sokoban) tokens, 2,000 for a plan alone."""
+    data, run = trained
+    traces = sorted(r["trace_len"] for r in read_split(data, "test").to_pylist())
+    limit = traces[len(traces) // 2]  # keeps the tasks strictly shorter than the median trace
+    cfg = PlannerEvalConfig(model=str(run), data=str(data), samples=1, reference_runs=0, max_trace_tokens=limit)
+    summary = evaluate_planner(cfg, progress=False)
+    assert summary["tasks"] == sum(t < limit for t in traces) < len(traces)
+    with pytest.raises(ConfigError, match="no test tasks left"):
+        evaluate_planner(PlannerEvalConfig(model=str(run), data=str(data), max_trace_tokens=1), progress=False)
+    assert response_budget("maze", "auto", 10) == 64
+    assert response_budget("maze", "slow", 1000) == 2002
+    assert response_budget("maze", "auto", 60_000) == 10_000
+    assert response_budget("sokoban", "slow", 60_000) == 11_000
+    assert response_budget("sokoban", "fast", 60_000) == 2_000
 
 
 def test_bad_recipe_configs(trained):

@@ -80,21 +80,18 @@ class CoPECache(KVCache):
         self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor, gate_keys: bool
     ) -> None:
         super().__init__(batch, heads, max_len, head_dim, like)
-        self.g = like.new_zeros(batch, heads, max_len, head_dim) if gate_keys else None
+        self.g = torch.zeros_like(self.k) if gate_keys else None
+
+    def stores(self) -> tuple[str, ...]:
+        return ("k", "v", "g") if self.g is not None else ("k", "v")
 
     def append_gate_keys(self, g: torch.Tensor) -> torch.Tensor:
         """Store gate keys for the positions the next ``append`` adds; returns all gate keys so far."""
         assert self.g is not None, "this cache was made without gate keys"
         end = self.length + g.shape[2]
-        if end > self.g.shape[2]:
-            raise ValueError(f"KV cache holds {self.g.shape[2]} positions; asked for {end}")
+        self.reserve(end)
         self.g[:, :, self.length : end] = g
         return self.g[:, :, :end]
-
-    def select(self, index: torch.Tensor) -> None:
-        super().select(index)
-        if self.g is not None:
-            self.g = self.g.index_select(0, index)
 
 
 class CoPEAttention(Attention):

@@ -77,18 +77,40 @@ class Packing:
 
 
 class KVCache:
-    """Keys and values of one attention layer, preallocated for ``max_len`` positions."""
+    """Keys and values of one attention layer, for up to ``max_len`` positions.
+
+    Storage starts at ``min(max_len, INITIAL)`` positions and doubles when full, so memory follows the longest
+    sequence decoded so far rather than the budget (64 Sokoban samples under an 11,000-token budget would
+    otherwise hold every position from the first step)."""
+
+    INITIAL = 256
 
     def __init__(self, batch: int, heads: int, max_len: int, head_dim: int, like: torch.Tensor) -> None:
-        self.k = like.new_zeros(batch, heads, max_len, head_dim)
-        self.v = like.new_zeros(batch, heads, max_len, head_dim)
+        self.max_len = max_len
+        self.k = like.new_zeros(batch, heads, min(max_len, self.INITIAL), head_dim)
+        self.v = torch.zeros_like(self.k)
         self.length = 0
 
+    def stores(self) -> tuple[str, ...]:
+        """The per-position tensors (B, H, capacity, Dh) that grow together."""
+        return ("k", "v")
+
+    def reserve(self, end: int) -> None:
+        """Room for positions up to ``end`` (ValueError past ``max_len``)."""
+        if end > self.max_len:
+            raise ValueError(f"KV cache holds {self.max_len} positions; asked for {end}")
+        capacity = self.k.shape[2]
+        if end > capacity:
+            capacity = min(self.max_len, max(end, 2 * capacity))
+            for name in self.stores():
+                old = getattr(self, name)
+                grown = old.new_zeros(*old.shape[:2], capacity, old.shape[3])
+                grown[:, :, : self.length] = old[:, :, : self.length]
+                setattr(self, name, grown)
+
     def append(self, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        t = k.shape[2]
-        end = self.length + t
-        if end > self.k.shape[2]:
-            raise ValueError(f"KV cache holds {self.k.shape[2]} positions; asked for {end}")
+        end = self.length + k.shape[2]
+        self.reserve(end)
         self.k[:, :, self.length : end] = k
         self.v[:, :, self.length : end] = v
         self.length = end
@@ -96,8 +118,8 @@ class KVCache:
 
     def select(self, index: torch.Tensor) -> None:
         """Keep the batch rows in ``index`` (used when finished sequences leave the batch)."""
-        self.k = self.k.index_select(0, index)
-        self.v = self.v.index_select(0, index)
+        for name in self.stores():
+            setattr(self, name, getattr(self, name).index_select(0, index))
 
 
 class Attention(nn.Module):

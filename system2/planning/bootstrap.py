@@ -59,7 +59,7 @@ from system2.planning import evaluate as ev
 from system2.planning import tokens as tk
 from system2.planning.data import load_examples, spread_subset
 from system2.planning.generate import make_row, read_meta, read_split, write_dataset
-from system2.planning.inference import check_compatible, load_planner, sample_responses
+from system2.planning.inference import check_compatible, load_planner, response_budget, sample_responses
 from system2.planning.recipes import (
     TRAIN_KIND,
     PlannerEvalConfig,
@@ -84,6 +84,7 @@ class BootstrapConfig:
     seed: int = 0  # seed of the sampled responses
     eval_samples: int = 8  # K sampled responses per test task in each round's evaluation
     eval_limit: int = 0  # test tasks evaluated each round (0: all)
+    eval_max_trace_tokens: int = 0  # evaluate only test tasks whose A* trace is shorter (official: 10,000; 0: all)
     reference_runs: int = 16  # non-deterministic A* runs per test task for ILR (0: skip ILR)
     train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=500, warmup=50))  # each round's fine-tuning
 
@@ -92,7 +93,7 @@ class BootstrapConfig:
             raise ConfigError("set model=RUN_DIR (step 0), data=DIR and out=DIR")
         if self.rounds < 1 or self.samples < 1:
             raise ConfigError("rounds and samples must be >= 1")
-        for k in ("limit", "eval_limit", "eval_samples", "reference_runs"):
+        for k in ("limit", "eval_limit", "eval_max_trace_tokens", "eval_samples", "reference_runs"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.batch_size < 1:
@@ -136,7 +137,7 @@ def improve_traces(
     model, vocab = load_planner(model_dir)
     check_compatible(vocab, examples)
     longest = max(examples.rows[i]["trace_len"] + examples.rows[i]["plan_len"] for i in sampled)
-    sampling = DecodingConfig(max(64, 2 * longest + 2), temperature=cfg.temperature)
+    sampling = DecodingConfig(response_budget(examples.env, "auto", longest), temperature=cfg.temperature)
     with Progress(len(sampled) * cfg.samples, "bootstrap sample", enabled=progress) as bar:
         responses = sample_responses(
             model, examples, sampled, "auto", cfg.samples, sampling, cfg.batch_size, cfg.seed, bar
@@ -216,6 +217,7 @@ def _evaluate(cfg: BootstrapConfig, model_dir: str | Path, out: Path, progress: 
         data=cfg.data,
         out=str(out),
         limit=cfg.eval_limit,
+        max_trace_tokens=cfg.eval_max_trace_tokens,
         mode="auto",
         samples=cfg.eval_samples,
         reference_runs=cfg.reference_runs,

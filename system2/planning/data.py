@@ -71,11 +71,17 @@ def spread_subset(rows: Sequence[dict], limit: int, seed: str) -> list[dict]:
 
 
 def load_examples(
-    path: str | Path, split: str, limit: int = 0, max_target_len: int = 0, spread: bool = True
+    path: str | Path,
+    split: str,
+    limit: int = 0,
+    max_target_len: int = 0,
+    spread: bool = True,
+    max_trace_tokens: int = 0,
 ) -> PlanningExamples:
     """Read a split of a dataset made by ``system2 planning generate``.
 
-    ``max_target_len`` drops tasks whose ``trace + plan`` is longer (counted in tokens). ``limit`` keeps N
+    ``max_target_len`` drops tasks whose ``trace + plan`` is longer (counted in tokens); ``max_trace_tokens``
+    drops tasks whose A* trace has at least that many tokens (the official rollouts' filter). ``limit`` keeps N
     tasks spread over the wall layouts (``spread_subset`` seeded by ``"limit/{split}"``): the same subset
     for every arm and seed, as many layouts as possible, round-robin so at most ceil(N / layouts) tasks
     each while the layouts have them, kept in dataset order. ``spread=False`` keeps the first N rows
@@ -86,6 +92,8 @@ def load_examples(
     rows = table.to_pylist()
     if max_target_len:
         rows = [r for r in rows if r["trace_len"] + r["plan_len"] <= max_target_len]
+    if max_trace_tokens:
+        rows = [r for r in rows if r["trace_len"] < max_trace_tokens]
     if limit:
         rows = spread_subset(rows, limit, f"limit/{split}") if spread else rows[:limit]
     enc = vocab.encode

@@ -28,6 +28,19 @@ TRAIN_KIND = "planning-train"  # the kind recipes.train_planner records (recipes
 DecodeMode = Literal["slow", "fast", "auto"]
 MODE_PREFIX: dict[str, tuple[str, ...]] = {"slow": (CREATE,), "fast": (PLAN,), "auto": ()}
 
+# The official rollouts' longest responses (facebookresearch/searchformer, docs/planning.md): 10,000 tokens on
+# mazes and 11,000 on Sokoban with a search trace, 2,000 for a plan alone.
+MAX_RESPONSE_TOKENS = {"maze": 10_000, "sokoban": 11_000}
+MAX_PLAN_TOKENS = 2_000
+
+
+def response_budget(env: str, mode: DecodeMode, longest: int) -> int:
+    """Most new tokens per response: twice the longest A* trace + plan of the tasks decoded (at least 64), never
+    more than the official rollouts allowed (fast mode: a plan's budget), so a split with a few very long
+    Sokoban traces does not size every KV cache for them."""
+    cap = MAX_PLAN_TOKENS if mode == "fast" else MAX_RESPONSE_TOKENS[env]
+    return min(cap, max(64, 2 * longest + 2))
+
 
 def resolve_model_dir(path: str | Path) -> Path:
     """Accept a model directory, a training run directory (its ``model/``, or while it trains its newest
@@ -114,5 +127,5 @@ def respond(model: str | Path, data: str | Path, split: str, index: int, mode: D
     examples = load_examples(data, split, limit=index + 1, spread=False)
     check_compatible(vocab, examples)
     row = examples.rows[index]
-    sampling = DecodingConfig(max(64, 2 * (row["trace_len"] + row["plan_len"]) + 2))
+    sampling = DecodingConfig(response_budget(examples.env, mode, row["trace_len"] + row["plan_len"]))
     return sample_responses(planner, examples, [index], mode, 1, sampling)[0][0]

@@ -27,7 +27,14 @@ from system2.nn.generation import DecodingConfig
 from system2.planning import evaluate as ev
 from system2.planning.data import TRAIN_TARGETS, PlanningTrainData, TrainTarget, load_examples
 from system2.planning.dropping import DropConfig
-from system2.planning.inference import TRAIN_KIND, DecodeMode, check_compatible, load_planner, sample_responses
+from system2.planning.inference import (
+    TRAIN_KIND,
+    DecodeMode,
+    check_compatible,
+    load_planner,
+    response_budget,
+    sample_responses,
+)
 from system2.planning.losses import sequence_loss
 from system2.runs import atomic_write_json, atomic_write_with, open_run, read_json
 from system2.train import TrainConfig, train
@@ -126,7 +133,8 @@ class PlannerEvalConfig:
     greedy: bool = True  # also decode each task greedily
     temperature: float = 1.0  # sampling temperature of the K samples
     top_k: int = 0  # sample from the k likeliest tokens (0: all)
-    max_new_tokens: int = 0  # most tokens per response (0: twice the longest trace + plan in the split, >= 64)
+    max_trace_tokens: int = 0  # evaluate only tasks whose A* trace is shorter (official rollouts: 10,000; 0: all)
+    max_new_tokens: int = 0  # most tokens per response (0: twice the longest trace + plan, capped as officially)
     batch_size: int = 64  # sequences decoded at once
     reference_runs: int = 64  # non-deterministic A* runs per task for ILR (0: skip ILR)
     seed: int = 0  # seed of the sampled responses and of the reference A* runs
@@ -139,7 +147,7 @@ class PlannerEvalConfig:
             raise ConfigError("samples must be >= 0, and at least one of samples > 0 or greedy=true")
         if self.mode not in ("slow", "fast", "auto"):
             raise ConfigError(f"mode must be slow, fast or auto, got {self.mode!r}")
-        for k in ("limit", "max_new_tokens", "reference_runs", "top_k"):
+        for k in ("limit", "max_trace_tokens", "max_new_tokens", "reference_runs", "top_k"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.batch_size < 1:
@@ -159,7 +167,9 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: boo
     cfg.validate()
     device = _device(cfg.device)
     model, vocab = load_planner(cfg.model, device)
-    examples = load_examples(cfg.data, cfg.split, cfg.limit)
+    examples = load_examples(cfg.data, cfg.split, cfg.limit, max_trace_tokens=cfg.max_trace_tokens)
+    if not len(examples):
+        raise ConfigError(f"no {cfg.split} tasks left in {cfg.data} (check limit / max_trace_tokens)")
     check_compatible(vocab, examples)
     if cfg.out:
         out = open_run(cfg.out, EVAL_KIND, to_dict(cfg), restart=restart, log=lambda _: None)
@@ -169,7 +179,7 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: boo
             return read_json(out / "summary.json")["summary"]
     n = len(examples)
     longest = max((r["trace_len"] + r["plan_len"] for r in examples.rows), default=32)
-    max_new = cfg.max_new_tokens or max(64, 2 * longest + 2)
+    max_new = cfg.max_new_tokens or response_budget(examples.env, cfg.mode, longest)
     indices = list(range(n))
     greedy: list[list[str] | None] = [None] * n
     if cfg.greedy:
