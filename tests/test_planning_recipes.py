@@ -197,19 +197,20 @@ def test_searchformer_claims_on_per_task_results():
         "solution": {300: [_task_rows(some, 30.0)], 1200: [_task_rows([i % 10 < 9 for i in range(80)], 30.0)]},
     }
     shorter = [_task_rows([True] * 80, 30.0), _task_rows([True] * 80, 20.0)]
-    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, shorter))}
+    verdicts = {c.name: c.verdict for c in searchformer.decide_claims(searchformer.claim_data(arms, shorter))}
     assert verdicts == {
         "search beats solution-only": "held",
         "gap largest at small data": "held",
         "bootstrapping shortens search": "held",
         "bootstrapping keeps optimality": "not testable",  # both rounds solve every task
+        "Sokoban: search beats solution-only": "not testable",  # no Sokoban arms
     }, verdicts
     behind = {"search": arms["solution"], "solution": arms["search"]}  # search-augmented behind everywhere
-    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(behind, shorter))}
+    verdicts = {c.name: c.verdict for c in searchformer.decide_claims(searchformer.claim_data(behind, shorter))}
     assert verdicts["search beats solution-only"] == "contradicted", verdicts
     assert verdicts["gap largest at small data"] == "not testable", verdicts
     worse = [_task_rows([True] * 80, 30.0), _task_rows(some, 20.0)]
-    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(arms, worse))}
+    verdicts = {c.name: c.verdict for c in searchformer.decide_claims(searchformer.claim_data(arms, worse))}
     assert verdicts["bootstrapping shortens search"] == "not testable", verdicts
     assert verdicts["bootstrapping keeps optimality"] == "contradicted", verdicts
 
@@ -221,9 +222,37 @@ def test_searchformer_claims_on_null_and_saturated_results():
     some = [i % 10 < 3 for i in range(80)]
     same = {m: {300: [_task_rows(some, 30.0)], 1200: [_task_rows(some, 30.0)]} for m in ("search", "solution")}
     boot = [_task_rows(some, 30.0), _task_rows(some, 30.0)]
-    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(same, boot))}
+    verdicts = {c.name: c.verdict for c in searchformer.decide_claims(searchformer.claim_data(same, boot))}
     assert "held" not in verdicts.values(), verdicts
     assert verdicts["search beats solution-only"] == "inconclusive", verdicts
     full = {m: {300: [_task_rows([True] * 80, 30.0)], 1200: [_task_rows([True] * 80, 30.0)]} for m in same}
-    verdicts = {c.name: c.verdict for c in decide_all(searchformer.CLAIMS, searchformer.claim_data(full, boot))}
+    verdicts = {c.name: c.verdict for c in searchformer.decide_claims(searchformer.claim_data(full, boot))}
     assert verdicts["search beats solution-only"] == "not testable", verdicts
+
+
+def test_searchformer_reproduction_end_to_end_with_sokoban_arms(tmp_path, monkeypatch):
+    """The whole reproduction at a micro scale: a maze sweep of two sizes, the Sokoban arms of Table 1 (with the
+    solution-only arm's own learning rate and batch) and bootstrapping from the Sokoban search-augmented model;
+    every claim gets a verdict, the report is written, and a rerun resumes to the same result."""
+    from system2.repro import planning_common as pc
+    from system2.repro import searchformer as sf
+
+    common = dict(preset="tiny", steps=2, batch_size=4, warmup=1, eval_samples=2, reference_runs=2,
+                  bootstrap_rounds=1, bootstrap_prompts=4, bootstrap_samples=2, bootstrap_steps=2)  # fmt: skip
+    sokoban = pc.PlanningScale(env="sokoban", size=6, train_sizes=(12,), test=6, num_boxes=1, num_walls=1,
+                               max_trace_tokens=400, solution_lr=5e-4, solution_batch_size=2, **common)  # fmt: skip
+    micro = sf.SearchformerScale(size=4, train_sizes=(12, 24), test=6, sokoban=sokoban, **common)
+    monkeypatch.setitem(sf.SCALES, "micro", micro)
+    out = tmp_path / "sf"
+    metrics = sf.run("micro", out, seeds=2)
+    assert set(metrics["sokoban_arms"]) == {"solution", "search"} and len(metrics["sokoban_arms"]["search"][12]) == 2
+    assert [r["round"] for r in metrics["bootstrap"]] == [0, 1]
+    boot_data = json.loads((out / "bootstrap" / "round-1" / "data" / "meta.json").read_text())
+    assert boot_data["env"] == "sokoban" and boot_data["counts"]["train"] == 12
+    solution = json.loads((out / "sokoban" / "runs" / "solution-n12-seed0" / "run.json").read_text())["settings"]
+    assert solution["train"]["lr"] == 5e-4 and solution["train"]["batch_size"] == 2
+    search = json.loads((out / "sokoban" / "runs" / "search-n12-seed0" / "run.json").read_text())["settings"]
+    assert search["train"]["batch_size"] == 4
+    report = (out / "report.md").read_text()
+    assert "Sokoban (Table 1" in report and "Sokoban: search beats solution-only" in report
+    assert sf.run("micro", out, seeds=2) == metrics

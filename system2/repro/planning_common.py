@@ -47,6 +47,11 @@ class PlanningScale:
     bootstrap_steps: int = 300
     drop: DropConfig = field(default_factory=DropConfig)
     grad_accum: int = 1
+    max_trace_tokens: int = 0  # generate only tasks whose A* trace is shorter (the paper's Sokoban: 10,000)
+    num_boxes: int = 2  # Sokoban: boxes per level (the paper: 2)
+    num_walls: int = 2  # Sokoban: interior walls per level (the paper: 2)
+    solution_lr: float = 0.0  # the solution-only arm's learning rate (0: lr), where the paper tuned it apart
+    solution_batch_size: int = 0  # the solution-only arm's batch (0: batch_size)
 
 
 def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
@@ -59,6 +64,9 @@ def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
         test=scale.test,
         seed=1234,
         workers=workers,
+        max_trace_tokens=scale.max_trace_tokens,
+        num_boxes=scale.num_boxes,
+        num_walls=scale.num_walls,
     )
     generate_dataset(cfg, path, progress=False)
     return path
@@ -67,11 +75,12 @@ def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
 def train_arm(scale: PlanningScale, data: Path, out: Path, target: TrainTarget, n_train: int, seed: int) -> Path:
     """Train one arm (cached: a finished run is reused, a partial one resumes)."""
     run = out / "runs" / f"{target}-n{n_train}-seed{seed}"
+    solution = target == "solution"
     tcfg = TrainConfig(
         steps=scale.steps,
-        batch_size=scale.batch_size,
+        batch_size=(solution and scale.solution_batch_size) or scale.batch_size,
         grad_accum=scale.grad_accum,
-        lr=scale.lr,
+        lr=(solution and scale.solution_lr) or scale.lr,
         warmup=scale.warmup,
         seed=seed,
         ckpt_every=max(1, scale.steps // 4),
