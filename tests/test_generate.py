@@ -61,6 +61,22 @@ def test_test_split_spreads_over_layouts(tmp_path):
         replace(cfg, test_per_layout=-1).validate()
 
 
+def test_train_split_can_spread_over_layouts(tmp_path):
+    """``train_per_layout`` caps train as ``test_per_layout`` caps test: the same tasks come from more layouts,
+    each layout's first tasks in block order, and no layout is in both splits."""
+    cfg = maze_cfg(width=7, height=7, train=200, test=20)
+    whole = gen.generate_dataset(cfg, tmp_path / "whole", progress=False)
+    meta = gen.generate_dataset(replace(cfg, train_per_layout=3), tmp_path / "spread", progress=False)
+    train = gen.read_split(tmp_path / "spread", "train").to_pylist()
+    per_layout = Counter(r["layout_id"] for r in train)
+    assert meta["counts"]["train"] == 200 and max(per_layout.values()) <= 3
+    assert meta["layouts"]["train"] == len(per_layout) >= 67 > whole["layouts"]["train"]
+    test_layouts = set(gen.read_split(tmp_path / "spread", "test")["layout_id"].to_pylist())
+    assert test_layouts.isdisjoint(per_layout)
+    with pytest.raises(ConfigError, match="train_per_layout must be >= 0"):
+        replace(cfg, train_per_layout=-1).validate()
+
+
 def test_limit_takes_a_seeded_subset_spread_over_layouts(tmp_path):
     gen.generate_dataset(maze_cfg(), tmp_path / "d", progress=False)
     rows = gen.read_split(tmp_path / "d", "train").to_pylist()

@@ -15,7 +15,8 @@ kept, so a killed run resumes where it stopped. (2) Merge: blocks are read in in
 are skipped, and whole layouts go to train until it is full, then to test (a layout never spans the two
 splits; the last layout of a split is truncated). Test takes at most ``test_per_layout`` tasks of a layout
 (the first ones, in block order), so a test split spreads over many layouts (200 tasks over at least 40 with
-the default 5) instead of arriving as a few whole layouts; Sokoban levels are one task each. Because blocks
+the default 5) instead of arriving as a few whole layouts; ``train_per_layout`` caps train the same way (off by
+default: the official generator keeps every task of a layout); Sokoban levels are one task each. Because blocks
 depend only on (seed, b) and the merge is sequential, the bytes of the dataset do not depend on the number of
 workers.
 """
@@ -86,6 +87,7 @@ class GenerateConfig:
     train: int = 1000  # training tasks
     test: int = 100  # test tasks, on layouts unseen in train
     test_per_layout: int = 5  # most test tasks per layout (maze), so test spreads over layouts; 0: no cap
+    train_per_layout: int = 0  # most training tasks per layout (maze; more layouts for the same tasks); 0: no cap
     seed: int = 0  # the same seed gives the same bytes, for any number of workers
     mode: Literal["det", "nondet"] = "nondet"  # A* tie-breaking: det (the official one) or nondet (randomised)
     ties: Literal["coin", "priority"] = "coin"  # nondet: how equal-f ties are broken (coin: the official way)
@@ -114,7 +116,10 @@ class GenerateConfig:
             raise ConfigError(f"mode must be 'det' or 'nondet', got {self.mode!r}")
         if self.ties not in ("coin", "priority"):
             raise ConfigError(f"ties must be 'coin' or 'priority', got {self.ties!r}")
-        nonnegative = ("train", "test", "test_per_layout", "max_trace_tokens", "cost_tokens", "min_plan_nodes")
+        nonnegative = (
+            *("train", "test", "test_per_layout", "train_per_layout"),
+            *("max_trace_tokens", "cost_tokens", "min_plan_nodes"),
+        )
         for name in (*nonnegative, "block_size"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -247,7 +252,7 @@ class _Merge:
 
     def __init__(self, cfg: GenerateConfig) -> None:
         self.need = {"train": cfg.train, "test": cfg.test}
-        self.per_layout = {"train": 0, "test": cfg.test_per_layout}  # 0: no cap
+        self.per_layout = {"train": cfg.train_per_layout, "test": cfg.test_per_layout}  # 0: no cap
         self.counts = {"train": 0, "test": 0}
         self.parts: dict[str, list[pa.Table]] = {"train": [], "test": []}
         self.seen: set[str] = set()

@@ -48,6 +48,7 @@ class PlanningScale:
     drop: DropConfig = field(default_factory=DropConfig)
     grad_accum: int = 1
     max_trace_tokens: int = 0  # generate only tasks whose A* trace is shorter (the paper's Sokoban: 10,000)
+    train_per_layout: int = 0  # mazes: most training tasks per wall layout (0: all a layout gives, the paper)
     num_boxes: int = 2  # Sokoban: boxes per level (the paper: 2)
     num_walls: int = 2  # Sokoban: interior walls per level (the paper: 2)
     solution_lr: float = 0.0  # the solution-only arm's learning rate (0: lr), where the paper tuned it apart
@@ -67,6 +68,7 @@ def dataset(scale: PlanningScale, out: Path, workers: int = 2) -> Path:
         max_trace_tokens=scale.max_trace_tokens,
         num_boxes=scale.num_boxes,
         num_walls=scale.num_walls,
+        train_per_layout=scale.train_per_layout,
     )
     generate_dataset(cfg, path, progress=False)
     return path
