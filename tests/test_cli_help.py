@@ -78,6 +78,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "orm": "ORMConfig",
         "planning generate": "GenerateConfig",
         "planning train": "PlannerTrainConfig",
+        "planning curve": "CurveConfig",
         "planning eval": "PlannerEvalConfig",
         "planning bootstrap": "BootstrapConfig",
         "repro cope-arm": "ArmConfig",

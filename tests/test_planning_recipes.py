@@ -256,3 +256,37 @@ def test_searchformer_reproduction_end_to_end_with_sokoban_arms(tmp_path, monkey
     report = (out / "report.md").read_text()
     assert "Sokoban (Table 1" in report and "Sokoban: search beats solution-only" in report
     assert sf.run("micro", out, seeds=2) == metrics
+
+
+def test_learning_curve_scores_every_checkpoint_and_resumes(trained, tmp_path):
+    from system2.planning.curves import CurveConfig, learning_curve, plot_curves
+
+    data, _ = trained
+    cfg = CurveConfig(
+        data=str(data),
+        out=str(tmp_path / "curve"),
+        mode="search",
+        train=TrainConfig(steps=4, batch_size=8, warmup=1, ckpt_every=2, log_every=1, tensorboard=False),
+        eval_limit=4,
+    )
+    cfg.model.preset = "tiny"
+    points = learning_curve(cfg, progress=False)
+    assert [p["step"] for p in points] == [2, 4]  # every checkpoint kept and scored, oldest first
+    assert all(p["tasks"] == 4 and 0 <= p["greedy_optimal"] <= p["greedy_feasible"] <= 1 for p in points)
+    losses = [json.loads(line)["loss"] for line in (tmp_path / "curve" / "metrics.jsonl").read_text().splitlines()]
+    assert [p["train_loss"] for p in points] == [losses[1], losses[3]]
+    assert json.loads((tmp_path / "curve" / "curve.json").read_text())["points"] == points
+    assert learning_curve(cfg, progress=False) == points  # a rerun finds every stage done
+    png = plot_curves({"search": points}, tmp_path / "curve.png", "tiny")
+    assert png.stat().st_size > 0
+
+
+def test_cli_curve(trained, tmp_path):
+    data, _ = trained
+    out = tmp_path / "c"
+    args = ["planning", "curve", "--data", str(data), "--out", str(out), "--mode", "solution", "--preset", "tiny",
+            "--steps", "2", "train.ckpt_every=1", "train.batch_size=4", "train.warmup=1", "eval_limit=2"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "curve.png").stat().st_size > 0 and "learning curve" in result.output
+    assert [p["step"] for p in json.loads((out / "curve.json").read_text())["points"]] == [1, 2]

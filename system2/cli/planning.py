@@ -14,6 +14,9 @@ planning = App(
     help="Mazes and Sokoban: A* search dynamics as tokens, datasets, planners, pictures.", no_args_is_help=True
 )
 Data = Annotated[str | None, typer.Option("--data", help="Planning dataset directory.")]
+TrainMode = Annotated[str | None, typer.Option(help="solution, search (Searchformer) or dualformer.")]
+Preset = Annotated[str | None, typer.Option(help="Model size: tiny, cpu, s, m, l, xl.")]
+Steps = Annotated[int | None, typer.Option(help="Optimizer steps (train.steps).")]
 
 
 def demo(
@@ -116,9 +119,9 @@ def train(
     overrides: Overrides = None,
     data: Data = None,
     out: Out = None,
-    mode: Annotated[str | None, typer.Option(help="solution, search (Searchformer) or dualformer.")] = None,
-    preset: Annotated[str | None, typer.Option(help="Model size: tiny, cpu, s, m, l, xl.")] = None,
-    steps: Annotated[int | None, typer.Option(help="Optimizer steps (train.steps).")] = None,
+    mode: TrainMode = None,
+    preset: Preset = None,
+    steps: Steps = None,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and data order (train.seed).")] = None,
     config: ConfigFile = None,
     restart: Restart = False,
@@ -134,6 +137,33 @@ def train(
     with user_errors():
         path = train_planner(cfg, restart=restart)
     typer.echo(f"model saved to {path}")
+
+
+@planning.command("curve", settings="system2.planning.curves:CurveConfig")
+def curve(
+    overrides: Overrides = None,
+    data: Data = None,
+    out: Out = None,
+    mode: TrainMode = None,
+    preset: Preset = None,
+    steps: Steps = None,
+    config: ConfigFile = None,
+) -> None:
+    """Train a planner keeping every checkpoint and decode each greedily on unseen tasks: a learning curve.
+
+    Writes OUT/curve.json and OUT/curve.png; a rerun resumes. Example: system2 planning curve --data data/maze7
+    --out runs/curve --mode search --steps 3000 train.ckpt_every=250 eval_limit=200
+    """
+    from system2.console import print_table
+    from system2.planning.curves import CurveConfig, learning_curve, plot_curves
+
+    flags = {"data": data, "out": out, "mode": mode, "model.preset": preset, "train.steps": steps}
+    cfg = run_config(CurveConfig, config, overrides, flags)
+    with user_errors():
+        points = learning_curve(cfg)
+        png = plot_curves({cfg.mode: points}, Path(cfg.out) / "curve.png", f"{cfg.mode}, {cfg.model.preset} preset")
+    print_table("learning curve", points, ["step", "train_loss", "greedy_optimal", "greedy_feasible", "tasks"])
+    typer.echo(f"wrote {png}")
 
 
 @planning.command("eval", settings="system2.planning.recipes:PlannerEvalConfig")
