@@ -28,6 +28,7 @@ class DemoConfig:
     size: int = 5  # maze side
     train: int = 3000  # training mazes
     test: int = 100  # unseen test mazes the model solves
+    train_per_layout: int = 0  # most training mazes per wall layout (0: all a layout gives)
     preset: str = "cpu"  # model size preset (tiny, cpu, s, m, l, xl)
     steps: int = 900  # training steps; with the install, a fresh clone's `make demo` stays under 10 minutes on 2 cores
     batch_size: int = 32  # training batch
@@ -38,6 +39,8 @@ class DemoConfig:
         for k in ("size", "train", "test", "steps", "batch_size", "samples"):
             if getattr(self, k) < 1:
                 raise ConfigError(f"{k} must be >= 1, got {getattr(self, k)}")
+        if self.train_per_layout < 0:
+            raise ConfigError(f"train_per_layout must be >= 0 (0: no cap), got {self.train_per_layout}")
 
 
 def run_demo(cfg: DemoConfig, restart: bool = False) -> dict[str, Any]:
@@ -49,7 +52,15 @@ def run_demo(cfg: DemoConfig, restart: bool = False) -> dict[str, Any]:
     out = open_run(cfg.out, "demo", cfg, restart=restart, log=lambda _: None)
     data = out / "mazes"
     console.rule(f"1. {cfg.train + cfg.test} {cfg.size}x{cfg.size} mazes and their A* search dynamics")
-    gen = GenerateConfig(width=cfg.size, height=cfg.size, train=cfg.train, test=cfg.test, seed=0, workers=2)
+    gen = GenerateConfig(
+        width=cfg.size,
+        height=cfg.size,
+        train=cfg.train,
+        test=cfg.test,
+        train_per_layout=cfg.train_per_layout,
+        seed=0,
+        workers=2,
+    )
     generate_dataset(gen, data)
     print_stats(dataset_stats(data))
     example = read_split(data, "train").slice(0, 1).to_pylist()[0]

@@ -20,6 +20,7 @@ Steps = Annotated[int | None, typer.Option(help="Optimizer steps (train.steps)."
 
 
 def demo(
+    overrides: Overrides = None,
     out: Annotated[Path, typer.Option(help="Output directory (cached: a rerun only redraws).")] = Path("demo"),
     steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's 900).")] = None,
     restart: Restart = False,
@@ -31,7 +32,7 @@ def demo(
     from system2.demo import DemoConfig, run_demo
 
     flags = {"out": str(out), "steps": steps}
-    cfg = run_config(DemoConfig, None, None, flags)
+    cfg = run_config(DemoConfig, None, overrides, flags)
     with user_errors():
         run_demo(cfg, restart=restart)
 
