@@ -1,6 +1,7 @@
 """Planning datasets: Parquet layout, determinism across worker counts, resume, split hygiene."""
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,19 @@ def test_test_split_spreads_over_layouts(tmp_path):
     assert gen.read_split(tmp_path / "whole", "train").equals(train)
     with pytest.raises(ConfigError, match="test_per_layout must be >= 0"):
         replace(cfg, test_per_layout=-1).validate()
+
+
+def test_a_dataset_made_before_ties_were_recorded_is_refused(tmp_path):
+    """Such a dataset used the per-push priority and the old task draw: it must not pass for a coin-tie one."""
+    cfg = maze_cfg(train=20, test=5)
+    meta = gen.generate_dataset(cfg, tmp_path / "d", progress=False)
+    assert meta["ties"] == "coin" and meta["train_per_layout"] == 0
+    record = json.loads((tmp_path / "d" / "run.json").read_text())
+    del record["settings"]["ties"], record["settings"]["train_per_layout"]
+    (tmp_path / "d" / "run.json").write_text(json.dumps(record))
+    with pytest.raises(RunError, match="ties"):
+        gen.generate_dataset(cfg, tmp_path / "d", progress=False)
+    assert gen.generate_dataset(replace(cfg, ties="priority"), tmp_path / "d", progress=False) == meta
 
 
 def test_train_split_can_spread_over_layouts(tmp_path):

@@ -256,6 +256,8 @@ def test_searchformer_reproduction_end_to_end_with_sokoban_arms(tmp_path, monkey
     report = (out / "report.md").read_text()
     assert "Sokoban (Table 1" in report and "Sokoban: search beats solution-only" in report
     assert sf.run("micro", out, seeds=2) == metrics
+    fewer = sf.run("micro", out, seeds=1)  # another seed count resumes (seed 0's arms are reused)
+    assert fewer["arms"]["search"][12] == metrics["arms"]["search"][12][:1]
 
 
 def test_learning_curve_scores_every_checkpoint_and_resumes(trained, tmp_path):
@@ -290,3 +292,30 @@ def test_cli_curve(trained, tmp_path):
     assert result.exit_code == 0, result.output
     assert (out / "curve.png").stat().st_size > 0 and "learning curve" in result.output
     assert [p["step"] for p in json.loads((out / "curve.json").read_text())["points"]] == [1, 2]
+
+
+def test_ilr_references_search_as_the_datasets_traces_did(trained, tmp_path):
+    """A dataset records its tie-breaking; one without the record (made earlier) used the per-push priority, and
+    the A* references of ILR follow it."""
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from system2.planning.evaluate import astar_reference_trace_length, task_from_prompt
+
+    data, run = trained
+    assert json.loads((data / "meta.json").read_text())["ties"] == "coin"
+    legacy = tmp_path / "legacy"
+    shutil.copytree(data, legacy)
+    meta = json.loads((legacy / "meta.json").read_text())
+    del meta["ties"]
+    (legacy / "meta.json").write_text(json.dumps(meta))
+    rows = read_split(legacy, "test").to_pylist()
+    for name, ties in ((data, "coin"), (legacy, "priority")):
+        out = tmp_path / f"eval-{ties}"
+        cfg = PlannerEvalConfig(model=str(run), data=str(name), out=str(out), samples=1, reference_runs=3, seed=5)
+        evaluate_planner(cfg, progress=False)
+        got = pq.read_table(out / "tasks.parquet").column("reference_trace_tokens").to_pylist()
+        want = [astar_reference_trace_length(task_from_prompt(r["prompt"], "maze", 4, 4), 3, 5 + i * 1000, ties)
+                for i, r in enumerate(rows)]  # fmt: skip
+        assert got == want, ties

@@ -1,5 +1,5 @@
 """Llama-style building blocks: RMSNorm, SwiGLU feed-forward, bias-free multi-head attention on
-``scaled_dot_product_attention`` with optional RoPE and a preallocated KV cache.
+``scaled_dot_product_attention`` with optional RoPE and a KV cache that grows as sequences do.
 
 Shared by the encoder-decoder (Searchformer/Dualformer) and the decoder-only models. Each module is the
 plain formula; with ``fused.enabled()`` (the default) it calls the equal fast path of ``nn/fused.py``.

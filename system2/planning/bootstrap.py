@@ -58,7 +58,7 @@ from system2.nn.generation import DecodingConfig
 from system2.planning import evaluate as ev
 from system2.planning import tokens as tk
 from system2.planning.data import load_examples, spread_subset
-from system2.planning.generate import make_row, read_meta, read_split, write_dataset
+from system2.planning.generate import dataset_ties, make_row, read_meta, read_split, write_dataset
 from system2.planning.inference import check_compatible, load_planner, response_budget, sample_responses
 from system2.planning.recipes import (
     TRAIN_KIND,
@@ -165,7 +165,7 @@ def improve_traces(
         tokens_kept += len(trace)
         rows[i] = make_row(row["task_id"], row["layout_id"], row["width"], row["height"], row["prompt"], trace, plan)
     test_rows = read_split(cfg.data, "test").to_pylist()
-    info = {k: meta[k] for k in ("env", "width", "height", "mode", "seed")}
+    info = {k: meta[k] for k in ("env", "width", "height", "mode", "seed")} | {"ties": dataset_ties(meta)}
     write_dataset(round_dir / "data", {"train": rows, "test": test_rows}, vocab, {**info, "derived_from": cfg.data})
     n = len(sampled)
     stats = {

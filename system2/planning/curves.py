@@ -24,7 +24,7 @@ from system2.runs import atomic_write_json
 @dataclass
 class CurveConfig(PlannerTrainConfig):
     """A training run (every ``PlannerTrainConfig`` setting; ``train.ckpt_every`` spaces the points) and how its
-    checkpoints are scored."""
+    checkpoints are scored (each setting of those two its own evaluations)."""
 
     eval_limit: int = 200  # test tasks decoded at each checkpoint, spread over the layouts (0: all)
     eval_mode: DecodeMode = "auto"  # decoding mode of the evaluations
@@ -55,7 +55,7 @@ def learning_curve(cfg: CurveConfig, progress: bool = True) -> list[dict[str, An
         ecfg = PlannerEvalConfig(
             model=str(ckpt),
             data=tcfg.data,
-            out=str(run / "curve" / f"step-{step:07d}"),
+            out=str(run / "curve" / f"{cfg.eval_mode}-limit{cfg.eval_limit}" / f"step-{step:07d}"),
             limit=cfg.eval_limit,
             mode=cfg.eval_mode,
             samples=0,

@@ -84,9 +84,9 @@ def judge_sample(
     return SampleResult(True, feasible, optimal, len(plan), parsed.trace_tokens, plan, parsed.search_steps, exact)
 
 
-def astar_trace_tokens(task: Task, rng: random.Random) -> int:
+def astar_trace_tokens(task: Task, rng: random.Random, ties: str = "coin") -> int:
     """Trace tokens of one non-deterministic A* run on ``task`` (ValueError if A* cannot solve it)."""
-    result = task.solve(deterministic=False, rng=rng)
+    result = task.solve(deterministic=False, rng=rng, ties=ties)
     if not result.solved:
         raise ValueError("A* cannot solve this task, so it has no reference trace length")
     if isinstance(task, Maze):
@@ -94,14 +94,15 @@ def astar_trace_tokens(task: Task, rng: random.Random) -> int:
     return len(tk.sokoban_trace(task, result))
 
 
-def astar_reference_trace_length(task: Task, runs: int = 64, seed: int = 0) -> float:
+def astar_reference_trace_length(task: Task, runs: int = 64, seed: int = 0, ties: str = "coin") -> float:
     """``t*_i`` of ILR (docs/planning.md): the mean number of trace tokens over ``runs`` independent
-    non-deterministic A* runs, run i seeded with ``random.Random(seed + i)`` so the value is reproducible.
+    non-deterministic A* runs, run i seeded with ``random.Random(seed + i)`` so the value is reproducible;
+    ``ties``: the tie-breaking the dataset's traces were made with.
 
     The official value comes from 64 runs per task (``sokobanAStarRefDataDB.trace_variance``)."""
     if runs < 1:
         raise ValueError(f"runs must be >= 1, got {runs}")
-    return sum(astar_trace_tokens(task, random.Random(seed + i)) for i in range(runs)) / runs
+    return sum(astar_trace_tokens(task, random.Random(seed + i), ties) for i in range(runs)) / runs
 
 
 @dataclass
@@ -142,12 +143,13 @@ def evaluate_task(
     greedy: Sequence[str] | None = None,
     reference_runs: int = 0,
     seed: int = 0,
+    ties: str = "coin",
 ) -> TaskEvaluation:
     """Judge the responses to one dataset row (``task_id``, ``prompt``, ``width``, ``height``,
-    ``optimal_plan_length`` as written by ``generate``); with ``reference_runs > 0`` also compute
-    ``t*_i`` from that many A* runs. The row's ``layout_id`` and the search steps of its ``trace`` (A*'s
-    own) are kept when the row has them; with its ``trace`` and ``plan``
-    every response is also checked for exact match."""
+    ``optimal_plan_length`` as written by ``generate``); with ``reference_runs > 0`` also compute ``t*_i`` from
+    that many A* runs (with ``ties``, the dataset's tie-breaking). The row's ``layout_id`` and the search steps of
+    its ``trace`` (A*'s own) are kept when the row has them; with its ``trace`` and ``plan`` every response is
+    also checked for exact match."""
     task = task_from_prompt(list(row["prompt"]), env, int(row["width"]), int(row["height"]))
     nodes = int(row["optimal_plan_length"])
     trace = row.get("trace")
@@ -160,7 +162,7 @@ def evaluate_task(
         samples=[judge_sample(task, s, nodes, reference) for s in samples],
         greedy=None if greedy is None else judge_sample(task, greedy, nodes, reference),
         reference_trace_tokens=(
-            astar_reference_trace_length(task, reference_runs, seed) if reference_runs > 0 else None
+            astar_reference_trace_length(task, reference_runs, seed, ties) if reference_runs > 0 else None
         ),
         reference_search_steps=None if trace is None else tk.search_steps(list(trace)),
         layout_id=None if layout is None else str(layout),

@@ -46,6 +46,7 @@ from system2.console import Progress
 from system2.planning import maze as maze_env
 from system2.planning import sokoban as sokoban_env
 from system2.planning import tokens as tk
+from system2.planning.astar import TIES
 from system2.runs import (
     FileProblem,
     atomic_write_json,
@@ -114,8 +115,8 @@ class GenerateConfig:
             raise ConfigError(str(e)) from None
         if self.mode not in ("det", "nondet"):
             raise ConfigError(f"mode must be 'det' or 'nondet', got {self.mode!r}")
-        if self.ties not in ("coin", "priority"):
-            raise ConfigError(f"ties must be 'coin' or 'priority', got {self.ties!r}")
+        if self.ties not in TIES:
+            raise ConfigError(f"ties must be one of {', '.join(TIES)}, got {self.ties!r}")
         nonnegative = (
             *("train", "test", "test_per_layout", "train_per_layout"),
             *("max_trace_tokens", "cost_tokens", "min_plan_nodes"),
@@ -323,7 +324,11 @@ def generate_dataset(
     cfg.validate()
     out = Path(out)
     created = not out.exists() or not any(out.iterdir())  # removed again if the settings prove impossible
-    open_run(out, DATASET_KIND, to_dict(cfg), restart=restart, log=print if progress else lambda _: None)
+    # a record made before a setting existed was made as it was then: priority ties, the old task draw (refused)
+    legacy = {**to_dict(cfg), "ties": "priority", "train_per_layout": 0}
+    open_run(
+        out, DATASET_KIND, to_dict(cfg), restart=restart, log=print if progress else lambda _: None, defaults=legacy
+    )
     if (out / "meta.json").exists():
         return read_json(out / "meta.json")
     (out / ".blocks").mkdir(exist_ok=True)
@@ -382,7 +387,15 @@ def _write_splits(cfg: GenerateConfig, out: Path, rows: dict[str, pa.Table]) -> 
         vocab = tk.sokoban_vocabulary(cfg.width, cfg.height, cfg.cost_tokens or max_cost + 1)
         if cfg.cost_tokens and max_cost >= cfg.cost_tokens:
             raise ConfigError(f"cost_tokens={cfg.cost_tokens} is too small: the traces use c{max_cost}")
-    info = {"env": cfg.env, "width": cfg.width, "height": cfg.height, "mode": cfg.mode, "seed": cfg.seed}
+    info = {
+        "env": cfg.env,
+        "width": cfg.width,
+        "height": cfg.height,
+        "mode": cfg.mode,
+        "seed": cfg.seed,
+        "ties": cfg.ties,
+        "train_per_layout": cfg.train_per_layout,
+    }
     return write_dataset(out, rows, vocab, info, cfg.shard_size)
 
 
@@ -401,7 +414,10 @@ def write_dataset(
         open_run(out, DATASET_KIND, info, log=lambda _: None)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    tables = {s: r if isinstance(r, pa.Table) else pa.Table.from_pylist(r, schema=SCHEMA) for s, r in rows.items()}
+    tables = {
+        s: r.select(SCHEMA.names).cast(SCHEMA) if isinstance(r, pa.Table) else pa.Table.from_pylist(r, schema=SCHEMA)
+        for s, r in rows.items()
+    }
     files: dict[str, list[str]] = {}
     for split, table in tables.items():
         n_shards = max(1, math.ceil(table.num_rows / shard_size))
@@ -429,6 +445,12 @@ def write_dataset(
 
 
 # ----- reading -------------------------------------------------------------------------------------
+def dataset_ties(meta: dict[str, Any]) -> str:
+    """How a dataset's non-deterministic A* broke ties (its ``meta.json``); datasets made before this was recorded
+    used the per-push random priority."""
+    return str(meta.get("ties", "priority"))
+
+
 def read_meta(path: str | Path) -> dict[str, Any]:
     """The meta data of a finished dataset, with a clear error when ``path`` is not one."""
     p = Path(path)

@@ -303,7 +303,10 @@ def layout_tasks(
         if not plan_fits(layout, component, s, g, min_plan_nodes):
             continue
         maze = Maze(layout, layout.pos(s), layout.pos(g))
-        out.append((maze, maze.solve(deterministic, rng=None if deterministic else rng, ties=ties)))
+        result = maze.solve(deterministic, rng=None if deterministic else rng, ties=ties)
+        if not result.solved or len(result.plan) < min_plan_nodes:  # A* is optimal: this is a bug if it happens
+            raise AssertionError(f"the plan filter kept {(s, g)} but A* found no plan of {min_plan_nodes}+ nodes")
+        out.append((maze, result))
     return out
 
 

@@ -27,6 +27,7 @@ from system2.nn.generation import DecodingConfig
 from system2.planning import evaluate as ev
 from system2.planning.data import TRAIN_TARGETS, PlanningTrainData, TrainTarget, load_examples
 from system2.planning.dropping import DropConfig
+from system2.planning.generate import dataset_ties, read_meta
 from system2.planning.inference import (
     TRAIN_KIND,
     DecodeMode,
@@ -178,6 +179,7 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: boo
                 print(f"the evaluation in {out} is finished; showing its summary")
             return read_json(out / "summary.json")["summary"]
     n = len(examples)
+    ties = dataset_ties(read_meta(cfg.data))  # the ILR references search as the dataset's traces did
     longest = max((r["trace_len"] + r["plan_len"] for r in examples.rows), default=32)
     max_new = cfg.max_new_tokens or response_budget(examples.env, cfg.mode, longest)
     indices = list(range(n))
@@ -207,6 +209,7 @@ def evaluate_planner(cfg: PlannerEvalConfig, progress: bool = True, restart: boo
                     greedy[i],
                     reference_runs=cfg.reference_runs,
                     seed=cfg.seed + i * 1000,
+                    ties=ties,
                 )
             )
             bar.advance()

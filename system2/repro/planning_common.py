@@ -45,6 +45,8 @@ class PlanningScale:
     bootstrap_prompts: int = 500
     bootstrap_samples: int = 4
     bootstrap_steps: int = 300
+    bootstrap_batch_size: int = 0  # each round's fine-tuning batch (0: batch_size)
+    bootstrap_lr: float = 0.0  # each round's fine-tuning learning rate (0: lr)
     drop: DropConfig = field(default_factory=DropConfig)
     grad_accum: int = 1
     max_trace_tokens: int = 0  # generate only tasks whose A* trace is shorter (the paper's Sokoban: 10,000)
