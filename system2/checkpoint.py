@@ -171,6 +171,11 @@ def checkpoints(directory: str | os.PathLike[str]) -> list[Path]:
     return sorted(steps, key=lambda p: p.name, reverse=True)
 
 
+def checkpoint_step(checkpoint: str | os.PathLike[str]) -> int:
+    """The optimizer step a checkpoint directory (``step-NNNNNNNN``) was written at."""
+    return int(Path(checkpoint).name.split("-")[-1])
+
+
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """The newest complete step directory, or None."""
     found = checkpoints(directory)

@@ -16,7 +16,7 @@ planning = App(
 Data = Annotated[str | None, typer.Option("--data", help="Planning dataset directory.")]
 TrainMode = Annotated[str | None, typer.Option(help="solution, search (Searchformer) or dualformer.")]
 Preset = Annotated[str | None, typer.Option(help="Model size: tiny, cpu, s, m, l, xl.")]
-Steps = Annotated[int | None, typer.Option(help="Optimizer steps (train.steps).")]
+TrainSteps = Annotated[int | None, typer.Option(help="Optimizer steps (train.steps).")]
 
 
 def demo(
@@ -122,7 +122,7 @@ def train(
     out: Out = None,
     mode: TrainMode = None,
     preset: Preset = None,
-    steps: Steps = None,
+    steps: TrainSteps = None,
     seed: Annotated[int | None, typer.Option(help="Seed of initialisation and data order (train.seed).")] = None,
     config: ConfigFile = None,
     restart: Restart = False,
@@ -147,7 +147,7 @@ def curve(
     out: Out = None,
     mode: TrainMode = None,
     preset: Preset = None,
-    steps: Steps = None,
+    steps: TrainSteps = None,
     config: ConfigFile = None,
 ) -> None:
     """Train a planner keeping every checkpoint and decode each greedily on unseen tasks: a learning curve.

@@ -27,7 +27,7 @@ TaskName = Annotated[
 ]  # fmt: skip
 Seed = Annotated[int | None, typer.Option("--seed", help="Seed of sampling and new weights (see train.seed).")]
 Limit = Annotated[int | None, typer.Option("--limit", help="Training questions used (0: all).")]
-Steps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps of each fine-tuning (train.steps).")]
+FinetuneSteps = Annotated[int | None, typer.Option("--steps", help="Optimizer steps per fine-tuning (train.steps).")]
 
 
 def arithmetic(
@@ -125,7 +125,7 @@ def _recipe_command(name: str) -> Any:
         out: Out = None,
         seed: Seed = None,
         limit: Limit = None,
-        steps: Steps = None,
+        steps: FinetuneSteps = None,
         config_file: ConfigFile = None,
         restart: Restart = False,
     ) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from system2.checkpoint import checkpoints
+from system2.checkpoint import checkpoint_step, checkpoints
 from system2.config import ConfigError, to_dict
 from system2.planning.inference import DecodeMode
 from system2.planning.recipes import PlannerEvalConfig, PlannerTrainConfig, evaluate_planner, train_planner
@@ -51,11 +51,11 @@ def learning_curve(cfg: CurveConfig, progress: bool = True) -> list[dict[str, An
     losses = _losses(run / "metrics.jsonl")
     points = []
     for ckpt in reversed(checkpoints(run / "ckpt")):
-        step = int(ckpt.name.split("-")[-1])
+        step = checkpoint_step(ckpt)
         ecfg = PlannerEvalConfig(
             model=str(ckpt),
             data=tcfg.data,
-            out=str(run / "curve" / f"{cfg.eval_mode}-limit{cfg.eval_limit}" / f"step-{step:07d}"),
+            out=str(run / "curve" / f"{cfg.eval_mode}-limit{cfg.eval_limit}" / f"at-{step:08d}"),
             limit=cfg.eval_limit,
             mode=cfg.eval_mode,
             samples=0,
