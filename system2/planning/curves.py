@@ -48,9 +48,10 @@ def learning_curve(cfg: CurveConfig, progress: bool = True) -> list[dict[str, An
     tcfg = cfg.run()
     train_planner(tcfg, progress=progress)
     run = Path(tcfg.out)
-    losses = _losses(run / "metrics.jsonl")
+    ckpts = list(reversed(checkpoints(run / "ckpt")))
+    losses = _losses(run / "metrics.jsonl", [checkpoint_step(c) for c in ckpts])
     points = []
-    for ckpt in reversed(checkpoints(run / "ckpt")):
+    for ckpt in ckpts:
         step = checkpoint_step(ckpt)
         ecfg = PlannerEvalConfig(
             model=str(ckpt),
@@ -77,14 +78,22 @@ def learning_curve(cfg: CurveConfig, progress: bool = True) -> list[dict[str, An
     return points
 
 
-def _losses(path: Path) -> dict[int, float]:
-    """The training loss logged at each step (the last record of a step wins: a resumed run may log it twice)."""
-    out: dict[int, float] = {}
+def _losses(path: Path, steps: list[int]) -> dict[int, float | None]:
+    """The mean logged training loss over each point's window (after the previous point, up to and including
+    its step): one logged batch is too noisy to read. The last record of a step wins (a resumed run may log a
+    step twice)."""
+    logged: dict[int, float] = {}
     if path.is_file():
         for line in path.read_text().splitlines():
             record = json.loads(line)
             if "loss" in record and "step" in record:
-                out[int(record["step"])] = float(record["loss"])
+                logged[int(record["step"])] = float(record["loss"])
+    out: dict[int, float | None] = {}
+    previous = 0
+    for step in sorted(steps):
+        window = [v for s, v in logged.items() if previous < s <= step]
+        out[step] = sum(window) / len(window) if window else None
+        previous = step
     return out
 
 
@@ -104,7 +113,7 @@ def plot_curves(curves: dict[str, list[dict[str, Any]]], path: str | Path, title
     ax.set_xlabel("training step")
     ax.set_ylabel("greedy optimal on unseen tasks (%)")
     ax.set_ylim(0, 100)
-    loss_ax.set_ylabel("training loss (dashed)")
+    loss_ax.set_ylabel("training loss, mean since the previous point (dashed)")
     loss_ax.set_yscale("log")
     ax.legend(loc="upper left", fontsize=8)
     ax.set_title(title)
