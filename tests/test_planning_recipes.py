@@ -277,7 +277,8 @@ def test_learning_curve_scores_every_checkpoint_and_resumes(trained, tmp_path):
     assert all(p["tasks"] == 4 and 0 <= p["greedy_optimal"] <= p["greedy_feasible"] <= 1 for p in points)
     losses = [json.loads(line)["loss"] for line in (tmp_path / "curve" / "metrics.jsonl").read_text().splitlines()]
     # each point: the mean logged loss since the previous point
-    assert [p["train_loss"] for p in points] == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2])
+    windows = [(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2]
+    assert [p["train_loss"] for p in points] == pytest.approx(windows)
     assert json.loads((tmp_path / "curve" / "curve.json").read_text())["points"] == points
     assert learning_curve(cfg, progress=False) == points  # a rerun finds every stage done
     png = plot_curves({"search": points}, tmp_path / "curve.png", "tiny")
