@@ -26,11 +26,11 @@ from system2.train import TrainConfig
 class DemoConfig:
     out: str = "demo"  # output directory (a rerun redraws from its cache)
     size: int = 5  # maze side
-    train: int = 3000  # training mazes
+    train: int = 20000  # training mazes (spread over many wall layouts: docs/reproductions.md, learning curves)
     test: int = 100  # unseen test mazes the model solves
-    train_per_layout: int = 0  # most training mazes per wall layout (0: all a layout gives)
+    train_per_layout: int = 5  # most training mazes per wall layout (0: all a layout gives)
     preset: str = "cpu"  # model size preset (tiny, cpu, s, m, l, xl)
-    steps: int = 900  # training steps; with the install, a fresh clone's `make demo` stays under 10 minutes on 2 cores
+    steps: int = 2800  # training steps: about 10 minutes on 2 cores (docs/reproductions.md, learning curves)
     batch_size: int = 32  # training batch
     lr: float = 2e-3  # peak learning rate
     samples: int = 4  # sampled responses per test maze, besides the greedy one

@@ -321,3 +321,19 @@ def test_ilr_references_search_as_the_datasets_traces_did(trained, tmp_path):
         want = [astar_reference_trace_length(task_from_prompt(r["prompt"], "maze", 4, 4), 3, 5 + i * 1000, ties)
                 for i, r in enumerate(rows)]  # fmt: skip
         assert got == want, ties
+
+
+def test_repro_all_at_the_gpu_scale_runs_searchformer_alone(monkeypatch, tmp_path):
+    """Only Searchformer has a `gpu` scale: `repro all --scale gpu` runs it and names every reproduction skipped."""
+    from system2.cli.repro import REPROS
+    from system2.repro import searchformer as sf
+
+    calls = []
+    monkeypatch.setattr(sf, "run", lambda scale, out, seeds, restart=False: calls.append((scale, out.name)))
+    result = CliRunner().invoke(app, ["repro", "all", "--scale", "gpu", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert calls == [("gpu", "searchformer-gpu")]
+    skipped = [n for n in REPROS if n != "searchformer"]
+    assert all(f"repro {n}: no 'gpu' scale, skipped" in result.output for n in skipped)
+    gpu = sf.SCALES["gpu"]
+    assert gpu.train_per_layout and gpu.size >= 7 and gpu.seeds == 3  # spread layouts, the issue's maze size

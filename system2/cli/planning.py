@@ -22,12 +22,12 @@ TrainSteps = Annotated[int | None, typer.Option(help="Optimizer steps (train.ste
 def demo(
     overrides: Overrides = None,
     out: Annotated[Path, typer.Option(help="Output directory (cached: a rerun only redraws).")] = Path("demo"),
-    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's 900).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default: the demo's 2800).")] = None,
     restart: Restart = False,
 ) -> None:
     """The tour: mazes -> A* search dynamics -> a small Searchformer -> unseen mazes solved and drawn.
 
-    Example: system2 demo --out demo --steps 900 size=5 lr=0.002
+    Example: system2 demo --out demo --steps 2800 size=5 lr=0.002
     """
     from system2.demo import DemoConfig, run_demo
 

@@ -34,7 +34,8 @@ REPROS = {
             "BTX vs dense continued training, sparse upcycling and Branch-Train-Merge at equal compute, routing "
             "variants and load balancing, on three synthetic domains"),
 }  # fmt: skip
-ScaleName = Annotated[str, typer.Option(help="tiny (minutes), small (at most 2 hours on 2 CPU cores) or paper.")]
+SCALE_HELP = "tiny (minutes), small (at most 2 hours on 2 CPU cores), gpu (one GPU; searchformer) or paper."
+ScaleName = Annotated[str, typer.Option(help=SCALE_HELP)]
 Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the scale's); more reuses finished seeds.")]
 
 
@@ -108,8 +109,11 @@ def repro_all(
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
     """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL, reverse training, BTX) at
-    one scale."""
+    one scale; a reproduction without that scale (gpu: only searchformer has one) is skipped, and said so."""
     for name in REPROS:
+        if scale not in importlib.import_module(f"system2.repro.{name.replace('-', '_')}").SCALES:
+            typer.secho(f"repro {name}: no {scale!r} scale, skipped", fg=typer.colors.YELLOW)
+            continue
         run_repro(name, scale, seeds, out / f"{name}-{scale}")
 
 
