@@ -70,6 +70,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "demo": "DemoConfig",
         "arithmetic": "ArithmeticDataConfig",
         "quantities": "QuantityDataConfig",
+        "calibrate-quantities": "CalibrationConfig",
         "sft": "SFTConfig",
         "irpo": "IRPOConfig",
         "expert-iteration": "ExpertIterationConfig",

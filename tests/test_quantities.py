@@ -5,12 +5,14 @@ training, values stay in range, and the files read back through the task interfa
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from system2.runs import RunError
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 
@@ -150,6 +152,8 @@ def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
     assert result["m0_examples"] == 5 and result["sft_all_gold_examples"] == sum(bool(x.solution) for x in train)
     assert 0 <= result["m0_maj@1"] <= 1 and 0 <= result["sft_all_gold_maj@1"] <= 1
     assert calibrate(cfg, progress=False) == result  # cached
+    with pytest.raises(RunError, match="steps"):  # never an old result under other settings
+        calibrate(dataclasses.replace(cfg, steps=4), progress=False)
 
 
 def test_a_sample_on_another_valid_order_counts_as_its_own_chain(data) -> None:

@@ -80,6 +80,25 @@ def quantities(
     typer.echo(f"example: {example.question}  ->  {example.solution}")
 
 
+def calibrate_quantities(
+    out: Annotated[str, typer.Option("--out", help="Directory: the data, both SFT runs, calibration.json.")],
+    overrides: Overrides = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Measure the quantity world at a model size: an answer-prior guesser, SFT on all gold, M_0, and the share of
+    M_0's correct samples on a chain of their own (docs/selfimprove.md, "The quantity world").
+
+    Example: system2 calibrate-quantities --out runs/calibration tiny.d_model=128 steps=1500 world.gold=0.3
+    """
+    from system2.selfimprove.calibrate import CalibrationConfig, calibrate
+
+    cfg = run_config(CalibrationConfig, config, overrides, {"out": out})
+    with user_errors():
+        result = calibrate(cfg, restart=restart)
+    print_table(f"quantity world calibration in {out}", [result])
+
+
 RECIPES = {
     # command: (module, config class, runner, title, help)
     "sft": ("sft", "SFTConfig", "run_sft", "SFT",
@@ -150,6 +169,9 @@ def register(app: App) -> None:
     """Add the worlds' and the recipes' commands to the main app."""
     app.command("arithmetic", settings="system2.tasks.arithmetic:ArithmeticDataConfig")(arithmetic)
     app.command("quantities", settings="system2.tasks.quantities:QuantityDataConfig")(quantities)
+    app.command("calibrate-quantities", settings="system2.selfimprove.calibrate:CalibrationConfig")(
+        calibrate_quantities
+    )
     for name in RECIPES:
         module, config, *_ = RECIPES[name]
         app.command(name, settings=f"system2.selfimprove.{module}:{config}")(_recipe_command(name))

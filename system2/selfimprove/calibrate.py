@@ -5,18 +5,19 @@ training answer), of SFT on every gold chain, and of M_0 (SFT on a few gold chai
 samples on the test questions, the share whose chain is valid and differs from the question's gold chain (the world
 must let a model be right in its own way). The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
 chance, at least 30% of M_0's correct chains its own) are the reasoning-world issue's; this module only measures.
-Every stage is cached in ``out`` (a rerun resumes).
+Every stage is cached in ``out`` (a rerun resumes; other settings are refused before any work, ``restart`` moves
+the old run aside).
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from system2.config import ConfigError
 from system2.lm.io import load_lm
-from system2.runs import atomic_write_json, read_json
+from system2.runs import atomic_write_json, open_run, read_json
 from system2.selfimprove.loop import sample_and_score
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks import quantities as q
@@ -40,9 +41,11 @@ class CalibrationConfig:
     world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs
 
 
-def calibrate(cfg: CalibrationConfig, progress: bool = True) -> dict[str, Any]:
+def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """The measurements (module docstring), also written to ``out/calibration.json``."""
-    out = Path(cfg.out)
+    if not cfg.out:
+        raise ConfigError("out is empty: name the calibration's directory (out=DIR)")
+    out = open_run(cfg.out, "calibration", cfg, restart=restart, log=lambda _: None)
     if (out / "calibration.json").is_file():
         return read_json(out / "calibration.json")
     data = out / "data"

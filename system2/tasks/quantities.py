@@ -49,8 +49,8 @@ PHRASES = {
 class QuantityConfig:
     """The world's knobs (the ``small`` calibration is in docs/selfimprove.md)."""
 
-    min_depth: int = 2  # steps the answer needs, train and test
-    max_depth: int = 4
+    min_depth: int = 2  # fewest steps the answer needs (train and test)
+    max_depth: int = 4  # most steps the answer needs (train and test)
     long_depth: tuple[int, int] = (5, 6)  # the held-out longer split
     distractors: int = 2  # relations the answer does not need
     max_value: int = 99  # given values are drawn from 10..max_value
