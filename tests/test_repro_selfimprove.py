@@ -24,14 +24,22 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(irpo.SCALES, "micro", micro)
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
-    assert {"report.md", "metrics.json", "irpo.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"report.md", "metrics.json", "irpo.png", "irpo_logps.png"} <= {p.name for p in tmp_path.iterdir()}
     claims = _claims(tmp_path)
     assert len(claims) == len(irpo.claims_for(2)) and all(c["ours"] for c in claims.values())
     seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
-    assert len(seed["irpo"]) == 3 and {"dpo", "star", "irpo_2k", "sft_gold"} <= set(seed)
+    assert len(seed["irpo"]) == 3 and {"dpo", "star", "irpo_2k", "irpo_no_gold", "sft_gold"} <= set(seed)
+    assert seed["longer"] == []  # hard=0: no longer split
     # the one-iteration baselines train on IRPO's own first-iteration samples
     first = (tmp_path / "seed-0" / "irpo" / "iter-1" / "samples.parquet").read_bytes()
-    assert (tmp_path / "seed-0" / "dpo" / "iter-1" / "samples.parquet").read_bytes() == first
+    for arm in ("dpo", "irpo_no_gold"):
+        assert (tmp_path / "seed-0" / arm / "iter-1" / "samples.parquet").read_bytes() == first
+    no_gold = irpo.read_parquet(tmp_path / "seed-0" / "irpo_no_gold" / "iter-1" / "pairs.parquet").to_pylist()
+    gold = {r["id"]: r["solution"] for r in irpo.read_parquet(tmp_path / "data" / "train.parquet").to_pylist()}
+    if no_gold:  # every winner is the model's own
+        assert all(p["chosen"] != gold[p["id"]] for p in no_gold)
+    else:  # no question had a right sample: the arm is M_0, recorded and reported as such
+        assert "irpo_no_gold" in seed["stopped"] and "no training in 1 seed" in (tmp_path / "report.md").read_text()
     # more seeds reuse the finished one; another scale is refused before any compute
     stamps = {p: p.stat().st_mtime_ns for p in (tmp_path / "seed-0").rglob("*") if p.is_file()}
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path), "--seeds", "2"])
@@ -41,6 +49,22 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, samples=3))
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "other settings (samples: 2 -> 3)" in result.output, result.output
+
+
+def test_repro_irpo_on_the_quantity_world_scores_the_longer_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    micro = irpo.IRPOScale(train=16, test=6, hard=4, gold=16, sft_steps=10, full_sft_steps=0, iterations=1,
+                           samples=2, pairs=2, batch_size=4, seeds=1, d_model=32, layers=1, sft_batch=4,
+                           task="quantities", max_len=192, max_new_tokens=96)  # fmt: skip
+    monkeypatch.setitem(irpo.SCALES, "micro", micro)
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "data" / "long.parquet").is_file()
+    seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
+    assert len(seed["longer"]) == 2 and all(0 <= a <= 1 for a in seed["longer"])  # M_0 and iteration 1
+    assert "longer split" in (tmp_path / "report.md").read_text()
+    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, task="gsm8k"))  # no generated world, no files
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path / "x")])
+    assert result.exit_code == 2 and "has no generated world" in result.output, result.output
 
 
 def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

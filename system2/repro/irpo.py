@@ -1,15 +1,20 @@
 """IRPO (arXiv 2404.19733) in miniature (docs/selfimprove.md).
 
-World: chained arithmetic modulo 20 (``system2.tasks.arithmetic``), 2-4 operations for training and test,
-5 for the hard split. M_0: a tiny Llama fine-tuned on a few hundred gold chains of thought and deliberately
-under-trained. Arms, per seed:
+World (generated when no data files are given): ``task=arithmetic``, chained arithmetic modulo 20
+(``system2.tasks.arithmetic``), 2-4 operations for training and test, 5 for the longer split; or
+``task=quantities``, the quantity world (``system2.tasks.quantities``: several valid chains, multi-digit
+steps), 2-4 steps, 5-6 for the longer split. M_0: a tiny Llama fine-tuned on a few hundred gold chains of
+thought and deliberately under-trained. Arms, per seed:
 - IRPO: T iterations of sample / pair / DPO+NLL (alpha=1, beta=0.1), reference = the previous iterate;
-- DPO alone (alpha=0), STaR (SFT on the chosen solutions) and IRPO with twice the pairs, each for one
-  iteration on the very same samples as IRPO's first iteration;
+- DPO alone (alpha=0), STaR (SFT on the chosen solutions), IRPO with twice the pairs and IRPO without gold
+  chains among the winners (``add_gold=False``: the only arm that learns from the model's own chains alone, as
+  on ARC), each for one iteration on the very same samples as IRPO's first iteration;
 - SFT on all gold solutions, from M_0.
 Claims (the paper's Table 1 and Fig. 3, GSM8K): accuracy rises every iteration, with shrinking gains;
-IRPO iteration 1 beats DPO alone, STaR and SFT on gold; the chosen solutions' log-prob falls under DPO
-alone and rises with the NLL term; two iterations beat one with twice the pairs. Each is decided on the
+IRPO iteration 1 beats DPO alone, STaR and SFT on gold; IRPO without gold chains beats M_0 (ARC); the chosen
+solutions' log-prob falls under DPO alone and rises with the NLL term; two iterations beat one with twice the
+pairs. M_0 and every IRPO iteration are also scored on the longer split (reported, no claim: the paper has no
+such split). Each is decided on the
 verdict core (``verdicts.py``, docs/verdicts.md): arms compared per test question (paired), seeds as an outer
 level; the log-prob claims per training question, the change of the chosen solutions' log-prob from M_0 to
 the trained model.
@@ -27,11 +32,9 @@ import numpy as np
 from system2.config import ConfigError
 from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
+from system2.repro import irpo_figures as figures
 from system2.repro import verdicts as vd
 from system2.repro.framework import (
-    Table,
-    fmt,
-    mean_std,
     print_claims,
     scale_with_settings,
     start_repro,
@@ -43,7 +46,7 @@ from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.loop import QUESTIONS, question_results
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.selfimprove.stages import cached_rows
-from system2.tasks.arithmetic import write_dataset
+from system2.tasks import arithmetic, quantities
 from system2.train import TrainConfig
 
 
@@ -66,7 +69,7 @@ class LocalRun:
 class IRPOScale(LocalRun):
     train: int = 2000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 500  # test questions (generated; with test_data: the first N, 0 = all)
-    hard: int = 500  # harder generated test questions (5 operations)
+    hard: int = 500  # generated questions of the longer split (arithmetic: 5 operations; quantities: 5-6 steps)
     gold: int = 300  # gold solutions M_0 is trained on
     sft_steps: int = 300  # M_0's SFT steps (0: M_0 is ``model`` as it is)
     sft_lr: float = 1e-3  # M_0's SFT learning rate
@@ -103,6 +106,23 @@ SCALES: dict[str, IRPOScale] = {
                        test_data="data/gsm8k/test.parquet", max_len=1024, max_new_tokens=512, dtype="bfloat16",
                        prompt_format=GSM8K_PROMPT),
 }  # fmt: skip
+
+
+# the worlds a scale without data files generates (by ``task``), and the file of each one's longer split
+WORLDS = {"arithmetic": arithmetic.write_dataset, "quantities": quantities.write_dataset}
+LONGER = {"arithmetic": "hard.parquet", "quantities": "long.parquet"}
+
+
+def _longer(scale: IRPOScale, data: tuple[str, str], root: Path, m0: str, seed: int) -> list[float]:
+    """Greedy accuracy of M_0 and of every IRPO iteration on the generated longer split ([] without one);
+    cached in ``root/irpo/iter-T/longer``."""
+    path = Path(data[1]).parent / LONGER.get(scale.task, "")
+    if scale.train_data or not scale.hard or not path.is_file():
+        return []
+    cfg = replace(_irpo_config(scale, data, m0, root / "irpo", seed), eval_data=str(path), eval_limit=0)
+    longer = cfg.problems()[1]
+    models = [m0] + [str(root / "irpo" / f"iter-{t}" / "train" / "model") for t in range(1, scale.iterations + 1)]
+    return [cfg.evaluate(m, longer, root / "irpo" / f"iter-{t}" / "longer")["maj@1"] for t, m in enumerate(models)]
 
 
 def _common(scale: IRPOScale, data: tuple[str, str], seed: int) -> dict[str, Any]:
@@ -144,16 +164,17 @@ def _irpo(
         _reuse(
             reuse / "iter-1",
             out / "iter-1",
-            SHARED[cfg.objective, cfg.alpha > 0, cfg.pairs_per_question == scale.pairs],
+            SHARED[cfg.objective, cfg.alpha > 0, cfg.pairs_per_question == scale.pairs, cfg.add_gold],
         )
     return run_irpo(cfg)
 
 
-# stages an arm shares with IRPO's first iteration, by (objective, NLL term, same pairs per question)
+# stages an arm shares with IRPO's first iteration, by (objective, NLL term, same pairs per question, gold added)
 SHARED = {
-    ("dpo", False, True): ("samples.parquet", "pairs.parquet", "reference.parquet"),
-    ("sft", True, True): ("samples.parquet", "pairs.parquet"),
-    ("dpo", True, False): ("samples.parquet",),
+    ("dpo", False, True, True): ("samples.parquet", "pairs.parquet", "reference.parquet"),
+    ("sft", True, True, True): ("samples.parquet", "pairs.parquet"),
+    ("dpo", True, False, True): ("samples.parquet",),
+    ("dpo", True, True, False): ("samples.parquet",),
 }
 
 
@@ -183,8 +204,12 @@ def chosen_logp_change(run: Path, first: Path, max_len: int, chat: bool = False)
 
 def check_files(scale: IRPOScale) -> None:
     """With local files (the paper scale): the model, the data in the task's format, the runtime settings and a
-    chat template where one is needed, checked before any compute (IRPOConfig's checks, on the main arm)."""
+    chat template where one is needed, checked before any compute (IRPOConfig's checks, on the main arm).
+    Without them: a world that can be generated."""
     if not scale.train_data:
+        if scale.task not in WORLDS:
+            raise ConfigError(f"task={scale.task!r} has no generated world: use {' or '.join(WORLDS)}, or give "
+                              "train_data and test_data files")  # fmt: skip
         return
     if not scale.test_data:
         raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
@@ -211,7 +236,7 @@ def run(
     else:
         generated = out / "data"
         if not (generated / "test.parquet").is_file():
-            write_dataset(generated, 0, scale.train, scale.test, scale.hard)
+            WORLDS[scale.task](generated, 0, scale.train, scale.test, scale.hard)
         data = (str(generated / "train.parquet"), str(generated / "test.parquet"))
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
@@ -229,8 +254,11 @@ def run(
             ("dpo", {"alpha": 0.0}),
             ("star", {"objective": "sft"}),
             ("irpo_2k", {"pairs_per_question": 2 * scale.pairs}),
+            ("irpo_no_gold", {"add_gold": False}),
         ):
-            arms[arm] = _irpo(scale, data, m0_model, root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
+            result = _irpo(scale, data, m0_model, root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
+            # too few pairs to train on (e.g. no right sample without gold): the arm is M_0, and says so
+            arms[arm] = result if "maj@1" in result else {**result, "maj@1": irpo[0]["maj@1"]}
         full = _sft(scale, data, root / "sft_gold", seed, m0_model, scale.full_sft_steps, 0) if scale.full_sft_steps \
             else {"maj@1": None}  # fmt: skip
         per_seed.append({
@@ -240,13 +268,17 @@ def run(
             "dpo": arms["dpo"]["maj@1"],
             "star": arms["star"]["maj@1"],
             "irpo_2k": arms["irpo_2k"]["maj@1"],
+            "irpo_no_gold": arms["irpo_no_gold"]["maj@1"],
+            "longer": _longer(scale, data, root, m0_model, seed),
             "sft_gold": full["maj@1"],
             "pairs": [r.get("pairs") for r in irpo[1:]],
+            "stopped": {arm: r["stopped"] for arm, r in arms.items() if "stopped" in r},
         })  # fmt: skip
         evals = {"M_0": root / "irpo" / "iter-0"}
         evals |= {f"IRPO {t}": root / "irpo" / f"iter-{t}" for t in range(1, scale.iterations + 1)}
-        evals |= {name: root / key / "iter-1" for key, name in (("dpo", "DPO alone"), ("star", "STaR"),
-                                                                 ("irpo_2k", "IRPO 2x pairs"))}  # fmt: skip
+        evals |= {name: root / key / ("iter-0" if "stopped" in arms[key] else "iter-1")
+                  for key, name in (("dpo", "DPO alone"), ("star", "STaR"), ("irpo_2k", "IRPO 2x pairs"),
+                                    ("irpo_no_gold", "IRPO without gold"))}  # fmt: skip
         if scale.full_sft_steps:
             evals["SFT on gold"] = root / "sft_gold"
         for name, path in evals.items():
@@ -256,8 +288,8 @@ def run(
         logp["IRPO"].append(chosen_logp_change(root / "irpo", first, scale.max_len, chat))
     metrics = {"scale": scale_name, "seeds": per_seed}
     claims = vd.decide_all(claims_for(scale.iterations), claim_data(questions, logp), absent=_absent)
-    table = _table(per_seed)
-    plots = [_plot(per_seed, out)]
+    table = figures.accuracy_table(per_seed)
+    plots = [figures.accuracy_plot(per_seed, out), figures.logp_plot(out, scale.seeds)]
     intro = (
         f"Scale `{scale_name}`: {_world(scale)}; M_0 = {_m0(scale)}; N={scale.samples} samples at "
         f"T={scale.temperature}, K={scale.pairs} pairs per question, DPO+NLL alpha=1, beta=0.1, "
@@ -275,7 +307,9 @@ def _world(scale: IRPOScale) -> str:
     if scale.train_data:
         train, test = (f"the first {n}" if n else "all" for n in (scale.train, scale.test))
         return f"{train} training questions of `{scale.train_data}`, {test} test questions of `{scale.test_data}`"
-    return f"{scale.train} training questions (chained arithmetic mod 20, 2-4 operations), {scale.test} test questions"
+    world = ("chained arithmetic mod 20, 2-4 operations" if scale.task == "arithmetic"
+             else "the quantity world, 2-4 steps")  # fmt: skip
+    return f"{scale.train} training questions ({world}), {scale.test} test questions"
 
 
 def _m0(scale: IRPOScale) -> str:
@@ -356,6 +390,8 @@ def claims_for(iterations: int) -> list[vd.Claim]:
                ("IRPO 1", "STaR")),
         _beats("beats SFT on gold", "IRPO iteration 1 beats SFT on all gold solutions", "73.1 vs 63.5",
                ("IRPO 1", "SFT on gold")),
+        _beats("improves without gold", "IRPO iteration 1 without gold chains among the winners beats M_0",
+               "ARC (no gold chains): 77.8 -> 84.8", ("IRPO without gold", "M_0")),
         _logp("chosen log-prob falls under DPO", "under DPO alone the chosen solutions' log-prob falls",
               "DPO alone", -1),
         _logp("chosen log-prob rises with NLL", "with the NLL term the chosen solutions' log-prob rises", "IRPO", 1),
@@ -366,39 +402,3 @@ def claims_for(iterations: int) -> list[vd.Claim]:
     else:
         claims = [c for c in claims if c.name != "gains shrink"]
     return claims
-
-
-def _table(per_seed: list[dict[str, Any]]) -> Table:
-    rows = []
-    n_it = len(per_seed[0]["irpo"])
-    for t in range(n_it):
-        name = "M_0 (SFT on gold subset)" if t == 0 else f"IRPO iteration {t}"
-        rows.append([name, fmt(*mean_std([s["irpo"][t] for s in per_seed]), pct=True)])
-    for key, name in (("dpo", "DPO alone, 1 iteration"), ("star", "STaR (SFT on chosen), 1 iteration"),
-                      ("irpo_2k", "IRPO 1 iteration, 2x pairs"), ("sft_gold", "SFT on all gold")):  # fmt: skip
-        rows.append([name, fmt(*mean_std([s[key] for s in per_seed]), pct=True)])
-    return Table("Greedy test accuracy (%)", ["arm", "maj@1"], rows)
-
-
-def _plot(per_seed: list[dict[str, Any]], out: Path) -> tuple[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n_it = len(per_seed[0]["irpo"])
-    means = [100 * mean_std([s["irpo"][t] for s in per_seed])[0] for t in range(n_it)]
-    sds = [100 * mean_std([s["irpo"][t] for s in per_seed])[1] for t in range(n_it)]
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.errorbar(range(n_it), means, yerr=sds, marker="o", label="IRPO", color="#2e86de")
-    for key, label, color in (("dpo", "DPO alone", "#e4572e"), ("star", "STaR", "#f0a202"),
-                              ("sft_gold", "SFT on gold", "#888888")):  # fmt: skip
-        ax.scatter([1], [100 * mean_std([s[key] for s in per_seed])[0]], label=label, color=color)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("greedy test accuracy (%)")
-    ax.set_xticks(range(n_it))
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "irpo.png", dpi=120)
-    plt.close(fig)
-    return "Greedy accuracy over IRPO iterations, with the one-iteration baselines", "irpo.png"
