@@ -156,6 +156,21 @@ def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
         calibrate(dataclasses.replace(cfg, steps=4), progress=False)
 
 
+def test_calibration_from_the_command_line_checks_its_settings_first(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from system2.cli import app
+
+    out = tmp_path / "cal"
+    toy = ["train=40", "test=6", "m0_gold=4", "steps=2", "batch=2", "samples=2", "tiny.d_model=32", "tiny.layers=1",
+           "tiny.heads=2"]  # fmt: skip
+    result = CliRunner().invoke(app, ["calibrate-quantities", "--out", str(out), *toy])
+    assert result.exit_code == 0, result.output
+    assert "m0_correct_own_chain_share" in (out / "calibration.json").read_text()
+    bad = CliRunner().invoke(app, ["calibrate-quantities", "--out", str(tmp_path / "bad"), "world.gold=0"])
+    assert bad.exit_code == 2 and "world:" in bad.output and not (tmp_path / "bad").exists(), bad.output
+
+
 def test_a_sample_on_another_valid_order_counts_as_its_own_chain(data) -> None:
     from system2.selfimprove.calibrate import _own_chain
 

@@ -40,11 +40,24 @@ class CalibrationConfig:
     tiny: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(max_len=192))  # the model size
     world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs
 
+    def validate(self) -> None:
+        """Raise ConfigError for settings that cannot run, before any work starts."""
+        for name in ("train", "test", "m0_gold", "steps", "batch", "samples"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.samples < 2:
+            raise ConfigError(f"samples must be >= 2 (the chain-diversity share needs several), got {self.samples}")
+        try:
+            self.world.validate()
+        except ValueError as e:
+            raise ConfigError(f"world: {e}") from None
+
 
 def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """The measurements (module docstring), also written to ``out/calibration.json``."""
     if not cfg.out:
         raise ConfigError("out is empty: name the calibration's directory (out=DIR)")
+    cfg.validate()
     out = open_run(cfg.out, "calibration", cfg, restart=restart, log=lambda _: None)
     if (out / "calibration.json").is_file():
         return read_json(out / "calibration.json")
