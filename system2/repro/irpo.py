@@ -14,10 +14,9 @@ Claims (the paper's Table 1 and Fig. 3, GSM8K): accuracy rises every iteration, 
 IRPO iteration 1 beats DPO alone, STaR and SFT on gold; IRPO without gold chains beats M_0 (ARC); the chosen
 solutions' log-prob falls under DPO alone and rises with the NLL term; two iterations beat one with twice the
 pairs. M_0 and every IRPO iteration are also scored on the longer split (reported, no claim: the paper has no
-such split). Each is decided on the
-verdict core (``verdicts.py``, docs/verdicts.md): arms compared per test question (paired), seeds as an outer
-level; the log-prob claims per training question, the change of the chosen solutions' log-prob from M_0 to
-the trained model.
+such split). Each claim is decided on the verdict core (``verdicts.py``, docs/verdicts.md): arms compared per
+test question (paired), seeds as an outer level; the log-prob claims per training question, the change of the
+chosen solutions' log-prob from M_0 to the trained model.
 """
 
 from __future__ import annotations
@@ -169,6 +168,17 @@ def _irpo(
     return run_irpo(cfg)
 
 
+def _baselines(scale: IRPOScale) -> list[tuple[str, str, dict[str, Any]]]:
+    """The one-iteration arms on IRPO's own first-iteration samples: directory, the name its claims use, and what
+    it changes in IRPO."""
+    return [
+        ("dpo", "DPO alone", {"alpha": 0.0}),
+        ("star", "STaR", {"objective": "sft"}),
+        ("irpo_2k", "IRPO 2x pairs", {"pairs_per_question": 2 * scale.pairs}),
+        ("irpo_no_gold", "IRPO without gold", {"add_gold": False}),
+    ]
+
+
 # stages an arm shares with IRPO's first iteration, by (objective, NLL term, same pairs per question, gold added)
 SHARED = {
     ("dpo", False, True, True): ("samples.parquet", "pairs.parquet", "reference.parquet"),
@@ -250,12 +260,7 @@ def run(
         irpo = _irpo(scale, data, m0_model, root / "irpo", seed)
         first = root / "irpo" / "iter-1"
         arms = {}
-        for arm, changes in (
-            ("dpo", {"alpha": 0.0}),
-            ("star", {"objective": "sft"}),
-            ("irpo_2k", {"pairs_per_question": 2 * scale.pairs}),
-            ("irpo_no_gold", {"add_gold": False}),
-        ):
+        for arm, _, changes in _baselines(scale):
             result = _irpo(scale, data, m0_model, root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
             # too few pairs to train on (e.g. no right sample without gold): the arm is M_0, and says so
             arms[arm] = result if "maj@1" in result else {**result, "maj@1": irpo[0]["maj@1"]}
@@ -265,10 +270,7 @@ def run(
             "seed": seed,
             "m0": irpo[0]["maj@1"],
             "irpo": [r["maj@1"] for r in irpo],
-            "dpo": arms["dpo"]["maj@1"],
-            "star": arms["star"]["maj@1"],
-            "irpo_2k": arms["irpo_2k"]["maj@1"],
-            "irpo_no_gold": arms["irpo_no_gold"]["maj@1"],
+            **{arm: result["maj@1"] for arm, result in arms.items()},
             "longer": _longer(scale, data, root, m0_model, seed),
             "sft_gold": full["maj@1"],
             "pairs": [r.get("pairs") for r in irpo[1:]],
@@ -276,9 +278,8 @@ def run(
         })  # fmt: skip
         evals = {"M_0": root / "irpo" / "iter-0"}
         evals |= {f"IRPO {t}": root / "irpo" / f"iter-{t}" for t in range(1, scale.iterations + 1)}
-        evals |= {name: root / key / ("iter-0" if "stopped" in arms[key] else "iter-1")
-                  for key, name in (("dpo", "DPO alone"), ("star", "STaR"), ("irpo_2k", "IRPO 2x pairs"),
-                                    ("irpo_no_gold", "IRPO without gold"))}  # fmt: skip
+        evals |= {name: root / arm / ("iter-0" if "stopped" in arms[arm] else "iter-1")
+                  for arm, name, _ in _baselines(scale)}  # fmt: skip
         if scale.full_sft_steps:
             evals["SFT on gold"] = root / "sft_gold"
         for name, path in evals.items():
