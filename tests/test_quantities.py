@@ -6,12 +6,14 @@ training, values stay in range, and the files read back through the task interfa
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from system2.config import ConfigError
 from system2.runs import RunError
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
@@ -154,6 +156,41 @@ def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
     assert calibrate(cfg, progress=False) == result  # cached
     with pytest.raises(RunError, match="steps"):  # never an old result under other settings
         calibrate(dataclasses.replace(cfg, steps=4), progress=False)
+
+
+def test_worked_text_computes_every_step_right_in_execution_order() -> None:
+    cfg = q.QuantityConfig()
+    doc = q.worked_text(random.Random(3), cfg, words=300, max_words=10_000)
+    assert doc == q.worked_text(random.Random(3), cfg, words=300, max_words=10_000)  # same seed, same text
+    assert len(doc.split()) >= 300 and set(doc.split()) <= set(q.vocabulary())
+    for problem in doc.split(" ."):
+        known: dict[str, int] = {}
+        for step in filter(None, (s.strip() for s in problem.split(";"))):
+            w = step.split()
+            if len(w) <= 5:  # a given: "a = 4 7"
+                known[w[0]] = int("".join(w[2:]))
+                continue
+            name, a, op, b = w[0], w[2], w[3], w[4]
+            left, right = known[a], int(b) if op == "*" else known[b]  # every operand stated before its use
+            value = left + right if op == "+" else left - right if op == "-" else left * right
+            assert step == f"{name} = {a} {op} {b} = {q.digits(left)} {op} {q.digits(right)} = {q.digits(value)}"
+            known[name] = value
+    assert len(q.worked_text(random.Random(3), cfg, words=300, max_words=50).split()) == 50
+
+
+def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:
+    from system2.selfimprove.calibrate import CalibrationConfig, calibrate
+    from system2.selfimprove.sft import TinyLMConfig
+
+    cfg = CalibrationConfig(out=str(tmp_path / "cal"), train=40, test=6, m0_gold=4, steps=2, batch=2, samples=2,
+                            pretrain_steps=3,
+                            tiny=TinyLMConfig(d_model=32, layers=1, heads=2, max_len=192))  # fmt: skip
+    result = calibrate(cfg, progress=False)
+    pretrained = tmp_path / "cal" / "pretrain" / "metrics.jsonl"
+    assert [json.loads(line)["step"] for line in pretrained.read_text().splitlines()][-1] == 3
+    assert 0 <= result["m0_maj@1"] <= 1
+    with pytest.raises(ConfigError, match="pretrain_steps"):
+        calibrate(dataclasses.replace(cfg, out=str(tmp_path / "bad"), pretrain_steps=-1), progress=False)
 
 
 def test_calibration_from_the_command_line_checks_its_settings_first(tmp_path: Path) -> None:

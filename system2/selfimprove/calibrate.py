@@ -11,15 +11,18 @@ the old run aside).
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
 from system2.lm.io import load_lm
 from system2.runs import atomic_write_json, open_run, read_json
-from system2.selfimprove.loop import sample_and_score
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.selfimprove.loop import finetune_sft, sample_and_score
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, init_tiny, run_sft
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
@@ -36,6 +39,7 @@ class CalibrationConfig:
     steps: int = 1500  # SFT steps of both models
     batch: int = 32  # SFT batch
     samples: int = 8  # samples per test question for the chain-diversity share
+    pretrain_steps: int = 0  # steps of pretraining on worked computations before both SFT runs (0: none)
     seed: int = 0  # data and training seed
     tiny: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(max_len=192))  # the model size
     world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs
@@ -45,6 +49,8 @@ class CalibrationConfig:
         for name in ("train", "test", "m0_gold", "steps", "batch", "samples"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.pretrain_steps < 0:
+            raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
         if self.samples < 2:
             raise ConfigError(f"samples must be >= 2 (the chain-diversity share needs several), got {self.samples}")
         try:
@@ -70,9 +76,11 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
               "max_len": cfg.tiny.max_len, "max_new_tokens": cfg.tiny.max_len // 2, "seed": cfg.seed}  # fmt: skip
     train_cfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch, lr=1e-3, warmup=max(1, cfg.steps // 10),
                             seed=cfg.seed, ckpt_every=cfg.steps, log_every=max(1, cfg.steps // 20))  # fmt: skip
-    gold = run_sft(SFTConfig(out=str(out / "sft_all_gold"), tiny=cfg.tiny, train=train_cfg, **common), progress)
-    m0 = run_sft(SFTConfig(out=str(out / "m0"), tiny=cfg.tiny, train=train_cfg, limit=_limit(train, cfg.m0_gold),
-                           **common), progress)  # fmt: skip
+    base = str(_pretrain(cfg, out, train, train_cfg, progress)) if cfg.pretrain_steps else ""
+    gold = run_sft(SFTConfig(out=str(out / "sft_all_gold"), model=base, tiny=cfg.tiny, train=train_cfg, **common),
+                   progress)  # fmt: skip
+    m0 = run_sft(SFTConfig(out=str(out / "m0"), model=base, tiny=cfg.tiny, train=train_cfg,
+                           limit=_limit(train, cfg.m0_gold), **common), progress)  # fmt: skip
     model, tok = load_lm(m0["model"], pad_with_eos=True)
     rows = sample_and_score(model, tok, test, task=task, n=cfg.samples, temperature=1.0,
                             max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)  # fmt: skip
@@ -91,6 +99,21 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
     }
     atomic_write_json(out / "calibration.json", result)
     return result
+
+
+def _pretrain(cfg: CalibrationConfig, out: Path, train: list[Any], train_cfg: TrainConfig, progress: bool) -> Path:
+    """The base both SFT runs start from: a tiny model trained ``pretrain_steps`` steps on worked computations
+    (``quantities.worked_text``, one fresh document per example; cached in ``out/pretrain``)."""
+    if (out / "pretrain" / "model" / "config.json").is_file():
+        return out / "pretrain" / "model"
+    sft = SFTConfig(out=str(out / "pretrain"), task="quantities", tiny=cfg.tiny, seed=cfg.seed)
+    init = init_tiny(sft, out / "pretrain_init", train)
+    rng = random.Random(f"quantities/{cfg.seed}/pretrain")
+    docs = [q.worked_text(rng, cfg.world, max_words=cfg.tiny.max_len - 7)
+            for _ in range(cfg.pretrain_steps * cfg.batch)]  # fmt: skip
+    steps = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps, warmup=max(1, cfg.pretrain_steps // 10),
+                                ckpt_every=cfg.pretrain_steps, log_every=max(1, cfg.pretrain_steps // 20))  # fmt: skip
+    return finetune_sft(init, [""] * len(docs), docs, cfg.tiny.max_len, steps, out / "pretrain", progress)
 
 
 def _limit(train: list[Any], n_gold: int) -> int:

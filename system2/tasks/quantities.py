@@ -185,6 +185,28 @@ def random_order(facts: list[Fact], target: str, rng: random.Random) -> list[str
     return order
 
 
+def worked_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
+    """Pretraining text: worked computations in execution order (givens stated before use, then each relation
+    computed in the world's step format), problems of depth 1 to ``max_depth`` separated by ``.``, until the
+    document has ``words`` words; cut at ``max_words``. It teaches the digit arithmetic and the step format, not
+    finding facts in a shuffled list (docs/selfimprove.md, "Does pretraining help?")."""
+    parts: list[str] = []
+    while len(" ".join(parts).split()) < words:
+        drawn = _draw(rng, rng.randint(1, cfg.max_depth), cfg)
+        if drawn is None:
+            continue
+        facts = drawn[0]  # in creation order: every operand before its use
+        values = evaluate(facts)
+        for name, op, a, b in facts:
+            if op == "=":
+                parts.append(f"{name} = {digits(int(a))} ;")
+            else:
+                right = digits(int(b)) if op == "*" else digits(values[b])
+                parts.append(f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;")
+        parts.append(".")
+    return " ".join(" ".join(parts).split()[:max_words])
+
+
 def _operands(fact: Fact) -> list[str]:
     return [] if fact[1] == "=" else [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
 
