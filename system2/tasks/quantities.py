@@ -165,12 +165,17 @@ def question_key(facts: list[Fact], target: str) -> str:
 def chain(facts: list[Fact], target: str, order: list[str]) -> str:
     """The solution that computes ``order`` (a topological order of ``needed``) one step each, then the answer."""
     values, by_name = evaluate(facts), {f[0]: f for f in facts}
-    steps = []
-    for name in order:
-        _, op, a, b = by_name[name]
-        right = digits(int(b)) if op == "*" else digits(values[b])
-        steps.append(f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;")
+    steps = [step(by_name[name], values) for name in order]
     return " ".join(steps) + " " + ANSWER_LINE.format(digits(values[target]))
+
+
+def step(fact: Fact, values: dict[str, int]) -> str:
+    """One computed step (``d = a + b = 4 7 + 2 8 = 7 5 ;``), or a given (``a = 4 7 ;``)."""
+    name, op, a, b = fact
+    if op == "=":
+        return f"{name} = {digits(int(a))} ;"
+    right = digits(int(b)) if op == "*" else digits(values[b])
+    return f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;"
 
 
 def random_order(facts: list[Fact], target: str, rng: random.Random) -> list[str]:
@@ -197,13 +202,7 @@ def worked_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
             continue
         facts = drawn[0]  # in creation order: every operand before its use
         values = evaluate(facts)
-        for name, op, a, b in facts:
-            if op == "=":
-                parts.append(f"{name} = {digits(int(a))} ;")
-            else:
-                right = digits(int(b)) if op == "*" else digits(values[b])
-                parts.append(f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;")
-        parts.append(".")
+        parts += [step(fact, values) for fact in facts] + ["."]
     return " ".join(" ".join(parts).split()[:max_words])
 
 
