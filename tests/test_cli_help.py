@@ -77,6 +77,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "ppo": "PPOConfig",
         "rcrl": "RCRLConfig",
         "orm": "ORMConfig",
+        "dualformer-lm": "DualformerLMConfig",
         "planning generate": "GenerateConfig",
         "planning train": "PlannerTrainConfig",
         "planning curve": "CurveConfig",

@@ -1,5 +1,5 @@
 """``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds) and the self-improvement recipes
-(``sft``, ``irpo``, ``expert-iteration``, ``ppo``, ``rcrl``, ``orm``).
+(``sft``, ``irpo``, ``expert-iteration``, ``ppo``, ``rcrl``, ``orm``, ``dualformer-lm``).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -113,6 +113,9 @@ RECIPES = {
              "Return-conditioned RL: tag samples [GOOD]/[BAD], fine-tune on all, generate conditioned on [GOOD]."),
     "orm": ("orm", "ORMConfig", "train_orm", "outcome reward model",
             "Outcome reward model: a classifier on the policy's labelled samples; reports rerank@K."),
+    "dualformer-lm": ("dualformer", "DualformerLMConfig", "run_dualformer_lm", "Dualformer SFT",
+                      "Dualformer for LMs: SFT with chain steps dropped at random and answer-only fast examples; "
+                      "evaluates slow ([SLOW]) and fast ([FAST]) modes."),
 }  # fmt: skip
 # the example command line in each recipe's help (the test suite loads every key=value of every help)
 EXAMPLES = {
@@ -123,6 +126,8 @@ EXAMPLES = {
     "rcrl": "--model runs/m0/model --train-data data/arith/train.parquet --out runs/rcrl rounds=2 samples=16",
     "orm": "--model runs/m0/model --train-data data/arith/train.parquet --eval-data data/arith/test.parquet "
     "--out runs/orm samples=8 eval_samples=8",
+    "dualformer-lm": "--train-data data/arith/train.parquet --eval-data data/arith/test.parquet --out runs/dual "
+    "drop=0.2 fast_share=0.1",
 }
 
 

@@ -29,7 +29,8 @@ def require_fields(rows: Sequence[Mapping[str, Any]], fields: Sequence[str], wha
             )
 
 
-def _check_tokenizer(tokenizer: Any) -> None:
+def check_pad_token(tokenizer: Any) -> None:
+    """Raise a ValueError with the fix when the tokenizer has no pad token (batches are padded)."""
     if tokenizer.pad_token_id is None:
         raise ValueError(
             "the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True) or set "
@@ -54,7 +55,7 @@ class SFTData:
             raise ValueError(f"SFT data: {len(prompts)} prompts but {len(responses)} responses")
         if not prompts:
             raise ValueError("SFT data is empty")
-        _check_tokenizer(tokenizer)
+        check_pad_token(tokenizer)
         self.pad_id = tokenizer.pad_token_id
         self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat)
         self.response_ids = response_token_ids(tokenizer, responses, ends)
@@ -111,7 +112,7 @@ class PreferenceData:
             )
         if not prompts:
             raise ValueError("preference data is empty")
-        _check_tokenizer(tokenizer)
+        check_pad_token(tokenizer)
         for name, values in (("ref_chosen_logps", ref_chosen_logps), ("ref_rejected_logps", ref_rejected_logps)):
             bad = [i for i, v in enumerate(values) if v is None or not math.isfinite(float(v))]
             if bad:

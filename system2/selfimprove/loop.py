@@ -32,6 +32,7 @@ from system2.train import TrainConfig, TrainData, train
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 QUESTIONS = "questions.parquet"  # an evaluation's per-question results, next to its result.json
+Annotate = Callable[[str], dict[str, float]]  # a greedy response -> numbers recorded per question (e.g. its steps)
 
 
 @dataclass
@@ -170,12 +171,20 @@ class LoopConfig:
         return replace(question, question=self.prompt_format.format(question=question.question))
 
     def evaluate(
-        self, model_dir: str | Path, test: Sequence[QuestionLike], out: Path, prefix: str = ""
+        self,
+        model_dir: str | Path,
+        test: Sequence[QuestionLike],
+        out: Path,
+        prefix: str = "",
+        annotate: Annotate | None = None,
+        temperature: float = 0.8,
+        top_p: float = 1.0,
     ) -> dict[str, Any]:
         """maj@1 (and maj@K/pass@K with ``eval_samples``) of the policy at ``model_dir``; {} without test data.
         Cached in ``out``: ``result.json`` (the rates) and ``questions.parquet`` (one row per question, the
         independent units of the reproductions' claims). A stage scored before the per-question file existed
-        is scored again."""
+        is scored again. ``prefix`` goes before every prompt; ``annotate``, ``temperature`` and ``top_p`` (of the K
+        samples): as in ``evaluate_questions``."""
         if not test:
             return {}
         result, per_question = out / "result.json", out / QUESTIONS
@@ -185,7 +194,8 @@ class LoopConfig:
         def score(part: Sequence[QuestionLike], offset: int) -> list[dict[str, Any]]:
             model, tok = self.load(model_dir)
             return evaluate_questions(model, tok, part, **self.sampling(), k=self.eval_samples, seed=self.seed,
-                                      prompt_prefix=prefix, prompt_offset=offset)  # fmt: skip
+                                      prompt_prefix=prefix, prompt_offset=offset, annotate=annotate,
+                                      temperature=temperature, top_p=top_p)  # fmt: skip
 
         summary = summarize_questions(sharded_rows(per_question, test, score))  # each process scores its share
         if dist.is_main():
@@ -222,6 +232,7 @@ def sample_and_score(
     temperature: float,
     max_new_tokens: int,
     seed: int,
+    top_p: float = 1.0,
     batch_size: int = 64,
     chat: bool = False,
     backend: str = "hf",
@@ -234,8 +245,8 @@ def sample_and_score(
     cut at ``max_new_tokens`` (one row per sample, in problem order; a truncated solution is scored wrong).
     ``chat``: prompts rendered by the tokenizer's chat template; ``backend``: hf or vllm; ``prompt_offset``: as in
     ``sample``, for one process's slice; ``progress`` shows the solutions sampled under ``label``."""
-    cfg = SampleConfig(n=n, temperature=temperature, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size,
-                       backend=backend)  # fmt: skip
+    cfg = SampleConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
+                       batch_size=batch_size, backend=backend)  # fmt: skip
     prompts = [prompt_prefix + p.question for p in problems]
     outs = sample_completions(model, tokenizer, prompts, cfg, chat=chat, prompt_offset=prompt_offset,
                               progress=progress, label=label)  # fmt: skip
@@ -274,6 +285,7 @@ def evaluate_questions(
     max_new_tokens: int,
     k: int = 0,
     temperature: float = 0.8,
+    top_p: float = 1.0,
     seed: int = 0,
     batch_size: int = 64,
     chat: bool = False,
@@ -282,11 +294,13 @@ def evaluate_questions(
     prompt_offset: int = 0,
     progress: bool = True,
     rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
+    annotate: Annotate | None = None,
 ) -> list[dict[str, Any]]:
     """One row per question: its id, whether the greedy answer is right (``maj@1``) and the greedy response's
     words; with ``k`` > 0 also whether the majority vote (``maj@K``) and any (``pass@K``) of ``k`` samples at
-    ``temperature`` are right, and with ``rerank`` (questions, responses -> scores, e.g. an outcome reward model)
-    whether the highest-scored sample is (``rerank@K``). ``prompt_offset``: as in ``sample_and_score``, for one
+    ``temperature`` and ``top_p`` are right, and with ``rerank`` (questions, responses -> scores, e.g. an outcome
+    reward model) whether the highest-scored sample is (``rerank@K``). ``annotate`` adds its numbers about the greedy
+    response to the row (e.g. ``{"response_steps": 3}``). ``prompt_offset``: as in ``sample_and_score``, for one
     process's share of the questions."""
     if k == 1:
         raise ValueError("k must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
@@ -306,8 +320,11 @@ def evaluate_questions(
     )
     greedy = draw(n=1, temperature=0.0, seed=seed, label="eval greedy")
     rows = [{"id": r["id"], "maj@1": bool(r["correct"]), "response_words": len(r["text"].split())} for r in greedy]
+    if annotate is not None:
+        for row, r in zip(rows, greedy, strict=True):
+            row.update(annotate(r["text"]))
     if k > 0:
-        sampled = draw(n=k, temperature=temperature, seed=seed + 1, label=f"eval {k} samples")
+        sampled = draw(n=k, temperature=temperature, top_p=top_p, seed=seed + 1, label=f"eval {k} samples")
         # a truncated sample has no answer: it never votes and is never right
         groups = [[(None if r["truncated"] else r["parsed"], bool(r["correct"])) for r in g]
                   for g in group_by_question(sampled).values()]  # fmt: skip
@@ -321,12 +338,14 @@ def evaluate_questions(
 
 
 def summarize_questions(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
-    """The rates of ``evaluate_questions`` rows: the share of questions right per metric, and the mean greedy
-    response length in words."""
+    """The rates of ``evaluate_questions`` rows: the share of questions right per metric, and the mean of every other
+    number (``mean_response_words``, the greedy response length in words, and any annotation)."""
     if not rows:
         raise ValueError("no questions to summarize")
     out = {key: sum(bool(r[key]) for r in rows) / len(rows) for key in rows[0] if "@" in key}
-    out["mean_response_words"] = sum(r["response_words"] for r in rows) / len(rows)
+    for key in rows[0]:
+        if key != "id" and "@" not in key:
+            out[f"mean_{key}"] = sum(float(r[key]) for r in rows) / len(rows)
     return out
 
 

@@ -11,6 +11,7 @@ local Llama checkpoint. ``limit`` trains on the first N gold solutions only: the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,25 +50,29 @@ class SFTConfig(LoopConfig):
         self.check_paths()
 
 
-def tiny_vocabulary(cfg: SFTConfig, problems: list[Any]) -> list[str]:
+def tiny_vocabulary(cfg: SFTConfig, problems: list[Any], extra: Sequence[str] = ()) -> list[str]:
     """The words of the tiny tokenizer: the arithmetic world's, or those of the training questions and gold
-    solutions in first-seen order (plus the answer marker and the return tokens)."""
+    solutions in first-seen order (plus the answer marker and the return tokens); then the ``extra`` words it lacks
+    (e.g. Dualformer's mode words)."""
     if cfg.task == "arithmetic":
-        return vocabulary(ArithmeticConfig(modulus=cfg.tiny.modulus))
-    if cfg.task == "quantities":
+        words = dict.fromkeys(vocabulary(ArithmeticConfig(modulus=cfg.tiny.modulus)))
+    elif cfg.task == "quantities":
         from system2.tasks import quantities
 
-        return quantities.vocabulary()
-    words = dict.fromkeys([*ANSWER_LINE.format("").split(), *RETURN_TOKENS])
-    for p in problems:
-        words.update(dict.fromkeys(f"{p.question} {p.solution}".split()))
+        words = dict.fromkeys(quantities.vocabulary())
+    else:
+        words = dict.fromkeys([*ANSWER_LINE.format("").split(), *RETURN_TOKENS])
+        for p in problems:
+            words.update(dict.fromkeys(f"{p.question} {p.solution}".split()))
+    words.update(dict.fromkeys(extra))
     return list(words)
 
 
-def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any]) -> Path:
-    """Build and save the tiny model + tokenizer (once; the main process writes it)."""
+def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any], extra: Sequence[str] = ()) -> Path:
+    """Build and save the tiny model + tokenizer (once; the main process writes it); ``extra``: words the tokenizer
+    must also know."""
     if not (path / "config.json").is_file() and dist.is_main():
-        words = tiny_vocabulary(cfg, problems)
+        words = tiny_vocabulary(cfg, problems, extra)
         tok = build_word_tokenizer(words, model_max_length=cfg.tiny.max_len)
         model = tiny_llama(
             tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
