@@ -6,8 +6,9 @@ with both arms saturated (or the claim's precondition otherwise failing) always 
 resamples, the simulations 250 (the rates hold at both). Unit counts are those of the ``small`` scales with 3
 seeds: planning 200 test tasks in 40 wall layouts (5 per layout; bootstrapping rounds: one seed), CoPE 500 test
 sequences per split, IRPO 500 test questions (and 1,000 training questions with pairs), RL for reasoning 300,
-reverse training 300 held-out symbolic pairs (a forward and a reverse question each) and 100 bioS people (3
-forward questions clustered by person, 1 reverse), BTX 300 validation documents (100 per domain).
+Dualformer for language models 500, reverse training 300 held-out symbolic pairs (a forward and a reverse question
+each) and 100 bioS people (3 forward questions clustered by person, 1 reverse), BTX 300 validation documents (100 per
+domain).
 
 Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
 one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from system2.repro import btx_claims, cope, dualformer, irpo, reverse_claims, rl_reasoning, searchformer
+from system2.repro import btx_claims, cope, dualformer, dualformer_llm, irpo, reverse_claims, rl_reasoning, searchformer
 from system2.repro import verdicts as vd
 
 DATASETS = 200
@@ -712,6 +713,97 @@ def test_reverse_claims_on_what_a_scale_leaves_out():
     assert token.verdict == vd.NOT_TESTABLE and token.reason == "no token (data) arm on symbolic at this scale"
     decided = [v for n, v in verdicts.items() if n.startswith("symbolic") and "token" not in n]
     assert decided and all(v.verdict != vd.NOT_TESTABLE for v in decided)
+
+
+# --- Dualformer for language models: 500 test questions ---------------------------------------------------------
+
+DLM = dualformer_llm
+DLM_CLAIMS = DLM.claims_for((0.1, 0.2), 8)
+DLM_ARMS = (DLM.BASE, "p=0.1", "p=0.2", DLM.ANSWER_ONLY)
+
+
+def dlm_sim(rng: np.random.Generator, slow: dict[str, float], fast: dict[str, float], steps: dict[str, float],
+            n: int = 500) -> dict[str, dict[str, np.ndarray]]:  # fmt: skip
+    """Per-question outcomes: slow greedy and pass@K (a question offset of +-25 pts, pass@K 20 pts above greedy),
+    fast greedy, and the intermediate steps of each slow greedy response (a question difficulty of +-1 step and
+    noise of sd 0.7, rounded, at least 0)."""
+    rates = {a: {"maj@1": slow.get(a, 0.5), "pass@K": min(slow.get(a, 0.5) + 0.2, 1.0)} for a in DLM_ARMS[:3]}
+    sim = questions(rng, rates, n, ("maj@1", "pass@K"))
+    sim["fast"] = questions(rng, {a: {"maj@1": fast.get(a, 0.4)} for a in DLM_ARMS}, n)["maj@1"]
+    hard = rng.uniform(-1, 1, n)
+    sim["steps"] = {a: np.maximum(0, np.round(steps.get(a, 3.0) + hard + rng.normal(0, 0.7, (SEEDS, n))))
+                    for a in DLM_ARMS[:3]}  # fmt: skip
+    return sim
+
+
+def dlm_units(sim: dict[str, dict[str, np.ndarray]]) -> dict[str, vd.Units]:
+    right = {a: np.where(sim["maj@1"][a] == 1, sim["steps"][a], np.nan) for a in sim["steps"]}
+    return DLM.derive({"slow maj@1": vd.Units(sim["maj@1"]), "slow pass@K": vd.Units(sim["pass@K"]),
+                       "slow steps": vd.Units(right), "fast maj@1": vd.Units(sim["fast"])})  # fmt: skip
+
+
+def dlm_data(slow: dict[str, float] | None = None, fast: dict[str, float] | None = None,
+             steps: dict[str, float] | None = None) -> Callable:  # fmt: skip
+    return lambda rng: dlm_units(dlm_sim(rng, slow or {}, fast or {}, steps or {}))
+
+
+def test_dualformer_llm_claim_data_from_question_rows():
+    sim = dlm_sim(np.random.default_rng(0), {}, {}, {}, n=30)
+
+    def rows(s: int, arm: str, mode: str) -> list[dict[str, Any]]:
+        if mode == "fast":
+            return [{"id": f"q{i}", "maj@1": bool(sim["fast"][arm][s, i])} for i in range(30)]
+        return [{"id": f"q{i}", "maj@1": bool(sim["maj@1"][arm][s, i]), "pass@8": bool(sim["pass@K"][arm][s, i]),
+                 "response_steps": float(sim["steps"][arm][s, i])} for i in range(30)]  # fmt: skip
+
+    slow = {a: [rows(s, a, "slow") for s in range(SEEDS)] for a in DLM_ARMS[:3]}
+    fast = {a: [rows(s, a, "fast") for s in range(SEEDS)] for a in DLM_ARMS}
+    assert_same_units(DLM.claim_data(slow, fast, 8), dlm_units(sim))
+
+
+@pytest.mark.parametrize("name", [c.name for c in DLM_CLAIMS if " kept, " in c.name])
+def test_dualformer_llm_kept_claims(name):
+    """At most 10 points below p=0: exactly 10 below is the null, no change the clear case, 20 below reversed."""
+    c = by_name(DLM_CLAIMS, name)
+    arm = c.arms[0].removesuffix(f" - {DLM.BASE}")
+    if "pass@" in name:  # pass@K sits 20 points above greedy in the simulation
+
+        def data(level: float, base: float = 0.5) -> Callable:
+            return dlm_data({arm: level - 0.2, DLM.BASE: base - 0.2})
+    else:
+
+        def data(level: float, base: float = 0.5) -> Callable:
+            return dlm_data({arm: level, DLM.BASE: base})
+
+    check(c, null=data(0.4), clear=data(0.5), reversed_=data(0.3), saturated=data(1.0, base=1.0))
+
+
+@pytest.mark.parametrize("name", [c.name for c in DLM_CLAIMS if c.name.startswith("shorter chains")])
+def test_dualformer_llm_shorter_chains_claims(name):
+    """Fewer intermediate steps on the questions both arms answer right: 20% fewer (3.0 -> 2.4) is the clear case;
+    with almost no question right in both arms, not testable."""
+    c = by_name(DLM_CLAIMS, name)
+    a, b = c.arms
+    check(
+        c,
+        null=dlm_data(steps={a: 3.0, b: 3.0}),
+        clear=dlm_data(steps={a: 2.4, b: 3.0}),
+        reversed_=dlm_data(steps={a: 3.6, b: 3.0}),
+        saturated=dlm_data({a: 0.0, b: 0.0}, steps={a: 2.4, b: 3.0}),
+    )
+
+
+@pytest.mark.parametrize("name", [c.name for c in DLM_CLAIMS if c.name.startswith("fast beats")])
+def test_dualformer_llm_fast_mode_claims(name):
+    c = by_name(DLM_CLAIMS, name)
+    a, b = c.arms
+    check(
+        c,
+        null=dlm_data(fast={a: 0.4, b: 0.4}),
+        clear=dlm_data(fast={a: 0.52, b: 0.4}),
+        reversed_=dlm_data(fast={a: 0.4, b: 0.52}),
+        saturated=dlm_data(fast={a: 1.0, b: 1.0}),
+    )
 
 
 # --- BTX: 300 validation documents (100 per domain) -------------------------------------------------------------------

@@ -87,6 +87,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "repro reverse-pretrain": "ReversePretrainConfig",
         "repro irpo": "IRPOScale",
         "repro rl-reasoning": "RLScale",
+        "repro dualformer-llm": "DualLMScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

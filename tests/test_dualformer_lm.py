@@ -163,6 +163,7 @@ def test_settings_are_checked_before_any_work(tmp_path: Path) -> None:
     data.write_text("")
     base = {"train_data": str(data), "out": str(tmp_path / "o")}
     for bad, match in [({"drop": 1.0}, "drop must be in"), ({"fast_share": -0.1}, "fast_share"),
+                       ({"eval_modes": ["quick"]}, "not a mode"), ({"eval_modes": ["auto"]}, "auto_share=0"),
                        ({"slow_word": "a b"}, "one word"), ({"fast_word": "[SLOW]"}, "must differ"),
                        ({"step_split": "words"}, "step_split")]:  # fmt: skip
         with pytest.raises(ConfigError, match=match):

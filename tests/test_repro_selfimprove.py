@@ -1,4 +1,4 @@
-"""The IRPO and RL-for-reasoning reproductions end to end at a micro scale, through the command line:
+"""The IRPO, RL-for-reasoning and Dualformer-LM reproductions end to end at a micro scale, through the command line:
 every arm runs, the report, metrics and plot are written, and every claim gets a verdict."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from system2.cli import app
-from system2.repro import irpo, rl_reasoning
+from system2.repro import dualformer_llm, irpo, rl_reasoning
 
 
 def _claims(out: Path) -> dict[str, dict]:
@@ -81,3 +81,26 @@ def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert set(arms) == {"SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"}
     for a in arms.values():
         assert 0 <= a["maj@1"] <= a["pass@K"] + 1e-9 <= 1 + 1e-9 and 0 <= a["rerank@K"] <= a["pass@K"] + 1e-9
+
+
+def test_repro_dualformer_llm_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    micro = replace(dualformer_llm.SCALES["tiny"], train=24, test=8, steps=6, batch=8, eval_samples=2, d_model=32,
+                    layers=1, drops=(0.2, 0.3))  # fmt: skip
+    monkeypatch.setitem(dualformer_llm.SCALES, "micro", micro)
+    result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert {"report.md", "metrics.json", "dualformer_llm.png"} <= {p.name for p in tmp_path.iterdir()}
+    claims = _claims(tmp_path)
+    assert len(claims) == len(dualformer_llm.claims_for((0.2, 0.3), 2)) and all(c["ours"] for c in claims.values())
+    seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
+    assert set(seed) == {"p=0", "p=0.2", "p=0.3", "answer-only"}
+    assert set(seed["answer-only"]) == {"fast"} and set(seed["p=0.2"]) == {"slow", "fast"}
+    # the arms differ in p (and q for answer-only) only: same data, same steps
+    runs = {a: json.loads((tmp_path / "seed-0" / a.replace("=", "") / "run.json").read_text())["settings"]
+            for a in seed}  # fmt: skip
+    assert {(r["drop"], r["fast_share"]) for r in runs.values()} == {(0.0, 0.1), (0.2, 0.1), (0.3, 0.1), (0.0, 1.0)}
+    keep = {"drop", "fast_share", "eval_modes", "out"}
+    assert len({json.dumps({k: v for k, v in r.items() if k not in keep}, sort_keys=True) for r in runs.values()}) == 1
+    result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path),
+                                      "drops=[1.5]"])  # fmt: skip
+    assert result.exit_code == 2 and "drops must list rates in (0, 1)" in result.output, result.output

@@ -30,6 +30,9 @@ REPROS = {
                      "2403.04642", "expert iteration, PPO, RCRL and outcome-reward-model reranking, on arithmetic"),
     "reverse": ("Reverse Training to Nurse the Reversal Curse (Golovneva et al. 2024)", "2403.13799",
                 "standard vs token, word, entity-preserving and random-segment reversal, on the reversal curse"),
+    "dualformer-llm": ("Dualformer (Su et al. 2024), language models", "2410.09918",
+                       "SFT on chains of thought with steps dropped at p = 0.1-0.3 vs none, slow and fast modes, vs "
+                       "an answer-only model"),
     "btx": ("Branch-Train-MiX (Sukhbaatar et al. 2024)", "2403.07816",
             "BTX vs dense continued training, sparse upcycling and Branch-Train-Merge at equal compute, routing "
             "variants and load balancing, on three synthetic domains"),
@@ -40,7 +43,11 @@ Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the sca
 
 
 # reproductions whose scale takes key=value settings (e.g. the paper scale's local model and data files)
-SCALE_SETTINGS = {"irpo": "system2.repro.irpo:IRPOScale", "rl-reasoning": "system2.repro.rl_reasoning:RLScale"}
+SCALE_SETTINGS = {
+    "irpo": "system2.repro.irpo:IRPOScale",
+    "rl-reasoning": "system2.repro.rl_reasoning:RLScale",
+    "dualformer-llm": "system2.repro.dualformer_llm:DualLMScale",
+}
 
 
 def run_repro(
@@ -108,8 +115,9 @@ def repro_all(
     seeds: Seeds = None,
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
-    """Run every reproduction (Searchformer, Dualformer, CoPE, IRPO, Havrilla et al.'s RL, reverse training, BTX) at
-    one scale; a reproduction without that scale (gpu: only searchformer has one) is skipped, and said so."""
+    """Run every reproduction (Searchformer, Dualformer and its LM half, CoPE, IRPO, Havrilla et al.'s RL, reverse
+    training, BTX) at one scale; a reproduction without that scale (gpu: only searchformer has one) is skipped, and
+    said so."""
     for name in REPROS:
         if scale not in importlib.import_module(f"system2.repro.{name.replace('-', '_')}").SCALES:
             typer.secho(f"repro {name}: no {scale!r} scale, skipped", fg=typer.colors.YELLOW)

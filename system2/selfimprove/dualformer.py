@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -146,7 +146,7 @@ class DualformerLMConfig(SFTConfig):
     and fast modes (and auto with ``auto_share``)."""
 
     drop: float = 0.1  # p: each intermediate step left out with this probability (paper: 0.1-0.3 [S])
-    fast_share: float = 0.1  # q: share of examples that answer directly with the fast word
+    fast_share: float = 0.1  # q: share of examples that answer directly with the fast word (1: an answer-only model)
     auto_share: float = 0.0  # share of examples with no control word (> 0 turns auto mode on and evaluates it)
     redraw: bool = False  # draw the dropped steps again every epoch (False: once per example, as the paper's data)
     step_split: str = "auto"  # step boundaries: auto (the task's) | lines | sentences | semicolons
@@ -154,17 +154,23 @@ class DualformerLMConfig(SFTConfig):
     fast_word: str = "[FAST]"  # control word of fast mode
     eval_temperature: float = 0.7  # temperature of the eval_samples (the paper's 0.7 [S])
     eval_top_p: float = 0.9  # nucleus of the eval_samples (the paper's 0.9 [S])
+    eval_modes: list[str] = field(default_factory=list)  # modes evaluated; empty: slow, fast (and auto if trained)
 
     def validate(self) -> None:
         super().validate()
         if self.eval_temperature <= 0 or not 0 < self.eval_top_p <= 1:
             raise ConfigError(f"eval_temperature must be > 0 and eval_top_p in (0, 1], got {self.eval_temperature}, "
                               f"{self.eval_top_p}")  # fmt: skip
-        for name in ("drop", "fast_share"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        if not 0 <= self.auto_share <= 1:
-            raise ConfigError(f"auto_share must be in [0, 1], got {self.auto_share}")
+        if not 0 <= self.drop < 1:
+            raise ConfigError(f"drop must be in [0, 1), got {self.drop}")
+        for name in ("fast_share", "auto_share"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        unknown = [m for m in self.eval_modes if m not in MODES]
+        if unknown:
+            raise ConfigError(f"eval_modes: {unknown[0]!r} is not a mode; use {', '.join(MODES)}")
+        if "auto" in self.eval_modes and self.auto_share == 0:
+            raise ConfigError("eval_modes has auto but auto_share=0: no example taught the model to choose its mode")
         if self.step_split not in SPLITS:
             raise ConfigError(f"step_split must be one of {', '.join(SPLITS)}, got {self.step_split!r}")
         for name in ("slow_word", "fast_word"):
@@ -181,8 +187,8 @@ class DualformerLMConfig(SFTConfig):
                             seed=self.seed)  # fmt: skip
 
     def modes(self) -> list[str]:
-        """The modes evaluated: slow and fast, and auto when the model was trained for it."""
-        return [*MODES[:2], *(["auto"] if self.auto_share > 0 else [])]
+        """The modes evaluated: ``eval_modes``, or slow and fast, and auto when the model was trained for it."""
+        return list(self.eval_modes) or [*MODES[:2], *(["auto"] if self.auto_share > 0 else [])]
 
 
 def annotate_response(text: str, split: Splitter, fast_word: str, slow_word: str, auto: bool) -> dict[str, float]:
