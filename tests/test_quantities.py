@@ -178,19 +178,46 @@ def test_worked_text_computes_every_step_right_in_execution_order() -> None:
     assert len(q.worked_text(random.Random(3), cfg, words=300, max_words=50).split()) == 50
 
 
+def test_lookup_text_lists_the_facts_shuffled_then_computes_every_relation() -> None:
+    """Each problem: a question's facts (no target) as a question shows them, then every relation among them
+    computed right, once, each after its operands: checked by the world's own chain checker, one target at a time."""
+    cfg = q.QuantityConfig()
+    doc = q.lookup_text(random.Random(5), cfg, words=400, max_words=10_000)
+    assert doc == q.lookup_text(random.Random(5), cfg, words=400, max_words=10_000)
+    assert set(doc.split()) <= set(q.vocabulary())
+    problems = [p.strip() for p in doc.split(" .") if p.strip()]
+    assert len(problems) >= 3
+    for problem in problems:
+        assert "what is" not in problem  # nothing is asked
+        parts = [s.strip() for s in problem.removeprefix("Q: ").split(";") if s.strip()]
+        facts, computed = [], []
+        for part in parts:
+            (computed if part.count("=") == 3 else facts).append(part)
+        parsed, _ = q.parse_question("Q: " + " ; ".join(facts) + " ; what is a ?")
+        relations = {f[0] for f in parsed if f[1] != "="}
+        assert sorted(c.split()[0] for c in computed) == sorted(relations)  # every relation, once
+        for name in relations:  # each computed right from known quantities
+            chain = " ; ".join(computed) + f" ; Final answer: {q.digits(q.evaluate(parsed)[name])}"
+            assert q.valid_chain(chain, parsed, name)
+    assert len(q.lookup_text(random.Random(5), cfg, words=400, max_words=60).split()) == 60
+
+
 def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:
     from system2.selfimprove.calibrate import CalibrationConfig, calibrate
     from system2.selfimprove.sft import TinyLMConfig
 
     cfg = CalibrationConfig(out=str(tmp_path / "cal"), train=40, test=6, m0_gold=4, steps=2, batch=2, samples=2,
-                            pretrain_steps=3,
+                            pretrain_steps=3, pretrain_text="lookup",
                             tiny=TinyLMConfig(d_model=32, layers=1, heads=2, max_len=192))  # fmt: skip
     result = calibrate(cfg, progress=False)
     pretrained = tmp_path / "cal" / "pretrain" / "metrics.jsonl"
     assert [json.loads(line)["step"] for line in pretrained.read_text().splitlines()][-1] == 3
-    assert 0 <= result["m0_maj@1"] <= 1
+    assert 0 <= result["m0_valid_chain_maj@1"] <= result["m0_maj@1"] <= 1
+    assert 0 <= result["sft_all_gold_valid_chain_maj@1"] <= result["sft_all_gold_maj@1"] <= 1
     with pytest.raises(ConfigError, match="pretrain_steps"):
         calibrate(dataclasses.replace(cfg, out=str(tmp_path / "bad"), pretrain_steps=-1), progress=False)
+    with pytest.raises(ConfigError, match="pretrain_text must be one of worked, lookup"):
+        calibrate(dataclasses.replace(cfg, out=str(tmp_path / "bad"), pretrain_text="novels"), progress=False)
 
 
 def test_calibration_from_the_command_line_checks_its_settings_first(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import dataclasses
 import random
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ from system2.selfimprove.sft import SFTConfig, TinyLMConfig, init_tiny, run_sft
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
+
+PRETRAIN_TEXTS = {"worked": q.worked_text, "lookup": q.lookup_text}  # the pretraining documents (``pretrain_text``)
 
 
 @dataclass
@@ -39,7 +42,8 @@ class CalibrationConfig:
     steps: int = 1500  # SFT steps of both models
     batch: int = 32  # SFT batch
     samples: int = 8  # samples per test question for the chain-diversity share
-    pretrain_steps: int = 0  # steps of pretraining on worked computations before both SFT runs (0: none)
+    pretrain_steps: int = 0  # steps of pretraining before both SFT runs (0: none)
+    pretrain_text: str = "worked"  # worked (computations in execution order) | lookup (a shuffled list, then computed)
     seed: int = 0  # data and training seed
     tiny: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(max_len=192))  # the model size
     world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs
@@ -51,6 +55,8 @@ class CalibrationConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
+        if self.pretrain_text not in PRETRAIN_TEXTS:
+            raise ConfigError(f"pretrain_text must be one of {', '.join(PRETRAIN_TEXTS)}, got {self.pretrain_text!r}")
         if self.samples < 2:
             raise ConfigError(f"samples must be >= 2 (the chain-diversity share needs several), got {self.samples}")
         try:
@@ -81,19 +87,22 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
                    progress)  # fmt: skip
     m0 = run_sft(SFTConfig(out=str(out / "m0"), model=base, tiny=cfg.tiny, train=train_cfg,
                            limit=_limit(train, cfg.m0_gold), **common), progress)  # fmt: skip
-    model, tok = load_lm(m0["model"], pad_with_eos=True)
-    rows = sample_and_score(model, tok, test, task=task, n=cfg.samples, temperature=1.0,
-                            max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)  # fmt: skip
     by_id = {x.id: x for x in test}
+    sample = partial(_sample, test=test, max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)
+    rows = sample(m0["model"], n=cfg.samples, temperature=1.0)
     right = [r for r in rows if r["correct"]]
     own = [r for r in right if _own_chain(r["text"], by_id[r["id"]])]
+    valid = [r for r in right if _valid(r["text"], by_id[r["id"]])]
     result = {
         "answer_prior_accuracy": sum(x.answer == prior for x in test) / len(test),
         "sft_all_gold_maj@1": gold["maj@1"],
+        "sft_all_gold_valid_chain_maj@1": _valid_share(sample(gold["model"], n=1, temperature=0.0), by_id),
         "sft_all_gold_examples": gold["examples"],
         "m0_maj@1": m0["maj@1"],
+        "m0_valid_chain_maj@1": _valid_share(sample(m0["model"], n=1, temperature=0.0), by_id),
         "m0_examples": m0["examples"],
         "m0_correct_samples": len(right),
+        "m0_correct_valid_chain_share": len(valid) / len(right) if right else None,
         "m0_correct_own_chain_share": len(own) / len(right) if right else None,
         "m0_sample_accuracy": len(right) / len(rows),
     }
@@ -102,18 +111,33 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
 
 
 def _pretrain(cfg: CalibrationConfig, out: Path, train: list[Any], train_cfg: TrainConfig, progress: bool) -> Path:
-    """The base both SFT runs start from: a tiny model trained ``pretrain_steps`` steps on worked computations
-    (``quantities.worked_text``, one fresh document per example; cached in ``out/pretrain``)."""
+    """The base both SFT runs start from: a tiny model trained ``pretrain_steps`` steps on ``pretrain_text``
+    documents (``quantities.worked_text`` or ``lookup_text``, one fresh document per example; cached in
+    ``out/pretrain``)."""
     if (out / "pretrain" / "model" / "config.json").is_file():
         return out / "pretrain" / "model"
     sft = SFTConfig(out=str(out / "pretrain"), task="quantities", tiny=cfg.tiny, seed=cfg.seed)
     init = init_tiny(sft, out / "pretrain_init", train)
     rng = random.Random(f"quantities/{cfg.seed}/pretrain")
-    docs = [q.worked_text(rng, cfg.world, max_words=cfg.tiny.max_len - 7)
+    docs = [PRETRAIN_TEXTS[cfg.pretrain_text](rng, cfg.world, max_words=cfg.tiny.max_len - 7)
             for _ in range(cfg.pretrain_steps * cfg.batch)]  # fmt: skip
     steps = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps, warmup=max(1, cfg.pretrain_steps // 10),
                                 ckpt_every=cfg.pretrain_steps, log_every=max(1, cfg.pretrain_steps // 20))  # fmt: skip
     return finetune_sft(init, [""] * len(docs), docs, cfg.tiny.max_len, steps, out / "pretrain", progress)
+
+
+def _sample(model_dir: str, **kw: Any) -> list[dict[str, Any]]:
+    model, tok = load_lm(model_dir, pad_with_eos=True)
+    return sample_and_score(model, tok, kw.pop("test"), task=get_task("quantities"), **kw)
+
+
+def _valid_share(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> float:
+    """The share of questions answered right on a valid chain (a right answer from a wrong chain does not count)."""
+    return sum(r["correct"] and _valid(r["text"], by_id[r["id"]]) for r in rows) / len(rows)
+
+
+def _valid(text: str, question: Any) -> bool:
+    return q.valid_chain(text, *q.parse_question(question.question))
 
 
 def _limit(train: list[Any], n_gold: int) -> int:

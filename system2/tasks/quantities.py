@@ -180,7 +180,12 @@ def step(fact: Fact, values: dict[str, int]) -> str:
 
 def random_order(facts: list[Fact], target: str, rng: random.Random) -> list[str]:
     """A uniformly drawn ready step at each point: one of the valid chains, chosen at random."""
-    by_name, todo, done, order = {f[0]: f for f in facts}, set(needed(facts, target)), set(), []
+    return _random_topological(facts, set(needed(facts, target)), rng)
+
+
+def _random_topological(facts: list[Fact], todo: set[str], rng: random.Random) -> list[str]:
+    """The quantities ``todo`` in an order that respects their dependencies, a uniformly drawn ready one at a time."""
+    by_name, done, order = {f[0]: f for f in facts}, set(), []
     while todo:
         ready = sorted(n for n in todo if all(d in done or d not in todo for d in _operands(by_name[n])))
         pick = rng.choice(ready)
@@ -206,6 +211,31 @@ def worked_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
     return " ".join(" ".join(parts).split()[:max_words])
 
 
+def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
+    """Pretraining text that finds facts in a shuffled list: a question's facts in random order, as questions show
+    them but asking nothing, then every relation among them computed in a random valid order (distractors
+    included), problems of depth 1 to ``max_depth`` separated by ``.``, until ``words`` words; cut at ``max_words``.
+    It teaches retrieval and arithmetic, not which quantities an answer needs (docs/selfimprove.md, "Does
+    pretraining help?")."""
+    parts: list[str] = []
+    while len(" ".join(parts).split()) < words:
+        drawn = _draw(rng, rng.randint(1, cfg.max_depth), cfg)
+        if drawn is None:
+            continue
+        facts, values = drawn[0], evaluate(drawn[0])
+        by_name = {f[0]: f for f in facts}
+        order = _random_topological(facts, {f[0] for f in facts if f[1] != "="}, rng)
+        listing = "Q: " + " ; ".join(_symbolic(f) for f in rng.sample(facts, len(facts))) + " ;"
+        parts += [listing] + [step(by_name[n], values) for n in order] + ["."]
+    return " ".join(" ".join(parts).split()[:max_words])
+
+
+def _symbolic(fact: Fact) -> str:
+    """A fact as a symbolic question shows it: ``a = 4 7`` or ``d = a + b``."""
+    n, op, a, b = fact
+    return f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {a} {op} {b}"
+
+
 def _operands(fact: Fact) -> list[str]:
     return [] if fact[1] == "=" else [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
 
@@ -214,8 +244,7 @@ def render(facts: list[Fact], target: str, style: str, held_out: bool, rng: rand
     """The question: the facts in a random order, then what is asked."""
     shown = rng.sample(facts, len(facts))
     if style == "symbolic" and not held_out:
-        parts = [f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {a} {op} {b}" for n, op, a, b in shown]
-        return "Q: " + " ; ".join(parts) + f" ; what is {target} ?"
+        return "Q: " + " ; ".join(_symbolic(f) for f in shown) + f" ; what is {target} ?"
     k = 1 if held_out else 0
     words = []
     for n, op, a, b in shown:
