@@ -15,8 +15,10 @@ D, H = 16, 2
 
 
 @torch.no_grad()
-def naive_cope(attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """The paper's formulas, one (batch, head, query, key) at a time, in float64:
+def naive_cope(
+    attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None = None, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """The paper's formulas, one (batch, head, query, key) at a time, in float64 (the result cast to ``dtype``):
     g_ij = sigmoid(q_i.k_j / sqrt(d)), p_ij = min(sum_{k=j..i} g_ik, p_max),
     e[p] = (p - floor p) e[ceil p] + (1 - p + floor p) e[floor p], logits q_i.k_j / sqrt(d) + q_i.e[p_ij]."""
     b, t, _ = x.shape
@@ -29,12 +31,12 @@ def naive_cope(attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None =
     q_content, k, v = heads(attn.wq), heads(attn.wk), heads(attn.wv)
     q = q_content
     if attn.rope is not None:
-        q, k = attn.rope.rotate(q.float(), 0).double(), attn.rope.rotate(k.float(), 0).double()
+        q, k = attn.rope.rotate(q, 0), attn.rope.rotate(k, 0)
     gate_keys = {"keys": k, "values": v}.get(attn.gates)
     if attn.gates == "separate":
         gate_keys = heads(attn.wg)
         if attn.rope is not None:
-            gate_keys = attn.rope.rotate(gate_keys.float(), 0).double()
+            gate_keys = attn.rope.rotate(gate_keys, 0)
     table = attn.cope.table.double()
     p_max = attn.cope.max_pos
     scale = 1 / math.sqrt(dh)
@@ -56,7 +58,7 @@ def naive_cope(attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None =
                 weights = torch.softmax(torch.stack(logits), 0)
                 out[bi, h, i] = sum(w * v[bi, h, j] for w, j in zip(weights, keys, strict=True))
     merged = out.transpose(1, 2).reshape(b, t, H * dh)
-    return (merged @ attn.wo.weight.double().T).float()
+    return (merged @ attn.wo.weight.double().T).to(dtype)
 
 
 def layer(seed: int = 0, max_pos: int = 3, rope: bool = False, **options) -> CoPEAttention:
@@ -84,6 +86,17 @@ def test_equals_naive_reference(options):
     x = torch.randn(2, 7, D)
     with torch.no_grad():
         torch.testing.assert_close(attn(x, causal=True), naive_cope(attn, x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_float64_is_exact_against_the_naive_reference(options):
+    """In float64 nothing is rounded to float32 on the way: the layer matches the float64 reference to 1e-9."""
+    attn = layer(**options).double()
+    x = torch.randn(2, 7, D, dtype=torch.float64)
+    with torch.no_grad():
+        got = attn(x, causal=True)
+    assert got.dtype == torch.float64
+    torch.testing.assert_close(got, naive_cope(attn, x, dtype=torch.float64), atol=1e-9, rtol=1e-9)
 
 
 def test_positions_are_clamped_at_p_max():

@@ -35,6 +35,12 @@ TableSharing = Literal["layer", "head"]
 BLOCK_BYTES = 16 * 2**20  # the T x T temporaries of one block of queries (fp32) stay under this size
 
 
+def at_least_fp32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in float32, or in its own precision when that is higher (float64 stays float64): bf16 and fp16 inputs
+    get float32 internals, nothing is rounded down."""
+    return x.to(torch.promote_types(x.dtype, torch.float32))
+
+
 def interpolate_logits(z: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
     """``q . e[p]`` from ``z[..., n] = q . e[n]`` (..., Tq, npos) and positions (..., Tq, Tk) in [0, npos-1].
 
@@ -70,7 +76,7 @@ class ContextualPosition(nn.Module):
 
     def forward(self, q: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Position logits (B, H, Tq, Tk) for queries q (B, H, Tq, d) at fractional ``positions``."""
-        return interpolate_logits(self.integer_logits(q).float(), positions)
+        return interpolate_logits(at_least_fp32(self.integer_logits(q)), positions)
 
 
 class CoPECache(KVCache):
@@ -209,7 +215,7 @@ class CoPEAttention(Attention):
         else:
             gate_keys = g if self.gates == "separate" else v
             gate_logits = torch.matmul(q_scaled, gate_keys.transpose(-1, -2)).masked_fill(~allowed, float("-inf"))
-        gate_logits = gate_logits.float()  # the prefix sums need fp32 under bf16 autocast
+        gate_logits = at_least_fp32(gate_logits)  # the prefix sums need fp32 under bf16 autocast
         if not self.scale_gates:
             gate_logits = gate_logits * math.sqrt(self.head_dim)
         gates = torch.sigmoid(gate_logits)  # masked keys: sigmoid(-inf) = 0, so they get no position
@@ -220,7 +226,7 @@ class CoPEAttention(Attention):
         if self.record:
             self._blocks.append({"gates": gates.detach().flip(-1), "positions": positions.detach().flip(-1)})
         # official default: (q.k + q.e) / sqrt(d); paper appendix (and --cope-nodiv): q.k / sqrt(d) + q.e
-        logits = logits.float()
+        logits = at_least_fp32(logits)
         logits = logits.add_(pos_logits, alpha=scale) if self.scale_positions else logits.add_(pos_logits)
         attn = torch.softmax(logits, dim=-1).to(v.dtype)
         return torch.matmul(attn, v)
