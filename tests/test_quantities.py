@@ -54,6 +54,29 @@ def test_a_wrong_step_or_order_is_not_a_valid_chain(data) -> None:
             assert not q.valid_chain(swapped, facts, target)
 
 
+def test_chain_errors_name_the_first_fault() -> None:
+    facts, target = q.parse_question("Q: h = n + j ; n = 2 9 ; o = l * 7 ; a = 2 2 ; j = l + a ; l = 3 0 ; what is h ?")
+    good = ["j = l + a = 3 0 + 2 2 = 5 2", "h = n + j = 2 9 + 5 2 = 8 1"]
+
+    def error(*steps: str, answer: str = "8 1") -> str | None:
+        return q.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
+
+    assert error(*good) is None and q.valid_chain(" ; ".join(good) + " ; Final answer: 8 1", facts, target)
+    assert q.chain_error(" ; ".join(good), facts, target) == "no final answer"
+    assert error("j = l plus a", good[1]) == "malformed step"
+    assert error("x = l + a = 3 0 + 2 2 = 5 2", good[1]) == "unknown quantity"
+    assert error("n = l + a = 3 0 + 2 2 = 5 2", good[1]) == "unknown quantity"  # n is a given
+    assert error("j = l - a = 3 0 - 2 2 = 8", good[1]) == "wrong definition"
+    assert error(good[1], good[0]) == "operand not yet known"
+    assert error("j = l + a = 3 0 + 2 9 = 5 9", good[1]) == "wrong operand value"
+    assert error("j = l + a = 3 0 + 2 2 = 5 3", good[1]) == "wrong arithmetic"
+    assert error(good[0], answer="5 2") == "target not computed"
+    assert error(*good, answer="8 2") == "wrong final answer"
+    assert set(q.CHAIN_ERRORS) == {"malformed step", "unknown quantity", "wrong definition", "operand not yet known",
+                                   "wrong operand value", "wrong arithmetic", "no final answer",
+                                   "target not computed", "wrong final answer"}  # fmt: skip
+
+
 def test_splits_depths_gold_share_and_ranges(data) -> None:
     keys = {name: {q.question_key(*_facts(x)) for x in split if x.question.endswith("?")} for name, split in
             data.items()}  # fmt: skip
@@ -214,6 +237,8 @@ def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:
     assert [json.loads(line)["step"] for line in pretrained.read_text().splitlines()][-1] == 3
     assert 0 <= result["m0_valid_chain_maj@1"] <= result["m0_maj@1"] <= 1
     assert 0 <= result["sft_all_gold_valid_chain_maj@1"] <= result["sft_all_gold_maj@1"] <= 1
+    faults = result["sft_all_gold_first_faults"]
+    assert sum(faults.values()) == 6 and set(faults) <= {"valid", *q.CHAIN_ERRORS}
     with pytest.raises(ConfigError, match="pretrain_steps"):
         calibrate(dataclasses.replace(cfg, out=str(tmp_path / "bad"), pretrain_steps=-1), progress=False)
     with pytest.raises(ConfigError, match="pretrain_text must be one of worked, lookup"):

@@ -3,7 +3,9 @@
 For the quantity world at a given model size: the accuracy of an answer-prior guesser (always the most frequent
 training answer), of SFT on every gold chain, and of M_0 (SFT on a few gold chains); and, over M_0's correct
 samples on the test questions, the share whose chain is valid and differs from the question's gold chain (the world
-must let a model be right in its own way). The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
+must let a model be right in its own way). A right answer is not a right chain: each greedy accuracy comes with the
+share answered right on a valid chain and with the first fault of every greedy chain (``quantities.chain_error``),
+which shows where a model fails. The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
 chance, at least 30% of M_0's correct chains its own) are the reasoning-world issue's; this module only measures.
 Every stage is cached in ``out`` (a rerun resumes; other settings are refused before any work, ``restart`` moves
 the old run aside).
@@ -90,16 +92,19 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
     by_id = {x.id: x for x in test}
     sample = partial(_sample, test=test, max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)
     rows = sample(m0["model"], n=cfg.samples, temperature=1.0)
+    gold_greedy, m0_greedy = (sample(m["model"], n=1, temperature=0.0) for m in (gold, m0))
     right = [r for r in rows if r["correct"]]
     own = [r for r in right if _own_chain(r["text"], by_id[r["id"]])]
     valid = [r for r in right if _valid(r["text"], by_id[r["id"]])]
     result = {
         "answer_prior_accuracy": sum(x.answer == prior for x in test) / len(test),
         "sft_all_gold_maj@1": gold["maj@1"],
-        "sft_all_gold_valid_chain_maj@1": _valid_share(sample(gold["model"], n=1, temperature=0.0), by_id),
+        "sft_all_gold_valid_chain_maj@1": _valid_share(gold_greedy, by_id),
+        "sft_all_gold_first_faults": _faults(gold_greedy, by_id),
         "sft_all_gold_examples": gold["examples"],
         "m0_maj@1": m0["maj@1"],
-        "m0_valid_chain_maj@1": _valid_share(sample(m0["model"], n=1, temperature=0.0), by_id),
+        "m0_valid_chain_maj@1": _valid_share(m0_greedy, by_id),
+        "m0_first_faults": _faults(m0_greedy, by_id),
         "m0_examples": m0["examples"],
         "m0_correct_samples": len(right),
         "m0_correct_valid_chain_share": len(valid) / len(right) if right else None,
@@ -138,6 +143,13 @@ def _valid_share(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> float:
 
 def _valid(text: str, question: Any) -> bool:
     return q.valid_chain(text, *q.parse_question(question.question))
+
+
+def _faults(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> dict[str, int]:
+    """How many greedy responses are valid chains, and the first fault of the others (``quantities.chain_error``):
+    where a model fails, e.g. copying a wrong definition before any arithmetic."""
+    faults = Counter(q.chain_error(r["text"], *q.parse_question(by_id[r["id"]].question)) or "valid" for r in rows)
+    return dict(faults.most_common())
 
 
 def _limit(train: list[Any], n_gold: int) -> int:

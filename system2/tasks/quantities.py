@@ -316,23 +316,49 @@ def extract(text: object) -> str | None:
     return str(int("".join(found[-1].split()))) if found else None
 
 
-_STEP = re.compile(r"([a-z]) = ([a-z]) ([+\-*]) ([a-z]|\d) = ((?:\d )+)([+\-*]) ((?:\d )+)= ((?:\d )+);")
+_STEP = re.compile(r"([a-z]) = ([a-z]) ([+\-*]) ([a-z]|\d) = ((?:\d ?)+) ([+\-*]) ((?:\d ?)+) = ((?:\d ?)+)")
+CHAIN_ERRORS = (
+    "malformed step", "unknown quantity", "wrong definition", "operand not yet known", "wrong operand value",
+    "wrong arithmetic", "no final answer", "target not computed", "wrong final answer",
+)  # fmt: skip
+
+
+def chain_error(text: str, question_facts: list[Fact], target: str) -> str | None:
+    """None when the solution is a valid chain; otherwise its first fault, one of ``CHAIN_ERRORS``. Every piece
+    before ``Final answer:`` must be one step that names a quantity of the question, copies its definition, uses
+    only quantities already known, copies their values and computes right; then the answer must be the target's
+    value, which the chain must have computed. The exact checker of chains, not only answers."""
+    by_name, values = {f[0]: f for f in question_facts}, evaluate(question_facts)
+    known = {f[0] for f in question_facts if f[1] == "="}
+    body, marker, _ = text.rpartition("Final answer:")
+    if not marker:
+        return "no final answer"
+    for piece in filter(None, (p.strip() for p in body.split(";"))):
+        m = _STEP.fullmatch(piece)
+        if m is None:
+            return "malformed step"
+        name, a, op, b, xa, op2, xb, result = m.groups()
+        fact = by_name.get(name)
+        if fact is None or fact[1] == "=":
+            return "unknown quantity"
+        if fact[1:] != (op, a, b) or op2 != op:
+            return "wrong definition"
+        if a not in known or (op != "*" and b not in known):
+            return "operand not yet known"
+        xs = [int("".join(s.split())) for s in (xa, xb, result)]
+        if xs[:2] != [values[a], int(b) if op == "*" else values[b]]:
+            return "wrong operand value"
+        if xs[2] != values[name]:
+            return "wrong arithmetic"
+        known.add(name)
+    if target not in known:
+        return "target not computed"
+    return None if extract(text) == str(values[target]) else "wrong final answer"
 
 
 def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
-    """Whether every step of a solution states a fact of the question and computes it right, each operand known
-    before its use, and the answer is the target's value (the exact checker of chains, not only answers)."""
-    by_name, values = {f[0]: f for f in question_facts}, evaluate(question_facts)
-    known = {f[0] for f in question_facts if f[1] == "="}
-    for name, a, op, b, xa, op2, xb, result in _STEP.findall(text):
-        fact = by_name.get(name)
-        if fact is None or fact[1:] != (op, a, b) or op2 != op or a not in known or (op != "*" and b not in known):
-            return False
-        xs = [int("".join(s.split())) for s in (xa, xb, result)]
-        if xs != [values[a], int(b) if op == "*" else values[b], values[name]]:
-            return False
-        known.add(name)
-    return target in known and extract(text) == str(values[target])
+    """Whether the solution is a valid chain (``chain_error`` finds no fault)."""
+    return chain_error(text, question_facts, target) is None
 
 
 def vocabulary() -> list[str]:
