@@ -7,7 +7,9 @@ import math
 import pytest
 import torch
 
+from system2.nn import cope_fused
 from system2.nn.cope import CoPEAttention, interpolate_logits
+from system2.nn.decoder import padded_causal_mask
 from system2.nn.layers import KVCache
 from system2.nn.positions import RotaryEmbedding
 
@@ -234,3 +236,89 @@ def test_cope_attention_on_packed_tokens_equals_the_padded_forward():
     padded = attn(x, causal=True)[mask]
     packed = attn(x[mask], causal=True, packing=Packing(mask))
     torch.testing.assert_close(packed, padded)
+
+
+def paths(attn: CoPEAttention, x: torch.Tensor, mask: torch.Tensor | None, monkeypatch) -> list:
+    """(output, gradients w.r.t. x and every parameter) of the memory-efficient path, then of the plain one, for
+    one fixed random output gradient; checks that the first took ``cope_fused.cope_attention``."""
+    import system2.nn.cope as cope_module
+
+    calls = []
+    monkeypatch.setattr(cope_module, "cope_attention", lambda *a: calls.append(1) or cope_fused.cope_attention(*a))
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype)
+    results = []
+    for efficient in (True, False):
+        attn.memory_efficient = efficient
+        out = attn(x, mask=mask, causal=True)
+        results.append((out.detach(), torch.autograd.grad(out, [x, *attn.parameters()], grad)))
+    assert calls == [1]
+    return results
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["float64", "float32"])
+@pytest.mark.parametrize("padded", [False, True], ids=["causal", "padding-mask"])
+@pytest.mark.parametrize("options", OPTIONS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "default")
+def test_memory_efficient_path_equals_the_plain_path(options, padded, dtype, monkeypatch):
+    """``cope_fused`` recomputes the T x T work in the backward pass and differentiates it by hand: its outputs
+    and its gradients w.r.t. the input and every parameter (the table and the gate projection included) equal
+    the plain path's, to 1e-9 in float64, over query blocks that see different numbers of keys."""
+    monkeypatch.setattr(cope_fused, "BLOCK_ROWS", 3)  # 4 blocks of queries
+    attn = layer(max_pos=4, **options).to(dtype)
+    x = torch.randn(2, 10, D, dtype=dtype, requires_grad=True)
+    mask = None
+    if padded:  # left padding: row 1 starts with 3 padding tokens
+        mask = padded_causal_mask(torch.arange(10) >= torch.tensor([[0], [3]]), 10)
+    (out, grads), (ref_out, ref_grads) = paths(attn, x, mask, monkeypatch)
+    tol = {"atol": 1e-9, "rtol": 1e-9} if dtype == torch.float64 else {"atol": 1e-5, "rtol": 1e-5}
+    torch.testing.assert_close(out, ref_out, **tol)
+    assert len(grads) == 1 + len(list(attn.parameters()))
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, **tol)
+    assert all(g.abs().sum() > 0 for g in grads)  # every parameter takes part (table and gate projection too)
+
+
+def test_memory_efficient_path_under_bf16_autocast(monkeypatch):
+    """Under bf16 autocast the products run in bf16 and the gates, positions and logits in float32 on both
+    paths: the outputs are equal and the gradients agree to bf16 rounding."""
+    attn = layer(max_pos=6, rope=True, gates="separate")
+    x = torch.randn(2, 12, D, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (out, grads), (ref_out, ref_grads) = paths(attn, x, None, monkeypatch)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref_out, atol=1e-2, rtol=1e-2)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, atol=2e-2 * float(want.abs().max()), rtol=0)
+
+
+def saved_bytes(attn: CoPEAttention, t: int) -> int:
+    """Bytes of the distinct storages autograd saves for the backward pass of one forward at length t, the
+    layer's parameters excluded (the method of benchmarks/cope_attention.py)."""
+    weights = {p.untyped_storage().data_ptr() for p in attn.parameters()}
+    storages: dict[int, int] = {}
+
+    def pack(x: torch.Tensor) -> torch.Tensor:
+        if x.untyped_storage().data_ptr() not in weights:
+            storages[x.untyped_storage().data_ptr()] = x.untyped_storage().nbytes()
+        return x
+
+    x = torch.randn(2, t, D, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda x: x):
+        out = attn(x, causal=True)
+    del out
+    return sum(storages.values())
+
+
+@pytest.mark.parametrize("options", [{}, {"rope": True, "gates": "separate", "tables": "head"}])
+def test_memory_efficient_path_saves_activations_linear_in_t(options):
+    """What the memory-efficient path saves for the backward pass (its inputs only) grows linearly with T: going
+    from 2T to 4T adds twice what going from T to 2T adds (a T^2 term would add four times as much, as the plain
+    path's T x T tensors do). Differences cancel what does not depend on T (RoPE tables, stacked weights)."""
+    attn = layer(max_pos=8, **options)
+
+    def growth(efficient: bool) -> float:
+        attn.memory_efficient = efficient
+        small, medium, large = (saved_bytes(attn, t) for t in (32, 64, 128))
+        return (large - medium) / (medium - small)
+
+    assert growth(True) == pytest.approx(2.0, abs=0.01)
+    assert growth(False) > 3.5

@@ -16,6 +16,10 @@ from the attention keys, a separate gate-key projection, or the values; the posi
 the 1/sqrt(d) scaling (paper appendix, default) or before it (official default); gates from scaled
 (official, default) or unscaled (paper equation) logits. Which layers use CoPE and whether layers share
 one table is decided by the model (``system2.nn.decoder``).
+
+The code here is the reference. In training, ``CoPEAttention`` takes ``system2.nn.cope_fused`` instead, which
+computes the same outputs and gradients but saves O(T) activations per layer instead of several T x T tensors
+(docs/cope.md).
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from typing import Literal
 import torch
 from torch import nn
 
+from system2.nn import fused
+from system2.nn.cope_fused import CoPESettings, cope_attention
 from system2.nn.layers import Attention, KVCache, Packing
 from system2.nn.positions import RotaryEmbedding
 
@@ -79,6 +85,15 @@ class ContextualPosition(nn.Module):
         return interpolate_logits(at_least_fp32(self.integer_logits(q)), positions)
 
 
+def _autocast_dtype(*tensors: torch.Tensor | None) -> list[torch.Tensor | None]:
+    """The tensors in the autocast dtype when autocast is on (the products of the plain path run in it)."""
+    device = next(x for x in tensors if x is not None).device.type
+    if not torch.is_autocast_enabled(device):
+        return list(tensors)
+    dtype = torch.get_autocast_dtype(device)
+    return [None if x is None else x.to(dtype) for x in tensors]
+
+
 class CoPECache(KVCache):
     """A KV cache that also keeps the separate gate keys (``gates="separate"``)."""
 
@@ -104,10 +119,12 @@ class CoPEAttention(Attention):
     """Causal self-attention with CoPE (and optionally RoPE on queries and keys).
 
     The attention logits are materialised (CoPE needs the T x T positions, which stock SDPA kernels
-    cannot take). With RoPE, gates reuse the rotated attention logits while the position term uses the
-    query before rotation, so CoPE's logits stay free of absolute positions (our choice; x-transformers
-    uses the rotated query). ``own_table=False`` makes a layer that borrows the table passed to ``forward``
-    (tables shared across layers)."""
+    cannot take), one block of queries at a time. In training (and with ``memory_efficient``, under the fused
+    switch of ``system2.nn.fused``) the blocks run in ``cope_fused.cope_attention``, which recomputes them in
+    the backward pass instead of saving them. With RoPE, gates reuse the rotated attention logits while the
+    position term uses the query before rotation, so CoPE's logits stay free of absolute positions (our
+    choice; x-transformers uses the rotated query). ``own_table=False`` makes a layer that borrows the table
+    passed to ``forward`` (tables shared across layers)."""
 
     def __init__(
         self,
@@ -129,6 +146,9 @@ class CoPEAttention(Attention):
         self.scale_positions = scale_positions
         self.wg = nn.Linear(d_model, d_model, bias=False) if gates == "separate" else None
         self.cope = ContextualPosition(self.head_dim, max_pos, n_heads, tables) if own_table else None
+        # in training, take the equal path of ``cope_fused`` whose saved activations grow linearly with T (when
+        # the fused paths are on: ``system2.nn.fused``); False keeps the plain blocks below, the reference
+        self.memory_efficient = True
         self.record = False  # when True, keep the last gates and positions in ``recorded`` (for plots)
         self.recorded: dict[str, torch.Tensor] = {}
         self._blocks: list[dict[str, torch.Tensor]] = []
@@ -171,20 +191,27 @@ class CoPEAttention(Attention):
                 assert isinstance(cache, CoPECache)
                 g = cache.append_gate_keys(g)
             k, v = cache.append(k, v)
+        if mask is None and not causal:
+            raise ValueError("CoPE counts keys up to the query: pass causal=True or a mask that hides later keys")
+        # Rows (queries) are independent, so the T x T work runs on blocks of queries whose temporaries stay
+        # under BLOCK_BYTES: large blocks are served by fresh mmaps (page-faulted again every step) on glibc.
+        rows = max(1, BLOCK_BYTES // (4 * b * self.n_heads * k.shape[2]))
+        if self._memory_efficient(t, mask, cache, q, k, v, g, table.table):
+            settings = CoPESettings(
+                self.gates, self.scale_gates, self.scale_positions, table.max_pos, self.head_dim, rows
+            )
+            q, q_content, k, v, g = _autocast_dtype(q, q_content, k, v, g)
+            out = cope_attention(q, q_content, k, v, g, table.table, mask, settings)
+            return self.wo(out.transpose(1, 2).reshape(b, t, d))
         # Keys in reverse order: then CoPE's suffix sum over keys j..i is a plain prefix sum.
         k, v = k.flip(2), v.flip(2)
         g = None if g is None else g.flip(2)
         tk = k.shape[2]
         allowed = mask.flip(-1) if mask is not None else None
         if allowed is None:
-            if not causal:
-                raise ValueError("CoPE counts keys up to the query: pass causal=True or a mask that hides later keys")
             allowed = torch.ones(t, tk, dtype=torch.bool, device=x.device).tril(tk - t).flip(-1)
         scale = 1.0 / math.sqrt(self.head_dim)
         q_scaled = q * scale
-        # Rows (queries) are independent, so the T x T work runs on blocks of queries whose temporaries stay
-        # under BLOCK_BYTES: large blocks are served by fresh mmaps (page-faulted again every step) on glibc.
-        rows = max(1, BLOCK_BYTES // (4 * b * self.n_heads * tk))
         parts = []
         for s in range(0, t, rows):
             block = slice(s, s + rows)
@@ -195,6 +222,18 @@ class CoPEAttention(Attention):
             self.recorded = {key: torch.cat([r[key] for r in self._blocks], dim=2) for key in ("gates", "positions")}
         self._blocks = []
         return self.wo(out.transpose(1, 2).reshape(b, t, d))
+
+    def _memory_efficient(
+        self, t: int, mask: torch.Tensor | None, cache: KVCache | None, *tensors: torch.Tensor | None
+    ) -> bool:
+        """Whether to take ``cope_fused.cope_attention`` (equal outputs and gradients, saved activations linear
+        in T): with ``memory_efficient`` and the fused paths on, when something needs a gradient (without one
+        the plain blocks save nothing either), without a cache, with a mask of one row per query and when
+        nothing is recorded."""
+        if not (self.memory_efficient and fused.enabled()) or cache is not None or self.record:
+            return False
+        needs_grad = torch.is_grad_enabled() and any(x is not None and x.requires_grad for x in tensors)
+        return needs_grad and (mask is None or mask.shape[-2] == t)
 
     def _attend(
         self,
