@@ -115,7 +115,7 @@ def from_dict(cls: type[T], data: Mapping[str, Any], prefix: str = "") -> T:
             # a partial nested mapping updates this field's own default, not the nested class's defaults
             default = _default_of(fields[k])
             if default is not None:
-                v = _merge(to_dict(default), v)
+                v = merge_settings(to_dict(default), v)
         kwargs[k] = _coerce(v, types_[k], prefix + k)
     try:
         return cls(**kwargs)
@@ -172,11 +172,12 @@ def parse_overrides(overrides: Iterable[str]) -> dict[str, Any]:
     return out
 
 
-def _merge(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+def merge_settings(base: dict[str, Any], extra: Mapping[str, Any]) -> dict[str, Any]:
+    """``base`` with ``extra`` applied, nested mappings merged key by key (not replaced)."""
     out = dict(base)
     for k, v in extra.items():
         if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _merge(dict(out[k]), v)
+            out[k] = merge_settings(dict(out[k]), v)
         else:
             out[k] = v
     return out
@@ -200,6 +201,6 @@ def load_config(
             raise ConfigError(f"config file {p} is not valid YAML: {e}") from None
         if not isinstance(loaded, Mapping):
             raise ConfigError(f"config file {p} must hold a mapping of keys to values")
-        data = _merge(data, loaded)
-    data = _merge(data, parse_overrides(overrides))
+        data = merge_settings(data, loaded)
+    data = merge_settings(data, parse_overrides(overrides))
     return from_dict(cls, data)

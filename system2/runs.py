@@ -44,6 +44,7 @@ KINDS = {
     "planning-dataset": "a planning dataset",
     "arithmetic-dataset": "an arithmetic dataset",
     "quantity-dataset": "a quantity-world dataset",
+    "instruction-dataset": "an instruction-world dataset",
     "planning-train": "a planner training run",
     "planning-eval": "a planner evaluation",
     "planning-bootstrap": "a search-dynamics bootstrapping run",

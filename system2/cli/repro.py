@@ -24,6 +24,8 @@ REPROS = {
                    "randomized trace dropping; slow, fast and auto mode vs Searchformer and solution-only"),
     "cope": ("CoPE (Golovneva et al. 2024)", "2405.18719",
              "absolute vs RoPE vs CoPE position encoding on Flip-Flop, selective copy and counting"),
+    "cope-lm": ("CoPE (Golovneva et al. 2024), language modelling", "2405.18719",
+                "absolute vs RoPE vs CoPE decoders trained at context T on a local corpus, perplexity at T, 2T and 4T"),
     "irpo": ("IRPO (Pang et al. 2024)", "2404.19733",
              "Iterative Reasoning Preference Optimization vs DPO alone, STaR and SFT, on arithmetic"),
     "rl-reasoning": ("Teaching Large Language Models to Reason with Reinforcement Learning (Havrilla et al. 2024)",
@@ -44,9 +46,16 @@ Seeds = Annotated[int | None, typer.Option(help="Seeds per arm (default: the sca
 
 # reproductions whose scale takes key=value settings (e.g. the paper scale's local model and data files)
 SCALE_SETTINGS = {
+    "cope-lm": "system2.repro.cope_lm:CopeLMScale",
     "irpo": "system2.repro.irpo:IRPOScale",
     "rl-reasoning": "system2.repro.rl_reasoning:RLScale",
     "dualformer-llm": "system2.repro.dualformer_llm:DualLMScale",
+}
+
+# the paper-scale example of a reproduction whose settings differ from the self-improvement ones
+SCALE_EXAMPLES = {
+    "cope-lm": "arm.corpus=data/wikitext/train-*.parquet arm.eval_corpus=data/wikitext/validation-*.parquet "
+    "arm.tokenizer=checkpoints/gpt2",
 }
 
 
@@ -96,9 +105,12 @@ def _repro_command(name: str) -> None:
         f"metrics and claim checks. arXiv {arxiv}."
     )
     if name in SCALE_SETTINGS:
+        example = SCALE_EXAMPLES.get(
+            name, "model=checkpoints/llama train_data=gsm8k_train.jsonl test_data=gsm8k_test.jsonl"
+        )
         command.__doc__ += (
             "\n\nThe settings below change the scale's fields, e.g. the paper scale's local files: system2 repro "
-            f"{name} --scale paper model=checkpoints/llama train_data=gsm8k_train.jsonl test_data=gsm8k_test.jsonl"
+            f"{name} --scale paper {example}"
         )
         repro.command(name, settings=SCALE_SETTINGS[name])(command)
     else:
@@ -115,9 +127,9 @@ def repro_all(
     seeds: Seeds = None,
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
-    """Run every reproduction (Searchformer, Dualformer and its LM half, CoPE, IRPO, Havrilla et al.'s RL, reverse
-    training, BTX) at one scale; a reproduction without that scale (gpu: only searchformer has one) is skipped, and
-    said so."""
+    """Run every reproduction (Searchformer, Dualformer and its LM half, CoPE and its LM half, IRPO, Havrilla et al.'s
+    RL, reverse training, BTX) at one scale; a reproduction without that scale (gpu: only searchformer has one) is
+    skipped, and said so."""
     for name in REPROS:
         if scale not in importlib.import_module(f"system2.repro.{name.replace('-', '_')}").SCALES:
             typer.secho(f"repro {name}: no {scale!r} scale, skipped", fg=typer.colors.YELLOW)
@@ -147,6 +159,30 @@ def cope_arm(
                     f"{split}: sequence error {100 * s['sequence_error']:.1f}%, "
                     f"token error {100 * s['token_error']:.1f}%"
                 )
+
+
+@repro.command("cope-lm-arm", settings="system2.repro.cope_lm_arm:CopeLMConfig")
+def cope_lm_arm(
+    overrides: Overrides = None,
+    out: Annotated[str | None, typer.Option("--out", help="Run directory (rerun to resume).")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Train one CoPE language-modelling arm on a local corpus and score held-out perplexity at T, 2T and 4T
+    (arXiv 2405.18719; the recipe of repro cope-lm, configs/cope/lm/).
+
+    Example: system2 repro cope-lm-arm --config configs/cope/lm/wikitext103_paper.yaml --out runs/wt-rope
+    model.position=rope
+    """
+    from system2.repro.cope_lm_arm import CopeLMConfig, evaluate_arm, train_arm
+
+    cfg = run_config(CopeLMConfig, config, overrides, {"out": out})
+    with user_errors():
+        train_arm(cfg, restart=restart)
+        if is_main():
+            result = evaluate_arm(cfg)
+            shown = ", ".join(f"{f}T {p:.3f}" for f, p in result["perplexity"].items())
+            typer.echo(f"held-out perplexity: {shown} ({result['parameters']:,} parameters)")
 
 
 @repro.command("reverse-pretrain", settings="system2.repro.reverse_pretrain:ReversePretrainConfig")

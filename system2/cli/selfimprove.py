@@ -1,5 +1,6 @@
-"""``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds) and the self-improvement recipes
-(``sft``, ``irpo``, ``expert-iteration``, ``ppo``, ``rcrl``, ``orm``, ``dualformer-lm``).
+"""``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds), ``system2 instructions`` (the
+instruction world's seed data) and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
+``rcrl``, ``orm``, ``dualformer-lm``).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -78,6 +79,27 @@ def quantities(
     print_table(f"quantity world in {out}", rows)
     example = splits["test"][0] if splits.get("test") else splits["train"][0]
     typer.echo(f"example: {example.question}  ->  {example.solution}")
+
+
+def instructions(
+    out: Annotated[str, typer.Option("--out", help="Directory for ift/eft/eft_eval/test_prompts/pairs Parquet files.")],
+    overrides: Overrides = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed gives the same files.")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Generate the instruction world's seed data: IFT and (imperfect) EFT examples, test prompts, response pairs.
+
+    Example: system2 instructions --out data/instructions ift=200 eft=300 world.flip=0.15 world.bias_items=6
+    """
+    from system2.tasks.instructions import InstructionDataConfig, generate
+
+    cfg = run_config(InstructionDataConfig, config, overrides, {"out": out, "seed": seed})
+    with user_errors():
+        splits = generate(cfg, restart=restart)
+    print_table(f"instruction world in {out}", [{"file": f"{k}.parquet", "rows": len(v)} for k, v in splits.items()])
+    if splits["eft"]:
+        typer.echo(f"example: {splits['eft'][0]['prompt']}  {splits['eft'][0]['completion']}")
 
 
 def calibrate_quantities(
@@ -174,6 +196,7 @@ def register(app: App) -> None:
     """Add the worlds' and the recipes' commands to the main app."""
     app.command("arithmetic", settings="system2.tasks.arithmetic:ArithmeticDataConfig")(arithmetic)
     app.command("quantities", settings="system2.tasks.quantities:QuantityDataConfig")(quantities)
+    app.command("instructions", settings="system2.tasks.instructions:InstructionDataConfig")(instructions)
     app.command("calibrate-quantities", settings="system2.selfimprove.calibrate:CalibrationConfig")(
         calibrate_quantities
     )

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from system2.config import default_settings, from_dict
+from system2.config import default_settings, from_dict, merge_settings
 from system2.console import print_table
 from system2.repro.verdicts import HOW_TO_READ, ClaimVerdict, verdict_table
 from system2.runs import atomic_write_json, atomic_write_text, open_run
@@ -39,10 +39,11 @@ def start_repro(out: Path, paper: str, scale_name: str, scale: Any, restart: boo
 
 def scale_with_settings(scale: ScaleT, settings: Mapping[str, Any] | None) -> ScaleT:
     """``scale`` with ``settings`` (field -> value, as text from the command line or typed) applied; an unknown
-    field is an error naming the closest one."""
+    field is an error naming the closest one. Nested settings (``arm.corpus=...``) change only the fields they
+    name."""
     if not settings:
         return scale
-    return from_dict(type(scale), {**asdict(scale), **settings})
+    return from_dict(type(scale), merge_settings(asdict(scale), settings))
 
 
 def mean_std(values: Sequence[float | None]) -> tuple[float, float]:
