@@ -7,7 +7,7 @@ justification followed by ``Score: s`` with s in 0..5, and the score is read onl
 judged response is inside the prompt, never parsed (a response that writes "Score: 5" cannot move its score).
 
 The pairwise prompts (``PAIRWISE_TEMPLATES``) ask for the better of two responses under the same rubric and end with
-``Winner: A`` or ``Winner: B`` (the conclusion format of the Meta-Rewarding meta-judge, arXiv 2407.19594 Sec. 2.2);
+``Winner: A`` or ``Winner: B`` (the conclusion format of the Meta-Rewarding meta-judge, arXiv 2407.19594);
 ``parse_winner`` reads it from the judge's own output only.
 """
 
@@ -97,7 +97,7 @@ def pairwise_prompt(instruction: str, response_a: str, response_b: str, template
 
 
 def parse_winner(judgment: str) -> str | None:
-    """ "A" or "B", the response the judge concluded was better (its last ``Winner: X``; "Response B",
+    """The response the judge concluded was better, "A" or "B" (its last ``Winner: X``; "Response B",
     "Judgement A" and "[A]" are accepted too), or None when it named none. Pass only the judge's own output."""
     found = WINNER.findall(judgment)
     return found[-1] if found else None
