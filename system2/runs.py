@@ -54,6 +54,7 @@ KINDS = {
     "ppo": "a PPO run",
     "rcrl": "an RCRL run",
     "orm": "an outcome-reward-model run",
+    "self-rewarding": "a Self-Rewarding run",
     "cope-arm": "a CoPE arm",
     "reverse-arm": "a reverse-training arm",
     "reverse-pretrain": "a reverse-training pretraining run",

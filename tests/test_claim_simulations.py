@@ -8,7 +8,7 @@ tasks in 40 wall layouts (5 per layout; bootstrapping rounds: one seed), CoPE 50
 language-modelling arm: 142 held-out files), IRPO 500 test questions (and 1,000 training questions with pairs), RL for
 reasoning 300, Dualformer for language models 500, reverse training 300 held-out symbolic pairs (a forward and a reverse
 question each) and 100 bioS people (3 forward questions clustered by person, 1 reverse), BTX 300 validation documents
-(100 per domain).
+(100 per domain), Self-Rewarding 400 test prompts and 300 judge pairs.
 
 Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
 one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
@@ -38,6 +38,7 @@ from system2.repro import (
     reverse_claims,
     rl_reasoning,
     searchformer,
+    self_rewarding_claims,
 )
 from system2.repro import verdicts as vd
 
@@ -1000,3 +1001,92 @@ def test_btx_claim_data_from_document_rows():
         least = usage[:, usage.mean(0).argmin()]
         assert usage.mean(0).argmin() == 0 or np.isclose(least.mean(), usage.mean(0).min())
         np.testing.assert_allclose(got["least-used expert share"].arm("btx")[s], least)
+
+
+# --- Self-Rewarding: 400 test prompts, 300 judge pairs -----------------------------------------------------------
+
+SR_PROMPTS, SR_PAIRS = 400, 300
+SR_CLAIMS = self_rewarding_claims.claims("M3")
+
+
+def sr_data(win: float = 0.3, loss: float = 0.3, agree: dict[str, float] | None = None,
+            words: dict[str, float] | None = None, m1_score: float = 0.7) -> Callable:  # fmt: skip
+    """Self-Rewarding's claim data: per test prompt M3's oracle outcome against M1 (win / loss probabilities, the rest
+    ties; each prompt's own tilt of +-0.1 and a seed effect of +-0.03 moved from loss to win), M1's oracle score
+    (fraction of 5) for the room precondition, per judge pair 0/1 agreement at each model's rate (a pair offset of
+    +-0.2) and per prompt words (a prompt offset of +-2 words, noise of sd 1)."""
+    agree = agree or {"M1": 0.7, "M3": 0.7}
+    words = words or {"M1": 4.0, "M3": 4.0}
+
+    def make(rng: np.random.Generator) -> dict[str, vd.Units]:
+        tilt = rng.uniform(-0.1, 0.1, SR_PROMPTS) + rng.uniform(-0.03, 0.03, (SEEDS, 1))
+        u = rng.random((SEEDS, SR_PROMPTS))
+        outcome = np.where(u < win + tilt / 2, 1.0, np.where(u > 1 - loss + tilt / 2, 0.0, 0.5))
+        spread = min(0.2, 1 - m1_score)  # a perfect M1 scores the maximum on every prompt
+        score = np.clip(m1_score + rng.uniform(-spread, spread, SR_PROMPTS), 0, 1) * np.ones((SEEDS, 1))
+        pair = rng.uniform(-0.2, 0.2, SR_PAIRS)
+        prompt = rng.uniform(-2, 2, SR_PROMPTS)
+        return {
+            "outcome vs M1": vd.Units({"M3": outcome}),
+            "oracle score": vd.Units({"M1": score, "M3": score}),
+            "judge agrees": vd.Units({m: draw(rng, p, pair, SEEDS, 0.03) for m, p in agree.items()}),
+            "answer words": vd.Units({m: w + prompt + rng.normal(0, 1, (SEEDS, SR_PROMPTS)) for m, w in words.items()}),
+        }
+
+    return make
+
+
+def test_self_rewarding_win_claim():
+    """M3 beats M1 on the oracle: 45% wins vs 25% losses is the clear case (a 60% win rate; the paper's AlpacaEval
+    rate doubles from M1 to M3); M1 already at the maximum score leaves no room."""
+    check(
+        by_name(SR_CLAIMS, "M3 wins against M1"),
+        null=sr_data(0.3, 0.3),
+        clear=sr_data(0.45, 0.25),
+        reversed_=sr_data(0.25, 0.45),
+        saturated=sr_data(0.45, 0.25, m1_score=1.0),
+    )
+
+
+def test_self_rewarding_judge_claim():
+    """The judge agrees with the oracle on more pairs: +10 points is the clear case (the paper: +3 points from a
+    higher base, which 300 pairs cannot resolve); M1 agreeing on every pair leaves no room."""
+    check(
+        by_name(SR_CLAIMS, "the judge improves"),
+        null=sr_data(agree={"M1": 0.7, "M3": 0.7}),
+        clear=sr_data(agree={"M1": 0.7, "M3": 0.8}),
+        reversed_=sr_data(agree={"M1": 0.8, "M3": 0.7}),
+        saturated=sr_data(agree={"M1": 1.0, "M3": 1.0}),
+    )
+
+
+def test_self_rewarding_length_claim():
+    """Answers get longer: +0.5 words per answer is the clear case (no precondition: length is always measured)."""
+    c = by_name(SR_CLAIMS, "answers get longer")
+    assert rates(c, sr_data(words={"M1": 4.0, "M3": 4.0}))[vd.HELD] <= 0.05
+    r = rates(c, sr_data(words={"M1": 4.0, "M3": 4.5}))
+    assert r[vd.HELD] >= 0.8 and r[vd.CONTRADICTED] == 0, r
+    r = rates(c, sr_data(words={"M1": 4.5, "M3": 4.0}))
+    assert r[vd.CONTRADICTED] >= 0.8 and r[vd.HELD] == 0, r
+
+
+def test_self_rewarding_claim_data_from_rows():
+    """Stored answers (oracle score, words) and judged pairs to the per-unit outcome against M1, M1's score share,
+    agreement (a tie or a missing score counts as disagreement) and words; without the oracle only words remain."""
+    m1 = [{"id": i, "oracle": o, "words": w} for i, (o, w) in enumerate([(3, 4), (5, 6), (2, 2)])]
+    m3 = [{"id": i, "oracle": o, "words": w} for i, (o, w) in enumerate([(4, 5), (5, 6), (1, 3)])]
+    pairs = [{"instruction": "a", "score_a": 5, "score_b": 2, "judge_a": 4.0, "judge_b": 1.0},
+             {"instruction": "b", "score_a": 1, "score_b": 3, "judge_a": 2.0, "judge_b": 2.0},
+             {"instruction": "c", "score_a": 1, "score_b": 3, "judge_a": None, "judge_b": 2.0},
+             {"instruction": "d", "score_a": 1, "score_b": 3, "judge_a": 3.0, "judge_b": 1.0}]  # fmt: skip
+    got = self_rewarding_claims.claim_data({"M1": [m1], "M3": [m3]}, {"M1": [pairs], "M3": [pairs]})
+    np.testing.assert_array_equal(got["outcome vs M1"].arm("M3"), [[1.0, 0.5, 0.0]])
+    np.testing.assert_array_equal(got["outcome vs M1"].arm("M1"), [[0.5, 0.5, 0.5]])
+    np.testing.assert_array_equal(got["oracle score"].arm("M1"), [[0.6, 1.0, 0.4]])
+    np.testing.assert_array_equal(got["judge agrees"].arm("M1"), [[1.0, 0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(got["answer words"].arm("M3"), [[5, 6, 3]])
+    bare = [[{k: v for k, v in r.items() if k != "oracle"} for r in m1]]
+    got = self_rewarding_claims.claim_data({"M1": bare, "M3": bare}, {})
+    assert set(got) == {"answer words"}
+    verdicts = self_rewarding_claims.decide_claims(got, "M3", n_resamples=50)
+    assert [v.verdict for v in verdicts][:2] == [vd.NOT_TESTABLE, vd.NOT_TESTABLE]

@@ -79,6 +79,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "rcrl": "RCRLConfig",
         "orm": "ORMConfig",
         "dualformer-lm": "DualformerLMConfig",
+        "self-rewarding": "SelfRewardingConfig",
         "planning generate": "GenerateConfig",
         "planning train": "PlannerTrainConfig",
         "planning curve": "CurveConfig",
@@ -91,6 +92,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "repro irpo": "IRPOScale",
         "repro rl-reasoning": "RLScale",
         "repro dualformer-llm": "DualLMScale",
+        "repro self-rewarding": "SelfRewardingScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

@@ -62,7 +62,7 @@ class Scripted:
     def __init__(self, answer):  # noqa: ANN001
         self.answer, self.calls = answer, []
 
-    def generate(self, prompts, n, seed):  # noqa: ANN001, ANN201
+    def generate(self, prompts, n, seed, offset=0):  # noqa: ANN001, ANN201
         self.calls.append((list(prompts), n, seed))
         return [[self.answer(p, j) for j in range(n)] for p in prompts]
 

@@ -37,7 +37,7 @@ SERVER_HINT = "start one (`vllm serve MODEL --port P` on a GPU, `transformers se
 class TextBackend(Protocol):
     """A model that writes judgments."""
 
-    def generate(self, prompts: Sequence[str], n: int, seed: int) -> list[list[str]]: ...
+    def generate(self, prompts: Sequence[str], n: int, seed: int, offset: int = 0) -> list[list[str]]: ...
 
 
 @runtime_checkable
@@ -54,15 +54,19 @@ class JudgeServerError(ConnectionError):
 class LocalBackend:
     """Judgments sampled from a loaded causal LM with the library's seeded sampler."""
 
-    def __init__(self, model: Any, tokenizer: Any, cfg: JudgeConfig, progress: bool = False) -> None:
-        self.model, self.tokenizer, self.cfg, self.progress = model, tokenizer, cfg, progress
+    def __init__(
+        self, model: Any, tokenizer: Any, cfg: JudgeConfig, progress: bool = False, sampler: str = "hf"
+    ) -> None:
+        self.model, self.tokenizer, self.cfg, self.progress, self.sampler = model, tokenizer, cfg, progress, sampler
 
-    def generate(self, prompts: Sequence[str], n: int, seed: int) -> list[list[str]]:
-        """``n`` judgments per prompt, the completions only (the prompt is never part of the text)."""
+    def generate(self, prompts: Sequence[str], n: int, seed: int, offset: int = 0) -> list[list[str]]:
+        """``n`` judgments per prompt, the completions only (the prompt is never part of the text); ``offset``: the
+        index of ``prompts[0]`` in a longer list cut into slices (one per process), as in ``sample``."""
         cfg = SampleConfig(n=n, temperature=self.cfg.temperature, top_p=self.cfg.top_p, seed=seed,
-                           max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.batch_size)  # fmt: skip
-        return sample(self.model, self.tokenizer, list(prompts), cfg, chat=self.cfg.chat, progress=self.progress,
-                      label="judge")  # fmt: skip
+                           max_new_tokens=self.cfg.max_new_tokens, batch_size=self.cfg.batch_size,
+                           backend=self.sampler)  # fmt: skip
+        return sample(self.model, self.tokenizer, list(prompts), cfg, chat=self.cfg.chat, prompt_offset=offset,
+                      progress=self.progress, label="judge")  # fmt: skip
 
 
 class RewardModelBackend:
@@ -97,11 +101,13 @@ class HTTPBackend:
         self.url = cfg.model.rstrip("/").removesuffix("/v1")
         self.path = "/v1/completions" if cfg.api == "completions" else "/v1/chat/completions"
 
-    def generate(self, prompts: Sequence[str], n: int, seed: int) -> list[list[str]]:
-        """``n`` judgments per prompt, one request each (at most ``cfg.concurrency`` in flight); results in order."""
+    def generate(self, prompts: Sequence[str], n: int, seed: int, offset: int = 0) -> list[list[str]]:
+        """``n`` judgments per prompt, one request each (at most ``cfg.concurrency`` in flight); results in order;
+        ``offset``: as in ``LocalBackend.generate`` (request seeds keyed by the prompt's index in the whole list)."""
         jobs = [(i, j) for i in range(len(prompts)) for j in range(n)]
         with ThreadPoolExecutor(max_workers=self.cfg.concurrency) as pool:
-            texts = list(pool.map(lambda ij: self.complete(prompts[ij[0]], request_seed(seed, *ij)), jobs))
+            texts = list(pool.map(lambda ij: self.complete(prompts[ij[0]], request_seed(seed, offset + ij[0], ij[1])),
+                                  jobs))  # fmt: skip
         return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
 
     def complete(self, prompt: str, seed: int) -> str:
@@ -153,15 +159,18 @@ class HTTPBackend:
         )
 
 
-def make_backend(cfg: JudgeConfig, policy: tuple[Any, Any] | None = None) -> TextBackend | ScoreBackend:
-    """The backend ``cfg`` names; ``policy``: the loaded (model, tokenizer) the ``policy`` backend judges with."""
+def make_backend(
+    cfg: JudgeConfig, policy: tuple[Any, Any] | None = None, progress: bool = False, sampler: str = "hf"
+) -> TextBackend | ScoreBackend:
+    """The backend ``cfg`` names; ``policy``: the loaded (model, tokenizer) the ``policy`` backend judges with;
+    ``progress`` shows local judging; ``sampler``: the local backends' sampler (hf, or vllm on GPU machines)."""
     cfg.validate()
     if cfg.backend == "policy":
         if policy is None:
             raise ValueError("judge.backend=policy needs the policy: pass policy=(model, tokenizer)")
-        return LocalBackend(*policy, cfg)
+        return LocalBackend(*policy, cfg, progress, sampler)
     if cfg.backend == "hf":
-        return LocalBackend(*load_lm(cfg.model, device=cfg.device, pad_with_eos=True), cfg)
+        return LocalBackend(*load_lm(cfg.model, device=cfg.device, pad_with_eos=True), cfg, progress, sampler)
     if cfg.backend == "reward_model":
         from system2.selfimprove.orm import load_orm
 

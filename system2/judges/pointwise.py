@@ -49,21 +49,28 @@ class Judge:
         self.cfg, self.backend = cfg, backend
 
     @classmethod
-    def from_config(cls, cfg: JudgeConfig, policy: tuple[Any, Any] | None = None) -> Judge:
-        """The judge ``cfg`` describes; ``policy``: the loaded (model, tokenizer) for the ``policy`` backend."""
-        return cls(cfg, make_backend(cfg, policy))
+    def from_config(
+        cls, cfg: JudgeConfig, policy: tuple[Any, Any] | None = None, progress: bool = False, sampler: str = "hf"
+    ) -> Judge:
+        """The judge ``cfg`` describes; ``policy``: the loaded (model, tokenizer) for the ``policy`` backend;
+        ``progress`` and ``sampler``: as in ``make_backend``."""
+        return cls(cfg, make_backend(cfg, policy, progress, sampler))
 
     @property
     def writes_judgments(self) -> bool:
         """Whether the backend writes judgments (an LLM) or scores directly (a reward model)."""
         return isinstance(self.backend, TextBackend)
 
-    def score(self, instructions: Sequence[str], responses: Sequence[str], seed: int | None = None) -> list[Score]:
-        """The verdict on each (instruction, response); ``seed`` overrides ``cfg.seed`` (e.g. one per iteration)."""
+    def score(
+        self, instructions: Sequence[str], responses: Sequence[str], seed: int | None = None, offset: int = 0
+    ) -> list[Score]:
+        """The verdict on each (instruction, response); ``seed`` overrides ``cfg.seed`` (e.g. one per iteration);
+        ``offset``: the index of the first pair in a longer list cut into slices (one per process), so the slices
+        get the judgments of the whole list."""
         if len(instructions) != len(responses):
             raise ValueError(f"{len(instructions)} instructions but {len(responses)} responses")
         if not isinstance(self.backend, TextBackend):
             return [Score(s, (s,), 0) for s in self.backend.score(instructions, responses)]
         prompts = [judge_prompt(i, r, self.cfg.template) for i, r in zip(instructions, responses, strict=True)]
         n, seed = self.cfg.judgments_per_response, self.cfg.seed if seed is None else seed
-        return [score_judgments(texts) for texts in self.backend.generate(prompts, n, seed)]
+        return [score_judgments(texts) for texts in self.backend.generate(prompts, n, seed, offset)]

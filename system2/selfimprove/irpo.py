@@ -22,27 +22,21 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from system2 import dist
 from system2.checkpoint import checkpoints, load_model_weights
 from system2.config import ConfigError
-from system2.lm.data import PreferenceData
 from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
-from system2.lm.io import load_lm
-from system2.lm.logprobs import reference_logprobs
-from system2.lm.losses import make_dpo_loss_fn
+from system2.selfimprove.dpo import dpo_finetune, reference_logprobs_rows
 from system2.selfimprove.loop import (
     LoopConfig,
     evaluate_questions,
-    finetune,
     finetune_sft,
     group_by_question,
     sample_and_score,
 )
 from system2.selfimprove.pairs import question_pairs
 from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
-from system2.train import TrainConfig, resolved_precision
+from system2.train import TrainConfig
 
 
 @dataclass
@@ -202,21 +196,18 @@ def train_on_pairs(
     prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
     if cfg.objective == "sft":
         return finetune_sft(init, prompts, chosen, cfg.max_len, train_cfg, out, progress, chat=cfg.chat)
-    return finetune(
+    return dpo_finetune(
         init,
-        PreferenceData,
-        make_dpo_loss_fn(beta=cfg.beta, alpha=cfg.alpha, nll_norm=cfg.nll_norm),
+        pairs,
+        ref,
         train_cfg,
         out,
         progress,
-        prompts=prompts,
-        chosen=chosen,
-        rejected=[p["rejected"] for p in pairs],
-        rejected_ends=[bool(p.get("rejected_ends", True)) for p in pairs],  # pairs made before: every one ends
+        beta=cfg.beta,
+        alpha=cfg.alpha,
+        nll_norm=cfg.nll_norm,
         max_len=cfg.max_len,
         chat=cfg.chat,
-        ref_chosen_logps=[x["ref_chosen"] for x in ref],
-        ref_rejected_logps=[x["ref_rejected"] for x in ref],
     )
 
 
@@ -269,29 +260,3 @@ def _sample(
     """One iteration's scored samples of the questions ``part`` (a share starting at index ``offset``)."""
     return sample_and_score(model, tok, part, **cfg.sampling(), n=cfg.samples, temperature=temperature, seed=seed,
                             prompt_offset=offset, progress=progress)  # fmt: skip
-
-
-def reference_logprobs_rows(
-    path: str | Path,
-    model: Any,
-    tokenizer: Any,
-    cfg: IRPOConfig,
-    progress: bool,
-    pairs: list[dict[str, Any]],
-    offset: int = 0,
-) -> list[dict[str, float]]:
-    """Summed response log-probs of each pair's chosen and rejected under the frozen reference M_{t-1} at ``path`` (a
-    truncated rejected response without an eos, as it trains). The reference runs as the policy trains: float32
-    weights under the training autocast, so ``model`` (the sampler, in ``dtype``) is reloaded when its dtype differs.
-    ``offset``: unused (pairs are scored independently; the argument of ``sharded_rows``)."""
-    prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
-    rejected = [p["rejected"] for p in pairs]
-    rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
-    ends = [True] * len(chosen) + rejected_ends
-    precision = resolved_precision(cfg.train)  # the policy's autocast
-    if next(model.parameters()).dtype != torch.float32:
-        model = load_lm(path, device=cfg.run_device(), pad_with_eos=True)[0]
-    logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress,
-                               mixed_precision=precision, ends=ends, chat=cfg.chat)  # fmt: skip
-    ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
-    return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]

@@ -36,19 +36,13 @@ Annotate = Callable[[str], dict[str, float]]  # a greedy response -> numbers rec
 
 
 @dataclass
-class LoopConfig:
-    """Settings every self-improvement recipe shares (each recipe's config adds its own)."""
+class PolicyConfig:
+    """Settings every loop over a policy shares: where it is, how it samples, where it runs, where the run goes."""
 
     model: str = ""  # the starting policy: a local causal LM directory with its tokenizer
-    task: str = "arithmetic"  # what the data files hold and how answers are scored (docs/selfimprove.md, "Tasks")
-    train_data: str = ""  # training questions (Parquet/JSONL rows in the task's format)
-    eval_data: str = ""  # held-out questions; empty: no evaluation
     out: str = ""  # run directory (a rerun resumes)
     max_new_tokens: int = 64  # most tokens sampled per response
     max_len: int = 128  # longest sequence: prompt + response tokens
-    limit: int = 0  # training questions used (0: all)
-    eval_limit: int = 0  # evaluation questions used (0: all)
-    eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
     batch_size: int = 64  # sampling batch
     seed: int = 0  # seed of sampling and of new weights (sft's tiny model, PPO's value head)
     prompt_format: str = "raw"  # raw (the question as it is) | chat (a user turn in the tokenizer's chat template) |
@@ -57,42 +51,12 @@ class LoopConfig:
     device: str = "auto"  # where sampling and evaluation run: auto (cuda when there is one) | cpu | cuda | cuda:N
     backend: str = "hf"  # sampler: hf (transformers generate) | vllm (GPU machines, the vllm extra)
 
-    def validate(self) -> None:
-        if not self.model or not self.train_data or not self.out:
-            raise ConfigError("set model=PATH (the starting policy), train_data=FILE and out=DIR")
-        self.check_paths()
-
-    def check_paths(self) -> None:
-        if self.task not in TASKS:
-            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        for path in (self.model, self.train_data, self.eval_data):
-            if path and not Path(path).exists():
-                raise ConfigError(f"{path} does not exist")
-        if self.model:
-            try:
-                check_lm_dir(self.model)  # a causal LM directory, before any work starts
-            except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"model: {e}") from None
+    def check_runtime(self) -> None:
+        """Lengths, batch, prompt format, dtype, device and backend, checked before any compute."""
         if self.max_new_tokens < 1 or self.max_len < 2:
             raise ConfigError("max_new_tokens must be >= 1 and max_len >= 2")
-        for k in ("limit", "eval_limit", "eval_samples"):
-            if getattr(self, k) < 0:
-                raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")
-        if self.eval_samples == 1:
-            raise ConfigError("eval_samples must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
-        self.check_runtime()
-        for path in (self.train_data, self.eval_data):
-            if path and Path(path).is_dir():
-                record = read_run(path)
-                kind = describe(record["kind"]) if record else "a directory"
-                raise ConfigError(f"{path} is {kind}: pass one of its files (e.g. {Path(path) / 'train.parquet'})")
-        if hasattr(self, "train"):
-            self.train.validate()
-
-    def check_runtime(self) -> None:
-        """Prompt format, dtype, device and backend, checked before any compute."""
         if self.prompt_format not in ("raw", "chat") and "{question}" not in self.prompt_format:
             raise ConfigError(
                 f"prompt_format must be raw, chat or a template containing {{question}}, got {self.prompt_format!r}"
@@ -120,11 +84,6 @@ class LoopConfig:
                     "or a template with {question}"
                 )
 
-    def sampling(self) -> dict[str, Any]:
-        """The keyword arguments of ``sample_and_score`` and ``evaluate_questions`` this config fixes."""
-        return {"task": self.get_task(), "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
-                "chat": self.chat, "backend": self.backend}  # fmt: skip
-
     @property
     def chat(self) -> bool:
         """Whether prompts are rendered by the tokenizer's chat template."""
@@ -147,6 +106,53 @@ class LoopConfig:
         join one group here: sampling, scoring and evaluation are shared among them from the start."""
         dist.init()
         return open_run(self.out, kind, self, restart=restart)
+
+
+@dataclass
+class LoopConfig(PolicyConfig):
+    """Settings every self-improvement recipe on a reasoning task shares (each recipe's config adds its own)."""
+
+    task: str = "arithmetic"  # what the data files hold and how answers are scored (docs/selfimprove.md, "Tasks")
+    train_data: str = ""  # training questions (Parquet/JSONL rows in the task's format)
+    eval_data: str = ""  # held-out questions; empty: no evaluation
+    limit: int = 0  # training questions used (0: all)
+    eval_limit: int = 0  # evaluation questions used (0: all)
+    eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
+
+    def validate(self) -> None:
+        if not self.model or not self.train_data or not self.out:
+            raise ConfigError("set model=PATH (the starting policy), train_data=FILE and out=DIR")
+        self.check_paths()
+
+    def check_paths(self) -> None:
+        if self.task not in TASKS:
+            raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        for path in (self.model, self.train_data, self.eval_data):
+            if path and not Path(path).exists():
+                raise ConfigError(f"{path} does not exist")
+        if self.model:
+            try:
+                check_lm_dir(self.model)  # a causal LM directory, before any work starts
+            except (FileNotFoundError, ValueError) as e:
+                raise ConfigError(f"model: {e}") from None
+        for k in ("limit", "eval_limit", "eval_samples"):
+            if getattr(self, k) < 0:
+                raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")
+        if self.eval_samples == 1:
+            raise ConfigError("eval_samples must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
+        self.check_runtime()
+        for path in (self.train_data, self.eval_data):
+            if path and Path(path).is_dir():
+                record = read_run(path)
+                kind = describe(record["kind"]) if record else "a directory"
+                raise ConfigError(f"{path} is {kind}: pass one of its files (e.g. {Path(path) / 'train.parquet'})")
+        if hasattr(self, "train"):
+            self.train.validate()
+
+    def sampling(self) -> dict[str, Any]:
+        """The keyword arguments of ``sample_and_score`` and ``evaluate_questions`` this config fixes."""
+        return {"task": self.get_task(), "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
+                "chat": self.chat, "backend": self.backend}  # fmt: skip
 
     def get_task(self) -> ReasoningTask:
         """The task ``task`` names: its file format and its reward."""

@@ -67,6 +67,15 @@ def act_prompt(instruction: str, template: str = "compact") -> str:
     return ACT.format(instruction=instruction) if template == "compact" else instruction
 
 
+def instruction_of(prompt: str) -> str:
+    """The instruction inside an actor prompt: ``act_prompt``'s inverse for the compact form (``ACT: x ->``); any
+    other prompt (the paper form, a real prompt) is its own instruction."""
+    head, tail = ACT.split("{instruction}")
+    if prompt.startswith(head) and prompt.endswith(tail):
+        return prompt[len(head) : len(prompt) - len(tail)]
+    return prompt
+
+
 def _draw(n: int, rng: random.Random, exclude: Iterable[str], cfg: InstructionConfig) -> list[str]:
     """``n`` distinct instructions, none in ``exclude``: open with probability ``open_share``, then a family
     uniformly, then an instruction uniformly (an exhausted family drops out)."""
@@ -161,7 +170,7 @@ def vocabulary() -> list[str]:
 
 
 # ----- real data from local files ------------------------------------------------------------------------------
-def _rows(path: str | Path) -> list[dict[str, Any]]:
+def read_table(path: str | Path) -> list[dict[str, Any]]:
     """The rows of a JSON lines file (``.jsonl``/``.json``) or a Parquet file (anything else)."""
     from system2.runs import read_parquet
     from system2.tasks.task import read_rows
@@ -189,7 +198,7 @@ def _pairs(path: str | Path, what: str) -> list[dict[str, str]]:
     turn)."""
     p, out = Path(path), []
     fix = f"an {what} row needs 'prompt' and 'completion', or 'messages' with a user then an assistant turn"
-    for i, r in enumerate(_rows(p)):
+    for i, r in enumerate(read_table(p)):
         if "messages" in r and "prompt" not in r:
             turns = r["messages"]
             roles = [t.get("role") if isinstance(t, dict) else None for t in turns] if isinstance(turns, list) else []
@@ -223,7 +232,7 @@ def read_prompts(path: str | Path) -> list[str]:
     order, repeats dropped."""
     p, out = Path(path), []
     fix = "a prompt-pool row needs 'prompt' or 'instruction' (or 'messages' starting with a user turn)"
-    for i, r in enumerate(_rows(p)):
+    for i, r in enumerate(read_table(p)):
         turns = r.get("messages")
         if "prompt" not in r and "instruction" not in r and isinstance(turns, list) and turns:
             first = turns[0] if isinstance(turns[0], dict) else {}
@@ -232,6 +241,22 @@ def read_prompts(path: str | Path) -> list[str]:
             r = {"prompt": first.get("content")}
         out.append(_text(r, "instruction" if "instruction" in r and "prompt" not in r else "prompt", p, i, fix))
     return list(dict.fromkeys(out))
+
+
+def read_judge_pairs(path: str | Path) -> list[dict[str, Any]]:
+    """Held-out response pairs with reference scores (judge accuracy and Spearman, the paper's Table 4): each row's
+    ``instruction``, ``response_a``, ``response_b`` (strings) and ``score_a``, ``score_b`` (numbers: the oracle's,
+    or human ranks turned into scores, higher is better)."""
+    p, out = Path(path), []
+    fix = "a judge-pair row needs instruction, response_a, response_b (strings) and score_a, score_b (numbers)"
+    for i, r in enumerate(read_table(p)):
+        row: dict[str, Any] = {k: _text(r, k, p, i, fix) for k in ("instruction", "response_a", "response_b")}
+        for k in ("score_a", "score_b"):
+            if not isinstance(r.get(k), int | float) or isinstance(r.get(k), bool):
+                raise ValueError(f"{p}: row {i}: field '{k}' is missing or not a number; {fix}")
+            row[k] = float(r[k])
+        out.append(row)
+    return out
 
 
 # ----- the dataset directory ------------------------------------------------------------------------------------
