@@ -8,7 +8,10 @@ judged response is inside the prompt, never parsed (a response that writes "Scor
 
 The pairwise prompts (``PAIRWISE_TEMPLATES``) ask for the better of two responses under the same rubric and end with
 ``Winner: A`` or ``Winner: B`` (the conclusion format of the Meta-Rewarding meta-judge, arXiv 2407.19594);
-``parse_winner`` reads it from the judge's own output only.
+``parse_winner`` reads it from the judge's own output only. The meta-judge prompts (``META_TEMPLATES``) show one
+response and two judgments of it and ask which judgment applies the rubric more accurately, with the same conclusion
+(the paper's wording as reproduced second-hand [S]; ``compact``: ``META: instruction | response | judgment A |
+judgment B ->``).
 """
 
 from __future__ import annotations
@@ -101,3 +104,31 @@ def parse_winner(judgment: str) -> str | None:
     "Judgement A" and "[A]" are accepted too), or None when it named none. Pass only the judge's own output."""
     found = WINNER.findall(judgment)
     return found[-1] if found else None
+
+
+META_PAPER = (
+    "Review the user's question and the corresponding response, along with two judgments. Determine which judgment "
+    "is more accurate according to the rubric provided below. The rubric used for the initial judgments is as "
+    "follows:\n" + RUBRIC + "User: {instruction}\n\n<response>{response}</response>\n\n"
+    "<judgment A>{judgment_a}</judgment A>\n\n<judgment B>{judgment_b}</judgment B>\n\n"
+    "After examining the original question, response, and both judgments:\n"
+    "- Explain which judgment is more accurate according to the original rubric and why. Consider factors such as "
+    "adherence to the rubric, accuracy in evaluating the response, and consistency in applying the criteria.\n"
+    '- Conclude with a clear statement of which judgment is better using the format: "Winner: [Judgement A | '
+    'Judgement B]"'
+)
+META_COMPACT = "META: {instruction} | {response} | {judgment_a} | {judgment_b} ->"
+META_TEMPLATES = {"paper": META_PAPER, "compact": META_COMPACT}  # meta_template settings
+
+
+def meta_prompt(instruction: str, response: str, judgment_a: str, judgment_b: str, template: str = "paper") -> str:
+    """The prompt that asks a meta-judge which of two judgments of ``response`` is more accurate (``template``: paper |
+    compact | any string with ``{instruction}``, ``{response}``, ``{judgment_a}`` and ``{judgment_b}``); A is the
+    judgment shown first. The conclusion is read by ``parse_winner``."""
+    text = META_TEMPLATES.get(template, template)
+    fields = {"{instruction}": instruction, "{response}": response, "{judgment_a}": judgment_a,
+              "{judgment_b}": judgment_b}  # fmt: skip
+    if any(f not in text for f in fields):
+        raise ValueError(f"meta-judge template must be one of {', '.join(META_TEMPLATES)} or contain "
+                         f"{', '.join(fields)}, got {template!r}")  # fmt: skip
+    return re.sub("|".join(re.escape(f) for f in fields), lambda m: fields[m.group(0)], text)  # one pass
