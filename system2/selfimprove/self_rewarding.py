@@ -213,17 +213,32 @@ def _judge(judge: Judge, seed: int, part: list, offset: int) -> list[dict[str, A
             for r, v in zip(part, verdicts, strict=True)]  # fmt: skip
 
 
-def select_pair(candidates: list[dict[str, Any]]) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """(chosen, rejected) of one prompt's judged candidates: the highest-scored untruncated candidate vs the
-    lowest-scored one, the first sampled among equals; None when fewer than two are scored, when the scores tie,
-    or when both are the same text."""
+def select_pair(
+    candidates: list[dict[str, Any]], rho: float | None = None
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """(chosen, rejected) of one prompt's judged candidates; None when fewer than two are scored, when the scores tie,
+    or when both sides are the same text. A candidate cut at ``max_new_tokens`` is never chosen.
+
+    ``rho`` None: Self-Rewarding's rule, the highest-scored untruncated candidate vs the lowest-scored one, the first
+    sampled among equals. ``rho`` in [0, 1): Meta-Rewarding's length control (arXiv 2407.19594, Sec. 3.3 [S]): chosen = the
+    shortest (in characters) candidate scored in [(1 - rho) S_max + rho S_min, S_max], rejected = the longest scored
+    in [S_min, (1 - rho) S_min + rho S_max]; rho = 0 is max vs min with length breaking the ties."""
     scored = [c for c in candidates if c["score"] is not None]
-    eligible = [c for c in scored if not c["truncated"]]
-    if len(scored) < 2 or not eligible:
+    if len(scored) < 2:
         return None
-    best = max(eligible, key=lambda c: c["score"])  # max/min keep the first of equals
-    worst = min(scored, key=lambda c: c["score"])
-    if best["score"] <= worst["score"] or best["text"] == worst["text"]:
+    hi, lo = max(c["score"] for c in scored), min(c["score"] for c in scored)
+    if hi <= lo:
+        return None
+    eligible = [c for c in scored if not c["truncated"]]
+    if rho is None:
+        best = max(eligible, key=lambda c: c["score"]) if eligible else None  # max/min keep the first of equals
+        worst = min(scored, key=lambda c: c["score"])
+    else:
+        top = [c for c in eligible if c["score"] >= (1 - rho) * hi + rho * lo]
+        bottom = [c for c in scored if c["score"] <= (1 - rho) * lo + rho * hi]
+        best = min(top, key=lambda c: len(c["text"])) if top else None  # min/max keep the first of equals
+        worst = max(bottom, key=lambda c: len(c["text"]))
+    if best is None or best is worst or best["text"] == worst["text"] or best["score"] <= worst["score"]:
         return None
     return best, worst
 

@@ -1,0 +1,100 @@
+"""Meta-Rewarding's pieces (arXiv 2407.19594): length-controlled actor pairs on hand-made score lists, the meta-judge
+prompt, the battles between judgments, the positional weights, the Elo judge pair and the meta-judge's biases."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from system2.judges import meta
+from system2.judges.prompts import meta_prompt, parse_winner
+from system2.selfimprove.self_rewarding import select_pair
+
+
+def _cand(score: float | None, length: int, name: str, truncated: bool = False) -> dict:
+    return {"text": name + "x" * (length - len(name)), "score": score, "truncated": truncated}
+
+
+SCORES = [_cand(5.0, 10, "A"), _cand(4.8, 3, "B"), _cand(3.0, 5, "C"), _cand(1.0, 2, "D"), _cand(1.2, 9, "E")]
+
+
+def test_length_controlled_pairs_on_hand_made_scores() -> None:
+    best, worst = select_pair(SCORES, rho=0.0)  # rho 0: max vs min
+    assert (best["text"][0], worst["text"][0]) == ("A", "D")
+    best, worst = select_pair(SCORES, rho=0.3)  # bands [3.8, 5] and [1, 2.2]: shortest good, longest bad
+    assert (best["text"][0], worst["text"][0]) == ("B", "E")
+    best, worst = select_pair(SCORES, rho=0.49)  # bands [3.04, 5] and [1, 2.96]
+    assert (best["text"][0], worst["text"][0]) == ("B", "E")
+    tied_top = [_cand(5.0, 10, "A"), _cand(5.0, 3, "B"), _cand(1.0, 2, "D"), _cand(1.0, 6, "F")]
+    best, worst = select_pair(tied_top, rho=0.0)  # length breaks the ties at rho 0
+    assert (best["text"][0], worst["text"][0]) == ("B", "F")
+    best, worst = select_pair(tied_top)  # Self-Rewarding: the first sampled
+    assert (best["text"][0], worst["text"][0]) == ("A", "D")
+    assert select_pair([_cand(3.0, 4, "A"), _cand(3.0, 6, "B")], rho=0.3) is None  # all equal: dropped
+    # a truncated candidate is never chosen: the shortest untruncated one in the band is
+    best, _ = select_pair([_cand(5.0, 2, "T", True), *SCORES[1:]], rho=0.3)
+    assert best["text"][0] == "B"
+
+
+def test_meta_prompt_shows_both_judgments_in_order() -> None:
+    p = meta_prompt("LIST 2 ODD <9 ASC", "1 3", "fine Score: 5", "bad Score: 1", "compact")
+    assert p == "META: LIST 2 ODD <9 ASC | 1 3 | fine Score: 5 | bad Score: 1 ->"
+    paper = meta_prompt("q", "{judgment_b}", "ja", "jb", "paper")  # one pass: a field inside a value stays as is
+    assert "<response>{judgment_b}</response>" in paper and paper.index("ja") < paper.index("jb")
+    assert 'Winner: [Judgement A | Judgement B]"' in paper
+    assert parse_winner("Judgment B is closer to the rubric. Winner: [Judgement B]") == "B"
+    with pytest.raises(ValueError, match="judgment_b"):
+        meta_prompt("q", "r", "a", "b", "META: {instruction} {response} {judgment_a} ->")
+
+
+def test_battles_weights_and_the_judge_pair() -> None:
+    assert meta.battle_pairs(3) == [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1)]
+    # judgment 0 beats both others and 1 beats 2, each in both orders
+    winners = ["A", "A", "B", "A", "B", "B"]
+    r = meta.battle_matrix(3, winners)
+    assert r.tolist() == [[0, 1, 1], [-1, 0, 1], [-1, -1, 0]]
+    assert meta.positional_weights(r) == (0.5, 0.5)  # 3 wins as A, 3 as B
+    np.testing.assert_array_equal(meta.weighted_wins(r), [[0, 1, 1], [0, 0, 1], [0, 0, 0]])
+    pair = meta.judge_pair(["best Score: 4", "mid Score: 5", "worst Score: 1"], r)
+    assert (pair.chosen, pair.rejected) == (0, 2)
+    assert pair.elo[0] > pair.elo[1] > pair.elo[2]
+    assert meta.judge_pair(["a" * 50, "b", "c"], r, max_chosen_chars=20) is None  # the chosen judgment is too long
+    assert meta.judge_pair(["a", "b", "c"], meta.battle_matrix(3, [None] * 6)) is None  # nothing decided
+
+
+def test_a_meta_judge_that_only_picks_a_position_yields_no_pair() -> None:
+    """The positional correction: a meta-judge that always prefers judgment A gives every win the weight 0."""
+    r = meta.battle_matrix(4, ["A"] * 12)
+    assert meta.positional_weights(r) == (0.0, 1.0)
+    assert meta.weighted_wins(r).sum() == 0
+    assert meta.judge_pair(["a", "b", "c", "d"], r) is None
+    assert meta.positional_bias(r) == 1.0
+
+
+def test_positional_weights_discount_the_favoured_position() -> None:
+    # 6 battles, 4 won by judgment A: 1 beats 0 in both orders, 0 and 2 each win as A against the other, 1 beats 2
+    # in both orders
+    r = np.zeros((3, 3))
+    r[0, 1], r[1, 0], r[0, 2], r[2, 0], r[1, 2], r[2, 1] = -1, 1, 1, 1, 1, -1
+    w1, w2 = meta.positional_weights(r)
+    assert (w1, w2) == (pytest.approx(2 / 6), pytest.approx(4 / 6))
+    b = meta.weighted_wins(r)
+    assert b[1, 0] == pytest.approx(1.0) and b[1, 2] == pytest.approx(1.0)  # a win in both orders counts w1 + w2
+    assert b[0, 2] == pytest.approx(w1) and b[2, 0] == pytest.approx(w1)  # a win as A only: the favoured position
+    assert b[0, 1] == 0 and b[2, 1] == 0
+    assert meta.judge_pair(["a", "b", "c"], r).chosen == 1
+
+
+def test_biases_and_the_most_disputed_response() -> None:
+    judgments = ["x Score: 5", "y Score: 2", "z Score: 2"]
+    r = meta.battle_matrix(3, ["A", "A", "B", "A", "B", None])  # 0 (score 5) wins all its decided battles
+    assert meta.score_bias(judgments, r) == 1.0
+    assert meta.positional_bias(r) == pytest.approx(3 / 5)
+    assert meta.score_bias(["a Score: 3"] * 3, r) is None  # no battle between different scores
+    rng = random.Random(0)
+    assert meta.most_disputed([[3, 3, 3], [1, 5], [2, 4, 3], [5]], rng) == 1
+    ties = {meta.most_disputed([[1, 5], [1, 5]], random.Random(s)) for s in range(20)}
+    assert ties == {0, 1}  # ties broken at random
+    assert meta.most_disputed([[4], []], rng) is None
