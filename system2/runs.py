@@ -55,6 +55,7 @@ KINDS = {
     "rcrl": "an RCRL run",
     "orm": "an outcome-reward-model run",
     "self-rewarding": "a Self-Rewarding run",
+    "meta-rewarding": "a Meta-Rewarding run",
     "cope-arm": "a CoPE arm",
     "reverse-arm": "a reverse-training arm",
     "reverse-pretrain": "a reverse-training pretraining run",

@@ -80,6 +80,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "orm": "ORMConfig",
         "dualformer-lm": "DualformerLMConfig",
         "self-rewarding": "SelfRewardingConfig",
+        "meta-rewarding": "MetaRewardingConfig",
         "planning generate": "GenerateConfig",
         "planning train": "PlannerTrainConfig",
         "planning curve": "CurveConfig",

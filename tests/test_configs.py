@@ -29,12 +29,13 @@ def test_selfimprove_recipe_loads(path):
     """Each recipe builds its config (unknown keys fail); paths point at data the user provides."""
     from system2.selfimprove.expert_iteration import ExpertIterationConfig
     from system2.selfimprove.irpo import IRPOConfig
+    from system2.selfimprove.meta_rewarding import MetaRewardingConfig
     from system2.selfimprove.ppo import PPOConfig
     from system2.selfimprove.rcrl import RCRLConfig
     from system2.selfimprove.self_rewarding import SelfRewardingConfig
 
     kind = {"irpo": IRPOConfig, "expert": ExpertIterationConfig, "ppo": PPOConfig, "rcrl": RCRLConfig,
-            "self": SelfRewardingConfig}  # fmt: skip
+            "self": SelfRewardingConfig, "meta": MetaRewardingConfig}  # fmt: skip
     cls = kind[path.name.split("_")[0]]
     cfg = load_config(cls, path)
     assert cfg.model and (cfg.train_data if hasattr(cfg, "train_data") else cfg.ift and cfg.eft) and cfg.out

@@ -3,14 +3,30 @@ prompt, the battles between judgments, the positional weights, the Elo judge pai
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from system2.config import ConfigError
 from system2.judges import meta
-from system2.judges.prompts import meta_prompt, parse_winner
+from system2.judges.config import JudgeConfig
+from system2.judges.prompts import meta_prompt, parse_score, parse_winner
+from system2.runs import read_parquet
+from system2.selfimprove.meta_rewarding import MetaRewardingConfig, run_meta_rewarding
 from system2.selfimprove.self_rewarding import select_pair
+from system2.selfimprove.sft import TinyLMConfig
+from system2.tasks import instructions
+from system2.tasks.instructions import InstructionDataConfig
+from system2.train import TrainConfig
+
+
+def _train(steps: int, batch: int = 8) -> TrainConfig:
+    return TrainConfig(
+        steps=steps, batch_size=batch, lr=3e-3, warmup=1, ckpt_every=steps, log_every=1, tensorboard=False
+    )
 
 
 def _cand(score: float | None, length: int, name: str, truncated: bool = False) -> dict:
@@ -98,3 +114,83 @@ def test_biases_and_the_most_disputed_response() -> None:
     ties = {meta.most_disputed([[1, 5], [1, 5]], random.Random(s)) for s in range(20)}
     assert ties == {0, 1}  # ties broken at random
     assert meta.most_disputed([[4], []], rng) is None
+
+
+# --- meta-judge seed data and the loop ------------------------------------------------------------------------------
+def test_meta_seed_rows_name_the_more_accurate_judgment() -> None:
+    from system2.tasks.instructions import meta_rows, sample_prompts
+    from system2.tasks.instructions_oracle import oracle_checks, read_checks
+
+    rows = meta_rows(sample_prompts(300, 3), 0)
+    right = 0
+    for r in rows:
+        _, instr_resp = r["prompt"].split("META: ", 1)
+        instruction, response, ja, jb = instr_resp.removesuffix(" ->").split(" | ")
+        truth = oracle_checks(instruction, response)
+        errors = [sum(v != truth[k] for k, v in read_checks(j).items()) for j in (ja, jb)]
+        assert errors[0] != errors[1]
+        right += r["completion"] == f"Winner: {'A' if errors[0] < errors[1] else 'B'}"
+    assert 0.75 <= right / len(rows) <= 0.95  # flipped with probability 0.15, like the seed judgments' bits
+
+
+class _ScoreMetaJudge:
+    """A stand-in meta-judge that prefers the judgment with the higher score, whichever position it is in."""
+
+    def generate(self, prompts, n, seed, offset=0):  # noqa: ANN001, ANN201
+        out = []
+        for p in prompts:
+            _, _, ja, jb = p.removeprefix("META: ").removesuffix(" ->").split(" | ")
+            a, b = parse_score(ja), parse_score(jb)
+            out.append(["Winner: A" if a > b else "Winner: B" if b > a else "no idea"] * n)
+        return out
+
+
+def _varied_judge(judge, seed, part, offset):  # noqa: ANN001, ANN202
+    """A stand-in judge whose judgments of a candidate disagree (scores from the text), so every stage has data."""
+    rows = []
+    for r in part:
+        scores = [(len(r["text"]) + k * (len(r["text"]) % 3 + 1)) % 6 for k in range(3)]
+        texts = [f"format yes Score: {s}" for s in scores]
+        rows.append({**r, "truncated": False, "score": sum(scores) / 3, "scores": scores, "unparsed": 0,
+                     "judgments": texts})  # fmt: skip
+    return rows
+
+
+def test_meta_rewarding_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from system2.selfimprove import meta_rewarding as mr
+    from system2.selfimprove import self_rewarding as sr
+
+    data = tmp_path / "data"
+    instructions.generate(InstructionDataConfig(out=str(data), ift=16, eft=16, eft_eval=0, test=6, pairs=5, meta=12))
+    monkeypatch.setattr(sr, "_judge", _varied_judge)
+    monkeypatch.setattr(mr, "make_backend", lambda *a, **k: _ScoreMetaJudge())
+    cfg = MetaRewardingConfig(data=str(data), out=str(tmp_path / "run"), iterations=2, judge_iterations=1,
+                              prompts_per_iteration=6, responses_per_prompt=3, max_new_tokens=12, max_len=80,
+                              tiny=TinyLMConfig(d_model=32, layers=1, heads=2, max_len=80),
+                              judge=JudgeConfig(template="compact", max_new_tokens=14, judgments_per_response=3),
+                              sft=_train(3), train=_train(1, 2))  # fmt: skip
+    assert cfg.rho == [0.0, 0.32, 0.32, 0.4]  # the paper's schedule by default
+    assert len(cfg.seed_data().meta) == 12  # the meta-judge seed rows join M1's SFT
+    rows = run_meta_rewarding(cfg, progress=False)
+    it = tmp_path / "run" / "iter-1"
+    judge_pairs = read_parquet(it / "judge_pairs.parquet").to_pylist()
+    assert judge_pairs and all(parse_score(p["chosen"]) > parse_score(p["rejected"]) for p in judge_pairs)
+    assert all(p["prompt"].startswith("JUDGE: ") for p in judge_pairs)
+    actor = read_parquet(it / "pairs.parquet").to_pylist()
+    assert len(read_parquet(it / "reference.parquet")) == len(actor) + len(judge_pairs)  # one DPO run on both
+    assert rows[1]["judge_pairs"] == len(judge_pairs)
+    assert rows[1]["meta_positional_bias"] == 0.5 and rows[1]["meta_score_bias"] == 1.0
+    assert not (tmp_path / "run" / "iter-2" / "judge_pairs.parquet").exists()  # judge training stopped after 1
+    assert json.loads((tmp_path / "run" / "run.json").read_text())["kind"] == "meta-rewarding"
+
+
+def test_meta_seed_file_must_name_winners(tmp_path: Path) -> None:
+    bad = tmp_path / "meta.jsonl"
+    bad.write_text(json.dumps({"prompt": "META: a | b | c | d ->", "completion": "A is better"}) + "\n")
+    data = tmp_path / "data"
+    instructions.generate(InstructionDataConfig(out=str(data), ift=4, eft=4, eft_eval=0, test=2, pairs=2))
+    cfg = MetaRewardingConfig(data=str(data), out=str(tmp_path / "run"), meta=str(bad),
+                              judge=JudgeConfig(template="compact"))  # fmt: skip
+    with pytest.raises(ConfigError, match="names no winner"):
+        cfg.seed_data()
+    assert MetaRewardingConfig(data=str(data), out="x", judge=JudgeConfig(template="compact")).seed_data().meta == []

@@ -167,18 +167,21 @@ def test_the_policy_judges_its_own_candidates(data: str, tmp_path: Path) -> None
 
 
 # --- the paper recipe on tiny local files --------------------------------------------------------------------------
-def test_paper_config_runs_end_to_end_on_tiny_local_files(data: str, tmp_path: Path) -> None:
-    """configs/selfimprove/self_rewarding_paper.yaml with its model and files replaced by tiny local ones: chat
-    prompts, the paper's judge prompt, TRL messages rows, a prompt pool, no oracle."""
+@pytest.mark.parametrize("recipe", ["self_rewarding", "meta_rewarding"])
+def test_paper_config_runs_end_to_end_on_tiny_local_files(recipe: str, tmp_path: Path) -> None:
+    """configs/selfimprove/{self,meta}_rewarding_paper.yaml with their model and files replaced by tiny local ones:
+    chat prompts, the paper's judge (and meta-judge) prompt, TRL messages rows, a prompt pool, no oracle."""
+    from system2.selfimprove.meta_rewarding import MetaRewardingConfig, run_meta_rewarding
+
     files = tmp_path / "files"
     files.mkdir()
-    xs = instructions.sample_prompts(30, 5)
+    xs = instructions.sample_prompts(40, 5)
     ift = [{"messages": [{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": r["completion"]}]}
            for r in instructions.ift_rows(xs[:8], 0, "paper")]  # fmt: skip
     eft = instructions.eft_rows(xs[8:14], 0, template="paper")
     pairs = instructions.response_pairs(3, 1, exclude=xs)
     for name, rows in {"ift": ift, "eft": [{"prompt": r["prompt"], "completion": r["completion"]} for r in eft],
-                       "pool": [{"prompt": x} for x in xs[14:24]], "test": [{"prompt": x} for x in xs[24:30]],
+                       "pool": [{"prompt": x} for x in xs[14:34]], "test": [{"prompt": x} for x in xs[34:40]],
                        "pairs": pairs}.items():  # fmt: skip
         (files / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     words = instructions.vocabulary() + [w for r in eft for w in r["prompt"].split()]
@@ -187,21 +190,27 @@ def test_paper_config_runs_end_to_end_on_tiny_local_files(data: str, tmp_path: P
 
     tok.chat_template = CHAT
     model_dir = save_lm(tiny_llama(tok, d_model=32, n_layers=1, n_heads=2, max_len=512), tok, tmp_path / "base")
-    cfg = load_config(SelfRewardingConfig, ROOT / "configs" / "selfimprove" / "self_rewarding_paper.yaml")
+    cls, run = {"self_rewarding": (SelfRewardingConfig, run_self_rewarding),
+                "meta_rewarding": (MetaRewardingConfig, run_meta_rewarding)}[recipe]  # fmt: skip
+    cfg = load_config(cls, ROOT / "configs" / "selfimprove" / f"{recipe}_paper.yaml")
     assert cfg.prompt_format == "chat" and cfg.judge.template == "paper" and not cfg.eval_oracle
     small = {"model": str(model_dir), "out": str(tmp_path / "run"), "ift": str(files / "ift.jsonl"),
              "eft": str(files / "eft.jsonl"), "prompts": str(files / "pool.jsonl"),
              "test_prompts": str(files / "test.jsonl"), "judge_pairs": str(files / "pairs.jsonl"), "dtype": "float32",
              "device": "cpu", "backend": "hf", "prompts_per_iteration": 4, "max_new_tokens": 6, "max_len": 512,
              "judge": {"max_new_tokens": 6, "judgments_per_response": 2}, "sft": _train(2),
-             "train": _train(1)}  # fmt: skip
+             "train": _train(1), "iterations": 2}  # fmt: skip
+    if recipe == "meta_rewarding":
+        small["meta_max_new_tokens"] = 6
     cfg = replace(cfg, **{k: v for k, v in small.items() if k != "judge"})
     cfg = replace(cfg, judge=replace(cfg.judge, **small["judge"]))
-    rows = run_self_rewarding(cfg, progress=False)
+    rows = run(cfg, progress=False)
     assert [r["model"] for r in rows][0] == "M1" and "judge_pairwise_accuracy" in rows[0]
     assert "win_rate_vs_m1" not in rows[0]
     assert len(read_parquet(tmp_path / "run" / "iter-1" / "judgments.parquet")) == 4 * cfg.responses_per_prompt
     assert len(rows) == 3 or rows[-1].get("stopped")  # M1..M3, or an iteration whose scores all tied
+    if recipe == "meta_rewarding":  # the meta-judging stages ran (on whatever judgments parsed)
+        assert (tmp_path / "run" / "iter-1" / "meta.parquet").is_file() and "meta_battles" in rows[1]
 
 
 def instructions_tokenizer(words: list[str]):  # noqa: ANN201

@@ -1,6 +1,6 @@
 """``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds), ``system2 instructions`` (the
 instruction world's seed data) and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
-``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``).
+``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``, ``meta-rewarding``).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -121,30 +121,45 @@ def calibrate_quantities(
     print_table(f"quantity world calibration in {out}", [result])
 
 
-def self_rewarding(
-    overrides: Overrides = None,
-    data: Annotated[
-        str | None, typer.Option("--data", help="Instruction-world directory (see the instructions command).")
-    ] = None,
-    model: Annotated[str | None, typer.Option("--model", help="Base model directory (empty: a tiny Llama).")] = None,
-    out: Out = None,
-    seed: Seed = None,
-    config_file: ConfigFile = None,
-    restart: Restart = False,
-) -> None:
-    """Self-Rewarding LMs: SFT on IFT+EFT (M1); then per iteration new prompts, N candidates each judged by the
-    model itself, best vs worst scored, DPO from the previous model. Rerun the same command to resume.
+JUDGE_LOOPS = {
+    # command: (module, config class, runner, title, help, example settings)
+    "self-rewarding": ("self_rewarding", "SelfRewardingConfig", "run_self_rewarding", "Self-Rewarding",
+                       "Self-Rewarding LMs: SFT on IFT+EFT (M1); then per iteration new prompts, N candidates each "
+                       "judged by the model itself, best vs worst scored, DPO from the previous model.",
+                       "iterations=2 prompts_per_iteration=500 judge.judgments_per_response=3"),
+    "meta-rewarding": ("meta_rewarding", "MetaRewardingConfig", "run_meta_rewarding", "Meta-Rewarding",
+                       "Meta-Rewarding LMs: Self-Rewarding with length-controlled actor pairs, and judge pairs from "
+                       "the model meta-judging its own judgments (position-weighted battles, Elo), one DPO run.",
+                       "iterations=4 judge_iterations=2 responses_per_prompt=7 judge.judgments_per_response=5"),
+}  # fmt: skip
 
-    Example: system2 self-rewarding --data data/instructions --out runs/self-rewarding iterations=2
-    prompts_per_iteration=500 judge.judgments_per_response=3
-    """
-    from system2.selfimprove.self_rewarding import SelfRewardingConfig, run_self_rewarding
 
-    flags = {"data": data, "model": model, "out": out, "seed": seed}
-    cfg = run_config(SelfRewardingConfig, config_file, overrides, flags)
-    with user_errors():
-        result = run_self_rewarding(cfg, restart=restart)
-    print_table("Self-Rewarding", result)
+def _judge_loop_command(name: str) -> Any:
+    module, config, runner, title, doc, example = JUDGE_LOOPS[name]
+
+    def command(
+        overrides: Overrides = None,
+        data: Annotated[
+            str | None, typer.Option("--data", help="Instruction-world directory (see the instructions command).")
+        ] = None,
+        model: Annotated[
+            str | None, typer.Option("--model", help="Base model directory (empty: a tiny Llama).")
+        ] = None,
+        out: Out = None,
+        seed: Seed = None,
+        config_file: ConfigFile = None,
+        restart: Restart = False,
+    ) -> None:
+        mod = importlib.import_module(f"system2.selfimprove.{module}")
+        flags = {"data": data, "model": model, "out": out, "seed": seed}
+        cfg = run_config(getattr(mod, config), config_file, overrides, flags)
+        with user_errors():
+            result = getattr(mod, runner)(cfg, restart=restart)
+        print_table(title, result)
+
+    command.__doc__ = (f"{doc} Rerun the same command to resume.\n\nExample: system2 {name} --data data/instructions "
+                       f"--out runs/{name} {example}")  # fmt: skip
+    return command
 
 
 RECIPES = {
@@ -226,7 +241,8 @@ def register(app: App) -> None:
     app.command("calibrate-quantities", settings="system2.selfimprove.calibrate:CalibrationConfig")(
         calibrate_quantities
     )
-    app.command("self-rewarding", settings="system2.selfimprove.self_rewarding:SelfRewardingConfig")(self_rewarding)
+    for name, (module, config, *_) in JUDGE_LOOPS.items():
+        app.command(name, settings=f"system2.selfimprove.{module}:{config}")(_judge_loop_command(name))
     for name in RECIPES:
         module, config, *_ = RECIPES[name]
         app.command(name, settings=f"system2.selfimprove.{module}:{config}")(_recipe_command(name))

@@ -109,9 +109,9 @@ def positional_bias(r: np.ndarray) -> float | None:
     return first / (first + second) if first + second else None
 
 
-def score_bias(judgments: Sequence[str], r: np.ndarray) -> float | None:
-    """The share of decided battles between judgments of different scores won by the higher-scoring judgment (the
-    paper: 97.7% by iteration 2); None when there is no such battle."""
+def score_battles(judgments: Sequence[str], r: np.ndarray) -> tuple[int, int]:
+    """(won by the higher-scoring judgment, all) over the decided battles between judgments of different valid
+    scores."""
     scores = [parse_score(j) for j in judgments]
     higher = total = 0
     for m, k in battle_pairs(len(judgments)):
@@ -121,4 +121,11 @@ def score_bias(judgments: Sequence[str], r: np.ndarray) -> float | None:
         winner = m if r[m, k] == 1 else k
         total += 1
         higher += scores[winner] == max(sm, sk)
+    return higher, total
+
+
+def score_bias(judgments: Sequence[str], r: np.ndarray) -> float | None:
+    """The share of decided battles between judgments of different scores won by the higher-scoring judgment (the
+    paper: 97.7% by iteration 2); None when there is no such battle."""
+    higher, total = score_battles(judgments, r)
     return higher / total if total else None

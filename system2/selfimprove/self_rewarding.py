@@ -65,6 +65,10 @@ class SelfRewardingConfig(PolicyConfig):
     responses_per_prompt: int = 4  # candidates sampled per prompt, N (paper: 4)
     temperature: float = 0.7  # candidate sampling temperature (paper: 0.7)
     top_p: float = 0.9  # candidate nucleus sampling mass (paper: 0.9)
+    rho: list[float] = field(default_factory=list)  # length control per iteration, the last repeats (Meta-Rewarding's
+    #                                                  rule, docs/self_rewarding.md); empty: Self-Rewarding's max vs min
+    max_chosen_chars: list[int] = field(default_factory=list)  # per iteration: drop pairs whose chosen response is
+    #                                                            longer (0 or past the list's end: no limit)
     beta: float = 0.1  # DPO beta: how closely M_{t+1} is held to M_t (paper: 0.1)
     alpha: float = 0.0  # weight of an NLL term on the chosen response (paper: 0, plain DPO)
     eval_limit: int = 0  # test prompts and judge pairs used at evaluation (0: all)
@@ -105,12 +109,27 @@ class SelfRewardingConfig(PolicyConfig):
             raise ConfigError(f"need temperature >= 0 and 0 < top_p <= 1, got {self.temperature}, {self.top_p}")
         if self.beta <= 0 or self.alpha < 0 or self.eval_limit < 0:
             raise ConfigError("need beta > 0, alpha >= 0 and eval_limit >= 0")
+        if any(not 0 <= r < 0.5 for r in self.rho) or any(c < 0 for c in self.max_chosen_chars):
+            raise ConfigError("rho values must lie in [0, 0.5) (the bands must not overlap) and max_chosen_chars >= 0")
         self.judge.validate()
         if self.judge.backend == "policy" and self.judge.chat != self.chat:
             raise ConfigError(f"judge.chat={self.judge.chat} but prompt_format={self.prompt_format}: the policy "
                               "judges as it answers, set judge.chat=true exactly when prompt_format=chat")  # fmt: skip
         self.sft.validate()
         self.train.validate()
+
+    KIND = "self-rewarding"  # the run record's kind
+
+    def rho_at(self, t: int) -> float | None:
+        """Iteration ``t``'s length control (None: Self-Rewarding's rule)."""
+        return self.rho[min(t, len(self.rho)) - 1] if self.rho else None
+
+    def judge_stage(
+        self, model: Any, tok: Any, judged: list[dict[str, Any]], it: Path, t: int, progress: bool
+    ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """Pairs that train the judge in iteration ``t``, and what made them: none in Self-Rewarding (its judge
+        improves only through the actor's training); Meta-Rewarding's meta-judge overrides this."""
+        return [], {}
 
     def file(self, name: str, default: str) -> str:
         """The path of input ``name`` (a field), or ``DATA/default`` when it is empty and ``data`` is set."""
@@ -126,7 +145,7 @@ def run_self_rewarding(cfg: SelfRewardingConfig, progress: bool = True, restart:
     """Run (or resume) SFT and every iteration; one result row per model (M1, M2, ...)."""
     cfg.validate()
     data = cfg.seed_data()
-    out = cfg.start("self-rewarding", restart)
+    out = cfg.start(cfg.KIND, restart)
     current = train_m1(cfg, data, out, progress)
     m1_eval = evaluate_model(cfg, data, current, out / "m1-eval", progress)
     results = [{"model": "M1", "iteration": 0, **m1_eval}]
@@ -139,27 +158,30 @@ def run_self_rewarding(cfg: SelfRewardingConfig, progress: bool = True, restart:
         responses = sharded_rows(it / "responses.parquet", prompts, partial(_generate, cfg, model, tok, t, progress))
         judge = Judge.from_config(cfg.judge, (model, tok), progress, cfg.backend)
         judged = sharded_rows(it / "judgments.parquet", responses, partial(_judge, judge, cfg.judge.seed + t))
-        pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, judged, tok)
-        stats = pair_stats(judged, pairs)
+        pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, judged, tok, t)
+        judge_pairs, judge_stats = cfg.judge_stage(model, tok, judged, it, t, progress)
+        stats = {**pair_stats(judged, pairs), **judge_stats}
+        train_pairs = pairs + judge_pairs  # one DPO run on actor and judge pairs (Meta-Rewarding)
         batch = cfg.train.batch_size * dist.world_size()
-        if len(pairs) < batch:  # nothing to learn from: every prompt's scores tied (or too few prompts)
-            results.append({"model": f"M{t + 1}", "iteration": t, **stats,
-                            "stopped": f"{len(pairs)} pairs, fewer than one training batch ({batch})"})  # fmt: skip
+        if len(train_pairs) < batch:  # nothing to learn from: every prompt's scores tied (or too few prompts)
+            stop = f"{len(train_pairs)} pairs, fewer than one training batch ({batch})"
+            results.append({"model": f"M{t + 1}", "iteration": t, **stats, "stopped": stop})
             break
-        ref = sharded_rows(it / "reference.parquet", pairs,
+        ref = sharded_rows(it / "reference.parquet", train_pairs,
                            partial(reference_logprobs_rows, current, model, tok, cfg, progress))  # fmt: skip
         del model, judge
-        current = dpo_finetune(current, pairs, ref, cfg.train, it / "train", progress, beta=cfg.beta, alpha=cfg.alpha,
-                               nll_norm="sequence", max_len=cfg.max_len, chat=cfg.chat)  # fmt: skip
+        current = dpo_finetune(current, train_pairs, ref, cfg.train, it / "train", progress, beta=cfg.beta,
+                               alpha=cfg.alpha, nll_norm="sequence", max_len=cfg.max_len, chat=cfg.chat)  # fmt: skip
         evaluation = evaluate_model(cfg, data, current, it / "eval", progress, baseline=out / "m1-eval")
         results.append({"model": f"M{t + 1}", "iteration": t, **stats, **evaluation})
     return results
 
 
 def train_m1(cfg: SelfRewardingConfig, data: SeedData, out: Path, progress: bool) -> Path:
-    """M1: the base model (or a new tiny one) fine-tuned on IFT + EFT, the loss on the completions only."""
+    """M1: the base model (or a new tiny one) fine-tuned on IFT + EFT (+ meta-judge seed rows), the loss on the
+    completions only."""
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, data, out / "init")
-    rows = data.ift + data.eft
+    rows = data.ift + data.eft + data.meta
     return finetune_sft(init, [r["prompt"] for r in rows], [r["completion"] for r in rows], cfg.max_len, cfg.sft,
                         out / "sft", progress, chat=cfg.chat)  # fmt: skip
 
@@ -169,7 +191,7 @@ def init_tiny(cfg: SelfRewardingConfig, data: SeedData, path: Path) -> Path:
     (the main process writes it once)."""
     if not (path / "config.json").is_file() and dist.is_main():
         words = dict.fromkeys(instructions.vocabulary())
-        for r in data.ift + data.eft:
+        for r in data.ift + data.eft + data.meta:
             words.update(dict.fromkeys(f"{r['prompt']} {r['completion']}".split()))
         tok = build_word_tokenizer(list(words), model_max_length=cfg.tiny.max_len)
         model = tiny_llama(tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
@@ -220,9 +242,9 @@ def select_pair(
     or when both sides are the same text. A candidate cut at ``max_new_tokens`` is never chosen.
 
     ``rho`` None: Self-Rewarding's rule, the highest-scored untruncated candidate vs the lowest-scored one, the first
-    sampled among equals. ``rho`` in [0, 1): Meta-Rewarding's length control (arXiv 2407.19594, Sec. 3.3 [S]): chosen = the
-    shortest (in characters) candidate scored in [(1 - rho) S_max + rho S_min, S_max], rejected = the longest scored
-    in [S_min, (1 - rho) S_min + rho S_max]; rho = 0 is max vs min with length breaking the ties."""
+    sampled among equals. ``rho`` in [0, 0.5): Meta-Rewarding's length control (arXiv 2407.19594, Sec. 3.3 [S]):
+    chosen = the shortest (in characters) candidate scored in [(1 - rho) S_max + rho S_min, S_max], rejected = the
+    longest scored in [S_min, (1 - rho) S_min + rho S_max]; rho = 0 is max vs min with length breaking the ties."""
     scored = [c for c in candidates if c["score"] is not None]
     if len(scored) < 2:
         return None
@@ -243,13 +265,17 @@ def select_pair(
     return best, worst
 
 
-def build_pairs(cfg: SelfRewardingConfig, judged: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
-    """One iteration's preference pairs in TRL's format (``prompt``, ``chosen``, ``rejected``) with their scores;
-    pairs longer than ``max_len`` tokens are dropped."""
+def build_pairs(
+    cfg: SelfRewardingConfig, judged: list[dict[str, Any]], tokenizer: Any, t: int = 1
+) -> list[dict[str, Any]]:
+    """Iteration ``t``'s actor pairs in TRL's format (``prompt``, ``chosen``, ``rejected``) with their scores, chosen
+    with the iteration's ``rho``; pairs whose chosen response is over the iteration's ``max_chosen_chars``, or longer
+    than ``max_len`` tokens, are dropped."""
+    limit = cfg.max_chosen_chars[t - 1] if t <= len(cfg.max_chosen_chars) else 0
     rows = []
     for qid, group in group_by_question(judged).items():
-        picked = select_pair(group)
-        if picked is None:
+        picked = select_pair(group, cfg.rho_at(t))
+        if picked is None or (limit and len(picked[0]["text"]) > limit):
             continue
         c, r = picked
         rows.append({"prompt": c["prompt"], "chosen": c["text"], "rejected": r["text"], "id": qid,

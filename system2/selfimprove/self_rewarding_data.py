@@ -6,7 +6,7 @@ row or field, and the fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ class SeedData:
     world: instructions.InstructionConfig | None
     template: str
     excluded: frozenset[str]
+    meta: list[dict[str, str]] = field(default_factory=list)  # meta-judge seed rows (Meta-Rewarding), trained with M1
 
 
 def _read(what: str, path: str, reader: Any) -> Any:

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from system2.judges.prompts import COMPACT, judge_prompt, judgment_text, parse_score
+from system2.judges.prompts import COMPACT, judge_prompt, judgment_text, meta_prompt, parse_score
 from system2.tasks import instructions_oracle as oracle
 from system2.tasks.instructions_oracle import (
     CHECKS,
@@ -34,11 +34,13 @@ from system2.tasks.instructions_oracle import (
     oracle_checks,
     oracle_score,
     parse_instruction,
+    read_checks,
     respond,
 )
 
 ACT = "ACT: {instruction} ->"  # the compact actor prompt (the judge's is ``JUDGE: instruction | response ->``)
 SPLITS = ("test_prompts", "ift", "eft", "eft_eval", "pairs")  # the files ``write_dataset`` makes, in drawing order
+# (and ``meta``, drawn last, only when the dataset has meta-judge seed rows)
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,30 @@ def eft_rows(instructions: Iterable[str], seed: int, cfg: InstructionConfig = In
         rows.append({"prompt": judge_prompt(x, response, template), "completion": judgment_text(text, score),
                      "instruction": x, "response": response, "score": score,
                      "oracle": oracle_score(x, response)})  # fmt: skip
+    return rows
+
+
+def meta_rows(instructions: Iterable[str], seed: int, cfg: InstructionConfig = InstructionConfig(),
+              template: str = "compact") -> list[dict[str, Any]]:  # fmt: skip
+    """Meta-judge seed rows (our addition: the paper's model meta-judges zero-shot, a tiny one has to be taught): a
+    response of random quality, two seed judgments of it that state different numbers of wrong check bits, and
+    ``Winner: A|B`` naming the one with fewer (the more accurate application of the rubric), itself flipped with
+    probability ``flip`` like the seed judgments' bits."""
+    rng = random.Random(f"instructions/{seed}/meta")
+    rows = []
+    for x in instructions:
+        response = respond(x, _defects(rng), rng)
+        truth = oracle_checks(x, response)
+        while True:  # two judgments whose errors differ
+            (ja, sa), (jb, sb) = seed_judgment(x, response, rng, cfg), seed_judgment(x, response, rng, cfg)
+            ea, eb = (sum(v != truth[k] for k, v in read_checks(j).items()) for j in (ja, jb))
+            if ea != eb or cfg.flip == 0:
+                break
+        better = "A" if ea < eb else "B"
+        if rng.random() < cfg.flip:
+            better = "B" if better == "A" else "A"
+        rows.append({"prompt": meta_prompt(x, response, judgment_text(ja, sa), judgment_text(jb, sb), template),
+                     "completion": f"Winner: {better}", "instruction": x})  # fmt: skip
     return rows
 
 
@@ -270,6 +296,7 @@ class InstructionDataConfig:
     eft_eval: int = 100  # held-out judge examples with the oracle's exact judgments
     test: int = 500  # held-out test prompts (the AlpacaEval analogue)
     pairs: int = 300  # held-out response pairs with their oracle scores (judge evaluation)
+    meta: int = 0  # meta-judge seed examples (Meta-Rewarding with a model that cannot meta-judge zero-shot)
     template: str = "compact"  # prompt templates: compact (tiny word-level models) or paper (the paper's wording)
     seed: int = 0  # the same seed gives the same files
     world: InstructionConfig = field(default_factory=InstructionConfig)  # the world's knobs
@@ -279,8 +306,8 @@ class InstructionDataConfig:
 
         if not self.out:
             raise ConfigError("set out=DIR (the dataset directory)")
-        if min(self.ift, self.eft, self.eft_eval, self.test, self.pairs) < 0:
-            raise ConfigError("ift, eft, eft_eval, test and pairs must be >= 0")
+        if min(self.ift, self.eft, self.eft_eval, self.test, self.pairs, self.meta) < 0:
+            raise ConfigError("ift, eft, eft_eval, test, pairs and meta must be >= 0")
         if self.template not in ("compact", "paper"):
             raise ConfigError(f"template must be compact or paper, got {self.template!r}")
         try:
@@ -310,13 +337,17 @@ def make_dataset(cfg: InstructionDataConfig) -> dict[str, list[dict[str, Any]]]:
 
     test = draw(cfg.test, "test")
     ift, eft, eft_eval = draw(cfg.ift, "ift"), draw(cfg.eft, "eft"), draw(cfg.eft_eval, "eft_eval")
-    return {
+    splits = {
         "test_prompts": [{"prompt": act_prompt(x, cfg.template), "instruction": x} for x in test],
         "ift": ift_rows(ift, cfg.seed, cfg.template),
         "eft": eft_rows(eft, cfg.seed, cfg.world, cfg.template),
         "eft_eval": eft_rows(eft_eval, cfg.seed, cfg.world, cfg.template, exact=True),
         "pairs": response_pairs(cfg.pairs, cfg.seed, taken, cfg.world),
     }
+    if cfg.meta:  # drawn last, so the other files do not depend on it
+        taken.update(r["instruction"] for r in splits["pairs"])
+        splits["meta"] = meta_rows(draw(cfg.meta, "meta"), cfg.seed, cfg.world, cfg.template)
+    return splits
 
 
 def write_dataset(cfg: InstructionDataConfig) -> dict[str, list[dict[str, Any]]]:
