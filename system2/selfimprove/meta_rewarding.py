@@ -39,10 +39,14 @@ from system2.tasks import instructions
 
 @dataclass
 class MetaRewardingConfig(SelfRewardingConfig):
-    """Self-Rewarding's settings plus the meta-judge's; ``rho`` defaults to the paper's schedule."""
+    """Self-Rewarding's settings plus the meta-judge's; ``rho`` defaults to the paper's schedule (``rho=[]`` and
+    ``judge_iterations=0`` is Self-Rewarding on the same seed data)."""
 
     KIND = "meta-rewarding"
 
+    rho: list[float] = field(  # length control per iteration, the last repeats (paper: 0, 0.32, 0.32, 0.4 [S]);
+        default_factory=lambda: [0.0, 0.32, 0.32, 0.4]  # empty: Self-Rewarding's max vs min
+    )
     meta: str = ""  # meta-judge seed rows (prompt, 'Winner: A|B'); "": DATA/meta.parquet if it exists, else none
     judge_iterations: int = 2  # iterations whose judge pairs are trained (paper: 2, then the meta-judge is biased)
     max_judgment_chars: list[int] = field(  # per iteration: drop judge pairs whose chosen judgment is longer (0: none)
@@ -50,10 +54,6 @@ class MetaRewardingConfig(SelfRewardingConfig):
     )
     meta_template: str = "compact"  # meta-judge prompt: paper | compact | a string with its four fields
     meta_max_new_tokens: int = 8  # longest meta-judgment in tokens (the paper's explain, then 'Winner: ...')
-
-    def __post_init__(self) -> None:
-        if not self.rho:
-            self.rho = [0.0, 0.32, 0.32, 0.4]  # the paper's schedule [S]
 
     def validate(self) -> None:
         super().validate()
