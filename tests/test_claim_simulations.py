@@ -8,7 +8,8 @@ tasks in 40 wall layouts (5 per layout; bootstrapping rounds: one seed), CoPE 50
 language-modelling arm: 142 held-out files), IRPO 500 test questions (and 1,000 training questions with pairs), RL for
 reasoning 300, Dualformer for language models 500, reverse training 300 held-out symbolic pairs (a forward and a reverse
 question each) and 100 bioS people (3 forward questions clustered by person, 1 reverse), BTX 300 validation documents
-(100 per domain), Self-Rewarding 400 test prompts and 300 judge pairs.
+(100 per domain), Self-Rewarding and Meta-Rewarding 400 test prompts and
+300 judge pairs.
 
 Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
 one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
@@ -35,6 +36,7 @@ from system2.repro import (
     dualformer,
     dualformer_llm,
     irpo,
+    meta_rewarding_claims,
     reverse_claims,
     rl_reasoning,
     searchformer,
@@ -1090,3 +1092,74 @@ def test_self_rewarding_claim_data_from_rows():
     assert set(got) == {"answer words"}
     verdicts = self_rewarding_claims.decide_claims(got, "M3", n_resamples=50)
     assert [v.verdict for v in verdicts][:2] == [vd.NOT_TESTABLE, vd.NOT_TESTABLE]
+
+
+# --- Meta-Rewarding: 400 test prompts, 300 judge pairs, every arm from the same M1 -------------------------------
+
+MR_CLAIMS = meta_rewarding_claims.claims()
+
+
+def mr_data(agree: dict[str, float] | None = None, lc: dict[str, float] | None = None,
+            words: dict[str, float] | None = None) -> Callable:  # fmt: skip
+    """Meta-Rewarding's claim data: per judge pair 0/1 agreement per arm (a pair offset of +-0.2, a seed effect of
+    +-0.03), per test prompt a length-adjusted outcome per arm (a win/tie/loss around the arm's rate with a prompt
+    tilt of +-0.1) and words per answer (a prompt offset of +-2, noise sd 1)."""
+    mc = meta_rewarding_claims
+    agree = agree or {mc.SR: 0.7, mc.MR: 0.7}
+    lc = lc or {mc.SR_LC: 0.45, mc.MR: 0.45}
+    words = words or {mc.MR0: 5.0, mc.MR: 5.0}
+
+    def make(rng: np.random.Generator) -> dict[str, vd.Units]:
+        pair = rng.uniform(-0.2, 0.2, SR_PAIRS)
+        tilt = rng.uniform(-0.1, 0.1, SR_PROMPTS)
+        prompt = rng.uniform(-2, 2, SR_PROMPTS)
+        return {
+            "judge agrees": vd.Units({a: draw(rng, p, pair, SEEDS, 0.03) for a, p in agree.items()}),
+            "length-adjusted outcome vs M1": vd.Units({a: draw(rng, p, tilt, SEEDS, 0.03) for a, p in lc.items()}),
+            "answer words": vd.Units({a: w + prompt + rng.normal(0, 1, (SEEDS, SR_PROMPTS)) for a, w in words.items()}),
+        }
+
+    return make
+
+
+def _rates3(claim: vd.Claim, null: Callable, clear: Callable, reversed_: Callable) -> None:
+    """The three rates of ``check`` for a claim with no precondition (nothing to saturate)."""
+    assert rates(claim, null)[vd.HELD] <= 0.05
+    r = rates(claim, clear)
+    assert r[vd.HELD] >= 0.8 and r[vd.CONTRADICTED] == 0, ("clear", r)
+    r = rates(claim, reversed_)
+    assert r[vd.CONTRADICTED] >= 0.8 and r[vd.HELD] == 0, ("reversed", r)
+
+
+def test_meta_rewarding_claims():
+    """A better judge (+10 points of agreement), a higher length-adjusted win rate (+10 points) and longer answers
+    without length control (+0.5 words) are the clear cases."""
+    mc = meta_rewarding_claims
+    c = by_name(MR_CLAIMS, "the meta-judge trains a better judge")
+    _rates3(c, mr_data(), mr_data(agree={mc.SR: 0.7, mc.MR: 0.8}), mr_data(agree={mc.SR: 0.8, mc.MR: 0.7}))
+    c = by_name(MR_CLAIMS, "Meta-Rewarding wins at equal length")
+    _rates3(c, mr_data(), mr_data(lc={mc.SR_LC: 0.4, mc.MR: 0.5}), mr_data(lc={mc.SR_LC: 0.5, mc.MR: 0.4}))
+    c = by_name(MR_CLAIMS, "rho = 0 lets answers grow")
+    _rates3(c, mr_data(), mr_data(words={mc.MR0: 5.5, mc.MR: 5.0}), mr_data(words={mc.MR0: 5.0, mc.MR: 5.5}))
+
+
+def test_meta_rewarding_claim_data_and_the_length_adjustment():
+    """The length-adjusted values average to the intercept of a least-squares fit of the outcome on the length
+    feature (checked against numpy's polyfit), and are the plain outcomes when lengths do not vary."""
+    from system2.judges.winrate import length_feature, outcome
+
+    mc = meta_rewarding_claims
+    rng = np.random.default_rng(0)
+    base = [{"id": i, "oracle": int(rng.integers(0, 6)), "words": int(rng.integers(2, 8))} for i in range(40)]
+    arm = [{"id": i, "oracle": int(rng.integers(0, 6)), "words": int(rng.integers(2, 10))} for i in range(40)]
+    got = mc.length_adjusted(arm, base)
+    y = [outcome(a["oracle"], b["oracle"]) for a, b in zip(arm, base, strict=True)]
+    x = length_feature([a["words"] - b["words"] for a, b in zip(arm, base, strict=True)])
+    _, intercept = np.polyfit(x, y, 1)
+    assert np.mean([g["v"] for g in got]) == pytest.approx(intercept)
+    same = [{**a, "words": b["words"]} for a, b in zip(arm, base, strict=True)]
+    assert [g["v"] for g in mc.length_adjusted(same, base)] == y
+    pairs = [{"instruction": f"i{k}", "score_a": 3, "score_b": 1, "judge_a": 2.0, "judge_b": 1.0} for k in range(3)]
+    data = mc.claim_data({mc.M1: [base], mc.MR: [arm]}, {mc.M1: [pairs], mc.MR: [pairs]})
+    assert set(data) == {"answer words", "length-adjusted outcome vs M1", "judge agrees"}
+    assert mc.decide_claims(data, n_resamples=50)[0].verdict == vd.NOT_TESTABLE  # no Self-Rewarding arm here

@@ -194,3 +194,22 @@ def test_meta_seed_file_must_name_winners(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="names no winner"):
         cfg.seed_data()
     assert MetaRewardingConfig(data=str(data), out="x", judge=JudgeConfig(template="compact")).seed_data().meta == []
+
+
+def test_repro_tiny_runs_every_arm_from_one_m1(tmp_path: Path) -> None:
+    from system2.config import parse_overrides
+    from system2.repro import meta_rewarding as repro
+
+    args = ["data.ift=30", "data.eft=40", "data.meta=40", "data.test=12", "data.pairs=10",
+            "run.prompts_per_iteration=10", "run.sft.steps=30", "run.train.steps=2", "run.iterations=2"]  # fmt: skip
+    metrics = repro.run("tiny", tmp_path / "r", settings=parse_overrides(args))
+    assert metrics["arms"] == list(repro.ARMS)
+    m1 = [
+        read_parquet(p / "m1-eval" / "answers.parquet").to_pylist() for p in sorted((tmp_path / "r" / "runs").iterdir())
+    ]
+    assert all(a == m1[0] for a in m1)  # the same M1 for every arm
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "rho = 0 lets answers grow" in report and (tmp_path / "r" / "by_arm.png").is_file()
+    cfg = json.loads((tmp_path / "r" / "runs" / "self-rewarding-seed0" / "run.json").read_text())["settings"]
+    assert cfg["rho"] == [] and cfg["judge_iterations"] == 0
+    assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(repro.PAPER_RECIPE)

@@ -41,6 +41,9 @@ REPROS = {
     "self-rewarding": ("Self-Rewarding Language Models (Yuan et al. 2024)", "2401.10020",
                        "SFT on IFT+EFT (M1), then two iterations of self-judged best-vs-worst DPO (M2, M3), on the "
                        "instruction world"),
+    "meta-rewarding": ("Meta-Rewarding Language Models (Wu et al. 2024)", "2407.19594",
+                       "Self-Rewarding, with length control, and Meta-Rewarding at rho 0 and 0.3 from one M1, on the "
+                       "instruction world"),
 }  # fmt: skip
 SCALE_HELP = "tiny (minutes), small (at most 2 hours on 2 CPU cores), gpu (one GPU; searchformer) or paper."
 ScaleName = Annotated[str, typer.Option(help=SCALE_HELP)]
@@ -54,6 +57,7 @@ SCALE_SETTINGS = {
     "rl-reasoning": "system2.repro.rl_reasoning:RLScale",
     "dualformer-llm": "system2.repro.dualformer_llm:DualLMScale",
     "self-rewarding": "system2.repro.self_rewarding:SelfRewardingScale",
+    "meta-rewarding": "system2.repro.meta_rewarding:MetaRewardingScale",
 }
 
 # the paper-scale example of a reproduction whose settings differ from the self-improvement ones
@@ -61,6 +65,7 @@ SCALE_EXAMPLES = {
     "cope-lm": "arm.corpus=data/wikitext/train-*.parquet arm.eval_corpus=data/wikitext/validation-*.parquet "
     "arm.tokenizer=checkpoints/gpt2",
     "self-rewarding": "data.ift=400 run.prompts_per_iteration=200 run.judge.judgments_per_response=5",
+    "meta-rewarding": "data.meta=400 run.iterations=3 run.judge.judgments_per_response=5",
 }
 
 
@@ -133,8 +138,8 @@ def repro_all(
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
     """Run every reproduction (Searchformer, Dualformer and its LM half, CoPE and its LM half, IRPO, Havrilla et al.'s
-    RL, reverse training, BTX, Self-Rewarding) at one scale; a reproduction without that scale (gpu: only
-    searchformer has one) is skipped, and said so."""
+    RL, reverse training, BTX, Self-Rewarding, Meta-Rewarding) at one scale; a reproduction without that scale (gpu:
+    only searchformer has one) is skipped, and said so."""
     for name in REPROS:
         if scale not in importlib.import_module(f"system2.repro.{name.replace('-', '_')}").SCALES:
             typer.secho(f"repro {name}: no {scale!r} scale, skipped", fg=typer.colors.YELLOW)

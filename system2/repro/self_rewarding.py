@@ -56,7 +56,7 @@ class SelfRewardingScale:
     recipe: str = ""  # paper scale: the config to launch
 
 
-def _run(
+def cpu_run(
     d: int, layers: int, sft_steps: int, dpo_steps: int, prompts: int, judgments: int, dpo_lr: float = 4e-4
 ) -> SelfRewardingConfig:
     """The loop at a CPU scale; the DPO learning rate is the SFT one / 5, the paper's ratio (5.5e-6 vs 1e-6)."""
@@ -71,11 +71,11 @@ def _run(
 SCALES: dict[str, SelfRewardingScale] = {
     # every stage and claim in minutes on one core
     "tiny": SelfRewardingScale(InstructionDataConfig(ift=100, eft=150, eft_eval=0, test=60, pairs=60),
-                               _run(64, 2, 300, 20, 60, 3), seeds=1),
+                               cpu_run(64, 2, 300, 20, 60, 3), seeds=1),
     # the paper's seed-data sizes (3,200 IFT, 1,630 EFT): M1's judge then agrees with the oracle on 80% of held-out
     # pairs, the paper's M1 on 78.7% of human-ranked ones (calibration runs in docs/reproductions.md); 3 seeds
     "small": SelfRewardingScale(InstructionDataConfig(ift=3200, eft=1630, eft_eval=0, test=400, pairs=300),
-                                _run(128, 4, 3000, 60, 400, 3, dpo_lr=4e-4), seeds=3),
+                                cpu_run(128, 4, 3000, 60, 400, 3, dpo_lr=4e-4), seeds=3),
     "paper": SelfRewardingScale(seeds=1, recipe=PAPER_RECIPE),
 }  # fmt: skip
 
@@ -85,15 +85,10 @@ def run(
 ) -> dict[str, Any]:
     """Run every seed, decide the claims and write ``out/report.md``; at the paper scale print the run to launch."""
     scale = scale_with_settings(with_overrides(SCALES[scale_name], seeds=seeds), settings)
-    if scale.recipe:
-        cmd = f"accelerate launch -m system2.cli self-rewarding --config {scale.recipe}"
-        print(f"Self-Rewarding at paper scale is one run on a 70B-class checkpoint and local files (set them in "
-              f"{scale.recipe}); score its answers (iter-*/eval/answers.parquet) with AlpacaEval. "
-              f"Launch:\n  {cmd}")  # fmt: skip
-        return {"scale": scale_name, "launch": [cmd]}
-    start_repro(out, "self-rewarding", scale_name, scale, restart)
-    data_dir = out / "data"
-    generate(replace(scale.data, out=str(data_dir)))
+    data_dir = start_or_launch("self-rewarding", scale_name, scale, out, restart,
+                               "one run on a 70B-class checkpoint and local files")  # fmt: skip
+    if isinstance(data_dir, dict):
+        return data_dir
     results: dict[str, list[dict[str, Any]]] = {}
     answers: dict[str, list[list[dict[str, Any]]]] = {}
     judged: dict[str, list[list[dict[str, Any]]]] = {}
@@ -125,6 +120,20 @@ def run(
                  metrics)  # fmt: skip
     print_claims(claims)
     return metrics
+
+
+def start_or_launch(command: str, scale_name: str, scale: Any, out: Path, restart: bool, what: str) -> Path | dict:
+    """At a scale with a ``recipe`` (paper), print the ``accelerate launch`` of ``system2 COMMAND`` and return
+    ``{"scale", "launch"}``; otherwise record the reproduction in ``out`` and write the world's files, returning their
+    directory."""
+    if scale.recipe:
+        cmd = f"accelerate launch -m system2.cli {command} --config {scale.recipe}"
+        print(f"{command} at paper scale is {what} (set them in {scale.recipe}); score the answers "
+              f"(iter-*/eval/answers.parquet) with AlpacaEval. Launch:\n  {cmd}")  # fmt: skip
+        return {"scale": scale_name, "launch": [cmd]}
+    start_repro(out, command, scale_name, scale, restart)
+    generate(replace(scale.data, out=str(out / "data")))
+    return out / "data"
 
 
 def pair_precision(path: Path) -> dict[str, float]:

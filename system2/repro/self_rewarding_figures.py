@@ -16,6 +16,20 @@ PANELS = (  # (title, [(result key, label, percent)])
 )
 
 
+def mean_series(columns: list[list[Any]], pct: bool) -> tuple[list[int], list[float], list[float]]:
+    """(x, mean, sd) over seeds of each column of values (one value per seed), leaving out a column that some seed
+    did not measure; percent values are scaled by 100."""
+    xs, ms, ss = [], [], []
+    for i, values in enumerate(columns):
+        if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            continue
+        mean, sd = mean_std(values)
+        xs.append(i)
+        ms.append(100 * mean if pct else mean)
+        ss.append(100 * sd if pct else sd)
+    return xs, ms, ss
+
+
 def by_iteration(results: dict[str, list[dict[str, Any]]], out: Path) -> tuple[str, str]:
     """Three panels over the models in order: each metric's mean over seeds with one-sd error bars (a model a seed
     did not reach, or a metric it did not measure, is left out)."""
@@ -28,15 +42,7 @@ def by_iteration(results: dict[str, list[dict[str, Any]]], out: Path) -> tuple[s
     fig, axes = plt.subplots(1, len(PANELS), figsize=(4.2 * len(PANELS), 3.4), squeeze=False)
     for ax, (title, series) in zip(axes[0], PANELS, strict=True):
         for key, label, pct in series:
-            xs, ms, ss = [], [], []
-            for i, m in enumerate(models):
-                values = [r.get(key) for r in results[m]]
-                if not values or any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
-                    continue
-                mean, sd = mean_std(values)
-                xs.append(i)
-                ms.append(100 * mean if pct else mean)
-                ss.append(100 * sd if pct else sd)
+            xs, ms, ss = mean_series([[r.get(key) for r in results[m]] for m in models], pct)
             if xs:
                 ax.errorbar(xs, ms, yerr=ss, marker="o", capsize=3, label=label)
         if title.startswith("win"):

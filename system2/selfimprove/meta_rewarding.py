@@ -39,8 +39,8 @@ from system2.tasks import instructions
 
 @dataclass
 class MetaRewardingConfig(SelfRewardingConfig):
-    """Self-Rewarding's settings plus the meta-judge's; ``rho`` defaults to the paper's schedule (``rho=[]`` and
-    ``judge_iterations=0`` is Self-Rewarding on the same seed data)."""
+    """Self-Rewarding's settings plus the meta-judge's; ``rho`` defaults to the paper's schedule (an empty ``rho``
+    and no judge iterations is Self-Rewarding on the same seed data)."""
 
     KIND = "meta-rewarding"
 
