@@ -50,23 +50,24 @@ class TrainConfig:
     mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU; or "no" / "bf16"
     tensorboard: bool = True  # also write metrics for TensorBoard
 
-    def validate(self) -> None:
+    def validate(self, field: str = "train") -> None:
+        """Raise ConfigError for settings that cannot run, naming them under ``field`` (the config's key for
+        this block: train, sft, ...)."""
+        f = field
         for name in ("steps", "batch_size", "grad_accum", "ckpt_every", "log_every", "keep_ckpts"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"train.{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"{f}.{name} must be >= 1, got {getattr(self, name)}")
         for name in ("lr", "min_lr_ratio", "weight_decay", "beta1", "beta2", "clip"):
             if not math.isfinite(getattr(self, name)):
-                raise ConfigError(f"train.{name} must be a finite number, got {getattr(self, name)}")
+                raise ConfigError(f"{f}.{name} must be a finite number, got {getattr(self, name)}")
         if self.lr <= 0 or not 0 <= self.min_lr_ratio <= 1:
-            raise ConfigError(f"train.lr must be > 0 (got {self.lr}) and train.min_lr_ratio in [0, 1]")
+            raise ConfigError(f"{f}.lr must be > 0 (got {self.lr}) and {f}.min_lr_ratio in [0, 1]")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1) or self.weight_decay < 0 or self.clip < 0:
-            raise ConfigError("train.beta1 and train.beta2 must be in [0, 1); weight_decay and clip >= 0")
+            raise ConfigError(f"{f}.beta1 and {f}.beta2 must be in [0, 1); {f}.weight_decay and {f}.clip >= 0")
         if not 0 <= self.warmup <= self.steps:
-            raise ConfigError(
-                f"train.warmup must be in [0, train.steps], got warmup={self.warmup} with steps={self.steps}"
-            )
+            raise ConfigError(f"{f}.warmup must be in [0, {f}.steps], got warmup={self.warmup} with steps={self.steps}")
         if self.mixed_precision not in ("auto", "no", "bf16"):
-            raise ConfigError(f"train.mixed_precision must be auto, no or bf16, got {self.mixed_precision!r}")
+            raise ConfigError(f"{f}.mixed_precision must be auto, no or bf16, got {self.mixed_precision!r}")
 
 
 class TrainData(Protocol):

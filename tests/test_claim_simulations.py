@@ -1100,11 +1100,15 @@ MR_CLAIMS = meta_rewarding_claims.claims()
 
 
 def mr_data(agree: dict[str, float] | None = None, lc: dict[str, float] | None = None,
-            words: dict[str, float] | None = None) -> Callable:  # fmt: skip
+            words: dict[str, float] | None = None, stopped: str | None = None) -> Callable:  # fmt: skip
     """Meta-Rewarding's claim data: per judge pair 0/1 agreement per arm (a pair offset of +-0.2, a seed effect of
     +-0.03), per test prompt a length-adjusted outcome per arm (a win/tie/loss around the arm's rate with a prompt
-    tilt of +-0.1) and words per answer (a prompt offset of +-2, noise sd 1)."""
+    tilt of +-0.1) and words per answer (a prompt offset of +-2, noise sd 1); every arm trains all 4 iterations but
+    ``stopped``, which stops after 2 in its last seed."""
     mc = meta_rewarding_claims
+    trained = {a: [4] * SEEDS for a in (mc.SR, mc.SR_LC, mc.MR0, mc.MR)}
+    if stopped:
+        trained[stopped][-1] = 2
     agree = agree or {mc.SR: 0.7, mc.MR: 0.7}
     lc = lc or {mc.SR_LC: 0.45, mc.MR: 0.45}
     words = words or {mc.MR0: 5.0, mc.MR: 5.0}
@@ -1117,6 +1121,7 @@ def mr_data(agree: dict[str, float] | None = None, lc: dict[str, float] | None =
             "judge agrees": vd.Units({a: draw(rng, p, pair, SEEDS, 0.03) for a, p in agree.items()}),
             "length-adjusted outcome vs M1": vd.Units({a: draw(rng, p, tilt, SEEDS, 0.03) for a, p in lc.items()}),
             "answer words": vd.Units({a: w + prompt + rng.normal(0, 1, (SEEDS, SR_PROMPTS)) for a, w in words.items()}),
+            mc.TRAINED: {"scheduled": 4, "arms": trained},
         }
 
     return make
@@ -1133,13 +1138,19 @@ def _rates3(claim: vd.Claim, null: Callable, clear: Callable, reversed_: Callabl
 
 def test_meta_rewarding_claims():
     """A better judge (+10 points of agreement), a higher length-adjusted win rate (+10 points) and longer answers
-    without length control (+0.5 words) are the clear cases."""
+    without length control (+0.5 words) are the clear cases; the actor claims are not testable when an arm stopped
+    early, however clear its data (the judge claim still is)."""
     mc = meta_rewarding_claims
     c = by_name(MR_CLAIMS, "the meta-judge trains a better judge")
     _rates3(c, mr_data(), mr_data(agree={mc.SR: 0.7, mc.MR: 0.8}), mr_data(agree={mc.SR: 0.8, mc.MR: 0.7}))
+    assert rates(c, mr_data(agree={mc.SR: 0.7, mc.MR: 0.8}, stopped=mc.MR), 20)[vd.HELD] >= 0.8
     c = by_name(MR_CLAIMS, "Meta-Rewarding wins at equal length")
     _rates3(c, mr_data(), mr_data(lc={mc.SR_LC: 0.4, mc.MR: 0.5}), mr_data(lc={mc.SR_LC: 0.5, mc.MR: 0.4}))
+    for arm in (mc.MR, mc.SR_LC):
+        assert rates(c, mr_data(lc={mc.SR_LC: 0.4, mc.MR: 0.5}, stopped=arm), 20)[vd.NOT_TESTABLE] == 1
+    assert rates(c, mr_data(lc={mc.SR_LC: 0.4, mc.MR: 0.5}, stopped=mc.MR0), 20)[vd.HELD] >= 0.8  # not its arm
     c = by_name(MR_CLAIMS, "rho = 0 lets answers grow")
+    assert rates(c, mr_data(words={mc.MR0: 5.5, mc.MR: 5.0}, stopped=mc.MR0), 20)[vd.NOT_TESTABLE] == 1
     _rates3(c, mr_data(), mr_data(words={mc.MR0: 5.5, mc.MR: 5.0}), mr_data(words={mc.MR0: 5.0, mc.MR: 5.5}))
 
 
@@ -1161,5 +1172,5 @@ def test_meta_rewarding_claim_data_and_the_length_adjustment():
     assert [g["v"] for g in mc.length_adjusted(same, base)] == y
     pairs = [{"instruction": f"i{k}", "score_a": 3, "score_b": 1, "judge_a": 2.0, "judge_b": 1.0} for k in range(3)]
     data = mc.claim_data({mc.M1: [base], mc.MR: [arm]}, {mc.M1: [pairs], mc.MR: [pairs]})
-    assert set(data) == {"answer words", "length-adjusted outcome vs M1", "judge agrees"}
+    assert set(data) == {"answer words", "length-adjusted outcome vs M1", "judge agrees", mc.TRAINED}
     assert mc.decide_claims(data, n_resamples=50)[0].verdict == vd.NOT_TESTABLE  # no Self-Rewarding arm here

@@ -210,6 +210,34 @@ def test_repro_tiny_runs_every_arm_from_one_m1(tmp_path: Path) -> None:
     assert all(a == m1[0] for a in m1)  # the same M1 for every arm
     report = (tmp_path / "r" / "report.md").read_text()
     assert "rho = 0 lets answers grow" in report and (tmp_path / "r" / "by_arm.png").is_file()
+    assert "The meta-judge by iteration" in report
     cfg = json.loads((tmp_path / "r" / "runs" / "self-rewarding-seed0" / "run.json").read_text())["settings"]
     assert cfg["rho"] == [] and cfg["judge_iterations"] == 0
     assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(repro.PAPER_RECIPE)
+
+
+def test_judge_pair_precision_counts_against_the_oracle(tmp_path: Path) -> None:
+    """Chosen judgments nearer / farther from the oracle's score of the judged response, and at the top score,
+    counted on hand-made pairs (the oracle's scores computed here as the reference)."""
+    from system2.repro.meta_rewarding import judge_pair_precision
+    from system2.runs import write_parquet
+    from system2.tasks.instructions_oracle import oracle_score
+
+    inst = "LETTERS 2 ANY AFTER k BEFORE r ASC"
+    good, bad = "l m", "m l z"
+    assert oracle_score(inst, good) == 5 and oracle_score(inst, bad) < 4
+    s = oracle_score(inst, bad)
+
+    def j(score: int) -> str:
+        return f"format yes Score: {score}"
+
+    write_parquet(tmp_path / "disputed.parquet", [{"id": "g", "response": good}, {"id": "b", "response": bad}])
+    write_parquet(tmp_path / "judge_pairs.parquet", [
+        {"id": "g", "instruction": inst, "chosen": j(5), "rejected": j(3)},  # nearer, top score
+        {"id": "b", "instruction": inst, "chosen": j(5), "rejected": j(s)},  # farther, top score
+        {"id": "b", "instruction": inst, "chosen": j(s + 1), "rejected": j(s - 1)},  # as near
+        {"id": "g", "instruction": inst, "chosen": "no score", "rejected": j(4)},  # unparsed: neither
+    ])  # fmt: skip
+    got = judge_pair_precision(tmp_path)
+    assert got == {"judge_pairs_oracle_nearer": 0.25, "judge_pairs_oracle_farther": 0.25, "judge_pairs_top_score": 0.5}
+    assert judge_pair_precision(tmp_path / "missing") == {}

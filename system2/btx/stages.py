@@ -110,8 +110,8 @@ class BTXConfig:
             raise ConfigError(f"routing must be one of {ROUTINGS} and aux_form one of {AUX_FORMS}")
         if self.max_len < 2 or self.eval_batch_size < 1:
             raise ConfigError("max_len must be >= 2 and eval_batch_size >= 1")
-        self.expert_train.validate()
-        self.finetune.validate()
+        self.expert_train.validate("expert_train")
+        self.finetune.validate("finetune")
 
 
 def experts_dir(cfg: BTXConfig, name: str) -> Path:

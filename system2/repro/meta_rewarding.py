@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from system2.judges.prompts import MAX_SCORE, parse_score
 from system2.repro import meta_rewarding_claims as mc
 from system2.repro.framework import (
     Table,
@@ -31,6 +32,7 @@ from system2.runs import read_parquet
 from system2.selfimprove.meta_rewarding import MetaRewardingConfig, run_meta_rewarding
 from system2.selfimprove.self_rewarding_eval import ANSWERS, JUDGED_PAIRS
 from system2.tasks.instructions import InstructionDataConfig
+from system2.tasks.instructions_oracle import oracle_score
 
 PAPER_RECIPE = "configs/selfimprove/meta_rewarding_paper.yaml"
 # arm -> (rho per iteration, judge_iterations); rho 0.3 is "rho around 0.3" of the paper's 0.32 [S]
@@ -86,6 +88,7 @@ def run(
     results: dict[str, list[list[dict[str, Any]]]] = {arm: [] for arm in scale.arms}
     answers: dict[str, list[list[dict[str, Any]]]] = {mc.M1: []}
     judged: dict[str, list[list[dict[str, Any]]]] = {mc.M1: []}
+    trained: dict[str, list[int]] = {arm: [] for arm in scale.arms}
     for seed in range(scale.seeds):
         for k, arm in enumerate(scale.arms):
             rho, judge_iterations = ARMS[arm]
@@ -97,7 +100,9 @@ def run(
             rows = run_meta_rewarding(cfg)
             for row in rows[1:]:
                 row.update(pair_precision(Path(cfg.out) / f"iter-{row['iteration']}" / "pairs.parquet"))
+                row.update(judge_pair_precision(Path(cfg.out) / f"iter-{row['iteration']}"))
             results[arm].append(rows)
+            trained[arm].append(trained_iterations(rows))
             evals = [Path(cfg.out) / "m1-eval"] + [Path(cfg.out) / f"iter-{r['iteration']}" / "eval"
                                                    for r in rows[1:] if "stopped" not in r]  # fmt: skip
             if k == 0:  # every arm's M1 is the same model
@@ -105,14 +110,39 @@ def run(
                 judged[mc.M1].append(read_parquet(evals[0] / JUDGED_PAIRS).to_pylist())
             answers.setdefault(arm, []).append(read_parquet(evals[-1] / ANSWERS).to_pylist())
             judged.setdefault(arm, []).append(read_parquet(evals[-1] / JUDGED_PAIRS).to_pylist())
-    claims = mc.decide_claims(mc.claim_data(answers, judged))
+    claims = mc.decide_claims(mc.claim_data(answers, judged, trained, scale.run.iterations))
     metrics = {"scale": scale_name, "seeds": scale.seeds, "arms": list(scale.arms), "results": results}
     from system2.repro.meta_rewarding_figures import by_arm
 
-    write_report(out, "Meta-Rewarding reproduction", _intro(scale_name, scale), [_table(results)],
-                 [by_arm(results, out)], claims, metrics)  # fmt: skip
+    tables = [_table(results), _judge_table(results, scale.data.pairs)]
+    write_report(out, "Meta-Rewarding reproduction", _intro(scale_name, scale), tables, [by_arm(results, out)],
+                 claims, metrics)  # fmt: skip
     print_claims(claims)
     return metrics
+
+
+def judge_pair_precision(iter_dir: Path) -> dict[str, float]:
+    """How well the meta-judge chose an iteration's judge pairs, by the oracle (evaluation only): the share of pairs
+    whose chosen judgment's score is nearer the oracle's score of the judged response than the rejected one's, the
+    share farther, and the share whose chosen judgment gives the top score (the paper's score drift toward 5)."""
+    pairs_path, disputed_path = iter_dir / "judge_pairs.parquet", iter_dir / "disputed.parquet"
+    if not (pairs_path.is_file() and disputed_path.is_file()):
+        return {}
+    pairs = read_parquet(pairs_path).to_pylist()
+    response = {r["id"]: r["response"] for r in read_parquet(disputed_path).to_pylist()}
+    if not pairs:
+        return {}
+    nearer = farther = top = 0
+    for p in pairs:
+        truth = oracle_score(p["instruction"], response[p["id"]])
+        chosen, rejected = parse_score(p["chosen"]), parse_score(p["rejected"])
+        top += chosen == MAX_SCORE
+        if chosen is not None and rejected is not None:
+            nearer += abs(chosen - truth) < abs(rejected - truth)
+            farther += abs(chosen - truth) > abs(rejected - truth)
+    n = len(pairs)
+    return {"judge_pairs_oracle_nearer": nearer / n, "judge_pairs_oracle_farther": farther / n,
+            "judge_pairs_top_score": top / n}  # fmt: skip
 
 
 def _slug(arm: str) -> str:
@@ -131,6 +161,11 @@ COLUMNS = (  # (result key, header, percent), each from the last row that has it
 )
 
 
+def trained_iterations(rows: list[dict[str, Any]]) -> int:
+    """The DPO iterations a run trained: its result rows after M1's, less the one that stopped it."""
+    return sum("stopped" not in r for r in rows[1:])
+
+
 def last_value(rows: list[dict[str, Any]], key: str) -> Any:
     """The value of ``key`` in the last row that has it (None when none has)."""
     return next((r[key] for r in reversed(rows) if r.get(key) is not None), None)
@@ -143,9 +178,41 @@ def _table(results: dict[str, list[list[dict[str, Any]]]]) -> Table:
         for key, _, pct in COLUMNS:
             values = [last_value(rows, key) for rows in seeds]
             cells.append("-" if any(v is None for v in values) else fmt(*mean_std(values), pct=pct))
-        out.append([arm, str(len(seeds[0]) - 1), *cells])
-    return Table("The last model of each arm (mean ± sd over seeds; meta-judge biases at its last judge iteration)",
-                 ["arm", "iterations", *(h for _, h, _ in COLUMNS)], out)  # fmt: skip
+        out.append([arm, ", ".join(str(trained_iterations(rows)) for rows in seeds), *cells])
+    return Table("The last model of each arm (mean ± sd over seeds; DPO iterations per seed; meta-judge biases at its "
+                 "last judge iteration)",
+                 ["arm", "DPO iterations", *(h for _, h, _ in COLUMNS)], out)  # fmt: skip
+
+
+JUDGE_COLUMNS = (  # (result key, header, percent), per Meta-Rewarding arm and iteration with judge pairs
+    ("judge_pairs", "judge pairs", False),
+    ("judge_pairs_oracle_nearer", "chosen judgment nearer the oracle, %", True),
+    ("judge_pairs_oracle_farther", "chosen judgment farther, %", True),
+    ("judge_pairs_top_score", "chosen judgment gives the top score, %", True),
+    ("meta_positional_bias", "first position wins, %", True),
+    ("meta_score_bias", "higher score wins, %", True),
+    ("judge_pairwise_accuracy", "judge accuracy after training, %", True),
+    ("judge_ties", "judge ties after training", False),
+)
+
+
+def _judge_table(results: dict[str, list[list[dict[str, Any]]]], held_out: int) -> Table:
+    """The meta-judge's iterations: the judge pairs it chose (checked by the oracle), its biases, and the judge
+    trained on them."""
+    out = []
+    for arm, seeds in results.items():
+        for t in range(1, max(len(rows) for rows in seeds)):
+            at = [rows[t] for rows in seeds if t < len(rows) and rows[t].get("judge_pairs") is not None]
+            if not at:
+                continue
+            cells = []
+            for key, _, pct in JUDGE_COLUMNS:
+                values = [r[key] for r in at if r.get(key) is not None and r[key] == r[key]]
+                cells.append(fmt(*mean_std(values), pct=pct) if values else "-")
+            out.append([arm, str(t), str(len(at)), *cells])
+    headers = [h if k != "judge_ties" else f"{h} (of {held_out} pairs)" for k, h, _ in JUDGE_COLUMNS]
+    return Table("The meta-judge by iteration (mean ± sd over the seeds that reached it; the oracle checks the judge "
+                 "pairs for this report only)", ["arm", "iteration", "seeds", *headers], out)  # fmt: skip
 
 
 def _intro(name: str, scale: MetaRewardingScale) -> str:

@@ -115,7 +115,7 @@ class SelfRewardingConfig(PolicyConfig):
         if self.judge.backend == "policy" and self.judge.chat != self.chat:
             raise ConfigError(f"judge.chat={self.judge.chat} but prompt_format={self.prompt_format}: the policy "
                               "judges as it answers, set judge.chat=true exactly when prompt_format=chat")  # fmt: skip
-        self.sft.validate()
+        self.sft.validate("sft")
         self.train.validate()
 
     KIND = "self-rewarding"  # the run record's kind
