@@ -208,6 +208,8 @@ def test_repro_tiny_runs_every_arm_from_one_m1(tmp_path: Path) -> None:
         read_parquet(p / "m1-eval" / "answers.parquet").to_pylist() for p in sorted((tmp_path / "r" / "runs").iterdir())
     ]
     assert all(a == m1[0] for a in m1)  # the same M1 for every arm
+    trained = [p.name for p in (tmp_path / "r" / "runs").iterdir() if (p / "sft").is_dir()]
+    assert trained == ["self-rewarding-seed0"]  # the first arm trains M1, the others start from it
     report = (tmp_path / "r" / "report.md").read_text()
     assert "rho = 0 lets answers grow" in report and (tmp_path / "r" / "by_arm.png").is_file()
     assert "The meta-judge by iteration" in report

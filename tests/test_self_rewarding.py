@@ -78,6 +78,8 @@ def test_inputs_are_checked_before_any_compute(data: str, tmp_path: Path) -> Non
         _cfg(data, tmp_path / "a", judge=JudgeConfig(template="paper")).seed_data()
     with pytest.raises(ConfigError, match="judge.chat"):
         _cfg(data, tmp_path / "b", judge=JudgeConfig(template="compact", chat=True)).validate()
+    with pytest.raises(ConfigError, match="^m1: "):
+        _cfg(data, tmp_path / "b", m1=str(tmp_path / "no-such-model")).validate()
     with pytest.raises(ConfigError, match=r"^sft\.steps must be >= 1"):  # named by its own key, not train.
         _cfg(data, tmp_path / "b", sft=TrainConfig(steps=0)).validate()
     pool = tmp_path / "pool.jsonl"

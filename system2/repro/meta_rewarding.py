@@ -1,13 +1,13 @@
 """Meta-Rewarding LMs (arXiv 2407.19594) in miniature (docs/reproductions.md, docs/self_rewarding.md).
 
-World and M1 as in the Self-Rewarding reproduction, with meta-judge seed rows added to the seed data of every arm, so
-that every arm starts from the same M1 (same data, same seed). Arms, on the same prompts per iteration and the same
-budget (``system2.selfimprove.meta_rewarding``): Self-Rewarding (max vs min, no judge pairs), Self-Rewarding with
-length control (rho = 0.3), Meta-Rewarding with rho = 0 and with rho = 0.3 (judge pairs from the meta-judge in
-iterations 1..``judge_iterations``). Every model is scored as in the Self-Rewarding reproduction; the claims
-(``meta_rewarding_claims.py``) compare the arms' last models per test prompt or judge pair, seeds as an outer level;
-the meta-judge's positional and score bias are reported. ``paper`` prints the run to launch
-(configs/selfimprove/meta_rewarding_paper.yaml).
+World and M1 as in the Self-Rewarding reproduction, with meta-judge seed rows added to the seed data of every arm;
+each seed's first arm trains M1 and the others start from it (``m1``), so every arm starts from the same model. Arms,
+on the same prompts per iteration and the same budget (``system2.selfimprove.meta_rewarding``): Self-Rewarding (max
+vs min, no judge pairs), Self-Rewarding with length control (rho = 0.3), Meta-Rewarding with rho = 0 and with rho =
+0.3 (judge pairs from the meta-judge in iterations 1..``judge_iterations``). Every model is scored as in the
+Self-Rewarding reproduction; the claims (``meta_rewarding_claims.py``) compare the arms' last models per test prompt
+or judge pair, seeds as an outer level; the meta-judge's positional and score bias are reported. ``paper`` prints the
+run to launch (configs/selfimprove/meta_rewarding_paper.yaml).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from system2.repro.framework import (
 from system2.repro.self_rewarding import cpu_run, pair_precision, start_or_launch
 from system2.runs import read_parquet
 from system2.selfimprove.meta_rewarding import MetaRewardingConfig, run_meta_rewarding
+from system2.selfimprove.self_rewarding import m1_dir
 from system2.selfimprove.self_rewarding_eval import ANSWERS, JUDGED_PAIRS
 from system2.tasks.instructions import InstructionDataConfig
 from system2.tasks.instructions_oracle import oracle_score
@@ -82,7 +83,8 @@ def run(
     scale = scale_with_settings(with_overrides(SCALES[scale_name], seeds=seeds), settings)
     data_dir = start_or_launch("meta-rewarding", scale_name, scale, out, restart,
                                "one run per arm on an 8B checkpoint and local files (Self-Rewarding: rho=[] "
-                               "judge_iterations=0)")  # fmt: skip
+                               "judge_iterations=0; after the first arm, m1=FIRST_OUT/sft/model skips retraining "
+                               "M1)")  # fmt: skip
     if isinstance(data_dir, dict):
         return data_dir
     results: dict[str, list[list[dict[str, Any]]]] = {arm: [] for arm in scale.arms}
@@ -90,14 +92,16 @@ def run(
     judged: dict[str, list[list[dict[str, Any]]]] = {mc.M1: []}
     trained: dict[str, list[int]] = {arm: [] for arm in scale.arms}
     for seed in range(scale.seeds):
+        m1 = ""  # the seed's first arm trains M1, the others start from it
         for k, arm in enumerate(scale.arms):
             rho, judge_iterations = ARMS[arm]
             r = scale.run
             cfg = replace(r, data=str(data_dir), out=str(out / "runs" / f"{_slug(arm)}-seed{seed}"), seed=seed,
-                          rho=rho, judge_iterations=judge_iterations, judge=replace(r.judge, seed=seed),
+                          rho=rho, judge_iterations=judge_iterations, judge=replace(r.judge, seed=seed), m1=m1,
                           sft=replace(r.sft, seed=seed), train=replace(r.train, seed=seed))  # fmt: skip
             print(f"seed {seed}: {arm} (rho {rho or 'none'}, judge pairs in {judge_iterations} iteration(s))")
             rows = run_meta_rewarding(cfg)
+            m1 = m1 or str(m1_dir(cfg.out) / "model")
             for row in rows[1:]:
                 row.update(pair_precision(Path(cfg.out) / f"iter-{row['iteration']}" / "pairs.parquet"))
                 row.update(judge_pair_precision(Path(cfg.out) / f"iter-{row['iteration']}"))

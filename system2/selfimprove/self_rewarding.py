@@ -60,6 +60,7 @@ class SelfRewardingConfig(PolicyConfig):
     prompts: str = ""  # a prompt pool for the new prompts (JSONL or Parquet); "": the world's template sampler
     test_prompts: str = ""  # held-out prompts every model answers (the AlpacaEval analogue); "": DATA/test_prompts
     judge_pairs: str = ""  # held-out response pairs with reference scores (judge accuracy); "": DATA/pairs.parquet
+    m1: str = ""  # a trained M1 to start from (another run's OUT/sft/model on the same seed data); "": SFT here
     iterations: int = 2  # DPO iterations after M1 (paper: 2, giving M2 and M3)
     prompts_per_iteration: int = 500  # new prompts each iteration
     responses_per_prompt: int = 4  # candidates sampled per prompt, N (paper: 4)
@@ -91,13 +92,14 @@ class SelfRewardingConfig(PolicyConfig):
         if not self.data and not (self.ift and self.eft and self.test_prompts):
             raise ConfigError("set data=DIR (an instruction-world directory: system2 instructions --out DIR), or "
                               "ift=FILE, eft=FILE and test_prompts=FILE")  # fmt: skip
-        if self.model:
-            from system2.lm.io import check_lm_dir
+        from system2.lm.io import check_lm_dir
 
+        for name in ("model", "m1"):
             try:
-                check_lm_dir(self.model)
+                if getattr(self, name):
+                    check_lm_dir(getattr(self, name))
             except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"model: {e}") from None
+                raise ConfigError(f"{name}: {e}") from None
         if self.prompt_format not in ("raw", "chat"):
             raise ConfigError(f"prompt_format must be raw or chat (the prompts come formatted), got "
                               f"{self.prompt_format!r}")  # fmt: skip
@@ -146,7 +148,7 @@ def run_self_rewarding(cfg: SelfRewardingConfig, progress: bool = True, restart:
     cfg.validate()
     data = cfg.seed_data()
     out = cfg.start(cfg.KIND, restart)
-    current = train_m1(cfg, data, out, progress)
+    current = Path(cfg.m1) if cfg.m1 else train_m1(cfg, data, out, progress)
     m1_eval = evaluate_model(cfg, data, current, out / "m1-eval", progress)
     results = [{"model": "M1", "iteration": 0, **m1_eval}]
     seen = set(data.excluded)
@@ -177,13 +179,18 @@ def run_self_rewarding(cfg: SelfRewardingConfig, progress: bool = True, restart:
     return results
 
 
+def m1_dir(out: str | Path) -> Path:
+    """Where a run trains its M1 (``OUT/sft``); its weights end in ``m1_dir(out) / "model"``."""
+    return Path(out) / "sft"
+
+
 def train_m1(cfg: SelfRewardingConfig, data: SeedData, out: Path, progress: bool) -> Path:
     """M1: the base model (or a new tiny one) fine-tuned on IFT + EFT (+ meta-judge seed rows), the loss on the
     completions only."""
     init = Path(cfg.model) if cfg.model else init_tiny(cfg, data, out / "init")
     rows = data.ift + data.eft + data.meta
     return finetune_sft(init, [r["prompt"] for r in rows], [r["completion"] for r in rows], cfg.max_len, cfg.sft,
-                        out / "sft", progress, chat=cfg.chat)  # fmt: skip
+                        m1_dir(out), progress, chat=cfg.chat)  # fmt: skip
 
 
 def init_tiny(cfg: SelfRewardingConfig, data: SeedData, path: Path) -> Path:
