@@ -1,4 +1,5 @@
-"""TPO's thought format and pair choice (system2/selfimprove/thoughts.py) on hand-made outputs and score lists."""
+"""TPO's thought format and pair choice (system2/tasks/thoughts.py, system2/selfimprove/tpo_pairs.py) on hand-made
+outputs and score lists."""
 
 from __future__ import annotations
 
@@ -8,16 +9,8 @@ import statistics
 import numpy as np
 import pytest
 
-from system2.selfimprove.thoughts import (
-    THOUGHT_KINDS,
-    Split,
-    length_controlled,
-    split_thought,
-    system_prompt,
-    thought_pair,
-    thought_prompt,
-    zscores,
-)
+from system2.selfimprove.tpo_pairs import length_controlled, thought_pair, zscores
+from system2.tasks.thoughts import THOUGHT_KINDS, Split, split_thought, system_prompt, thought_prompt
 
 
 def test_prompts_carry_the_instruction_and_name_their_marker() -> None:
@@ -101,7 +94,7 @@ def test_parse_failures_are_the_rejected_side_and_ties_give_no_pair() -> None:
 
 def test_every_kind_round_trips_a_thought_and_a_response() -> None:
     for kind in THOUGHT_KINDS:
-        from system2.selfimprove.thoughts import RESPONSE_MARKER, THOUGHT_MARKER
+        from system2.tasks.thoughts import RESPONSE_MARKER, THOUGHT_MARKER
 
         text = f"{THOUGHT_MARKER[kind]} plan it {RESPONSE_MARKER[kind]} the answer".strip()
         assert split_thought(text, kind) == Split("plan it", "the answer"), kind

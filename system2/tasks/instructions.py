@@ -78,7 +78,7 @@ def instruction_of(prompt: str) -> str:
     return prompt
 
 
-def _draw(n: int, rng: random.Random, exclude: Iterable[str], cfg: InstructionConfig) -> list[str]:
+def draw_instructions(n: int, rng: random.Random, exclude: Iterable[str], cfg: InstructionConfig) -> list[str]:
     """``n`` distinct instructions, none in ``exclude``: open with probability ``open_share``, then a family
     uniformly, then an instruction uniformly (an exhausted family drops out)."""
     cfg.validate()
@@ -104,7 +104,7 @@ def sample_prompts(n: int, seed: int, exclude: Iterable[str] = frozenset(),
                    cfg: InstructionConfig = InstructionConfig()) -> list[str]:  # fmt: skip
     """``n`` new instructions from the template sampler, none of them in ``exclude`` (pass the seed and test
     prompts); each iteration passes its own ``seed``."""
-    return _draw(n, random.Random(f"instructions/prompts/{seed}"), exclude, cfg)
+    return draw_instructions(n, random.Random(f"instructions/prompts/{seed}"), exclude, cfg)
 
 
 def seed_judgment(instruction: str, response: str, rng: random.Random, cfg: InstructionConfig) -> tuple[str, int]:
@@ -175,7 +175,7 @@ def response_pairs(n: int, seed: int, exclude: Iterable[str] = frozenset(),
     with two responses of different oracle scores, the better one first or second at random."""
     rng = random.Random(f"instructions/{seed}/pairs")
     rows = []
-    for x in _draw(n, rng, exclude, cfg):
+    for x in draw_instructions(n, rng, exclude, cfg):
         good, bad = sorted(rng.sample(range(len(CHECKS) + 1), 2))  # defect counts: good has fewer
         a, b = respond(x, rng.sample(CHECKS, good), rng), respond(x, rng.sample(CHECKS, bad), rng)
         if rng.random() < 0.5:
@@ -331,7 +331,7 @@ def make_dataset(cfg: InstructionDataConfig) -> dict[str, list[dict[str, Any]]]:
     taken: set[str] = set()
 
     def draw(n: int, split: str) -> list[str]:
-        got = _draw(n, random.Random(f"instructions/{cfg.seed}/{split}"), taken, cfg.world)
+        got = draw_instructions(n, random.Random(f"instructions/{cfg.seed}/{split}"), taken, cfg.world)
         taken.update(got)
         return got
 

@@ -92,12 +92,18 @@ def _number(rng: random.Random, digits: int) -> int:
 def sample_instructions(n: int, seed: int, families: Iterable[str], exclude: Iterable[str] = frozenset(),
                         cfg: ThoughtWorldConfig = ThoughtWorldConfig()) -> list[str]:  # fmt: skip
     """``n`` distinct instructions, a family drawn uniformly for each, none in ``exclude``."""
+    return draw(n, random.Random(f"thought-world/{seed}"), families, exclude, cfg)
+
+
+def draw(n: int, rng: random.Random, families: Iterable[str], exclude: Iterable[str] = frozenset(),
+         cfg: ThoughtWorldConfig = ThoughtWorldConfig()) -> list[str]:  # fmt: skip
+    """``sample_instructions`` with a given random stream."""
     names = list(families)
     unknown = [f for f in names if f not in THOUGHT_FAMILIES]
     if unknown or not names:
         raise ValueError(f"families must be a non-empty list of {', '.join(THOUGHT_FAMILIES)}; unknown: {unknown}")
     cfg.validate()
-    rng, seen, out = random.Random(f"thought-world/{seed}"), set(exclude), []
+    seen, out = set(exclude), []
     for _ in range(100 * n + 100):
         if len(out) == n:
             return out

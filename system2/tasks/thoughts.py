@@ -1,29 +1,20 @@
-"""Thinking before answering: the thought prompts, the split of an output into thought and response, and TPO's
-length-controlled choice of a preference pair (Thought Preference Optimization, arXiv 2410.10630, Sec. 2).
+"""Thinking before answering, the format (Thought Preference Optimization, arXiv 2410.10630, Sec. 2): the thought
+prompts and the split of an output into thought and response.
 
 - **Prompts** (Sec. 2.1, Fig. 2): ``generic`` asks for thoughts after "Here is my thought process:" and the response
   after "Here is my response:" [V-draft]; ``specific`` asks for a draft response and its evaluation as the thought and
   the final response after "<R>" (the arXiv wording as three re-implementations quote it [S]; the earlier draft used
   "<internal thought>" / "<response>"); ``system`` puts the generic text in a system turn after "You are a helpful
-  assistant." [V-draft App. A]; ``compact`` is ours, for the tiny instruction world: ``THINK: instruction ->`` with
-  the output ``T: thought R: response``. The whitespace between the paper's sentences is not known to us [U].
+  assistant." [V-draft App. A]; ``compact`` is ours, for the tiny worlds: ``THINK: instruction ->`` with the output
+  ``T: thought R: response``. The whitespace between the paper's sentences is not known to us [U].
 - **Split** (Sec. 2.2): by string match on the response marker; the judge sees only the response. We split at the
   marker's last occurrence (a thought may quote a draft that contains it) [ours]; an output without the marker, or
   with nothing after it, is a parse failure.
-- **Pairs** (Sec. 2.2): per prompt, s_i = z(score_i) - rho z(len_i), z over the prompt's parsed samples (population
-  standard deviation; a constant vector gives 0); chosen = the highest s, rejected = the lowest, both holding the
-  full thought and response. Parse failures are rejected samples: one of them is the rejected side when there is any
-  [V-draft: "added as rejected samples"; which one is ours: the first]. ``len`` is the response part's length in
-  characters [ours: the paper does not say which part it measures]. A prompt whose parsed samples all score the same
-  and that has no parse failure gives no pair [ours, as Self-Rewarding drops ties].
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
 
 GENERIC = (
     "Respond to the following user query in a comprehensive and detailed way. You can write down your thought "
@@ -92,49 +83,3 @@ def split_thought(text: str, kind: str = "generic") -> Split | None:
     if lead and thought.startswith(lead):
         thought = thought[len(lead) :].strip()
     return Split(thought, response)
-
-
-def zscores(x: Sequence[float]) -> np.ndarray:
-    """(x - mean) / sd over the values (population sd); all zeros when they are all equal."""
-    a = np.asarray(x, dtype=float)
-    sd = a.std()
-    return np.zeros_like(a) if sd == 0 else (a - a.mean()) / sd
-
-
-def length_controlled(scores: Sequence[float], lengths: Sequence[float], rho: float) -> np.ndarray:
-    """s = z(score) - rho z(length) over one prompt's samples."""
-    if len(scores) != len(lengths):
-        raise ValueError(f"{len(scores)} scores but {len(lengths)} lengths")
-    if not 0 <= rho <= 1:
-        raise ValueError(f"rho must lie in [0, 1], got {rho}")
-    return zscores(scores) - rho * zscores(lengths)
-
-
-@dataclass(frozen=True)
-class ThoughtPair:
-    """Indices of the chosen and rejected samples of one prompt; ``rejected_unparsed``: the rejected side is a
-    parse failure."""
-
-    chosen: int
-    rejected: int
-    rejected_unparsed: bool
-
-
-def thought_pair(scores: Sequence[float | None], lengths: Sequence[float], rho: float = 0.0) -> ThoughtPair | None:
-    """TPO's pair from one prompt's samples: ``scores[i]`` is the judge's score of sample i's response, None for a
-    parse failure; ``lengths[i]`` its response length. None when no pair can be made (module docstring)."""
-    if len(scores) != len(lengths):
-        raise ValueError(f"{len(scores)} scores but {len(lengths)} lengths")
-    parsed = [i for i, s in enumerate(scores) if s is not None]
-    failed = [i for i, s in enumerate(scores) if s is None]
-    if not parsed:
-        return None
-    values = [float(scores[i]) for i in parsed]  # type: ignore[arg-type]
-    s = length_controlled(values, [lengths[i] for i in parsed], rho)
-    chosen = parsed[int(np.argmax(s))]
-    if failed:
-        return ThoughtPair(chosen, failed[0], True)
-    if len(set(values)) == 1:
-        return None
-    rejected = parsed[int(np.argmin(s))]
-    return None if rejected == chosen else ThoughtPair(chosen, rejected, False)

@@ -1,0 +1,172 @@
+"""The TPO world's files (Thought Preference Optimization, arXiv 2410.10630; docs/tpo.md): the instruction world's
+list families and the thought families of ``thought_world``, with seed data for M0 and the reward model.
+
+The paper starts from Llama-3-8B-Instruct, which answers well directly, writes worse answers when first told to
+think (AlpacaEval LC 24.9 direct vs 17.3 with the thought prompt, Table 1), yet can already reason. A tiny model has
+to be given all three, so M0's seed data (``ift``) holds, ours:
+
+- **direct** examples: ``ACT: x ->`` answered with the oracle-best answer;
+- a few **format** examples: ``THINK: x ->`` answered ``T: <filler> R: <answer>``, with a filler thought that helps
+  nothing ("let me think"), so M0 knows the format but not what to think;
+- **worked** examples (thought families where a scratchpad helps): ``WORK: x ->`` answered with a correct
+  scratchpad (``thought_world.worked_thought``), the skill an LLM has from pretraining, never tied to THINK.
+
+``rm_pairs`` are oracle-labelled preference pairs (two answers of different oracle scores, the better one chosen) for
+the reward model that judges (the ArmoRM analogue); ``test_prompts`` are held-out instructions with their family.
+Every split draws its instructions disjoint from the earlier ones (test first); the same settings give the same files.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from system2.tasks import instructions_oracle as lists
+from system2.tasks import thought_world as tw
+from system2.tasks.instructions import InstructionConfig, act_prompt, draw_instructions
+from system2.tasks.instructions_oracle import CHECKS
+from system2.tasks.thoughts import thought_prompt
+
+LIST_FAMILIES = tuple(lists.FAMILIES)
+FAMILIES = (*LIST_FAMILIES, *tw.THOUGHT_FAMILIES)  # every family a TPO world can draw
+DEFAULT_FAMILIES = ("numbers", "letters", "words", "sum", "sort", "lookup", "copy", "upper")
+FILLERS = ("let me think", "ok", "hmm let me see", "thinking", "let me answer")  # thoughts that help nothing
+WORK = "WORK: {instruction} ->"  # the worked-scratchpad prompt (ours)
+
+
+def family_of(instruction: str) -> str:
+    """The family of an instruction of either world."""
+    return tw.family_of(instruction) or lists.parse_instruction(instruction).family.name
+
+
+def respond(instruction: str, defects: Iterable[str] = (), rng: random.Random | None = None) -> str:
+    """A direct answer with the named defects, for an instruction of either world (no defects: oracle-best)."""
+    if tw.family_of(instruction):
+        return tw.respond(instruction, defects, rng)
+    return lists.respond(instruction, defects, rng)
+
+
+def draw(n: int, rng: random.Random, families: Sequence[str], exclude: Iterable[str] = frozenset(),
+         world: tw.ThoughtWorldConfig = tw.ThoughtWorldConfig()) -> list[str]:  # fmt: skip
+    """``n`` distinct instructions, a family drawn uniformly for each, none in ``exclude``; shuffled."""
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise ValueError(f"families must be a non-empty list of {', '.join(FAMILIES)}; unknown: {unknown}")
+    quota = Counter(rng.choice(list(families)) for _ in range(n))
+    out: list[str] = []
+    for fam in sorted(quota):
+        if fam in tw.THOUGHT_FAMILIES:
+            out += tw.draw(quota[fam], rng, (fam,), exclude, world)
+        else:
+            out += draw_instructions(quota[fam], rng, exclude, InstructionConfig(families=(fam,)))
+    rng.shuffle(out)
+    return out
+
+
+def direct_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
+    return [{"prompt": act_prompt(x), "completion": respond(x, (), rng), "instruction": x, "kind": "direct"}
+            for x in instructions]  # fmt: skip
+
+
+def format_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
+    return [{"prompt": thought_prompt(x, "compact"), "completion": f"T: {rng.choice(FILLERS)} R: {respond(x, (), rng)}",
+             "instruction": x, "kind": "format"} for x in instructions]  # fmt: skip
+
+
+def worked_rows(instructions: Iterable[str]) -> list[dict[str, Any]]:
+    return [{"prompt": WORK.format(instruction=x), "completion": tw.worked_thought(x), "instruction": x,
+             "kind": "worked"} for x in instructions]  # fmt: skip
+
+
+def preference_pairs(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
+    """Per instruction two answers with different defect counts; chosen = the higher oracle score (ties skipped)."""
+    rows = []
+    for x in instructions:
+        few, many = sorted(rng.sample(range(len(CHECKS) + 1), 2))
+        a, b = respond(x, rng.sample(CHECKS, few), rng), respond(x, rng.sample(CHECKS, many), rng)
+        sa, sb = tw.oracle_score(x, a), tw.oracle_score(x, b)
+        if sa != sb:
+            (c, sc), (r, sr) = sorted(((a, sa), (b, sb)), key=lambda t: -t[1])
+            rows.append({"prompt": x, "chosen": c, "rejected": r, "score_chosen": sc, "score_rejected": sr,
+                         "family": family_of(x)})  # fmt: skip
+    return rows
+
+
+@dataclass
+class ThoughtDataConfig:
+    """Settings of a TPO world directory (``system2 thought-data``)."""
+
+    out: str = ""  # dataset directory: ift, rm_pairs and test_prompts Parquet files
+    families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))  # families drawn (FAMILIES)
+    direct: int = 2000  # direct-answer examples for M0 (ACT prompts)
+    format_examples: int = 100  # THINK examples with a filler thought: the format, nothing useful to think
+    worked: int = 500  # WORK examples with a correct scratchpad (thought families where one helps)
+    rm_pairs: int = 2000  # oracle-labelled preference pairs for the reward model
+    test: int = 500  # held-out test prompts
+    seed: int = 0  # the same seed gives the same files
+    world: tw.ThoughtWorldConfig = field(default_factory=tw.ThoughtWorldConfig)  # sizes of the thought families
+
+    def validate(self) -> None:
+        from system2.config import ConfigError
+
+        if not self.out:
+            raise ConfigError("set out=DIR (the dataset directory)")
+        if min(self.direct, self.format_examples, self.worked, self.rm_pairs, self.test) < 0:
+            raise ConfigError("direct, format_examples, worked, rm_pairs and test must be >= 0")
+        unknown = [f for f in self.families if f not in FAMILIES]
+        if unknown or not self.families:
+            raise ConfigError(f"families must be a non-empty list of {', '.join(FAMILIES)}; unknown: {unknown}")
+        if self.worked and not set(self.families) & {f for f, helps in tw.THOUGHT_FAMILIES.items() if helps}:
+            raise ConfigError("worked > 0 needs a family where a scratchpad helps (sum, sort, lookup) in families")
+        try:
+            self.world.validate()
+        except ValueError as e:
+            raise ConfigError(f"world: {e}") from None
+
+
+def make_dataset(cfg: ThoughtDataConfig) -> dict[str, list[dict[str, Any]]]:
+    """The splits, their instructions pairwise disjoint (test prompts drawn first)."""
+    taken: set[str] = set()
+
+    def take(n: int, split: str, families: Sequence[str]) -> list[str]:
+        got = draw(n, random.Random(f"thought-data/{cfg.seed}/{split}"), families, taken, cfg.world)
+        taken.update(got)
+        return got
+
+    rng = random.Random(f"thought-data/{cfg.seed}/responses")
+    test = take(cfg.test, "test", cfg.families)
+    helpful = [f for f in cfg.families if tw.THOUGHT_FAMILIES.get(f)]
+    ift = direct_rows(take(cfg.direct, "direct", cfg.families), rng)
+    ift += format_rows(take(cfg.format_examples, "format", cfg.families), rng)
+    ift += worked_rows(take(cfg.worked, "worked", helpful) if cfg.worked else [])
+    return {
+        "test_prompts": [{"prompt": act_prompt(x), "instruction": x, "family": family_of(x)} for x in test],
+        "ift": ift,
+        "rm_pairs": preference_pairs(take(cfg.rm_pairs, "rm_pairs", cfg.families), rng),
+    }
+
+
+def generate(cfg: ThoughtDataConfig, restart: bool = False) -> dict[str, list[dict[str, Any]]]:
+    """Write the dataset ``cfg`` describes into ``cfg.out`` (recorded in its ``run.json``): a rerun with the same
+    settings rewrites the same bytes, other settings are refused (``restart``: move it aside)."""
+    from system2.runs import open_run, write_parquet
+
+    cfg.validate()
+    open_run(cfg.out, "thought-dataset", cfg, restart=restart, log=lambda _: None)
+    splits = make_dataset(cfg)
+    for name, rows in splits.items():
+        write_parquet(Path(cfg.out) / f"{name}.parquet", rows)
+    return splits
+
+
+def vocabulary() -> list[str]:
+    """Every word of the TPO world's prompts, answers, thoughts and markers (for the word-level tokenizer)."""
+    from system2.tasks.instructions import vocabulary as list_words
+
+    words = [*list_words(), *tw.vocabulary(), *WORK.split(), *thought_prompt("{instruction}", "compact").split()]
+    words += ["T:", "R:", *" ".join(FILLERS).split()]
+    return [w for w in dict.fromkeys(words) if "{" not in w]
