@@ -38,9 +38,12 @@ FILLERS = ("let me think", "ok", "hmm let me see", "thinking", "let me answer") 
 WORK = "WORK: {instruction} ->"  # the worked-scratchpad prompt (ours)
 
 
-def family_of(instruction: str) -> str:
-    """The family of an instruction of either world."""
-    return tw.family_of(instruction) or lists.parse_instruction(instruction).family.name
+def family_of(instruction: str) -> str | None:
+    """The family of an instruction of either world; None for any other text."""
+    try:
+        return tw.family_of(instruction) or lists.parse_instruction(instruction).family.name
+    except ValueError:
+        return None
 
 
 def respond(instruction: str, defects: Iterable[str] = (), rng: random.Random | None = None) -> str:
