@@ -1,6 +1,7 @@
 """``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds), ``system2 instructions`` (the
 instruction world's seed data) and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
-``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``, ``meta-rewarding``).
+``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``, ``meta-rewarding``, ``tpo``), and ``system2 thought-data``
+(the TPO world).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -102,6 +103,26 @@ def instructions(
         typer.echo(f"example: {splits['eft'][0]['prompt']}  {splits['eft'][0]['completion']}")
 
 
+def thought_data(
+    out: Annotated[str, typer.Option("--out", help="Directory for ift/rm_pairs/test_prompts Parquet files.")],
+    overrides: Overrides = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed gives the same files.")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Generate the TPO world: M0's seed rows (direct answers, a few filler-thought examples, worked scratchpads),
+    oracle-labelled pairs for the reward model, and test prompts over the list and thought families.
+
+    Example: system2 thought-data --out data/thoughts direct=2000 format_examples=100 worked=500 rm_pairs=2000
+    """
+    from system2.tasks.thought_data import ThoughtDataConfig, generate
+
+    cfg = run_config(ThoughtDataConfig, config, overrides, {"out": out, "seed": seed})
+    with user_errors():
+        splits = generate(cfg, restart=restart)
+    print_table(f"TPO world in {out}", [{"file": f"{k}.parquet", "rows": len(v)} for k, v in splits.items()])
+
+
 def calibrate_quantities(
     out: Annotated[str, typer.Option("--out", help="Directory: the data, both SFT runs, calibration.json.")],
     overrides: Overrides = None,
@@ -122,15 +143,21 @@ def calibrate_quantities(
 
 
 JUDGE_LOOPS = {
-    # command: (module, config class, runner, title, help, example settings)
+    # command: (module, config class, runner, title, help, example flags and settings)
     "self-rewarding": ("self_rewarding", "SelfRewardingConfig", "run_self_rewarding", "Self-Rewarding",
                        "Self-Rewarding LMs: SFT on IFT+EFT (M1); then per iteration new prompts, N candidates each "
                        "judged by the model itself, best vs worst scored, DPO from the previous model.",
-                       "iterations=2 prompts_per_iteration=500 judge.judgments_per_response=3"),
+                       "--data data/instructions iterations=2 prompts_per_iteration=500 "
+                       "judge.judgments_per_response=3"),
     "meta-rewarding": ("meta_rewarding", "MetaRewardingConfig", "run_meta_rewarding", "Meta-Rewarding",
                        "Meta-Rewarding LMs: Self-Rewarding with length-controlled actor pairs, and judge pairs from "
                        "the model meta-judging its own judgments (position-weighted battles, Elo), one DPO run.",
-                       "iterations=4 judge_iterations=2 responses_per_prompt=7 judge.judgments_per_response=5"),
+                       "--data data/instructions iterations=4 judge_iterations=2 responses_per_prompt=7 "
+                       "judge.judgments_per_response=5"),
+    "tpo": ("tpo", "TPOConfig", "run_tpo", "TPO",
+            "Thought Preference Optimization: per iteration fresh prompts, N thought+response outputs, a judge on the "
+            "response part only, length-controlled best vs worst (parse failures rejected), DPO; with thinking off, "
+            "the direct-answer baseline.", "--data data/thoughts iterations=4 samples=8 rho=0.2"),
 }  # fmt: skip
 
 
@@ -140,7 +167,8 @@ def _judge_loop_command(name: str) -> Any:
     def command(
         overrides: Overrides = None,
         data: Annotated[
-            str | None, typer.Option("--data", help="Instruction-world directory (see the instructions command).")
+            str | None,
+            typer.Option("--data", help="World directory (see the instructions and thought-data commands)."),
         ] = None,
         model: Annotated[
             str | None, typer.Option("--model", help="Base model directory (empty: a tiny Llama).")
@@ -157,8 +185,7 @@ def _judge_loop_command(name: str) -> Any:
             result = getattr(mod, runner)(cfg, restart=restart)
         print_table(title, result)
 
-    command.__doc__ = (f"{doc} Rerun the same command to resume.\n\nExample: system2 {name} --data data/instructions "
-                       f"--out runs/{name} {example}")  # fmt: skip
+    command.__doc__ = f"{doc} Rerun the same command to resume.\n\nExample: system2 {name} --out runs/{name} {example}"
     return command
 
 
@@ -238,6 +265,7 @@ def register(app: App) -> None:
     app.command("arithmetic", settings="system2.tasks.arithmetic:ArithmeticDataConfig")(arithmetic)
     app.command("quantities", settings="system2.tasks.quantities:QuantityDataConfig")(quantities)
     app.command("instructions", settings="system2.tasks.instructions:InstructionDataConfig")(instructions)
+    app.command("thought-data", settings="system2.tasks.thought_data:ThoughtDataConfig")(thought_data)
     app.command("calibrate-quantities", settings="system2.selfimprove.calibrate:CalibrationConfig")(
         calibrate_quantities
     )

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from system2.lm.data import PreferenceData
+from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
 from system2.lm.io import load_lm
 from system2.lm.logprobs import reference_logprobs
 from system2.lm.losses import make_dpo_loss_fn
@@ -80,3 +81,16 @@ def dpo_finetune(
         ref_chosen_logps=[x["ref_chosen"] for x in ref],
         ref_rejected_logps=[x["ref_rejected"] for x in ref],
     )
+
+
+def fitting_pairs(rows: list[dict[str, Any]], tokenizer: Any, max_len: int, chat: bool) -> list[dict[str, Any]]:
+    """The pairs (``prompt``, ``chosen``, ``rejected``; ``rejected_ends`` False: a truncated rejected response,
+    which trains without an eos) whose prompt + response fits ``max_len`` tokens on both sides; the others are
+    dropped."""
+    if not rows:
+        return rows
+    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], chat)
+    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
+    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows],
+                                      [r.get("rejected_ends", True) for r in rows])  # fmt: skip
+    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, max_len, drop_long=True)]

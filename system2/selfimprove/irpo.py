@@ -25,8 +25,7 @@ from typing import Any
 from system2 import dist
 from system2.checkpoint import checkpoints, load_model_weights
 from system2.config import ConfigError
-from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
-from system2.selfimprove.dpo import dpo_finetune, reference_logprobs_rows
+from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import (
     LoopConfig,
     evaluate_questions,
@@ -102,12 +101,9 @@ def build_pairs(
         )
         rows += [{"id": p.question_id, "prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected,
                   "rejected_ends": not p.rejected_truncated} for p in pairs]  # fmt: skip
-    if not rows:
-        return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], cfg.chat)
-    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
-    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
-    kept = [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    kept = fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat)
+    if not kept:
+        return kept
     if cfg.max_pairs and len(kept) > cfg.max_pairs:  # a seeded sample, in the original order
         chosen = sorted(random.Random(f"irpo-pairs-{cfg.seed}-{iteration}").sample(range(len(kept)), cfg.max_pairs))
         kept = [kept[i] for i in chosen]

@@ -29,7 +29,7 @@ from system2.config import ConfigError
 from system2.judges import meta
 from system2.judges.backends import make_backend
 from system2.judges.prompts import META_TEMPLATES, judge_prompt, meta_prompt, parse_score, parse_winner
-from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
+from system2.selfimprove.dpo import fitting_pairs
 from system2.selfimprove.loop import group_by_question
 from system2.selfimprove.self_rewarding import SelfRewardingConfig, run_self_rewarding
 from system2.selfimprove.self_rewarding_data import SeedData
@@ -140,12 +140,7 @@ def judge_pairs(
         rows.append({"prompt": judge_prompt(b["instruction"], b["response"], cfg.judge.template),
                      "chosen": b["judgments"][pick.chosen], "rejected": b["judgments"][pick.rejected], "id": b["id"],
                      "instruction": b["instruction"], "role": "judge", "rejected_ends": True})  # fmt: skip
-    if not rows:
-        return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], cfg.chat)
-    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
-    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows])
-    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    return fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat)
 
 
 def meta_stats(battles: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:

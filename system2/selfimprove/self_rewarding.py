@@ -33,11 +33,10 @@ from system2 import dist
 from system2.config import ConfigError
 from system2.judges.config import JudgeConfig
 from system2.judges.pointwise import Judge
-from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
 from system2.lm.io import save_lm
 from system2.lm.sampling import SampleConfig, sample_completions
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
-from system2.selfimprove.dpo import dpo_finetune, reference_logprobs_rows
+from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
 from system2.selfimprove.self_rewarding_data import SeedData, read_seed_data
 from system2.selfimprove.self_rewarding_eval import evaluate_model, mean_or_nan
@@ -288,12 +287,7 @@ def build_pairs(
         rows.append({"prompt": c["prompt"], "chosen": c["text"], "rejected": r["text"], "id": qid,
                      "instruction": c["instruction"], "chosen_score": c["score"], "rejected_score": r["score"],
                      "rejected_ends": not r["truncated"]})  # fmt: skip
-    if not rows:
-        return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], cfg.chat)
-    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
-    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
-    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    return fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat)
 
 
 def pair_stats(judged: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,12 +33,11 @@ from system2.config import ConfigError, from_dict
 from system2.judges.config import JudgeConfig
 from system2.judges.pointwise import Judge
 from system2.judges.reward_model import train_reward_model
-from system2.lm.encoding import check_pair_lengths, prompt_token_ids, response_token_ids
 from system2.lm.io import save_lm
 from system2.lm.sampling import SampleConfig, sample_completions
 from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.runs import read_run
-from system2.selfimprove.dpo import dpo_finetune, reference_logprobs_rows
+from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
 from system2.selfimprove.sft import TinyLMConfig
 from system2.selfimprove.stages import cached_rows, sharded_rows
@@ -56,7 +55,7 @@ LOOP_KINDS = ("compact", "generic", "specific")  # thought prompts the loop rend
 class TPOConfig(PolicyConfig):
     """``model`` empty: a tiny Llama for the world's words is built and trained on ``ift`` first (M0)."""
 
-    data: str = ""  # a TPO world directory (system2 thought-data): its ift, rm_pairs and test_prompts files
+    data: str = ""  # a TPO world directory (made by the thought-data command): ift, rm_pairs, test_prompts files
     ift: str = ""  # M0's seed rows (prompt, completion); "": DATA/ift.parquet (not read when model or m0 is set)
     rm_pairs: str = ""  # preference pairs (prompt, chosen, rejected) for the reward model; "": DATA/rm_pairs.parquet
     test_prompts: str = ""  # held-out instructions (instruction, optional family); "": DATA/test_prompts.parquet
@@ -325,12 +324,7 @@ def build_pairs(cfg: TPOConfig, judged: list[dict[str, Any]], tokenizer: Any) ->
         rows.append({"prompt": c["prompt"], "chosen": c["text"], "rejected": r["text"], "id": qid,
                      "instruction": c["instruction"], "chosen_score": c["score"], "rejected_score": r["score"],
                      "rejected_unparsed": pick.rejected_unparsed, "rejected_ends": not r["truncated"]})  # fmt: skip
-    if not rows:
-        return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], cfg.chat)
-    chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
-    rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows], [r["rejected_ends"] for r in rows])
-    return [rows[i] for i in check_pair_lengths(prompt_ids, chosen_ids, rejected_ids, cfg.max_len, drop_long=True)]
+    return fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat)
 
 
 def sample_stats(judged: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:
