@@ -41,6 +41,7 @@ from system2.repro import (
     rl_reasoning,
     searchformer,
     self_rewarding_claims,
+    tpo_claims,
 )
 from system2.repro import verdicts as vd
 
@@ -1174,3 +1175,76 @@ def test_meta_rewarding_claim_data_and_the_length_adjustment():
     data = mc.claim_data({mc.M1: [base], mc.MR: [arm]}, {mc.M1: [pairs], mc.MR: [pairs]})
     assert set(data) == {"answer words", "length-adjusted outcome vs M1", "judge agrees", mc.TRAINED}
     assert mc.decide_claims(data, n_resamples=50)[0].verdict == vd.NOT_TESTABLE  # no Self-Rewarding arm here
+
+
+# --- TPO --------------------------------------------------------------------------------------------------------
+TPO_CLAIMS = tpo_claims.claims()
+TPO_PROMPTS, TPO_HELPS, TPO_CANNOT = 400, 150, 100  # small: 400 test prompts, 3 of 8 families helped, 2 not
+
+
+def tpo_data(m0: tuple[float, float] = (0.5, 0.5), last: tuple[float, float] = (0.5, 0.5),
+             gains: tuple[float, float] = (0.0, 0.0), words: tuple[float, float] = (5.0, 5.0)) -> Callable:  # fmt: skip
+    """TPO's claim data: per test prompt a 0/1 score share for (TPO, Direct) at M0 and at the last iteration (a
+    prompt offset of +-0.2, a seed effect of +-0.03); per prompt of each family kind a gain of TPO over Direct
+    (the difference of two such draws around (helps, cannot) + 0.5 and 0.5); thought words (last, first trained)
+    with a prompt offset of +-2 and noise sd 1."""
+    tc = tpo_claims
+
+    def make(rng: np.random.Generator) -> dict[str, Any]:
+        pair = rng.uniform(-0.2, 0.2, TPO_PROMPTS)
+        prompt = rng.uniform(-2, 2, TPO_PROMPTS)
+
+        def gain(g: float, n: int) -> np.ndarray:
+            off = rng.uniform(-0.2, 0.2, n)
+            return draw(rng, min(0.5 + g, 1.0), off, SEEDS, 0.03) - draw(rng, 0.5, off, SEEDS, 0.03)
+
+        return {
+            "M0 score": vd.Units({tc.TPO: draw(rng, m0[0], pair, SEEDS, 0.03),
+                                  tc.DIRECT: draw(rng, m0[1], pair, SEEDS, 0.03)}),
+            "last score": vd.Units({tc.TPO: draw(rng, last[0], pair, SEEDS, 0.03),
+                                    tc.DIRECT: draw(rng, last[1], pair, SEEDS, 0.03)}),
+            "gain by family kind": vd.Units({tc.HELPS: gain(gains[0], TPO_HELPS),
+                                             tc.CANNOT: gain(gains[1], TPO_CANNOT)}, paired=False),
+            "thought words": vd.Units({a: w + prompt + rng.normal(0, 1, (SEEDS, TPO_PROMPTS))
+                                       for a, w in zip(("last", "first trained"), words, strict=True)}),
+            "iterations": 4,
+        }  # fmt: skip
+
+    return make
+
+
+def test_tpo_claims():
+    """Thinking 10 points worse at M0 and 10 better at the end, a gain 25 points larger where thinking helps (about
+    the finest 250 unpaired prompts x 3 seeds resolve; 15 points is held half the time), and thoughts a word shorter
+    are the clear cases; both arms at 100% is a ceiling."""
+    c = by_name(TPO_CLAIMS, "thinking starts worse")
+    check(c, tpo_data(), tpo_data(m0=(0.4, 0.5)), tpo_data(m0=(0.5, 0.4)), tpo_data(m0=(1.0, 1.0)))
+    c = by_name(TPO_CLAIMS, "thinking overtakes direct answering")
+    check(c, tpo_data(), tpo_data(last=(0.5, 0.4)), tpo_data(last=(0.4, 0.5)), tpo_data(last=(1.0, 1.0)))
+    c = by_name(TPO_CLAIMS, "the gain is where thinking helps")
+    _rates3(c, tpo_data(), tpo_data(gains=(0.25, 0.0)), tpo_data(gains=(0.0, 0.25)))
+    c = by_name(TPO_CLAIMS, "thoughts get shorter")
+    _rates3(c, tpo_data(), tpo_data(words=(4.0, 5.0)), tpo_data(words=(5.0, 4.0)))
+
+
+def test_tpo_claim_data_pairs_prompts_and_splits_families():
+    """The claim data from answer rows: scores as shares paired by prompt, the gain split by family kind, the
+    thought-words claim not testable before a second iteration."""
+    tc = tpo_claims
+    fams = ["sum", "copy", "numbers", "lookup"]
+
+    def rows(scores: list[int], words: int = 3) -> list[dict[str, Any]]:
+        return [{"id": i, "family": f, "oracle": s, "thought_words": words}
+                for i, (f, s) in enumerate(zip(fams, scores, strict=True))]  # fmt: skip
+
+    think = [[rows([1, 5, 2, 3])], [rows([5, 4, 2, 5], 6)]]
+    direct = [[rows([2, 5, 2, 3])], [rows([3, 5, 1, 4])]]
+    data = tc.claim_data({tc.TPO: think, tc.DIRECT: direct})
+    assert data["M0 score"].arm(tc.TPO).tolist() == [[0.2, 1.0, 0.4, 0.6]]
+    g = data["gain by family kind"]
+    assert g.arm(tc.HELPS).tolist() == [[0.4, 0.2]] and g.arm(tc.CANNOT).tolist() == [[-0.2]]
+    assert "thought words" not in data
+    verdicts = {v.name: v for v in tc.decide_claims(data, n_resamples=50)}
+    assert verdicts["thoughts get shorter"].verdict == vd.NOT_TESTABLE
+    assert "needs at least 2" in verdicts["thoughts get shorter"].reason
+    assert verdicts["the gain is where thinking helps"].verdict == vd.NOT_TESTABLE  # 2 and 1 prompts: too few

@@ -103,3 +103,74 @@ def test_inputs_are_checked_before_any_compute(data: str, tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="eval_oracle=false"):
         run_tpo(_cfg(data, tmp_path / "g", test_prompts=str(other)), progress=False)
     assert not any((tmp_path / n).exists() for n in "abcdefg")
+
+
+# --- the paper recipe on tiny local files --------------------------------------------------------------------------
+CHAT = "{% for m in messages %}[USER] {{ m['content'] }} {% endfor %}[ASSISTANT]"
+
+
+def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> None:
+    """configs/selfimprove/tpo_paper.yaml with its model, reward model and files replaced by tiny local ones: chat
+    prompts, the specific thought prompt, an UltraFeedback-format prompt pool, AlpacaEval-format test prompts, no
+    oracle."""
+    from dataclasses import replace
+
+    from system2.config import load_config
+    from system2.lm.io import save_lm
+    from system2.lm.tiny import build_word_tokenizer, tiny_llama
+    from system2.selfimprove.orm import load_orm
+    from system2.tasks.thoughts import thought_prompt
+
+    files = tmp_path / "files"
+    files.mkdir()
+    asks = [f"write a {a} note about {b}" for a in ("short", "long", "kind") for b in ("cats", "rain", "tea", "maps")]
+    pool = [{"prompt": x, "prompt_id": str(i), "chosen": [{"role": "user", "content": x}, {"role": "assistant",
+             "content": "ok"}], "rejected": [{"role": "user", "content": x}, {"role": "assistant", "content": "no"}],
+             "score_chosen": 8.0, "score_rejected": 3.0} for i, x in enumerate(asks[:8])]  # fmt: skip
+    test = [{"instruction": x, "output": "ref", "generator": "gpt4", "dataset": "helpful_base"} for x in asks[8:]]
+    for name, rows in {"pool": pool, "test": test}.items():
+        (files / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    words = " ".join([thought_prompt("{x}", "specific"), *asks, "ok no"]).split()
+    tok = build_word_tokenizer(list(dict.fromkeys(words)), model_max_length=512)
+    tok.chat_template = CHAT
+    base = save_lm(tiny_llama(tok, d_model=32, n_layers=1, n_heads=2, max_len=512), tok, tmp_path / "base")
+    save_lm(*load_orm(base), tmp_path / "rm")  # a saved reward model: the trunk and a (random) head
+    cfg = load_config(TPOConfig, Path(__file__).resolve().parents[1] / "configs" / "selfimprove" / "tpo_paper.yaml")
+    assert cfg.thought_prompt == "specific" and cfg.prompt_format == "chat" and not cfg.eval_oracle
+    assert cfg.judge.backend == "reward_model"
+    cfg = replace(cfg, model=str(base), out=str(tmp_path / "run"), prompts=str(files / "pool.jsonl"),
+                  test_prompts=str(files / "test.jsonl"), dtype="float32", device="cpu", backend="hf",
+                  prompts_per_iteration=4, samples=3, max_new_tokens=8, max_len=512, iterations=2, eval_resamples=1,
+                  judge=replace(cfg.judge, model=str(tmp_path / "rm"), device="cpu"),
+                  train=_train(1, batch=2))  # fmt: skip
+    rows = run_tpo(cfg, progress=False)
+    assert rows[0]["model"] == "M0" and "mean_oracle_score" not in rows[0] and not (tmp_path / "run" / "sft").exists()
+    samples = read_parquet(tmp_path / "run" / "iter-1" / "samples.parquet").to_pylist()
+    assert len(samples) == 4 * 3 and all("<R>" in s["prompt"] and "[USER]" not in s["prompt"] for s in samples)
+    assert len(rows) == 3 or rows[-1].get("stopped")  # M0..M2, or an iteration without enough parsed outputs
+
+
+# --- the reproduction ----------------------------------------------------------------------------------------------
+def test_repro_tiny_runs_both_arms_from_one_m0_and_resumes(tmp_path: Path) -> None:
+    from system2.config import parse_overrides
+    from system2.repro import tpo as repro
+
+    args = ["data.direct=60", "data.format_examples=10", "data.worked=10", "data.rm_pairs=40", "data.test=30",
+            "run.prompts_per_iteration=10", "run.sft.steps=60", "run.rm.steps=10", "run.train.steps=2"]  # fmt: skip
+    settings = parse_overrides(args)
+    metrics = repro.run("tiny", tmp_path / "r", settings=settings)
+    runs = tmp_path / "r" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["direct-seed0", "tpo-seed0"]
+    assert not (runs / "direct-seed0" / "sft").exists() and not (runs / "direct-seed0" / "rm").exists()
+    think = read_parquet(runs / "tpo-seed0" / "m0-eval" / "answers.parquet").to_pylist()
+    direct = read_parquet(runs / "direct-seed0" / "m0-eval" / "answers.parquet").to_pylist()
+    assert [a["id"] for a in think] == [a["id"] for a in direct]  # the same test prompts, paired
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "thinking overtakes direct answering" in report and (tmp_path / "r" / "by_family.png").is_file()
+    claims = json.loads((tmp_path / "r" / "metrics.json").read_text())["claims"]
+    assert {c["verdict"] for c in claims} <= {"held", "contradicted", "inconclusive", "not testable"}
+    again = repro.run("tiny", tmp_path / "r", settings=settings)  # every stage is found on disk
+    assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)  # (NaN == NaN as text)
+    with pytest.raises(RunError):
+        repro.run("tiny", tmp_path / "r", settings=parse_overrides([*args, "run.rho=0.4"]))
+    assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(f"{repro.PAPER_RECIPE} thinking=true")

@@ -44,6 +44,9 @@ REPROS = {
     "meta-rewarding": ("Meta-Rewarding Language Models (Wu et al. 2024)", "2407.19594",
                        "Self-Rewarding, with length control, and Meta-Rewarding at rho 0 and 0.3 from one M1, on the "
                        "instruction world"),
+    "tpo": ("Thinking LLMs: General Instruction Following with Thought Generation (Wu et al. 2024)", "2410.10630",
+            "Thought Preference Optimization vs the direct-answer baseline from one M0 and one reward model, on "
+            "families where a scratchpad helps and where it cannot"),
 }  # fmt: skip
 SCALE_HELP = "tiny (minutes), small (at most 2 hours on 2 CPU cores), gpu (one GPU; searchformer) or paper."
 ScaleName = Annotated[str, typer.Option(help=SCALE_HELP)]
@@ -58,6 +61,7 @@ SCALE_SETTINGS = {
     "dualformer-llm": "system2.repro.dualformer_llm:DualLMScale",
     "self-rewarding": "system2.repro.self_rewarding:SelfRewardingScale",
     "meta-rewarding": "system2.repro.meta_rewarding:MetaRewardingScale",
+    "tpo": "system2.repro.tpo:TPOScale",
 }
 
 # the paper-scale example of a reproduction whose settings differ from the self-improvement ones
@@ -66,6 +70,7 @@ SCALE_EXAMPLES = {
     "arm.tokenizer=checkpoints/gpt2",
     "self-rewarding": "data.ift=400 run.prompts_per_iteration=200 run.judge.judgments_per_response=5",
     "meta-rewarding": "data.meta=400 run.iterations=3 run.judge.judgments_per_response=5",
+    "tpo": "data.direct=2000 run.iterations=3 run.rho=0.3",
 }
 
 

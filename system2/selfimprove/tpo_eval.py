@@ -70,8 +70,8 @@ def _answer(cfg: Any, model: Any, tok: Any, progress: bool, part: list, offset: 
                "thought_words": len(thought.split())}  # fmt: skip
         if cfg.eval_oracle:
             row["oracle"] = tw.oracle_score(r["instruction"], response)
-            row["progress"] = tw.thought_progress(r["instruction"], thought) if tw.family_of(r["instruction"]) \
-                else None  # fmt: skip
+            thinks = cfg.thinking and tw.family_of(r["instruction"])  # the direct arm writes no thought to measure
+            row["progress"] = tw.thought_progress(r["instruction"], thought) if thinks else None
         rows.append(row)
     return rows
 

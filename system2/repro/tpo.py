@@ -1,0 +1,159 @@
+"""Thinking LLMs / TPO (arXiv 2410.10630) in miniature (docs/reproductions.md, docs/tpo.md).
+
+World: the TPO world (``system2.tasks.thought_data``): the instruction world's list families and families where a
+scratchpad helps (sum, sort, lookup) or cannot (copy, upper), an exact oracle that only evaluates, and M0's seed
+rows (direct answers, a few filler-thought examples, worked scratchpads under another prompt). Per seed: M0 and a
+reward model trained on oracle-labelled pairs (the ArmoRM analogue) are made once; then the TPO arm (thought prompt)
+and the Direct arm (the paper's baseline) run the identical loop (``system2.selfimprove.tpo``) from them. Every model
+answers the same test prompts; the claims (``tpo_claims.py``) compare the arms prompt by prompt. ``paper`` prints
+the runs to launch (configs/selfimprove/tpo_paper.yaml).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from system2.judges.config import JudgeConfig
+from system2.repro import tpo_claims as tc
+from system2.repro.framework import (
+    Table,
+    fmt,
+    mean_std,
+    print_claims,
+    scale_with_settings,
+    start_repro,
+    with_overrides,
+    write_report,
+)
+from system2.runs import read_parquet
+from system2.selfimprove.self_rewarding_eval import ANSWERS
+from system2.selfimprove.sft import TinyLMConfig
+from system2.selfimprove.tpo import TPOConfig, m0_dir, run_tpo
+from system2.tasks.thought_data import ThoughtDataConfig, generate
+from system2.train import TrainConfig
+
+PAPER_RECIPE = "configs/selfimprove/tpo_paper.yaml"
+
+
+def _train(steps: int, lr: float, batch: int) -> TrainConfig:
+    return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=max(1, steps // 20), ckpt_every=max(1, steps // 2),
+                       log_every=max(1, steps // 50), tensorboard=False)  # fmt: skip
+
+
+def cpu_run(d: int, layers: int, sft_steps: int, rm_steps: int, dpo_steps: int, prompts: int, iterations: int,
+            samples: int = 8, rho: float = 0.2) -> TPOConfig:  # fmt: skip
+    """The loop at a CPU scale (the DPO learning rate a fifth of SFT's, as in Self-Rewarding's reproduction)."""
+    return TPOConfig(
+        iterations=iterations, prompts_per_iteration=prompts, samples=samples, rho=rho, max_new_tokens=48,
+        max_len=112, batch_size=128, eval_resamples=3,
+        tiny=TinyLMConfig(d_model=d, layers=layers, heads=4, max_len=112),
+        judge=JudgeConfig(backend="reward_model", template="compact", batch_size=128), sft=_train(sft_steps, 2e-3, 32),
+        rm=_train(rm_steps, 1e-3, 32), train=_train(dpo_steps, 4e-4, 16),
+    )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class TPOScale:
+    """The world's files (``data``; its ``out`` is set per run), the loop's settings shared by both arms (``run``;
+    ``out``, ``data``, ``seed`` and ``thinking`` are set per arm and seed)."""
+
+    data: ThoughtDataConfig = field(default_factory=ThoughtDataConfig)  # the TPO world's files
+    run: TPOConfig = field(default_factory=TPOConfig)  # the loop, shared by both arms
+    seeds: int = 3  # seeds (weights, prompt draws, samples)
+    recipe: str = ""  # paper scale: the config to launch
+
+
+SCALES: dict[str, TPOScale] = {
+    "tiny": TPOScale(ThoughtDataConfig(direct=300, format_examples=30, worked=60, rm_pairs=300, test=60),
+                     cpu_run(48, 2, 300, 100, 10, 40, 2, samples=4), seeds=1),
+    "small": TPOScale(ThoughtDataConfig(direct=4000, format_examples=200, worked=1000, rm_pairs=3000, test=400),
+                      cpu_run(128, 4, 3000, 600, 60, 400, 4)),
+    "paper": TPOScale(seeds=1, recipe=PAPER_RECIPE),
+}  # fmt: skip
+
+
+def run(
+    scale_name: str, out: Path, seeds: int | None = None, restart: bool = False, settings: dict | None = None
+) -> dict[str, Any]:
+    """Run both arms for every seed, decide the claims and write ``out/report.md``; at the paper scale print the
+    runs to launch."""
+    scale = scale_with_settings(with_overrides(SCALES[scale_name], seeds=seeds), settings)
+    if scale.recipe:
+        cmds = [f"accelerate launch -m system2.cli tpo --config {scale.recipe} thinking={v}" for v in ("true", "false")]
+        print(f"tpo at paper scale is two runs on an 8B checkpoint, a local reward model and local files (set them in "
+              f"{scale.recipe}; the Direct run with m0= and judge.model= of the first); score the answers "
+              f"(iter-*/eval/answers.parquet) with AlpacaEval. Launch:\n  " + "\n  ".join(cmds))  # fmt: skip
+        return {"scale": scale_name, "launch": cmds}
+    start_repro(out, "tpo", scale_name, scale, restart)
+    data_dir = out / "data"
+    generate(replace(scale.data, out=str(data_dir)))
+    results: dict[str, list[list[dict[str, Any]]]] = {tc.TPO: [], tc.DIRECT: []}
+    answers: dict[str, list[list[list[dict[str, Any]]]]] = {tc.TPO: [], tc.DIRECT: []}
+    for seed in range(scale.seeds):
+        r = scale.run
+        first = out / "runs" / f"tpo-seed{seed}"
+        for arm, thinking in ((tc.TPO, True), (tc.DIRECT, False)):
+            cfg = replace(r, data=str(data_dir), out=str(out / "runs" / f"{arm.lower()}-seed{seed}"), seed=seed,
+                          thinking=thinking, sft=replace(r.sft, seed=seed), rm=replace(r.rm, seed=seed),
+                          train=replace(r.train, seed=seed))  # fmt: skip
+            if not thinking:  # the same M0 and reward model as the TPO arm
+                cfg = replace(cfg, m0=str(m0_dir(first) / "model"),
+                              judge=replace(r.judge, model=str(first / "rm" / "model")))  # fmt: skip
+            print(f"seed {seed}: {arm}, {cfg.iterations} iteration(s) of {cfg.prompts_per_iteration} prompts")
+            rows = run_tpo(cfg)
+            results[arm].append(rows)
+            evals = [Path(cfg.out) / "m0-eval"] + [Path(cfg.out) / f"iter-{x['iteration']}" / "eval"
+                                                   for x in rows[1:] if "stopped" not in x]  # fmt: skip
+            for t, ev in enumerate(evals):
+                if len(answers[arm]) <= t:
+                    answers[arm].append([])
+                answers[arm][t].append(read_parquet(ev / ANSWERS).to_pylist())
+    complete = {arm: [a for a in per_t if len(a) == scale.seeds] for arm, per_t in answers.items()}
+    claims = tc.decide_claims(tc.claim_data(complete))
+    metrics = {"scale": scale_name, "seeds": scale.seeds, "results": results}
+    from system2.repro.tpo_figures import by_family
+
+    write_report(out, "TPO reproduction", _intro(scale_name, scale), [_table(results)], [by_family(complete, out)],
+                 claims, metrics)  # fmt: skip
+    print_claims(claims)
+    return metrics
+
+
+COLUMNS = (  # (result key, header, percent)
+    ("mean_oracle_score", "oracle score (0-5)", False),
+    ("win_rate_vs_m0", "win rate vs M0, %", True),
+    ("mean_thought_words", "thought words", False),
+    ("mean_response_words", "response words", False),
+    ("thought_progress", "scratchpad progress, %", True),
+    ("parse_failures", "parse failures (test)", False),
+    ("pairs", "training pairs", False),
+    ("pairs_rejecting_failures", "pairs rejecting a parse failure", False),
+)
+
+
+def _table(results: dict[str, list[list[dict[str, Any]]]]) -> Table:
+    rows = []
+    for arm, seeds in results.items():
+        for t in range(max(len(s) for s in seeds)):
+            at = [s[t] for s in seeds if t < len(s)]
+            cells = []
+            for key, _, pct in COLUMNS:
+                values = [r[key] for r in at if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
+                cells.append(fmt(*mean_std(values), pct=pct) if values else "-")
+            rows.append([arm, f"M{t}" + (" (stopped)" if any("stopped" in r for r in at) else ""), *cells])
+    return Table("Each model (mean ± sd over the seeds that reached it)", ["arm", "model", *(h for _, h, _ in COLUMNS)],
+                 rows)  # fmt: skip
+
+
+def _intro(name: str, scale: TPOScale) -> str:
+    d, r = scale.data, scale.run
+    return (
+        f"Scale `{name}`: {scale.seeds} seed(s). World: families {', '.join(d.families)}; M0's seed rows "
+        f"{d.direct} direct, {d.format_examples} filler-thought, {d.worked} worked-scratchpad; a reward model on "
+        f"{d.rm_pairs} oracle-labelled pairs judges; {d.test} test prompts. M0 is a tiny Llama (d_model "
+        f"{r.tiny.d_model}, {r.tiny.layers} layers, {r.sft.steps} SFT steps). Each of {r.iterations} iterations: "
+        f"{r.prompts_per_iteration} fresh prompts, {r.samples} samples each, rho {r.rho}, one DPO run of "
+        f"{r.train.steps} steps. Both arms share M0 and the reward model. Unconfirmed choices: docs/tpo.md."
+    )
