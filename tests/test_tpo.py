@@ -174,3 +174,26 @@ def test_repro_tiny_runs_both_arms_from_one_m0_and_resumes(tmp_path: Path) -> No
     with pytest.raises(RunError):
         repro.run("tiny", tmp_path / "r", settings=parse_overrides([*args, "run.rho=0.4"]))
     assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(f"{repro.PAPER_RECIPE} thinking=true")
+
+
+def test_pairwise_judging_ranks_as_the_scores_do(data: str, tmp_path: Path) -> None:
+    """With a reward-model judge, the Bradley-Terry Elo of a prompt's responses judged pair by pair (both orders)
+    orders them as their scores do; a parse failure gets no score in either mode, a lone response scores 0."""
+    from system2.lm.io import save_lm
+    from system2.selfimprove import tpo
+    from system2.selfimprove.orm import load_orm
+
+    run_tpo(_cfg(data, tmp_path / "m", iterations=0), progress=False)
+    save_lm(*load_orm(tmp_path / "m" / "sft" / "model"), tmp_path / "rm")
+    judge = tpo.Judge.from_config(JudgeConfig(backend="reward_model", model=str(tmp_path / "rm")))
+    texts = ["8 6 1", "8 6", "sure 8 , 6 , 1", "1 6 8", "no"]
+    group = [{"id": "1-0", "instruction": "SUM 4 7 2 + 3 8 9", "sample": j, "response": t, "parsed": t != "no"}
+             for j, t in enumerate(texts)]  # fmt: skip
+    lone = [{"id": "1-1", "instruction": "COPY owl fig", "sample": 0, "response": "owl fig", "parsed": True}]
+    point = tpo._judge(_cfg(data, tmp_path / "x"), judge, 0, [group, lone], 0)
+    pair = tpo._judge(_cfg(data, tmp_path / "x", judge_mode="pairwise"), judge, 0, [group, lone], 0)
+    assert point[4]["score"] is None and pair[4]["score"] is None and pair[5]["score"] == 0.0
+    s, e = [r["score"] for r in point[:4]], [r["score"] for r in pair[:4]]
+    assert len(set(s)) == 4 and sorted(range(4), key=s.__getitem__) == sorted(range(4), key=e.__getitem__)
+    with pytest.raises(ConfigError, match="judge_mode"):
+        _cfg(data, tmp_path / "y", judge_mode="listwise").validate()

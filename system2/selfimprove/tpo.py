@@ -31,6 +31,7 @@ from typing import Any
 from system2 import dist
 from system2.config import ConfigError, from_dict
 from system2.judges.config import JudgeConfig
+from system2.judges.pairwise import round_robin
 from system2.judges.pointwise import Judge
 from system2.judges.reward_model import train_reward_model
 from system2.lm.io import save_lm
@@ -69,6 +70,8 @@ class TPOConfig(PolicyConfig):
     temperature: float = 0.8  # sampling temperature (paper: 0.8)
     top_p: float = 0.95  # nucleus sampling mass (paper: 0.95)
     rho: float = 0.0  # length control: s = z(score) - rho z(response length) (paper: tuned in [0, 0.5])
+    judge_mode: str = "pointwise"  # pointwise (a score per response) | pairwise (every pair of a prompt's responses
+    #                                in both orders, Bradley-Terry Elo: the paper's Self-Taught Evaluator setting)
     beta: float = 0.1  # DPO beta (not in the paper [R]: Meta-Rewarding's 0.1)
     alpha: float = 0.0  # NLL weight on the chosen output (paper: IRPO's loss gave no noticeable gain)
     eval_resamples: int = 3  # at evaluation, a parse failure is re-sampled up to this many times (paper: re-sampled)
@@ -116,6 +119,8 @@ class TPOConfig(PolicyConfig):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.rho <= 1:
             raise ConfigError(f"need temperature >= 0, 0 < top_p <= 1 and 0 <= rho <= 1, got {self.temperature}, "
                               f"{self.top_p}, {self.rho}")  # fmt: skip
+        if self.judge_mode not in ("pointwise", "pairwise"):
+            raise ConfigError(f"judge_mode must be pointwise or pairwise, got {self.judge_mode!r}")
         if self.beta <= 0 or self.alpha < 0 or self.eval_limit < 0 or self.eval_resamples < 0:
             raise ConfigError("need beta > 0, alpha >= 0, eval_limit >= 0 and eval_resamples >= 0")
         trains_rm = self.judge.backend == "reward_model" and not self.judge.model  # the rm stage makes judge.model
@@ -233,7 +238,8 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
         seen.update(r["instruction"] for r in prompts)
         model, tok = cfg.load(current)
         outputs = sharded_rows(it / "samples.parquet", prompts, partial(_sample, cfg, model, tok, t, progress))
-        judged = sharded_rows(it / "judged.parquet", outputs, partial(_judge, judge, judge_cfg.seed + t))
+        groups = list(group_by_question(outputs).values())  # a prompt's outputs stay on one process
+        judged = sharded_rows(it / "judged.parquet", groups, partial(_judge, cfg, judge, judge_cfg.seed + t))
         pairs = cached_rows(it / "pairs.parquet", build_pairs, cfg, judged, tok)
         stats = sample_stats(judged, pairs)
         batch = cfg.train.batch_size * dist.world_size()
@@ -302,14 +308,23 @@ def _sample(cfg: TPOConfig, model: Any, tok: Any, t: int, progress: bool, part: 
     return rows
 
 
-def _judge(judge: Judge, seed: int, part: list, offset: int) -> list[dict[str, Any]]:
-    """The outputs of ``part`` with the judge's score of each parsed response (None: a parse failure, or no
-    parseable judgment)."""
-    parsed = [r for r in part if r["parsed"]]
-    verdicts = judge.score([r["instruction"] for r in parsed], [r["response"] for r in parsed], seed=seed,
-                           offset=offset) if parsed else []  # fmt: skip
-    score = {(r["id"], r["sample"]): v.mean for r, v in zip(parsed, verdicts, strict=True)}
-    return [{**r, "score": score.get((r["id"], r["sample"]))} for r in part]
+def _judge(cfg: TPOConfig, judge: Judge, seed: int, groups: list, offset: int) -> list[dict[str, Any]]:
+    """The outputs of ``groups`` (one list per prompt) with a score for each parsed response (None: a parse failure,
+    or no parseable judgment): the judge's score (``pointwise``), or the Bradley-Terry Elo of the prompt's responses
+    judged pair by pair in both orders (``pairwise``; a lone parsed response scores 0)."""
+    rows = [r for g in groups for r in g]
+    parsed = [r for r in rows if r["parsed"]]
+    score: dict[tuple[str, int], float | None] = {}
+    if cfg.judge_mode == "pairwise":
+        for group in group_by_question(parsed).values():
+            elo = round_robin(judge, group[0]["instruction"], [r["response"] for r in group], seed=seed)[0] \
+                if len(group) > 1 else [0.0]  # fmt: skip
+            score.update({(r["id"], r["sample"]): float(e) for r, e in zip(group, elo, strict=True)})
+    elif parsed:
+        verdicts = judge.score([r["instruction"] for r in parsed], [r["response"] for r in parsed], seed=seed,
+                               offset=offset * cfg.samples)  # fmt: skip
+        score = {(r["id"], r["sample"]): v.mean for r, v in zip(parsed, verdicts, strict=True)}
+    return [{**r, "score": score.get((r["id"], r["sample"]))} for r in rows]
 
 
 def build_pairs(cfg: TPOConfig, judged: list[dict[str, Any]], tokenizer: Any) -> list[dict[str, Any]]:
