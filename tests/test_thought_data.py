@@ -23,13 +23,14 @@ def _cfg(out: Path, **kw) -> td.ThoughtDataConfig:
 def test_splits_are_disjoint_seeded_and_cover_the_families(tmp_path: Path) -> None:
     got = td.generate(_cfg(tmp_path / "a"))
     again = td.generate(_cfg(tmp_path / "b"))
-    for name in ("ift", "rm_pairs", "test_prompts"):
+    for name in ("ift", "rm_pairs", "rm_eval", "test_prompts"):
         assert (tmp_path / "a" / f"{name}.parquet").read_bytes() == (tmp_path / "b" / f"{name}.parquet").read_bytes()
     assert got == again
     test = {r["instruction"] for r in got["test_prompts"]}
     ift = {r["instruction"] for r in got["ift"]}
     rm = {r["prompt"] for r in got["rm_pairs"]}
-    assert not test & ift and not test & rm and not ift & rm
+    held = {r["prompt"] for r in got["rm_eval"]}
+    assert not test & ift and not test & rm and not ift & rm and not held & (test | ift | rm) and held
     assert {r["family"] for r in got["test_prompts"]} == set(td.DEFAULT_FAMILIES)
     other = td.make_dataset(_cfg(tmp_path / "c", seed=1))
     assert other["test_prompts"] != got["test_prompts"]
@@ -47,7 +48,9 @@ def test_seed_rows_teach_answers_the_format_and_the_skill(tmp_path: Path) -> Non
         assert tw.oracle_score(r["instruction"], split.response) == 5
     for r in kinds["worked"]:
         assert tw.THOUGHT_FAMILIES[td.family_of(r["instruction"])]  # only where a scratchpad helps
-        assert tw.thought_progress(r["instruction"], r["completion"]) == 1.0
+        split = split_thought(r["completion"], "compact")
+        assert tw.thought_progress(r["instruction"], split.thought) == 1.0
+        assert tw.oracle_score(r["instruction"], split.response) == 5
     vocab = set(td.vocabulary())
     for r in rows:
         assert set(f"{r['prompt']} {r['completion']}".split()) <= vocab, r

@@ -59,6 +59,7 @@ def test_loop_end_to_end_resumes_and_refuses_other_settings(data: str, tmp_path:
     m0 = read_parquet(out / "m0-eval" / "answers.parquet").to_pylist()
     assert len(m0) == 10 and all(a["attempts"] in (1, 2) for a in m0)
     assert set(rows[0]["oracle_by_family"]) <= set(td.DEFAULT_FAMILIES)
+    assert 0 <= rows[0]["judge_accuracy"] <= 1 and rows[0]["judge_pairs"] > 0  # the held-out rm_eval pairs
     assert "win_rate_vs_m0" in rows[1] and "win_rate_vs_m0" not in rows[0]
     stamp = (out / "iter-1" / "pairs.parquet").stat().st_mtime_ns
     assert run_tpo(cfg, progress=False) == rows  # resumed: nothing recomputed

@@ -122,6 +122,7 @@ def run(
 
 
 COLUMNS = (  # (result key, header, percent)
+    ("judge_accuracy", "judge accuracy (held-out pairs), %", True),
     ("mean_oracle_score", "oracle score (0-5)", False),
     ("win_rate_vs_m0", "win rate vs M0, %", True),
     ("mean_thought_words", "thought words", False),

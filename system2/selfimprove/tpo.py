@@ -41,7 +41,7 @@ from system2.runs import read_run
 from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
 from system2.selfimprove.sft import TinyLMConfig
-from system2.selfimprove.stages import cached_rows, sharded_rows
+from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
 from system2.selfimprove.tpo_pairs import thought_pair
 from system2.tasks import thought_data as td
 from system2.tasks.instructions import act_prompt, read_table
@@ -59,6 +59,7 @@ class TPOConfig(PolicyConfig):
     data: str = ""  # a TPO world directory (made by the thought-data command): ift, rm_pairs, test_prompts files
     ift: str = ""  # M0's seed rows (prompt, completion); "": DATA/ift.parquet (not read when model or m0 is set)
     rm_pairs: str = ""  # preference pairs (prompt, chosen, rejected) for the reward model; "": DATA/rm_pairs.parquet
+    rm_eval: str = ""  # held-out pairs (prompt, chosen, rejected): the judge's accuracy; "": DATA/rm_eval.parquet
     test_prompts: str = ""  # held-out instructions (instruction, optional family); "": DATA/test_prompts.parquet
     prompts: str = ""  # a prompt pool (instruction or prompt column); "": the world's sampler (DATA/run.json)
     m0: str = ""  # a trained M0 to start from (another run's OUT/sft/model); "": SFT on ift (or model as it is)
@@ -155,6 +156,7 @@ class TPOInputs:
 
     ift: list[dict[str, Any]]
     rm_pairs: list[dict[str, Any]]
+    rm_eval: list[dict[str, Any]]
     test: list[dict[str, Any]]  # id, instruction, family
     pool: list[str] | None
     families: list[str]
@@ -183,6 +185,9 @@ def read_inputs(cfg: TPOConfig) -> TPOInputs:
     need_rm = cfg.judge.backend == "reward_model" and not cfg.judge.model
     rm = _rows("rm_pairs", cfg.file("rm_pairs", "rm_pairs.parquet"), ("prompt", "chosen", "rejected")) if need_rm \
         else []  # fmt: skip
+    eval_path = cfg.file("rm_eval", "rm_eval.parquet")
+    given = cfg.rm_eval or Path(eval_path).is_file()  # optional
+    rm_eval = _rows("rm_eval", eval_path, ("prompt", "chosen", "rejected")) if given else []
     test_path = cfg.file("test_prompts", "test_prompts.parquet")
     test = [{"id": f"test-{i}", "instruction": r.get("instruction") or r["prompt"],
              "family": r.get("family") or (td.family_of(r.get("instruction") or r["prompt"]) or "")}
@@ -212,8 +217,8 @@ def read_inputs(cfg: TPOConfig) -> TPOInputs:
                 raise ConfigError(f"eval_oracle=true but {x['instruction'][:60]!r} is not an instruction of the "
                                   "TPO world, which the oracle scores: set eval_oracle=false")  # fmt: skip
     excluded = frozenset([x["instruction"] for x in test] + [str(r.get("instruction", "")) for r in ift]
-                         + [r["prompt"] for r in rm])  # fmt: skip
-    return TPOInputs(ift, rm, test, pool, families, world, excluded)
+                         + [r["prompt"] for r in rm + rm_eval])  # fmt: skip
+    return TPOInputs(ift, rm, rm_eval, test, pool, families, world, excluded)
 
 
 # ----- the loop ----------------------------------------------------------------------------------------------------
@@ -230,7 +235,8 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
         rm = train_reward_model(current, data.rm_pairs, cfg.rm, out / "rm", cfg.max_len, cfg.chat, progress)
         judge_cfg = dataclasses.replace(judge_cfg, model=str(rm))
     judge = Judge.from_config(judge_cfg, None, progress, cfg.backend)
-    results = [{"model": "M0", "iteration": 0, **evaluate(cfg, data, current, out / "m0-eval", progress)}]
+    quality = cached_json(out / "judge.json", judge_accuracy, judge, data.rm_eval) if data.rm_eval else {}
+    results = [{"model": "M0", "iteration": 0, **quality, **evaluate(cfg, data, current, out / "m0-eval", progress)}]
     seen = set(data.excluded)
     for t in range(1, cfg.iterations + 1):
         it = out / f"iter-{t}"
@@ -255,6 +261,17 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
         evaluation = evaluate(cfg, data, current, it / "eval", progress, baseline=out / "m0-eval")
         results.append({"model": f"M{t}", "iteration": t, **stats, **evaluation})
     return results
+
+
+def judge_accuracy(judge: Judge, pairs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The judge on held-out pairs: the share whose chosen response it scores strictly higher, and the ties."""
+    verdicts = judge.score(
+        [p["prompt"] for p in pairs] * 2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
+    )
+    n = len(pairs)
+    a, b = [v.mean for v in verdicts[:n]], [v.mean for v in verdicts[n:]]
+    return {"judge_accuracy": sum(x is not None and y is not None and x > y for x, y in zip(a, b, strict=True)) / n,
+            "judge_ties": sum(x == y for x, y in zip(a, b, strict=True)), "judge_pairs": n}  # fmt: skip
 
 
 def m0_dir(out: str | Path) -> Path:

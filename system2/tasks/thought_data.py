@@ -8,11 +8,15 @@ to be given all three, so M0's seed data (``ift``) holds, ours:
 - **direct** examples: ``ACT: x ->`` answered with the oracle-best answer;
 - a few **format** examples: ``THINK: x ->`` answered ``T: <filler> R: <answer>``, with a filler thought that helps
   nothing ("let me think"), so M0 knows the format but not what to think;
-- **worked** examples (thought families where a scratchpad helps): ``WORK: x ->`` answered with a correct
-  scratchpad (``thought_world.worked_thought``), the skill an LLM has from pretraining, never tied to THINK.
+- **worked** examples (thought families where a scratchpad helps): ``WORK: x ->`` answered ``T: <a correct
+  scratchpad> R: <answer>`` (``thought_world.worked_thought``): working a problem out and answering from the work,
+  the skill an LLM has from pretraining, never shown under ``THINK``. Whether TPO makes THINK use it is the question.
+  (A first design wrote the scratchpad alone, with no answer after it: the thoughts then never held a partial
+  result, docs/tpo.md.)
 
 ``rm_pairs`` are oracle-labelled preference pairs (two answers of different oracle scores, the better one chosen) for
-the reward model that judges (the ArmoRM analogue); ``test_prompts`` are held-out instructions with their family.
+the reward model that judges (the ArmoRM analogue), ``rm_eval`` held-out ones for its accuracy; ``test_prompts`` are
+held-out instructions with their family.
 Every split draws its instructions disjoint from the earlier ones (test first); the same settings give the same files.
 """
 
@@ -80,9 +84,9 @@ def format_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[st
              "instruction": x, "kind": "format"} for x in instructions]  # fmt: skip
 
 
-def worked_rows(instructions: Iterable[str]) -> list[dict[str, Any]]:
-    return [{"prompt": WORK.format(instruction=x), "completion": tw.worked_thought(x), "instruction": x,
-             "kind": "worked"} for x in instructions]  # fmt: skip
+def worked_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
+    return [{"prompt": WORK.format(instruction=x), "completion": f"T: {tw.worked_thought(x)} R: {respond(x, (), rng)}",
+             "instruction": x, "kind": "worked"} for x in instructions]  # fmt: skip
 
 
 def preference_pairs(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
@@ -107,8 +111,9 @@ class ThoughtDataConfig:
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))  # families drawn (FAMILIES)
     direct: int = 2000  # direct-answer examples for M0 (ACT prompts)
     format_examples: int = 100  # THINK examples with a filler thought: the format, nothing useful to think
-    worked: int = 500  # WORK examples with a correct scratchpad (thought families where one helps)
+    worked: int = 500  # WORK examples: a correct scratchpad, then the answer (families where a scratchpad helps)
     rm_pairs: int = 2000  # oracle-labelled preference pairs for the reward model
+    rm_eval: int = 300  # held-out pairs of the same kind: the reward model's accuracy
     test: int = 500  # held-out test prompts
     seed: int = 0  # the same seed gives the same files
     world: tw.ThoughtWorldConfig = field(default_factory=tw.ThoughtWorldConfig)  # sizes of the thought families
@@ -118,8 +123,8 @@ class ThoughtDataConfig:
 
         if not self.out:
             raise ConfigError("set out=DIR (the dataset directory)")
-        if min(self.direct, self.format_examples, self.worked, self.rm_pairs, self.test) < 0:
-            raise ConfigError("direct, format_examples, worked, rm_pairs and test must be >= 0")
+        if min(self.direct, self.format_examples, self.worked, self.rm_pairs, self.rm_eval, self.test) < 0:
+            raise ConfigError("direct, format_examples, worked, rm_pairs, rm_eval and test must be >= 0")
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise ConfigError(f"families must be a non-empty list of {', '.join(FAMILIES)}; unknown: {unknown}")
@@ -145,11 +150,12 @@ def make_dataset(cfg: ThoughtDataConfig) -> dict[str, list[dict[str, Any]]]:
     helpful = [f for f in cfg.families if tw.THOUGHT_FAMILIES.get(f)]
     ift = direct_rows(take(cfg.direct, "direct", cfg.families), rng)
     ift += format_rows(take(cfg.format_examples, "format", cfg.families), rng)
-    ift += worked_rows(take(cfg.worked, "worked", helpful) if cfg.worked else [])
+    ift += worked_rows(take(cfg.worked, "worked", helpful) if cfg.worked else [], rng)
     return {
         "test_prompts": [{"prompt": act_prompt(x), "instruction": x, "family": family_of(x)} for x in test],
         "ift": ift,
         "rm_pairs": preference_pairs(take(cfg.rm_pairs, "rm_pairs", cfg.families), rng),
+        "rm_eval": preference_pairs(take(cfg.rm_eval, "rm_eval", cfg.families), rng),  # drawn last
     }
 
 
