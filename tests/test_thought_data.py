@@ -76,3 +76,13 @@ def test_bad_settings_are_refused_before_any_file(tmp_path: Path) -> None:
     td.generate(_cfg(tmp_path / "d"))
     with pytest.raises(RunError):
         td.generate(_cfg(tmp_path / "d", test=41))
+
+
+def test_an_exhausted_list_family_passes_its_draws_on() -> None:
+    from system2.tasks import instructions_oracle as lists
+
+    words = [t for t, s in lists.instruction_table().items() if s.family.name == "words"]
+    xs = td.draw(100, random.Random(0), ("words", "sum"), exclude=words[10:])  # 10 unused words instructions left
+    assert len(set(xs)) == 100 and sum(x.startswith("NAME ") for x in xs) == 10
+    with pytest.raises(ValueError, match="only 10 unused instructions"):
+        td.draw(11, random.Random(0), ("words",), exclude=words[10:])

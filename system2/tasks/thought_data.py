@@ -59,11 +59,20 @@ def respond(instruction: str, defects: Iterable[str] = (), rng: random.Random | 
 
 def draw(n: int, rng: random.Random, families: Sequence[str], exclude: Iterable[str] = frozenset(),
          world: tw.ThoughtWorldConfig = tw.ThoughtWorldConfig()) -> list[str]:  # fmt: skip
-    """``n`` distinct instructions, a family drawn uniformly for each, none in ``exclude``; shuffled."""
+    """``n`` distinct instructions, a family drawn uniformly for each, none in ``exclude``; shuffled. A list family
+    has a few hundred instructions: once its unused ones run out, its draws go to the other families."""
     unknown = [f for f in families if f not in FAMILIES]
     if unknown or not families:
         raise ValueError(f"families must be a non-empty list of {', '.join(FAMILIES)}; unknown: {unknown}")
-    quota = Counter(rng.choice(list(families)) for _ in range(n))
+    taken = {" ".join(x.split()) for x in exclude}
+    left = {f: sum(s.family.name == f and t not in taken for t, s in lists.instruction_table().items())
+            for f in families if f not in tw.THOUGHT_FAMILIES}  # fmt: skip
+    quota: Counter[str] = Counter()
+    for _ in range(n):
+        open_ = [f for f in families if f not in left or quota[f] < left[f]]
+        if not open_:
+            raise ValueError(f"only {sum(left.values())} unused instructions of families {list(families)}, {n} asked")
+        quota[rng.choice(open_)] += 1
     out: list[str] = []
     for fam in sorted(quota):
         if fam in tw.THOUGHT_FAMILIES:
