@@ -32,6 +32,7 @@ from system2.selfimprove.self_rewarding_eval import ANSWERS
 from system2.selfimprove.sft import TinyLMConfig
 from system2.selfimprove.tpo import TPOConfig, m0_dir, run_tpo
 from system2.tasks.thought_data import ThoughtDataConfig, generate
+from system2.tasks.thought_world import oracle_score
 from system2.train import TrainConfig
 
 PAPER_RECIPE = "configs/selfimprove/tpo_paper.yaml"
@@ -103,6 +104,8 @@ def run(
                               judge=replace(r.judge, model=str(first / "rm" / "model")))  # fmt: skip
             print(f"seed {seed}: {arm}, {cfg.iterations} iteration(s) of {cfg.prompts_per_iteration} prompts")
             rows = run_tpo(cfg)
+            for row in rows[1:]:
+                row.update(pair_precision(Path(cfg.out) / f"iter-{row['iteration']}" / "pairs.parquet", cfg))
             results[arm].append(rows)
             evals = [Path(cfg.out) / "m0-eval"] + [Path(cfg.out) / f"iter-{x['iteration']}" / "eval"
                                                    for x in rows[1:] if "stopped" not in x]  # fmt: skip
@@ -121,6 +124,25 @@ def run(
     return metrics
 
 
+def pair_precision(path: Path, cfg: TPOConfig) -> dict[str, float]:
+    """How well the judge chose an iteration's pairs, by the oracle (evaluation only): the share of pairs whose
+    chosen response part the oracle scores higher than the rejected one's (a parse failure's response is empty), and
+    the share it scores the same."""
+    if not path.is_file():
+        return {}
+    pairs = read_parquet(path).to_pylist()
+    if not pairs:
+        return {}
+
+    def score(p: dict[str, Any], side: str) -> int:
+        split = cfg.split(p[side])
+        return oracle_score(p["instruction"], split[1] if split else "")
+
+    gaps = [score(p, "chosen") - score(p, "rejected") for p in pairs]
+    return {"pairs_oracle_agrees": sum(g > 0 for g in gaps) / len(gaps),
+            "pairs_oracle_ties": sum(g == 0 for g in gaps) / len(gaps)}  # fmt: skip
+
+
 COLUMNS = (  # (result key, header, percent)
     ("judge_accuracy", "judge accuracy (held-out pairs), %", True),
     ("mean_oracle_score", "oracle score (0-5)", False),
@@ -131,6 +153,8 @@ COLUMNS = (  # (result key, header, percent)
     ("parse_failures", "parse failures (test)", False),
     ("pairs", "training pairs", False),
     ("pairs_rejecting_failures", "pairs rejecting a parse failure", False),
+    ("pairs_oracle_agrees", "pairs the oracle agrees with, %", True),
+    ("pairs_oracle_ties", "pairs the oracle ties, %", True),
 )
 
 
