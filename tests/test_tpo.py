@@ -198,3 +198,17 @@ def test_pairwise_judging_ranks_as_the_scores_do(data: str, tmp_path: Path) -> N
     assert len(set(s)) == 4 and sorted(range(4), key=s.__getitem__) == sorted(range(4), key=e.__getitem__)
     with pytest.raises(ConfigError, match="judge_mode"):
         _cfg(data, tmp_path / "y", judge_mode="listwise").validate()
+
+
+def test_reward_model_pairs_from_m0s_own_outputs(data: str, tmp_path: Path) -> None:
+    """rm_own_samples: M0's outputs to fresh prompts, in both modes, ranked by the oracle into extra pairs (chosen
+    scored higher, no test prompt among them) that the reward model trains on."""
+    from system2.tasks.thought_world import oracle_score
+
+    run_tpo(_cfg(data, tmp_path / "run", iterations=0, rm_own_samples=12), progress=False)
+    own = read_parquet(tmp_path / "run" / "rm_own_pairs.parquet").to_pylist()
+    test = {r["instruction"] for r in read_parquet(Path(data) / "test_prompts.parquet").to_pylist()}
+    assert own and all(oracle_score(p["prompt"], p["chosen"]) > oracle_score(p["prompt"], p["rejected"]) for p in own)
+    assert not {p["prompt"] for p in own} & test
+    with pytest.raises(ConfigError, match="rm_own_samples needs the TPO world"):
+        _cfg(data, tmp_path / "x", rm_own_samples=5, eval_oracle=False).validate()

@@ -42,6 +42,7 @@ from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logpr
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
 from system2.selfimprove.sft import TinyLMConfig
 from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
+from system2.selfimprove.tpo_judge import judge_accuracy, own_sample_pairs
 from system2.selfimprove.tpo_pairs import thought_pair
 from system2.tasks import thought_data as td
 from system2.tasks.instructions import act_prompt, read_table
@@ -71,6 +72,8 @@ class TPOConfig(PolicyConfig):
     temperature: float = 0.8  # sampling temperature (paper: 0.8)
     top_p: float = 0.95  # nucleus sampling mass (paper: 0.95)
     rho: float = 0.0  # length control: s = z(score) - rho z(response length) (paper: tuned in [0, 0.5])
+    rm_own_samples: int = 0  # prompts whose M0 outputs (both modes) the oracle ranks into extra reward-model pairs
+    #                          (ours: a judge trained on outputs like the policy's; needs the world's sampler)
     judge_mode: str = "pointwise"  # pointwise (a score per response) | pairwise (every pair of a prompt's responses
     #                                in both orders, Bradley-Terry Elo: the paper's Self-Taught Evaluator setting)
     beta: float = 0.1  # DPO beta (not in the paper [R]: Meta-Rewarding's 0.1)
@@ -120,6 +123,8 @@ class TPOConfig(PolicyConfig):
         if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.rho <= 1:
             raise ConfigError(f"need temperature >= 0, 0 < top_p <= 1 and 0 <= rho <= 1, got {self.temperature}, "
                               f"{self.top_p}, {self.rho}")  # fmt: skip
+        if self.rm_own_samples < 0 or (self.rm_own_samples and not (self.eval_oracle and not self.prompts)):
+            raise ConfigError("rm_own_samples needs the TPO world (eval_oracle=true, no prompts=FILE) and must be >= 0")
         if self.judge_mode not in ("pointwise", "pairwise"):
             raise ConfigError(f"judge_mode must be pointwise or pairwise, got {self.judge_mode!r}")
         if self.beta <= 0 or self.alpha < 0 or self.eval_limit < 0 or self.eval_resamples < 0:
@@ -232,7 +237,9 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
     current = Path(cfg.m0) if cfg.m0 else Path(cfg.model) if cfg.model else train_m0(cfg, data, out, progress)
     judge_cfg = cfg.judge
     if judge_cfg.backend == "reward_model" and not judge_cfg.model:
-        rm = train_reward_model(current, data.rm_pairs, cfg.rm, out / "rm", cfg.max_len, cfg.chat, progress)
+        own = cached_rows(out / "rm_own_pairs.parquet", own_sample_pairs, cfg, data, current) if cfg.rm_own_samples \
+            else []  # fmt: skip
+        rm = train_reward_model(current, data.rm_pairs + own, cfg.rm, out / "rm", cfg.max_len, cfg.chat, progress)
         judge_cfg = dataclasses.replace(judge_cfg, model=str(rm))
     judge = Judge.from_config(judge_cfg, None, progress, cfg.backend)
     quality = cached_json(out / "judge.json", judge_accuracy, judge, data.rm_eval) if data.rm_eval else {}
@@ -261,17 +268,6 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
         evaluation = evaluate(cfg, data, current, it / "eval", progress, baseline=out / "m0-eval")
         results.append({"model": f"M{t}", "iteration": t, **stats, **evaluation})
     return results
-
-
-def judge_accuracy(judge: Judge, pairs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The judge on held-out pairs: the share whose chosen response it scores strictly higher, and the ties."""
-    verdicts = judge.score(
-        [p["prompt"] for p in pairs] * 2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs]
-    )
-    n = len(pairs)
-    a, b = [v.mean for v in verdicts[:n]], [v.mean for v in verdicts[n:]]
-    return {"judge_accuracy": sum(x is not None and y is not None and x > y for x, y in zip(a, b, strict=True)) / n,
-            "judge_ties": sum(x == y for x, y in zip(a, b, strict=True)), "judge_pairs": n}  # fmt: skip
 
 
 def m0_dir(out: str | Path) -> Path:
