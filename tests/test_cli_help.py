@@ -97,6 +97,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "repro dualformer-llm": "DualLMScale",
         "repro self-rewarding": "SelfRewardingScale",
         "repro meta-rewarding": "MetaRewardingScale",
+        "repro tpo": "TPOScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

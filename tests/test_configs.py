@@ -33,12 +33,15 @@ def test_selfimprove_recipe_loads(path):
     from system2.selfimprove.ppo import PPOConfig
     from system2.selfimprove.rcrl import RCRLConfig
     from system2.selfimprove.self_rewarding import SelfRewardingConfig
+    from system2.selfimprove.tpo import TPOConfig
 
     kind = {"irpo": IRPOConfig, "expert": ExpertIterationConfig, "ppo": PPOConfig, "rcrl": RCRLConfig,
-            "self": SelfRewardingConfig, "meta": MetaRewardingConfig}  # fmt: skip
+            "self": SelfRewardingConfig, "meta": MetaRewardingConfig, "tpo": TPOConfig}  # fmt: skip
     cls = kind[path.name.split("_")[0]]
     cfg = load_config(cls, path)
-    assert cfg.model and (cfg.train_data if hasattr(cfg, "train_data") else cfg.ift and cfg.eft) and cfg.out
+    data = cfg.train_data if hasattr(cfg, "train_data") else (cfg.prompts and cfg.judge.model) if cls is TPOConfig \
+        else cfg.ift and cfg.eft  # fmt: skip
+    assert cfg.model and data and cfg.out
     if hasattr(cfg, "train"):
         cfg.train.validate()
 

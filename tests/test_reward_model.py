@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from system2.judges.config import JudgeConfig
 from system2.judges.pointwise import Judge
 from system2.judges.reward_model import (
-    PreferenceData,
+    RewardPairs,
     bradley_terry_loss,
     pairwise_accuracy,
     rewards,
@@ -51,7 +51,7 @@ def test_loss_is_bradley_terry_on_the_heads_rewards(base: Path) -> None:
     torch.manual_seed(0)
     model, tok = load_orm(base)
     pairs = _pairs(0, 6)
-    data = PreferenceData(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs],
+    data = RewardPairs(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs],
                           [p["rejected"] for p in pairs], MAX_LEN)  # fmt: skip
     batch = data.batch(list(range(6)), 0)
     loss, _ = bradley_terry_loss(model, batch)
@@ -60,7 +60,7 @@ def test_loss_is_bradley_terry_on_the_heads_rewards(base: Path) -> None:
     want = torch.stack([-F.logsigmoid(x[0] - x[1]) for x in r]).mean()
     assert loss.item() == pytest.approx(want.item(), abs=1e-5)
     with pytest.raises(ValueError, match="3 prompts, 2 chosen"):
-        PreferenceData(tok, ["a"] * 3, ["b"] * 2, ["c"] * 3, MAX_LEN)
+        RewardPairs(tok, ["a"] * 3, ["b"] * 2, ["c"] * 3, MAX_LEN)
 
 
 def test_training_learns_a_clear_preference_resumes_and_judges(base: Path, tmp_path: Path) -> None:

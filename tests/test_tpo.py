@@ -198,6 +198,10 @@ def test_pairwise_judging_ranks_as_the_scores_do(data: str, tmp_path: Path) -> N
     assert len(set(s)) == 4 and sorted(range(4), key=s.__getitem__) == sorted(range(4), key=e.__getitem__)
     with pytest.raises(ConfigError, match="judge_mode"):
         _cfg(data, tmp_path / "y", judge_mode="listwise").validate()
+    with pytest.raises(ConfigError, match="needs eval_oracle=true"):
+        _cfg(data, tmp_path / "y", judge_mode="oracle", eval_oracle=False).validate()
+    oracle = tpo._judge(_cfg(data, tmp_path / "x", judge_mode="oracle"), judge, 0, [group], 0)
+    assert [r["score"] for r in oracle] == [5.0, 3.0, 3.0, 4.0, None]  # the world's oracle on each response part
 
 
 def test_reward_model_pairs_from_m0s_own_outputs(data: str, tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from system2.train import TrainConfig, train
 MARKER = "reward_model.json"  # written last into a finished model directory
 
 
-class PreferenceData:
+class RewardPairs:
     """(prompt, chosen, rejected) triples as tensors: each batch holds the chosen sequences, then the rejected."""
 
     def __init__(self, tokenizer: Any, prompts: Sequence[str], chosen: Sequence[str], rejected: Sequence[str],
@@ -52,7 +52,7 @@ def rewards(model: torch.nn.Module, input_ids: torch.Tensor, attention_mask: tor
 
 
 def bradley_terry_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, int]:
-    """-log sigma(r_chosen - r_rejected) averaged over the batch's pairs (``PreferenceData`` order), and its tokens."""
+    """-log sigma(r_chosen - r_rejected) averaged over the batch's pairs (``RewardPairs`` order), and its tokens."""
     r = rewards(model, batch["input_ids"], batch["attention_mask"])
     half = r.shape[0] // 2
     return -F.logsigmoid(r[:half] - r[half:]).mean(), int(batch["attention_mask"].sum())
@@ -80,7 +80,7 @@ def train_reward_model(
         raise ValueError(f"reward-model pairs need text fields prompt, chosen and rejected (rows {missing[:5]} "
                          f"lack them)" if missing else "no reward-model pairs to train on")  # fmt: skip
     model, tok = load_orm(init)
-    data = PreferenceData(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs],
+    data = RewardPairs(tok, [p["prompt"] for p in pairs], [p["chosen"] for p in pairs],
                           [p["rejected"] for p in pairs], max_len, chat)  # fmt: skip
     train(model, data, bradley_terry_loss, cfg, out, progress=progress)
     if dist.is_main():

@@ -46,7 +46,7 @@ from system2.selfimprove.tpo_judge import judge_accuracy, own_sample_pairs
 from system2.selfimprove.tpo_pairs import thought_pair
 from system2.tasks import thought_data as td
 from system2.tasks.instructions import act_prompt, read_table
-from system2.tasks.thought_world import ThoughtWorldConfig
+from system2.tasks.thought_world import ThoughtWorldConfig, oracle_score
 from system2.tasks.thoughts import split_thought, thought_prompt
 from system2.train import TrainConfig
 
@@ -75,7 +75,8 @@ class TPOConfig(PolicyConfig):
     rm_own_samples: int = 0  # prompts whose M0 outputs (both modes) the oracle ranks into extra reward-model pairs
     #                          (ours: a judge trained on outputs like the policy's; needs the world's sampler)
     judge_mode: str = "pointwise"  # pointwise (a score per response) | pairwise (every pair of a prompt's responses
-    #                                in both orders, Bradley-Terry Elo: the paper's Self-Taught Evaluator setting)
+    #                                in both orders, Bradley-Terry Elo: the paper's Self-Taught Evaluator setting) |
+    #                                oracle (a calibration diagnostic, not TPO: the world's oracle scores the responses)
     beta: float = 0.1  # DPO beta (not in the paper [R]: Meta-Rewarding's 0.1)
     alpha: float = 0.0  # NLL weight on the chosen output (paper: IRPO's loss gave no noticeable gain)
     eval_resamples: int = 3  # at evaluation, a parse failure is re-sampled up to this many times (paper: re-sampled)
@@ -125,8 +126,10 @@ class TPOConfig(PolicyConfig):
                               f"{self.top_p}, {self.rho}")  # fmt: skip
         if self.rm_own_samples < 0 or (self.rm_own_samples and not (self.eval_oracle and not self.prompts)):
             raise ConfigError("rm_own_samples needs the TPO world (eval_oracle=true, no prompts=FILE) and must be >= 0")
-        if self.judge_mode not in ("pointwise", "pairwise"):
-            raise ConfigError(f"judge_mode must be pointwise or pairwise, got {self.judge_mode!r}")
+        if self.judge_mode not in ("pointwise", "pairwise", "oracle"):
+            raise ConfigError(f"judge_mode must be pointwise, pairwise or oracle, got {self.judge_mode!r}")
+        if self.judge_mode == "oracle" and not self.eval_oracle:
+            raise ConfigError("judge_mode=oracle scores with the TPO world's oracle: it needs eval_oracle=true")
         if self.beta <= 0 or self.alpha < 0 or self.eval_limit < 0 or self.eval_resamples < 0:
             raise ConfigError("need beta > 0, alpha >= 0, eval_limit >= 0 and eval_resamples >= 0")
         trains_rm = self.judge.backend == "reward_model" and not self.judge.model  # the rm stage makes judge.model
@@ -324,11 +327,14 @@ def _sample(cfg: TPOConfig, model: Any, tok: Any, t: int, progress: bool, part: 
 def _judge(cfg: TPOConfig, judge: Judge, seed: int, groups: list, offset: int) -> list[dict[str, Any]]:
     """The outputs of ``groups`` (one list per prompt) with a score for each parsed response (None: a parse failure,
     or no parseable judgment): the judge's score (``pointwise``), or the Bradley-Terry Elo of the prompt's responses
-    judged pair by pair in both orders (``pairwise``; a lone parsed response scores 0)."""
+    judged pair by pair in both orders (``pairwise``; a lone parsed response scores 0), or the world's oracle score
+    (``oracle``, a calibration diagnostic)."""
     rows = [r for g in groups for r in g]
     parsed = [r for r in rows if r["parsed"]]
     score: dict[tuple[str, int], float | None] = {}
-    if cfg.judge_mode == "pairwise":
+    if cfg.judge_mode == "oracle":  # the diagnostic: which part of a failure is the judge's
+        score = {(r["id"], r["sample"]): float(oracle_score(r["instruction"], r["response"])) for r in parsed}
+    elif cfg.judge_mode == "pairwise":
         for group in group_by_question(parsed).values():
             elo = round_robin(judge, group[0]["instruction"], [r["response"] for r in group], seed=seed)[0] \
                 if len(group) > 1 else [0.0]  # fmt: skip
