@@ -23,6 +23,7 @@ and is skipped when present, so a killed run resumes where it stopped.
 from __future__ import annotations
 
 import dataclasses
+import random
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -301,8 +302,6 @@ def new_prompts(cfg: TPOConfig, data: TPOInputs, t: int, exclude: frozenset[str]
     if data.pool is not None:
         xs = data.pool[(t - 1) * n : t * n]
     else:
-        import random
-
         xs = td.draw(n, random.Random(f"tpo/{cfg.seed}/{t}"), data.families, exclude, data.world)
     return [{"id": f"{t}-{i}", "prompt": cfg.prompt(x), "instruction": x} for i, x in enumerate(xs)]
 
