@@ -40,7 +40,8 @@ from system2.train import TrainConfig
 PAPER_RECIPE = "configs/selfimprove/self_rewarding_paper.yaml"
 
 
-def _train(steps: int, lr: float, batch: int) -> TrainConfig:
+def cpu_train(steps: int, lr: float, batch: int) -> TrainConfig:
+    """A training stage at a CPU scale: warm-up over 5% of the steps, two checkpoints, 50 metrics records."""
     return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=max(1, steps // 20), ckpt_every=max(1, steps // 2),
                        log_every=max(1, steps // 50), tensorboard=False)  # fmt: skip
 
@@ -64,7 +65,7 @@ def cpu_run(
         iterations=2, prompts_per_iteration=prompts, responses_per_prompt=4, max_new_tokens=16, max_len=64,
         batch_size=128, tiny=TinyLMConfig(d_model=d, layers=layers, heads=4, max_len=64),
         judge=JudgeConfig(template="compact", max_new_tokens=14, judgments_per_response=judgments, batch_size=128),
-        sft=_train(sft_steps, 2e-3, 32), train=_train(dpo_steps, dpo_lr, 16),
+        sft=cpu_train(sft_steps, 2e-3, 32), train=cpu_train(dpo_steps, dpo_lr, 16),
     )  # fmt: skip
 
 

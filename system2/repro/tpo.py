@@ -27,20 +27,15 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
+from system2.repro.self_rewarding import cpu_train
 from system2.runs import read_parquet
 from system2.selfimprove.self_rewarding_eval import ANSWERS
 from system2.selfimprove.sft import TinyLMConfig
 from system2.selfimprove.tpo import TPOConfig, m0_dir, run_tpo
 from system2.tasks.thought_data import ThoughtDataConfig, generate
 from system2.tasks.thought_world import oracle_score
-from system2.train import TrainConfig
 
 PAPER_RECIPE = "configs/selfimprove/tpo_paper.yaml"
-
-
-def _train(steps: int, lr: float, batch: int) -> TrainConfig:
-    return TrainConfig(steps=steps, batch_size=batch, lr=lr, warmup=max(1, steps // 20), ckpt_every=max(1, steps // 2),
-                       log_every=max(1, steps // 50), tensorboard=False)  # fmt: skip
 
 
 def cpu_run(d: int, layers: int, sft_steps: int, rm_steps: int, dpo_steps: int, prompts: int, iterations: int,
@@ -50,8 +45,8 @@ def cpu_run(d: int, layers: int, sft_steps: int, rm_steps: int, dpo_steps: int, 
         iterations=iterations, prompts_per_iteration=prompts, samples=samples, rho=rho, max_new_tokens=48,
         max_len=112, batch_size=128, eval_resamples=3,
         tiny=TinyLMConfig(d_model=d, layers=layers, heads=4, max_len=112),
-        judge=JudgeConfig(backend="reward_model", template="compact", batch_size=128), sft=_train(sft_steps, 2e-3, 32),
-        rm=_train(rm_steps, 1e-3, 32), train=_train(dpo_steps, 4e-4, 16),
+        judge=JudgeConfig(backend="reward_model", template="compact", batch_size=128),
+        sft=cpu_train(sft_steps, 2e-3, 32), rm=cpu_train(rm_steps, 1e-3, 32), train=cpu_train(dpo_steps, 4e-4, 16),
     )  # fmt: skip
 
 
