@@ -1223,6 +1223,7 @@ def test_tpo_claims():
     check(c, tpo_data(), tpo_data(last=(0.5, 0.4)), tpo_data(last=(0.4, 0.5)), tpo_data(last=(1.0, 1.0)))
     c = by_name(TPO_CLAIMS, "the gain is where thinking helps")
     _rates3(c, tpo_data(), tpo_data(gains=(0.25, 0.0)), tpo_data(gains=(0.0, 0.25)))
+    assert rates(c, tpo_data(last=(1.0, 1.0)), 20)[vd.NOT_TESTABLE] == 1  # both arms at the ceiling: no gain to place
     c = by_name(TPO_CLAIMS, "thoughts get shorter")
     _rates3(c, tpo_data(), tpo_data(words=(4.0, 5.0)), tpo_data(words=(5.0, 4.0)))
 

@@ -69,7 +69,8 @@ def claims() -> list[vd.Claim]:
         vd.Claim("the gain is where thinking helps", f"{TPO}'s gain over {DIRECT} is larger where a scratchpad helps "
                  "(sum, sort, lookup) than where it cannot (copy, upper)", "largest gains in some categories, none "
                  "or losses in others (Sec. 4.3) [V-draft]", metric="gain by family kind", arms=(HELPS, CANNOT),
-                 direction=1, unit="test prompts", preconditions=(vd.min_units(10),)),
+                 direction=1, unit="test prompts",
+                 preconditions=(vd.min_units(10), vd.saturated(on=("last score", (TPO, DIRECT))))),
         vd.Claim("thoughts get shorter", f"the last {TPO} model writes shorter thoughts than the first trained one",
                  "815 -> 314 characters over 4 iterations (Table 5) [V-draft]", metric="thought words",
                  arms=("last", "first trained"), direction=-1, unit="test prompts", percent=False),
