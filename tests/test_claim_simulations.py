@@ -9,7 +9,7 @@ language-modelling arm: 142 held-out files), IRPO 500 test questions (and 1,000 
 reasoning 300, Dualformer for language models 500, reverse training 300 held-out symbolic pairs (a forward and a reverse
 question each) and 100 bioS people (3 forward questions clustered by person, 1 reverse), BTX 300 validation documents
 (100 per domain), Self-Rewarding and Meta-Rewarding 400 test prompts and
-300 judge pairs.
+300 judge pairs, LIFT 300 benchmark prompts.
 
 Datasets are simulated as per-unit arrays, the input of each claim's decision; ``test_*_claim_data_*`` check, on
 one dataset each, that the reproduction's own ``claim_data`` turns stored per-unit rows into exactly these arrays.
@@ -36,6 +36,7 @@ from system2.repro import (
     dualformer,
     dualformer_llm,
     irpo,
+    lift_claims,
     meta_rewarding_claims,
     reverse_claims,
     rl_reasoning,
@@ -1249,3 +1250,74 @@ def test_tpo_claim_data_pairs_prompts_and_splits_families():
     assert verdicts["thoughts get shorter"].verdict == vd.NOT_TESTABLE
     assert "needs at least 2" in verdicts["thoughts get shorter"].reason
     assert verdicts["the gain is where thinking helps"].verdict == vd.NOT_TESTABLE  # 2 and 1 prompts: too few
+
+
+# --- LIFT ----------------------------------------------------------------------------------------------------------
+LIFT_CLAIMS = lift_claims.claims()
+LIFT_PROMPTS = 300  # small: 300 benchmark prompts
+
+
+def lift_data(violation: tuple[float, float] = (0.5, 0.05), li: tuple[float, float] = (0.3, 0.3),
+              plain: tuple[float, float] = (0.5, 0.5)) -> Callable:  # fmt: skip
+    """LIFT's claim data: per benchmark prompt 0/1 violations, length-instructed and plain outcomes for (LIFT-DPO,
+    DPO), each around its rate with a prompt offset of +-0.05 (violations) or +-0.2 (wins) and a seed effect of
+    +-0.03."""
+    lc = lift_claims
+
+    def make(rng: np.random.Generator) -> dict[str, Any]:
+        small, big = rng.uniform(-0.05, 0.05, LIFT_PROMPTS), rng.uniform(-0.2, 0.2, LIFT_PROMPTS)
+        arms = (lc.LIFT, lc.DPO)
+        wins = vd.Units({a: draw(rng, p, big, SEEDS, 0.03) for a, p in zip(arms, plain, strict=True)})
+        return {
+            "violation": vd.Units({a: draw(rng, p, small, SEEDS, 0.03) for a, p in zip(arms, violation, strict=True)}),
+            "li win rate": vd.Units({a: draw(rng, p, big, SEEDS, 0.03) for a, p in zip(arms, li, strict=True)}),
+            "plain win rate": wins,
+            "plain win rate: LIFT-DPO - DPO": vd.Units({"LIFT-DPO - DPO": wins.arm(lc.LIFT) - wins.arm(lc.DPO)}),
+        }  # fmt: skip
+
+    return make
+
+
+def test_lift_claims():
+    """Violation rates at the claims' bounds (30%, 10%) are the null cases, 45% and 4% the clear ones; a
+    length-instructed win rate 15 points higher is clear; for "quality holds" the null is LIFT-DPO exactly the
+    margin (10 points) below standard DPO and the clear case equal rates; both arms winning under 10% (or over 97%)
+    leaves no room for a difference."""
+    lc = lift_claims
+    c = by_name(LIFT_CLAIMS, "standard DPO violates often")
+    _rates3(c, lift_data(violation=(0.05, 0.30)), lift_data(violation=(0.05, 0.45)), lift_data(violation=(0.05, 0.15)))
+    c = by_name(LIFT_CLAIMS, "LIFT-DPO rarely violates")
+    _rates3(c, lift_data(violation=(0.10, 0.5)), lift_data(violation=(0.04, 0.5)), lift_data(violation=(0.2, 0.5)))
+    c = by_name(LIFT_CLAIMS, "the length-instructed win rate is higher")
+    check(c, lift_data(), lift_data(li=(0.4, 0.25)), lift_data(li=(0.25, 0.4)), lift_data(li=(0.0, 0.0)))
+    c = by_name(LIFT_CLAIMS, "quality holds without a length instruction")
+    m = lc.MARGIN
+    check(
+        c,
+        lift_data(plain=(0.5 - m, 0.5)),
+        lift_data(plain=(0.5, 0.5)),
+        lift_data(plain=(0.3, 0.5)),
+        lift_data(plain=(1.0, 1.0)),
+    )
+
+
+def test_lift_claim_data_pairs_prompts_by_kind():
+    """The claim data from benchmark rows: violations and outcomes per prompt of each kind, paired by id."""
+    lc = lift_claims
+
+    def rows(violates: list[bool], li: list[float], plain: list[float]) -> list[dict[str, Any]]:
+        out = [
+            {"id": f"li-{i}", "kind": "li", "violates": v, "outcome": w}
+            for i, (v, w) in enumerate(zip(violates, li, strict=True))
+        ]
+        out += [{"id": f"li-{i}", "kind": "x2", "violates": True, "outcome": None} for i in range(len(li))]
+        return out + [{"id": f"li-{i}", "kind": "plain", "violates": False, "outcome": w} for i, w in enumerate(plain)]
+
+    got = lc.claim_data({lc.LIFT: [rows([False, False], [1.0, 0.5], [1.0, 0.0])],
+                         lc.DPO: [rows([True, False], [0.0, 0.0], [0.5, 0.5])]})  # fmt: skip
+    assert_same_units(got, {
+        "violation": vd.Units({lc.LIFT: np.array([[0.0, 0.0]]), lc.DPO: np.array([[1.0, 0.0]])}),
+        "li win rate": vd.Units({lc.LIFT: np.array([[1.0, 0.5]]), lc.DPO: np.array([[0.0, 0.0]])}),
+        "plain win rate": vd.Units({lc.LIFT: np.array([[1.0, 0.0]]), lc.DPO: np.array([[0.5, 0.5]])}),
+        "plain win rate: LIFT-DPO - DPO": vd.Units({"LIFT-DPO - DPO": np.array([[0.5, -0.5]])}),
+    })  # fmt: skip

@@ -72,6 +72,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "quantities": "QuantityDataConfig",
         "instructions": "InstructionDataConfig",
         "thought-data": "ThoughtDataConfig",
+        "lift-data": "LIFTDataConfig",
         "calibrate-quantities": "CalibrationConfig",
         "sft": "SFTConfig",
         "irpo": "IRPOConfig",
@@ -83,6 +84,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "self-rewarding": "SelfRewardingConfig",
         "meta-rewarding": "MetaRewardingConfig",
         "tpo": "TPOConfig",
+        "lift": "LIFTConfig",
         "planning generate": "GenerateConfig",
         "planning train": "PlannerTrainConfig",
         "planning curve": "CurveConfig",
@@ -98,6 +100,7 @@ def test_commands_with_a_config_are_the_expected_ones():
         "repro self-rewarding": "SelfRewardingScale",
         "repro meta-rewarding": "MetaRewardingScale",
         "repro tpo": "TPOScale",
+        "repro lift": "LIFTScale",
         **{f"btx {stage}": "BTXConfig" for stage in ("branch", "train", "mix", "finetune", "evaluate", "run")},
     }
 

@@ -29,6 +29,7 @@ def test_selfimprove_recipe_loads(path):
     """Each recipe builds its config (unknown keys fail); paths point at data the user provides."""
     from system2.selfimprove.expert_iteration import ExpertIterationConfig
     from system2.selfimprove.irpo import IRPOConfig
+    from system2.selfimprove.lift import LIFTConfig
     from system2.selfimprove.meta_rewarding import MetaRewardingConfig
     from system2.selfimprove.ppo import PPOConfig
     from system2.selfimprove.rcrl import RCRLConfig
@@ -36,11 +37,12 @@ def test_selfimprove_recipe_loads(path):
     from system2.selfimprove.tpo import TPOConfig
 
     kind = {"irpo": IRPOConfig, "expert": ExpertIterationConfig, "ppo": PPOConfig, "rcrl": RCRLConfig,
-            "self": SelfRewardingConfig, "meta": MetaRewardingConfig, "tpo": TPOConfig}  # fmt: skip
+            "self": SelfRewardingConfig, "meta": MetaRewardingConfig, "tpo": TPOConfig,
+            "lift": LIFTConfig}  # fmt: skip
     cls = kind[path.name.split("_")[0]]
     cfg = load_config(cls, path)
     data = cfg.train_data if hasattr(cfg, "train_data") else (cfg.prompts and cfg.judge.model) if cls is TPOConfig \
-        else cfg.ift and cfg.eft  # fmt: skip
+        else (cfg.pairs and cfg.li_eval and cfg.judge.model) if cls is LIFTConfig else cfg.ift and cfg.eft  # fmt: skip
     assert cfg.model and data and cfg.out
     if hasattr(cfg, "train"):
         cfg.train.validate()

@@ -56,6 +56,23 @@ def test_seed_rows_teach_answers_the_format_and_the_skill(tmp_path: Path) -> Non
         assert set(f"{r['prompt']} {r['completion']}".split()) <= vocab, r
 
 
+def test_format_rows_can_think_usefully_where_a_scratchpad_helps(tmp_path: Path) -> None:
+    """format_worked = 1: every THINK row of a scratchpad family holds its worked scratchpad, the others fillers;
+    0 is the default."""
+    rows = td.make_dataset(_cfg(tmp_path, format_examples=60, format_worked=1.0))["ift"]
+    think = [r for r in rows if r["prompt"].startswith("THINK:")]
+    assert len(think) == 60
+    for r in think:
+        split = split_thought(r["completion"], "compact")
+        helps = bool(tw.THOUGHT_FAMILIES.get(td.family_of(r["instruction"]) or ""))
+        assert r["kind"] == ("format-worked" if helps else "format")
+        assert (tw.thought_progress(r["instruction"], split.thought) == 1.0) if helps else split.thought in td.FILLERS
+    assert any(r["kind"] == "format-worked" for r in think)
+    assert td.ThoughtDataConfig().format_worked == 0.0
+    with pytest.raises(ConfigError, match="format_worked"):
+        td.generate(_cfg(tmp_path / "bad", format_worked=1.5))
+
+
 def test_preference_pairs_follow_the_oracle() -> None:
     xs = td.draw(200, random.Random(0), td.DEFAULT_FAMILIES)
     pairs = td.preference_pairs(xs, random.Random(1))

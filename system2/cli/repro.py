@@ -47,6 +47,9 @@ REPROS = {
     "tpo": ("Thinking LLMs: General Instruction Following with Thought Generation (Wu et al. 2024)", "2410.10630",
             "Thought Preference Optimization vs the direct-answer baseline from one M0 and one reward model, on "
             "families where a scratchpad helps and where it cannot"),
+    "lift": ("Following Length Constraints in Instructions (Yuan et al. 2024)", "2406.17744",
+             "LIFT-DPO vs standard DPO on one preference set from one M0, on a length-instructed benchmark in a "
+             "knowledge world where longer answers score higher"),
 }  # fmt: skip
 SCALE_HELP = "tiny (minutes), small (at most 2 hours on 2 CPU cores), gpu (one GPU; searchformer) or paper."
 ScaleName = Annotated[str, typer.Option(help=SCALE_HELP)]
@@ -62,6 +65,7 @@ SCALE_SETTINGS = {
     "self-rewarding": "system2.repro.self_rewarding:SelfRewardingScale",
     "meta-rewarding": "system2.repro.meta_rewarding:MetaRewardingScale",
     "tpo": "system2.repro.tpo:TPOScale",
+    "lift": "system2.repro.lift:LIFTScale",
 }
 
 # the paper-scale example of a reproduction whose settings differ from the self-improvement ones
@@ -71,6 +75,7 @@ SCALE_EXAMPLES = {
     "self-rewarding": "data.ift=400 run.prompts_per_iteration=200 run.judge.judgments_per_response=5",
     "meta-rewarding": "data.meta=400 run.iterations=3 run.judge.judgments_per_response=5",
     "tpo": "data.direct=2000 run.iterations=3 run.rho=0.3",
+    "lift": "data.world.entities=200 run.min_gap=6 run.epochs=3",
 }
 
 
@@ -143,8 +148,8 @@ def repro_all(
     out: Annotated[Path, typer.Option("--out", help="Parent output directory.")] = Path("runs/repro"),
 ) -> None:
     """Run every reproduction (Searchformer, Dualformer and its LM half, CoPE and its LM half, IRPO, Havrilla et al.'s
-    RL, reverse training, BTX, Self-Rewarding, Meta-Rewarding) at one scale; a reproduction without that scale (gpu:
-    only searchformer has one) is skipped, and said so."""
+    RL, reverse training, BTX, Self-Rewarding, Meta-Rewarding, TPO, LIFT) at one scale; a reproduction without that
+    scale (gpu: only searchformer has one) is skipped, and said so."""
     for name in REPROS:
         if scale not in importlib.import_module(f"system2.repro.{name.replace('-', '_')}").SCALES:
             typer.secho(f"repro {name}: no {scale!r} scale, skipped", fg=typer.colors.YELLOW)

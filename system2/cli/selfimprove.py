@@ -1,7 +1,7 @@
 """``system2 arithmetic``, ``system2 quantities`` (the synthetic reasoning worlds), ``system2 instructions`` (the
 instruction world's seed data) and the self-improvement recipes (``sft``, ``irpo``, ``expert-iteration``, ``ppo``,
-``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``, ``meta-rewarding``, ``tpo``), and ``system2 thought-data``
-(the TPO world).
+``rcrl``, ``orm``, ``dualformer-lm``, ``self-rewarding``, ``meta-rewarding``, ``tpo``, ``lift``), and ``system2
+thought-data`` and ``system2 lift-data`` (the TPO and LIFT worlds).
 
 Each recipe command reads its config (defaults < ``--config`` YAML < flags < ``key=value``), runs the
 recipe (a rerun with the same ``--out`` and settings resumes; other settings are refused) and prints a
@@ -123,6 +123,26 @@ def thought_data(
     print_table(f"TPO world in {out}", [{"file": f"{k}.parquet", "rows": len(v)} for k, v in splits.items()])
 
 
+def lift_data(
+    out: Annotated[str, typer.Option("--out", help="Directory for kb/sft/pair_prompts Parquet and li_eval.jsonl.")],
+    overrides: Overrides = None,
+    seed: Annotated[int | None, typer.Option(help="Seed; the same seed gives the same files.")] = None,
+    config: ConfigFile = None,
+    restart: Restart = False,
+) -> None:
+    """Generate the LIFT world: a knowledge base where longer answers score higher, M0's seed rows, the preference
+    prompts, and a length-instructed benchmark in the AlpacaEval-LI format.
+
+    Example: system2 lift-data --out data/lift world.entities=200 test_entities=60 sft_per_entity=20
+    """
+    from system2.tasks.lift_data import LIFTDataConfig, generate
+
+    cfg = run_config(LIFTDataConfig, config, overrides, {"out": out, "seed": seed})
+    with user_errors():
+        splits = generate(cfg, restart=restart)
+    print_table(f"LIFT world in {out}", [{"file": k, "rows": len(v)} for k, v in splits.items()])
+
+
 def calibrate_quantities(
     out: Annotated[str, typer.Option("--out", help="Directory: the data, both SFT runs, calibration.json.")],
     overrides: Overrides = None,
@@ -158,6 +178,10 @@ JUDGE_LOOPS = {
             "Thought Preference Optimization: per iteration fresh prompts, N thought+response outputs, a judge on the "
             "response part only, length-controlled best vs worst (parse failures rejected), DPO; with thinking off, "
             "the direct-answer baseline.", "--data data/thoughts iterations=4 samples=8 rho=0.2"),
+    "lift": ("lift", "LIFTConfig", "run_lift", "LIFT",
+             "LIFT-DPO (or standard DPO) on one preference set: length-instructed pairs whose limits keep or flip "
+             "the preference, one DPO run from M0, and the length-instructed benchmark (violations, win rates).",
+             "--data data/lift method=lift min_gap=4 slack=4 epochs=2"),
 }  # fmt: skip
 
 
@@ -168,7 +192,7 @@ def _judge_loop_command(name: str) -> Any:
         overrides: Overrides = None,
         data: Annotated[
             str | None,
-            typer.Option("--data", help="World directory (see the instructions and thought-data commands)."),
+            typer.Option("--data", help="World directory (see the instructions, thought-data and lift-data commands)."),
         ] = None,
         model: Annotated[
             str | None, typer.Option("--model", help="Base model directory (empty: a tiny Llama).")
@@ -266,6 +290,7 @@ def register(app: App) -> None:
     app.command("quantities", settings="system2.tasks.quantities:QuantityDataConfig")(quantities)
     app.command("instructions", settings="system2.tasks.instructions:InstructionDataConfig")(instructions)
     app.command("thought-data", settings="system2.tasks.thought_data:ThoughtDataConfig")(thought_data)
+    app.command("lift-data", settings="system2.tasks.lift_data:LIFTDataConfig")(lift_data)
     app.command("calibrate-quantities", settings="system2.selfimprove.calibrate:CalibrationConfig")(
         calibrate_quantities
     )

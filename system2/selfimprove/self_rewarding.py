@@ -33,14 +33,12 @@ from system2 import dist
 from system2.config import ConfigError
 from system2.judges.config import JudgeConfig
 from system2.judges.pointwise import Judge
-from system2.lm.io import save_lm
 from system2.lm.sampling import SampleConfig, sample_completions
-from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
 from system2.selfimprove.self_rewarding_data import SeedData, read_seed_data
 from system2.selfimprove.self_rewarding_eval import evaluate_model, mean_or_nan
-from system2.selfimprove.sft import TinyLMConfig
+from system2.selfimprove.sft import TinyLMConfig, build_tiny
 from system2.selfimprove.stages import cached_rows, sharded_rows
 from system2.tasks import instructions
 from system2.train import TrainConfig
@@ -195,16 +193,9 @@ def train_m1(cfg: SelfRewardingConfig, data: SeedData, out: Path, progress: bool
 def init_tiny(cfg: SelfRewardingConfig, data: SeedData, path: Path) -> Path:
     """A tiny Llama whose word-level tokenizer knows the instruction world's words and every word of the seed data
     (the main process writes it once)."""
-    if not (path / "config.json").is_file() and dist.is_main():
-        words = dict.fromkeys(instructions.vocabulary())
-        for r in data.ift + data.eft + data.meta:
-            words.update(dict.fromkeys(f"{r['prompt']} {r['completion']}".split()))
-        tok = build_word_tokenizer(list(words), model_max_length=cfg.tiny.max_len)
-        model = tiny_llama(tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
-                           max_len=cfg.tiny.max_len, seed=cfg.seed)  # fmt: skip
-        save_lm(model, tok, path)
-    dist.barrier()
-    return path
+    rows = data.ift + data.eft + data.meta
+    words = [*instructions.vocabulary(), *" ".join(f"{r['prompt']} {r['completion']}" for r in rows).split()]
+    return build_tiny(cfg.tiny, words, path, cfg.seed)
 
 
 def new_prompts(cfg: SelfRewardingConfig, data: SeedData, t: int, exclude: frozenset[str]) -> list[dict[str, Any]]:

@@ -11,7 +11,7 @@ local Llama checkpoint. ``limit`` trains on the first N gold solutions only: the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,19 +68,23 @@ def tiny_vocabulary(cfg: SFTConfig, problems: list[Any], extra: Sequence[str] = 
     return list(words)
 
 
-def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any], extra: Sequence[str] = ()) -> Path:
-    """Build and save the tiny model + tokenizer (once; the main process writes it); ``extra``: words the tokenizer
-    must also know."""
+def build_tiny(tiny: TinyLMConfig, words: Iterable[str], path: Path, seed: int) -> Path:
+    """A new tiny Llama with a word-level tokenizer of ``words`` (duplicates dropped), saved at ``path`` once by the
+    main process (an existing one is kept)."""
     if not (path / "config.json").is_file() and dist.is_main():
-        words = tiny_vocabulary(cfg, problems, extra)
-        tok = build_word_tokenizer(words, model_max_length=cfg.tiny.max_len)
-        model = tiny_llama(
-            tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
-            max_len=cfg.tiny.max_len, seed=cfg.seed,
-        )  # fmt: skip
+        tok = build_word_tokenizer(list(dict.fromkeys(words)), model_max_length=tiny.max_len)
+        model = tiny_llama(tok, d_model=tiny.d_model, n_layers=tiny.layers, n_heads=tiny.heads, max_len=tiny.max_len,
+                           seed=seed)  # fmt: skip
         save_lm(model, tok, path)
     dist.barrier()
     return path
+
+
+def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any], extra: Sequence[str] = ()) -> Path:
+    """Build and save the tiny model + tokenizer (once; the main process writes it); ``extra``: words the tokenizer
+    must also know."""
+    words = tiny_vocabulary(cfg, problems, extra) if not (path / "config.json").is_file() else []
+    return build_tiny(cfg.tiny, words, path, cfg.seed)
 
 
 def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:

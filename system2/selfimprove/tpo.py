@@ -35,13 +35,11 @@ from system2.judges.config import JudgeConfig
 from system2.judges.pairwise import round_robin
 from system2.judges.pointwise import Judge
 from system2.judges.reward_model import train_reward_model
-from system2.lm.io import save_lm
 from system2.lm.sampling import SampleConfig, sample_completions
-from system2.lm.tiny import build_word_tokenizer, tiny_llama
 from system2.runs import read_run
 from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
-from system2.selfimprove.sft import TinyLMConfig
+from system2.selfimprove.sft import TinyLMConfig, build_tiny
 from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
 from system2.selfimprove.tpo_judge import judge_accuracy, own_sample_pairs
 from system2.selfimprove.tpo_pairs import thought_pair
@@ -281,16 +279,10 @@ def m0_dir(out: str | Path) -> Path:
 
 def train_m0(cfg: TPOConfig, data: TPOInputs, out: Path, progress: bool) -> Path:
     """M0: a new tiny Llama fine-tuned on the seed rows, the loss on the completions only."""
-    init = out / "init"
-    if not (init / "config.json").is_file() and dist.is_main():
-        words = dict.fromkeys(td.vocabulary())
-        for r in data.ift + data.rm_pairs:
-            words.update(dict.fromkeys(" ".join(str(v) for v in r.values() if isinstance(v, str)).split()))
-        tok = build_word_tokenizer(list(words), model_max_length=cfg.tiny.max_len)
-        model = tiny_llama(tok, d_model=cfg.tiny.d_model, n_layers=cfg.tiny.layers, n_heads=cfg.tiny.heads,
-                           max_len=cfg.tiny.max_len, seed=cfg.seed)  # fmt: skip
-        save_lm(model, tok, init)
-    dist.barrier()
+    words = [*td.vocabulary()]
+    for r in data.ift + data.rm_pairs:
+        words += " ".join(str(v) for v in r.values() if isinstance(v, str)).split()
+    init = build_tiny(cfg.tiny, words, out / "init", cfg.seed)
     return finetune_sft(init, [r["prompt"] for r in data.ift], [r["completion"] for r in data.ift], cfg.max_len,
                         cfg.sft, m0_dir(out), progress, chat=cfg.chat)  # fmt: skip
 

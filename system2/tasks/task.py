@@ -109,13 +109,22 @@ class ReasoningTask:
 
 
 def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of a JSONL or Parquet file (by its suffix: ``.jsonl``/``.json`` or anything else as Parquet)."""
+    """The rows of a JSONL or Parquet file (by its suffix: ``.jsonl``/``.json`` or anything else as Parquet); a
+    ``.json`` file may also hold one JSON array of objects (as published benchmark files do)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"{p}: no such file")
     if p.suffix in (".jsonl", ".json"):
+        text = p.read_text()
+        if text.lstrip().startswith("["):
+            try:
+                rows = json.loads(text)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{p}: not JSON ({e.msg} at line {e.lineno}); the file needs one JSON array of "
+                                 "objects or one JSON object per line") from None  # fmt: skip
+            return list(rows)
         rows = []
-        for n, line in enumerate(p.read_text().splitlines(), 1):
+        for n, line in enumerate(text.splitlines(), 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))

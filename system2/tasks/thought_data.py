@@ -88,9 +88,16 @@ def direct_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[st
             for x in instructions]  # fmt: skip
 
 
-def format_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
-    return [{"prompt": thought_prompt(x, "compact"), "completion": f"T: {rng.choice(FILLERS)} R: {respond(x, (), rng)}",
-             "instruction": x, "kind": "format"} for x in instructions]  # fmt: skip
+def format_rows(instructions: Iterable[str], rng: random.Random, worked: float = 0.0) -> list[dict[str, Any]]:
+    """THINK rows with a filler thought; with probability ``worked`` an instruction of a family where a scratchpad
+    helps gets its worked scratchpad as the thought instead."""
+    rows = []
+    for x in instructions:
+        work = worked > 0 and bool(tw.THOUGHT_FAMILIES.get(tw.family_of(x) or "")) and rng.random() < worked
+        thought = tw.worked_thought(x) if work else rng.choice(FILLERS)
+        rows.append({"prompt": thought_prompt(x, "compact"), "completion": f"T: {thought} R: {respond(x, (), rng)}",
+                     "instruction": x, "kind": "format-worked" if work else "format"})  # fmt: skip
+    return rows
 
 
 def worked_rows(instructions: Iterable[str], rng: random.Random) -> list[dict[str, Any]]:
@@ -120,6 +127,7 @@ class ThoughtDataConfig:
     families: list[str] = field(default_factory=lambda: list(DEFAULT_FAMILIES))  # families drawn (FAMILIES)
     direct: int = 2000  # direct-answer examples for M0 (ACT prompts)
     format_examples: int = 100  # THINK examples with a filler thought: the format, nothing useful to think
+    format_worked: float = 0.0  # share of THINK examples of scratchpad families whose thought is the scratchpad
     worked: int = 500  # WORK examples: a correct scratchpad, then the answer (families where a scratchpad helps)
     rm_pairs: int = 2000  # oracle-labelled preference pairs for the reward model
     rm_eval: int = 300  # held-out pairs of the same kind: the reward model's accuracy
@@ -134,6 +142,8 @@ class ThoughtDataConfig:
             raise ConfigError("set out=DIR (the dataset directory)")
         if min(self.direct, self.format_examples, self.worked, self.rm_pairs, self.rm_eval, self.test) < 0:
             raise ConfigError("direct, format_examples, worked, rm_pairs, rm_eval and test must be >= 0")
+        if not 0 <= self.format_worked <= 1:
+            raise ConfigError(f"format_worked must be in [0, 1], got {self.format_worked}")
         unknown = [f for f in self.families if f not in FAMILIES]
         if unknown or not self.families:
             raise ConfigError(f"families must be a non-empty list of {', '.join(FAMILIES)}; unknown: {unknown}")
@@ -158,7 +168,7 @@ def make_dataset(cfg: ThoughtDataConfig) -> dict[str, list[dict[str, Any]]]:
     test = take(cfg.test, "test", cfg.families)
     helpful = [f for f in cfg.families if tw.THOUGHT_FAMILIES.get(f)]
     ift = direct_rows(take(cfg.direct, "direct", cfg.families), rng)
-    ift += format_rows(take(cfg.format_examples, "format", cfg.families), rng)
+    ift += format_rows(take(cfg.format_examples, "format", cfg.families), rng, cfg.format_worked)
     ift += worked_rows(take(cfg.worked, "worked", helpful) if cfg.worked else [], rng)
     return {
         "test_prompts": [{"prompt": act_prompt(x), "instruction": x, "family": family_of(x)} for x in test],
