@@ -1258,21 +1258,22 @@ LIFT_PROMPTS = 300  # small: 300 benchmark prompts
 
 
 def lift_data(violation: tuple[float, float] = (0.5, 0.05), li: tuple[float, float] = (0.3, 0.3),
-              plain: tuple[float, float] = (0.5, 0.5)) -> Callable:  # fmt: skip
-    """LIFT's claim data: per benchmark prompt 0/1 violations, length-instructed and plain outcomes for (LIFT-DPO,
-    DPO), each around its rate with a prompt offset of +-0.05 (violations) or +-0.2 (wins) and a seed effect of
-    +-0.03."""
+              head: float = 0.5, ties: float = 0.5) -> Callable:  # fmt: skip
+    """LIFT's claim data: per benchmark prompt 0/1 violations and length-instructed outcomes for (LIFT-DPO, DPO),
+    each around its rate with a prompt offset of +-0.05 (violations) or +-0.2 (wins) and a seed effect of +-0.03;
+    and the plain head-to-head outcome of LIFT-DPO against DPO: a tie (1/2) with probability ``ties``, otherwise a
+    win or a loss, the mean ``head``."""
     lc = lift_claims
 
     def make(rng: np.random.Generator) -> dict[str, Any]:
         small, big = rng.uniform(-0.05, 0.05, LIFT_PROMPTS), rng.uniform(-0.2, 0.2, LIFT_PROMPTS)
         arms = (lc.LIFT, lc.DPO)
-        wins = vd.Units({a: draw(rng, p, big, SEEDS, 0.03) for a, p in zip(arms, plain, strict=True)})
+        decided = draw(rng, 0.5 + (head - 0.5) / (1 - ties), big, SEEDS, 0.03)
+        tied = rng.random((SEEDS, LIFT_PROMPTS)) < ties
         return {
             "violation": vd.Units({a: draw(rng, p, small, SEEDS, 0.03) for a, p in zip(arms, violation, strict=True)}),
             "li win rate": vd.Units({a: draw(rng, p, big, SEEDS, 0.03) for a, p in zip(arms, li, strict=True)}),
-            "plain win rate": wins,
-            "plain win rate: LIFT-DPO - DPO": vd.Units({"LIFT-DPO - DPO": wins.arm(lc.LIFT) - wins.arm(lc.DPO)}),
+            "plain head to head": vd.Units({lc.HEAD_TO_HEAD: np.where(tied, 0.5, decided)}),
         }  # fmt: skip
 
     return make
@@ -1280,9 +1281,8 @@ def lift_data(violation: tuple[float, float] = (0.5, 0.05), li: tuple[float, flo
 
 def test_lift_claims():
     """Violation rates at the claims' bounds (30%, 10%) are the null cases, 45% and 4% the clear ones; a
-    length-instructed win rate 15 points higher is clear; for "quality holds" the null is LIFT-DPO exactly the
-    margin (10 points) below standard DPO and the clear case equal rates; both arms winning under 10% (or over 97%)
-    leaves no room for a difference."""
+    length-instructed win rate 15 points higher is clear; for "quality holds" the null is LIFT-DPO winning exactly
+    the margin under half of the plain head-to-heads and the clear case half (half of them tied)."""
     lc = lift_claims
     c = by_name(LIFT_CLAIMS, "standard DPO violates often")
     _rates3(c, lift_data(violation=(0.05, 0.30)), lift_data(violation=(0.05, 0.45)), lift_data(violation=(0.05, 0.15)))
@@ -1291,33 +1291,25 @@ def test_lift_claims():
     c = by_name(LIFT_CLAIMS, "the length-instructed win rate is higher")
     check(c, lift_data(), lift_data(li=(0.4, 0.25)), lift_data(li=(0.25, 0.4)), lift_data(li=(0.0, 0.0)))
     c = by_name(LIFT_CLAIMS, "quality holds without a length instruction")
-    m = lc.MARGIN
-    check(
-        c,
-        lift_data(plain=(0.5 - m, 0.5)),
-        lift_data(plain=(0.5, 0.5)),
-        lift_data(plain=(0.3, 0.5)),
-        lift_data(plain=(1.0, 1.0)),
-    )
+    _rates3(c, lift_data(head=0.5 - lc.MARGIN), lift_data(head=0.5), lift_data(head=0.35))
 
 
 def test_lift_claim_data_pairs_prompts_by_kind():
-    """The claim data from benchmark rows: violations and outcomes per prompt of each kind, paired by id."""
+    """The claim data from benchmark rows: violations and outcomes per prompt of each kind, paired by id, and the
+    plain answers compared head to head by their oracle scores."""
     lc = lift_claims
 
     def rows(violates: list[bool], li: list[float], plain: list[float]) -> list[dict[str, Any]]:
-        out = [
-            {"id": f"li-{i}", "kind": "li", "violates": v, "outcome": w}
-            for i, (v, w) in enumerate(zip(violates, li, strict=True))
-        ]
-        out += [{"id": f"li-{i}", "kind": "x2", "violates": True, "outcome": None} for i in range(len(li))]
-        return out + [{"id": f"li-{i}", "kind": "plain", "violates": False, "outcome": w} for i, w in enumerate(plain)]
+        out = [{"id": f"li-{i}", "kind": "li", "violates": v, "outcome": w, "oracle": 1.0}
+               for i, (v, w) in enumerate(zip(violates, li, strict=True))]  # fmt: skip
+        out += [{"id": f"li-{i}", "kind": "x2", "violates": True, "outcome": None, "oracle": None} for i in range(2)]
+        return out + [{"id": f"li-{i}", "kind": "plain", "violates": False, "outcome": 1.0, "oracle": s}
+                      for i, s in enumerate(plain)]  # fmt: skip
 
-    got = lc.claim_data({lc.LIFT: [rows([False, False], [1.0, 0.5], [1.0, 0.0])],
-                         lc.DPO: [rows([True, False], [0.0, 0.0], [0.5, 0.5])]})  # fmt: skip
+    got = lc.claim_data({lc.LIFT: [rows([False, False], [1.0, 0.5], [3.0, 2.0])],
+                         lc.DPO: [rows([True, False], [0.0, 0.0], [3.0, 4.0])]})  # fmt: skip
     assert_same_units(got, {
         "violation": vd.Units({lc.LIFT: np.array([[0.0, 0.0]]), lc.DPO: np.array([[1.0, 0.0]])}),
         "li win rate": vd.Units({lc.LIFT: np.array([[1.0, 0.5]]), lc.DPO: np.array([[0.0, 0.0]])}),
-        "plain win rate": vd.Units({lc.LIFT: np.array([[1.0, 0.0]]), lc.DPO: np.array([[0.5, 0.5]])}),
-        "plain win rate: LIFT-DPO - DPO": vd.Units({"LIFT-DPO - DPO": np.array([[0.5, -0.5]])}),
+        "plain head to head": vd.Units({lc.HEAD_TO_HEAD: np.array([[0.5, 0.0]])}),
     })  # fmt: skip

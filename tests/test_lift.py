@@ -144,7 +144,8 @@ def test_repro_tiny_runs_both_arms_from_one_m0_and_one_preference_set_and_resume
     from system2.config import parse_overrides
     from system2.repro import lift as repro
 
-    args = ["data.world.entities=16", "data.test_entities=5", "data.sft_per_entity=8", "run.sft.steps=60",
+    args = ["data.world.entities=16", "data.test_entities=5", "data.sft_per_entity=8", "data.pair_prompts_per_entity=4",
+            "run.sft.steps=60",
             "run.tiny.d_model=32", "run.tiny.layers=1"]  # fmt: skip
     settings = parse_overrides(args)
     metrics = repro.run("tiny", tmp_path / "r", settings=settings)

@@ -8,11 +8,12 @@ so their models answer the same benchmark prompts and compare prompt by prompt; 
    the paper: 65.8% for Llama-2-70B with DPO, 58.1% for Llama-3-8B, Table 3 [V-draft]);
 2. LIFT-DPO rarely does: its violation rate's interval lies below 10% (7.1% and 6.1%, the same table);
 3. LIFT-DPO's length-instructed win rate is higher than standard DPO's (13.6 vs 4.6 and 11.1 vs 5.0);
-4. LIFT-DPO keeps quality without a length instruction: its win rate against the same baselines on the plain
-   instructions is at most ``MARGIN`` (10 points) below standard DPO's (a non-inferiority claim: the paper finds no
-   loss on plain AlpacaEval 2, Table 6 [V-draft]).
+4. LIFT-DPO keeps quality without a length instruction: on the plain instructions, head to head against standard
+   DPO's answer to the same prompt (the oracle decides; a tie counts one half, R4 of the design brief), it wins at
+   least 50% - ``MARGIN`` (a non-inferiority claim: the paper finds no loss on plain AlpacaEval 2, Table 6
+   [V-draft]).
 
-A win-rate claim is not testable when both arms win under 10% or over 97% of the time (no room for a difference).
+The length-instructed win-rate claim is not testable when both arms win under 10% or over 97% of the time.
 """
 
 from __future__ import annotations
@@ -20,11 +21,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from system2.judges.winrate import outcome
 from system2.repro import verdicts as vd
 
 LIFT, DPO = "LIFT-DPO", "DPO"
-MARGIN = 0.10  # "quality holds": LIFT-DPO's plain win rate at most this far below standard DPO's
+MARGIN = 0.05  # "quality holds": LIFT-DPO wins at least 50% - MARGIN head to head against DPO on plain prompts
 OFTEN, RARELY = 0.30, 0.10  # the violation-rate bounds of R4
+HEAD_TO_HEAD = f"{LIFT} vs {DPO}"
 
 
 def _of(kind: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -32,16 +37,18 @@ def _of(kind: str, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def claim_data(answers: dict[str, list[list[dict[str, Any]]]]) -> dict[str, Any]:
-    """``answers[arm][seed]``: each trained model's benchmark rows (``id``, ``kind``, ``violates``, ``outcome``).
-    Returns the units of every claim."""
+    """``answers[arm][seed]``: each trained model's benchmark rows (``id``, ``kind``, ``violates``, ``outcome``,
+    ``oracle``). Returns the units of every claim."""
     li = {arm: [_of("li", s) for s in seeds] for arm, seeds in answers.items()}
     plain = {arm: [_of("plain", s) for s in seeds] for arm, seeds in answers.items()}
-    wins = vd.units_from_rows(plain, lambda r: r["outcome"], "id")
+    if [[r["id"] for r in s] for s in plain[LIFT]] != [[r["id"] for r in s] for s in plain[DPO]]:
+        raise ValueError("the arms answered other plain prompts: they cannot be compared head to head")
+    head = [[outcome(a["oracle"], b["oracle"]) for a, b in zip(x, y, strict=True)]
+            for x, y in zip(plain[LIFT], plain[DPO], strict=True)]  # fmt: skip
     return {
         "violation": vd.units_from_rows(li, lambda r: float(r["violates"]), "id"),
         "li win rate": vd.units_from_rows(li, lambda r: r["outcome"], "id"),
-        "plain win rate": wins,
-        "plain win rate: LIFT-DPO - DPO": vd.Units({f"{LIFT} - {DPO}": wins.arm(LIFT) - wins.arm(DPO)}),
+        "plain head to head": vd.Units({HEAD_TO_HEAD: np.array(head, dtype=float)}),
     }
 
 
@@ -58,11 +65,10 @@ def claims() -> list[vd.Claim]:
                  f"than {DPO} (a violation loses)", "13.6 vs 4.6 (Llama-2-70B), 11.1 vs 5.0 (Llama-3-8B) "
                  "(Table 3) [V-draft]", metric="li win rate", arms=(LIFT, DPO), direction=1,
                  unit="benchmark prompts", preconditions=(vd.saturated(),)),
-        vd.Claim("quality holds without a length instruction", f"{LIFT}'s win rate on the plain instructions is at "
-                 f"most {MARGIN:.0%} points below {DPO}'s", "plain AlpacaEval 2 LC 15.4 vs 13.1 (Llama-2-70B), "
-                 "15.7 vs 13.9 (Llama-3-8B) (Table 6) [V-draft]", metric="plain win rate: LIFT-DPO - DPO",
-                 arms=(f"{LIFT} - {DPO}",), constant=-MARGIN, direction=1, unit="benchmark prompts",
-                 preconditions=(vd.saturated(on=("plain win rate", (LIFT, DPO))),)),
+        vd.Claim("quality holds without a length instruction", f"on plain instructions {LIFT} wins at least "
+                 f"{0.5 - MARGIN:.0%} head to head against {DPO} (ties count one half)", "plain AlpacaEval 2 LC 15.4 "
+                 "vs 13.1 (Llama-2-70B), 15.7 vs 13.9 (Llama-3-8B) (Table 6) [V-draft]", metric="plain head to head",
+                 arms=(HEAD_TO_HEAD,), constant=0.5 - MARGIN, direction=1, unit="benchmark prompts"),
     ]  # fmt: skip
 
 

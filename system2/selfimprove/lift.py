@@ -235,10 +235,11 @@ def _sample(cfg: LIFTConfig, model: Any, tok: Any, progress: bool, part: list, o
 
 def rank_samples(samples: list[dict[str, Any]], kb: kw.KB) -> list[dict[str, Any]]:
     """One pair per prompt (its ``prompt`` the instruction): the oracle's best sample against its worst (the first
-    of equals); prompts whose finished samples all score the same, or that have fewer than two, give none."""
+    of equals), truncated and empty samples left out; prompts whose other samples all score the same, or that have
+    fewer than two, give none."""
     rows = []
     for qid, group in group_by_question(samples).items():
-        done = [r for r in group if not r["truncated"]]
+        done = [r for r in group if not r["truncated"] and r["text"].strip()]
         scored = sorted(done, key=lambda r: -kw.oracle_score(kb, r["instruction"], r["text"]))
         if len(scored) < 2:
             continue

@@ -3,8 +3,9 @@
 - ``kb.parquet``: the knowledge base (``entity``, ``attribute``, ``value``), which the oracle reads;
 - ``sft.parquet``: M0's seed rows (``prompt``, ``completion``): every entity's instruction answered with a random
   number of its true facts, so M0 learns the facts and writes answers of many lengths (the paper's SFT on
-  OpenAssistant). A share ``li_share`` of rows carries a length instruction that the completion meets (ours: a tiny
-  model has never seen the template, an LLM has some notion of it; 0 gives the template only at evaluation);
+  OpenAssistant). A share ``li_share`` of rows carries a length instruction, answered with as many facts as the
+  limit allows (ours, default 0: as in the paper's SFT data on OpenAssistant, the template then appears only in
+  LIFT-DPO's pairs and at evaluation);
 - ``pair_prompts.parquet``: the instructions whose M0 samples, ranked by the oracle, make the preference set
   (entities that are not in the benchmark);
 - ``li_eval.jsonl``: the AlpacaEval-LI-style benchmark in the published format (``instruction``,
@@ -37,7 +38,7 @@ class LIFTDataConfig:
     seed: int = 0  # the same seed gives the same files
     test_entities: int = 60  # entities of the length-instructed benchmark (the others give preference prompts)
     sft_per_entity: int = 20  # M0's seed rows per entity
-    li_share: float = 0.05  # share of seed rows under a length instruction their completion meets (ours)
+    li_share: float = 0.0  # share of seed rows under a length limit, answered up to it (0: as the paper's SFT data)
     pair_prompts_per_entity: int = 2  # preference prompts per non-benchmark entity (each sampled and ranked)
     world: kw.KnowledgeConfig = field(default_factory=kw.KnowledgeConfig)  # the knowledge base's size
 
@@ -57,14 +58,14 @@ class LIFTDataConfig:
 
 def seed_rows(kb: kw.KB, per_entity: int, li_share: float, rng: random.Random) -> list[dict[str, Any]]:
     """M0's seed rows: per entity ``per_entity`` answers listing 1..all of its facts; a share ``li_share`` of them
-    under a length limit the answer meets."""
+    under a length limit, answered with as many facts as fit (all when they all do)."""
     rows = []
     for entity, facts in kb.items():
         for _ in range(per_entity):
             x = kw.instruction(entity)
             if rng.random() < li_share:
                 limit = rng.randint(2, 2 * len(facts) + 4)
-                answer = kw.respond(kb, entity, rng.randint(1, min(len(facts), limit // 2)), rng)
+                answer = kw.respond(kb, entity, min(len(facts), limit // 2), rng)  # as many facts as fit
                 rows.append({"prompt": length_instruction(x, limit), "completion": answer, "instruction": x,
                              "max_len": limit})  # fmt: skip
             else:
