@@ -166,3 +166,21 @@ def test_repro_tiny_runs_both_arms_from_one_m0_and_one_preference_set_and_resume
     with pytest.raises(RunError):
         repro.run("tiny", tmp_path / "r", settings=parse_overrides([*args, "run.min_gap=3"]))
     assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(f"{repro.PAPER_RECIPE} method=lift")
+
+
+def test_rank_samples_pairs_the_oracles_best_against_its_worst() -> None:
+    """By hand: truncated and empty samples never enter a pair; equal scores give none."""
+    from system2.selfimprove.lift import rank_samples
+
+    kb = {"zoka": {"color": "red", "pet": "owl"}}
+
+    def s(i: str, text: str, truncated: bool = False) -> dict:
+        return {"id": i, "instruction": "FACTS zoka", "text": text, "truncated": truncated}
+
+    samples = [s("0", "color red"), s("0", ""), s("0", "color red ; pet owl"), s("0", "pet cat"),
+               s("0", "color red ; pet owl ; color red ; tool axe ; pet owl", truncated=True),
+               s("1", "color red"), s("1", "pet owl"), s("1", " ")]  # fmt: skip
+    pairs = rank_samples(samples, kb)
+    assert [(p["id"], p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"]) for p in pairs] == [
+        ("0", "color red ; pet owl", "pet cat", 2, -2)
+    ]  # prompt 1: its finished samples tie

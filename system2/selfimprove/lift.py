@@ -38,7 +38,7 @@ from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_questi
 from system2.selfimprove.sft import TinyLMConfig, build_tiny
 from system2.selfimprove.stages import cached_rows, sharded_rows
 from system2.tasks import knowledge as kw
-from system2.tasks.instructions import read_table
+from system2.tasks.instructions import checked_rows
 from system2.tasks.length import TEMPLATE, read_li_eval
 from system2.tasks.lift_data import read_kb
 from system2.train import TrainConfig
@@ -138,27 +138,14 @@ class LIFTInputs:
     kb: kw.KB | None
 
 
-def _rows(what: str, path: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    if not path:
-        raise ConfigError(f"{what}: no file given; set {what}=FILE or data=DIR")
-    try:
-        rows = read_table(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"{what}: {e}") from None
-    for i, r in enumerate(rows):
-        bad = [f for f in fields if not isinstance(r.get(f), str) or not r[f].strip()]
-        if bad:
-            raise ConfigError(f"{what} ({path}): row {i} lacks text field(s) {', '.join(bad)}")
-    return rows
-
-
 def read_inputs(cfg: LIFTConfig) -> LIFTInputs:
     """The inputs ``cfg`` names, read and checked before any compute (errors name the file, row and fix)."""
     need_sft = not (cfg.model or cfg.m0)
-    sft = _rows("sft_data", cfg.file("sft_data", "sft.parquet"), ("prompt", "completion")) if need_sft else []
-    pairs = _rows("pairs", cfg.pairs, ("prompt", "chosen", "rejected")) if cfg.pairs else None
-    prompts = [] if pairs is not None else \
-        [r["instruction"] for r in _rows("pairs", cfg.file("", "pair_prompts.parquet"), ("instruction",))]  # fmt: skip
+    sft = checked_rows("sft_data", cfg.file("sft_data", "sft.parquet"), ("prompt", "completion")) if need_sft else []
+    pairs = checked_rows("pairs", cfg.pairs, ("prompt", "chosen", "rejected")) if cfg.pairs else None
+    prompt_rows = [] if pairs is not None else checked_rows("pairs", cfg.file("", "pair_prompts.parquet"),
+                                                            ("instruction",))  # fmt: skip
+    prompts = [r["instruction"] for r in prompt_rows]
     path = cfg.file("li_eval", "li_eval.jsonl")
     try:
         li_eval = read_li_eval(path)[: cfg.eval_limit or None]

@@ -44,7 +44,7 @@ from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
 from system2.selfimprove.tpo_judge import judge_accuracy, own_sample_pairs
 from system2.selfimprove.tpo_pairs import thought_pair
 from system2.tasks import thought_data as td
-from system2.tasks.instructions import act_prompt, read_table
+from system2.tasks.instructions import act_prompt, checked_rows
 from system2.tasks.thought_world import ThoughtWorldConfig, oracle_score
 from system2.tasks.thoughts import split_thought, thought_prompt
 from system2.train import TrainConfig
@@ -171,39 +171,25 @@ class TPOInputs:
     excluded: frozenset[str]
 
 
-def _rows(what: str, path: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    if not path:
-        raise ConfigError(f"{what}: no file given; set {what}=FILE or data=DIR")
-    try:
-        rows = read_table(path)
-    except (FileNotFoundError, ValueError) as e:
-        raise ConfigError(f"{what}: {e}") from None
-    for i, r in enumerate(rows):
-        bad = [f for f in fields if not isinstance(r.get(f), str) or not r[f].strip()]
-        if bad:
-            raise ConfigError(f"{what} ({path}): row {i} lacks text field(s) {', '.join(bad)}")
-    return rows
-
-
 def read_inputs(cfg: TPOConfig) -> TPOInputs:
     """The inputs ``cfg`` names, read and checked before any compute (errors name the file, row and fix)."""
     need_ift = not (cfg.model or cfg.m0)
-    ift = _rows("ift", cfg.file("ift", "ift.parquet"), ("prompt", "completion")) if need_ift else []
+    ift = checked_rows("ift", cfg.file("ift", "ift.parquet"), ("prompt", "completion")) if need_ift else []
     need_rm = cfg.judge.backend == "reward_model" and not cfg.judge.model
-    rm = _rows("rm_pairs", cfg.file("rm_pairs", "rm_pairs.parquet"), ("prompt", "chosen", "rejected")) if need_rm \
-        else []  # fmt: skip
+    pair_fields = ("prompt", "chosen", "rejected")
+    rm = checked_rows("rm_pairs", cfg.file("rm_pairs", "rm_pairs.parquet"), pair_fields) if need_rm else []
     eval_path = cfg.file("rm_eval", "rm_eval.parquet")
     given = cfg.rm_eval or Path(eval_path).is_file()  # optional
-    rm_eval = _rows("rm_eval", eval_path, ("prompt", "chosen", "rejected")) if given else []
+    rm_eval = checked_rows("rm_eval", eval_path, ("prompt", "chosen", "rejected")) if given else []
     test_path = cfg.file("test_prompts", "test_prompts.parquet")
     test = [{"id": f"test-{i}", "instruction": r.get("instruction") or r["prompt"],
              "family": r.get("family") or (td.family_of(r.get("instruction") or r["prompt"]) or "")}
-            for i, r in enumerate(_rows("test_prompts", test_path, ()))]  # fmt: skip
+            for i, r in enumerate(checked_rows("test_prompts", test_path, ()))]  # fmt: skip
     if any(not x["instruction"] for x in test):
         raise ConfigError(f"test_prompts ({test_path}): every row needs an instruction or prompt")
     pool, families, world = None, list(td.DEFAULT_FAMILIES), ThoughtWorldConfig()
     if cfg.prompts:
-        pool = [r.get("instruction") or r.get("prompt") for r in _rows("prompts", cfg.prompts, ())]
+        pool = [r.get("instruction") or r.get("prompt") for r in checked_rows("prompts", cfg.prompts, ())]
         if any(not isinstance(p, str) or not p for p in pool):
             raise ConfigError(f"prompts ({cfg.prompts}): every row needs an instruction or prompt")
         if len(pool) < cfg.iterations * cfg.prompts_per_iteration:

@@ -212,6 +212,24 @@ def read_table(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
+def checked_rows(what: str, path: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The rows of input ``what`` (a setting's name) at ``path``, each with non-empty text in ``fields``; a
+    ConfigError names the setting, the file, the row and the fields otherwise (before any compute)."""
+    from system2.config import ConfigError
+
+    if not path:
+        raise ConfigError(f"{what}: no file given; set {what}=FILE or data=DIR")
+    try:
+        rows = read_table(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise ConfigError(f"{what}: {e}") from None
+    for i, r in enumerate(rows):
+        bad = [f for f in fields if not isinstance(r.get(f), str) or not r[f].strip()]
+        if bad:
+            raise ConfigError(f"{what} ({path}): row {i} lacks text field(s) {', '.join(bad)}")
+    return rows
+
+
 def _text(r: dict[str, Any], name: str, path: Path, i: int, fix: str) -> str:
     value = r.get(name)
     if not isinstance(value, str) or not value.strip():
