@@ -59,6 +59,28 @@ def test_benchmark_files_in_the_published_format_load_with_clear_errors(tmp_path
         read_li_eval(bad)
 
 
+def test_mt_bench_li_questions_load_with_their_baselines(tmp_path: Path) -> None:
+    """MT-Bench-LI's question format (the official README's example) with baselines as FastChat answers; a question
+    asked at several limits takes its baselines in order."""
+    ask = "Draft a professional email."
+    questions = [{"question_id": 162, "category": "writing", "turns": [length_instruction(ask, n)], "max_len": [n],
+                  "original_turns": [ask, "Critique your own response."]} for n in (180, 90)]  # fmt: skip
+    (tmp_path / "question.jsonl").write_text("".join(json.dumps(q) + "\n" for q in questions))
+    answers = [{"question_id": 162, "model_id": "baseline", "choices": [{"index": 0, "turns": [t]}]}
+               for t in ("A long email.", "Short.")]  # fmt: skip
+    (tmp_path / "baseline.jsonl").write_text("".join(json.dumps(a) + "\n" for a in answers))
+    rows = read_li_eval(tmp_path / "question.jsonl", tmp_path / "baseline.jsonl")
+    assert [(r["id"], r["max_len"], r["output"], r["original_instruction"]) for r in rows] == [
+        ("162-0", 180, "A long email.", ask),
+        ("162-1", 90, "Short.", ask),
+    ]
+    with pytest.raises(ValueError, match="need their baseline answers"):
+        read_li_eval(tmp_path / "question.jsonl")
+    (tmp_path / "baseline.jsonl").write_text(json.dumps(answers[0]) + "\n")
+    with pytest.raises(ValueError, match="no baseline answer left for question_id 162"):
+        read_li_eval(tmp_path / "question.jsonl", tmp_path / "baseline.jsonl")
+
+
 def _pair(prompt: str, chosen_words: int, rejected_words: int) -> dict[str, str]:
     return {
         "prompt": prompt,

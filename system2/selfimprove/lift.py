@@ -55,6 +55,7 @@ class LIFTConfig(PolicyConfig):
     pairs: str = ""  # a preference set (prompt, chosen, rejected); "": M0's samples on DATA/pair_prompts, ranked
     #                  by the world's oracle
     li_eval: str = ""  # the benchmark (instruction, original_instruction, max_len, output); "": DATA/li_eval.jsonl
+    li_baselines: str = ""  # MT-Bench-LI only: its baseline answers file (li_eval then holds its question file)
     m0: str = ""  # a trained M0 to start from (another run's OUT/sft/model); "": SFT on sft_data (or model as it is)
     method: str = "lift"  # lift (LIFT-DPO pairs) | dpo (standard DPO on the same preference set)
     keep_original: bool = True  # lift: keep the original pairs beside the length-instructed ones [R: not stated]
@@ -148,7 +149,7 @@ def read_inputs(cfg: LIFTConfig) -> LIFTInputs:
     prompts = [r["instruction"] for r in prompt_rows]
     path = cfg.file("li_eval", "li_eval.jsonl")
     try:
-        li_eval = read_li_eval(path)[: cfg.eval_limit or None]
+        li_eval = read_li_eval(path, cfg.li_baselines)[: cfg.eval_limit or None]
     except (FileNotFoundError, ValueError) as e:
         raise ConfigError(f"li_eval: {e}") from None
     kb = None

@@ -11,7 +11,11 @@ AlpacaEval-LI / MT-Bench-LI files.
   counts them, and counts ``...``; we count neither.
 - A benchmark row [V: the official README]: ``instruction`` (the templated prompt), ``original_instruction``,
   ``max_len`` and ``output``, the baseline response to compare against (the shortest of three reference models'
-  answers, whose length is the limit).
+  answers, whose length is the limit): AlpacaEval-LI's file, one JSON array.
+- MT-Bench-LI [V: the official README] keeps MT-Bench's question format (``question_id``, ``turns``: the
+  length-instructed first turn, ``max_len``: its limit in a list, ``original_turns``) and its baselines in a second
+  file. We read that file in FastChat's answer format (``question_id``, ``choices[0].turns[0]``) [U: the file's
+  format is not shown]; a question id that occurs several times is matched to its baselines in order.
 """
 
 from __future__ import annotations
@@ -51,13 +55,21 @@ def violates(text: str, max_len: int) -> bool:
     return word_count(text) > max_len
 
 
-def read_li_eval(path: str | Path) -> list[dict[str, Any]]:
-    """The rows of an AlpacaEval-LI / MT-Bench-LI file (a JSON array, JSON lines or Parquet) with an ``id`` each
-    (``id`` from the file, else the row's index); errors name the file, the row and the field."""
+def read_li_eval(path: str | Path, baselines: str | Path = "") -> list[dict[str, Any]]:
+    """The rows of an AlpacaEval-LI file (a JSON array, JSON lines or Parquet), or of MT-Bench-LI's questions with
+    ``baselines``, its baseline answers (module docstring), each with an ``id`` (from the file, else the row's
+    index); errors name the file, the row and the field."""
     from system2.tasks.instructions import read_table
 
-    p, rows = Path(path), []
-    for i, r in enumerate(read_table(path)):
+    p = Path(path)
+    raw = read_table(path)
+    if raw and "turns" in raw[0] and "instruction" not in raw[0]:
+        raw = _mt_bench_rows(p, raw, baselines)
+    elif baselines:
+        raise ValueError(f"{p}: baselines are read for MT-Bench-LI questions (question_id, turns, max_len) only; "
+                         "an AlpacaEval-LI row carries its baseline in 'output'")  # fmt: skip
+    rows = []
+    for i, r in enumerate(raw):
         for name in ("instruction", "original_instruction", "output"):
             if not isinstance(r.get(name), str) or (name != "output" and not r[name].strip()):
                 raise ValueError(f"{p}: row {i}: field '{name}' is missing or not a string; a length-instructed "
@@ -70,4 +82,33 @@ def read_li_eval(path: str | Path) -> list[dict[str, Any]]:
         rows.append({**r, "id": str(r.get("id", i)), "max_len": limit})
     if not rows:
         raise ValueError(f"{p}: no rows; a length-instructed file needs rows with {', '.join(LI_FIELDS)}")
+    return rows
+
+
+def _mt_bench_rows(path: Path, questions: list[dict[str, Any]], baselines: str | Path) -> list[dict[str, Any]]:
+    """MT-Bench-LI questions as benchmark rows: the first turn, its limit, and its baseline answer."""
+    from system2.tasks.instructions import read_table
+
+    if not baselines:
+        raise ValueError(f"{path}: MT-Bench-LI questions need their baseline answers: set li_baselines=FILE (the "
+                         "benchmark's length_instructed_turn1_baseline.jsonl)")  # fmt: skip
+    answers: dict[str, list[str]] = {}
+    for i, a in enumerate(read_table(baselines)):
+        try:
+            answers.setdefault(str(a["question_id"]), []).append(a["choices"][0]["turns"][0])
+        except (KeyError, IndexError, TypeError):
+            raise ValueError(f"{baselines}: row {i} is not a FastChat answer (question_id, choices[0].turns[0])") \
+                from None  # fmt: skip
+    rows, used = [], dict.fromkeys(answers, 0)
+    for i, q in enumerate(questions):
+        qid = str(q.get("question_id", ""))
+        turns, originals, limits = q.get("turns"), q.get("original_turns"), q.get("max_len")
+        if not (turns and originals and isinstance(limits, list) and limits):
+            raise ValueError(f"{path}: row {i}: an MT-Bench-LI question needs turns, original_turns and max_len lists")
+        if used.get(qid, 0) >= len(answers.get(qid, [])):
+            raise ValueError(f"{baselines}: no baseline answer left for question_id {qid} (row {i} of {path})")
+        rows.append({"id": f"{qid}-{used[qid]}" if len(answers[qid]) > 1 else qid, "instruction": turns[0],
+                     "original_instruction": originals[0], "max_len": limits[0], "output": answers[qid][used[qid]],
+                     "category": q.get("category", "")})  # fmt: skip
+        used[qid] += 1
     return rows
