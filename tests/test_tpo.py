@@ -216,3 +216,23 @@ def test_reward_model_pairs_from_m0s_own_outputs(data: str, tmp_path: Path) -> N
     assert not {p["prompt"] for p in own} & test
     with pytest.raises(ConfigError, match="rm_own_samples needs the TPO world"):
         _cfg(data, tmp_path / "x", rm_own_samples=5, eval_oracle=False).validate()
+
+
+def test_pair_precision_counts_whole_scratchpads_where_they_help(tmp_path: Path) -> None:
+    """By hand: the oracle's agreement with the pairs, and the shares of sampled and chosen thoughts that hold the
+    whole scratchpad, on prompts where a scratchpad helps only."""
+    from system2.repro.tpo import pair_precision
+    from system2.runs import write_parquet
+    from system2.tasks import thought_world as tw
+
+    x, other = "LOOKUP a = b ; b = 7 ; c = 1 ? a", "COPY dog cat"
+    work = tw.worked_thought(x)
+    cfg = TPOConfig(out=str(tmp_path), data=str(tmp_path), thinking=True)
+    pairs = [{"instruction": x, "chosen": f"T: {work} R: 7", "rejected": "T: ok R: 1"},
+             {"instruction": other, "chosen": "T: ok R: dog cat", "rejected": "T: ok R: cat"}]  # fmt: skip
+    samples = [{"instruction": x, "text": t} for t in (f"T: {work} R: 7", "T: ok R: 1", "T: a = b R: 7", "junk")]
+    write_parquet(tmp_path / "pairs.parquet", pairs)
+    write_parquet(tmp_path / "samples.parquet", samples + [{"instruction": other, "text": "T: ok R: dog cat"}])
+    got = pair_precision(tmp_path / "pairs.parquet", cfg)
+    assert got == {"pairs_oracle_agrees": 1.0, "pairs_oracle_ties": 0.0, "samples_whole_scratchpad": 0.25,
+                   "chosen_whole_scratchpad": 1.0}  # fmt: skip

@@ -33,7 +33,7 @@ from system2.selfimprove.self_rewarding_eval import ANSWERS
 from system2.selfimprove.sft import TinyLMConfig
 from system2.selfimprove.tpo import TPOConfig, m0_dir, run_tpo
 from system2.tasks.thought_data import ThoughtDataConfig, generate
-from system2.tasks.thought_world import oracle_score
+from system2.tasks.thought_world import THOUGHT_FAMILIES, family_of, oracle_score, thought_progress
 
 PAPER_RECIPE = "configs/selfimprove/tpo_paper.yaml"
 
@@ -122,7 +122,8 @@ def run(
 def pair_precision(path: Path, cfg: TPOConfig) -> dict[str, float]:
     """How well the judge chose an iteration's pairs, by the oracle (evaluation only): the share of pairs whose
     chosen response part the oracle scores higher than the rejected one's (a parse failure's response is empty), and
-    the share it scores the same."""
+    the share it scores the same; with thinking, on prompts where a scratchpad helps, the share of sampled thoughts
+    and of chosen thoughts that hold the whole scratchpad (what TPO can select, and what it did)."""
     if not path.is_file():
         return {}
     pairs = read_parquet(path).to_pylist()
@@ -133,9 +134,26 @@ def pair_precision(path: Path, cfg: TPOConfig) -> dict[str, float]:
         split = cfg.split(p[side])
         return oracle_score(p["instruction"], split[1] if split else "")
 
+    def whole(instruction: str, text: str) -> bool:
+        split = cfg.split(text)
+        return split is not None and thought_progress(instruction, split[0]) == 1.0
+
     gaps = [score(p, "chosen") - score(p, "rejected") for p in pairs]
-    return {"pairs_oracle_agrees": sum(g > 0 for g in gaps) / len(gaps),
-            "pairs_oracle_ties": sum(g == 0 for g in gaps) / len(gaps)}  # fmt: skip
+    out = {"pairs_oracle_agrees": sum(g > 0 for g in gaps) / len(gaps),
+           "pairs_oracle_ties": sum(g == 0 for g in gaps) / len(gaps)}  # fmt: skip
+    samples = path.with_name("samples.parquet")
+    if cfg.thinking and samples.is_file():
+        helped = [s for s in read_parquet(samples).to_pylist() if _helps(s["instruction"])]
+        chosen = [p for p in pairs if _helps(p["instruction"])]
+        if helped and chosen:
+            out["samples_whole_scratchpad"] = sum(whole(s["instruction"], s["text"]) for s in helped) / len(helped)
+            out["chosen_whole_scratchpad"] = sum(whole(p["instruction"], p["chosen"]) for p in chosen) / len(chosen)
+    return out
+
+
+def _helps(instruction: str) -> bool:
+    """Whether ``instruction`` is of a family where a scratchpad helps."""
+    return bool(THOUGHT_FAMILIES.get(family_of(instruction) or ""))
 
 
 COLUMNS = (  # (result key, header, percent)
@@ -150,6 +168,8 @@ COLUMNS = (  # (result key, header, percent)
     ("pairs_rejecting_failures", "pairs rejecting a parse failure", False),
     ("pairs_oracle_agrees", "pairs the oracle agrees with, %", True),
     ("pairs_oracle_ties", "pairs the oracle ties, %", True),
+    ("samples_whole_scratchpad", "samples with a whole scratchpad, %", True),
+    ("chosen_whole_scratchpad", "chosen with a whole scratchpad, %", True),
 )
 
 
