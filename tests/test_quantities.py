@@ -275,3 +275,17 @@ def test_a_sample_on_another_valid_order_counts_as_its_own_chain(data) -> None:
         break
     else:
         raise AssertionError("no test question with two valid orders")
+
+
+def test_fused_heads_change_the_tokens_not_the_world() -> None:
+    """fused=true writes each fact's and step's name joined to its "=" (one token) and nothing else: the same
+    questions and chains once unfused, the same parsed facts, valid gold chains; operands keep their own token."""
+    plain, fused = (q.make_dataset(3, 40, 10, cfg=q.QuantityConfig(fused=f)) for f in (False, True))
+    for a, b in zip(plain["train"] + plain["test"], fused["train"] + fused["test"], strict=True):
+        assert q.unfuse(b.question) == a.question and q.unfuse(b.solution) == a.solution
+        assert q.fuse(a.question) == b.question and q.parse_question(b.question) == q.parse_question(a.question)
+        assert " = " not in b.question and all(w[:-1] in q.NAMES for w in b.question.split() if w.endswith("="))
+        if b.solution:
+            assert q.valid_chain(b.solution, *q.parse_question(b.question))
+            assert b.solution.count("=") == a.solution.count("=")  # only heads are joined
+    assert set(" ".join(x.question + " " + x.solution for x in fused["train"]).split()) <= set(q.vocabulary())

@@ -56,6 +56,7 @@ class QuantityConfig:
     max_value: int = 99  # given values are drawn from 10..max_value
     gold: float = 0.3  # share of training questions with a gold chain
     style: str = "symbolic"  # symbolic | words
+    fused: bool = False  # a fact's or step's name and its "=" are one token ("d= a + b"), in questions and chains
 
     def validate(self) -> None:
         if not 1 <= self.min_depth <= self.max_depth or self.long_depth[0] > self.long_depth[1]:
@@ -157,6 +158,22 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
     return facts, target
 
 
+_HEAD = re.compile(r"(^|: |; |\. )([a-z]) = ")
+_FUSED = re.compile(r"\b([a-z])= ")
+
+
+def fuse(text: str) -> str:
+    """``text`` with each fact's or step's name joined to its ``=`` (``d = a + b`` -> ``d= a + b``): a head the
+    tiny word tokenizer reads as one token, so that copying a definition is a lookup of one token, not of two
+    (docs/selfimprove.md, "The quantity world"). Operands keep their own token."""
+    return _HEAD.sub(r"\1\2= ", text)
+
+
+def unfuse(text: str) -> str:
+    """The inverse of ``fuse`` (the checkers read both renderings)."""
+    return _FUSED.sub(r"\1 = ", text)
+
+
 def question_key(facts: list[Fact], target: str) -> str:
     """The identity of a question, whatever order its facts are shown in."""
     return repr((sorted(facts), target))
@@ -208,7 +225,8 @@ def worked_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
         facts = drawn[0]  # in creation order: every operand before its use
         values = evaluate(facts)
         parts += [step(fact, values) for fact in facts] + ["."]
-    return " ".join(" ".join(parts).split()[:max_words])
+    text = " ".join(" ".join(parts).split()[:max_words])
+    return fuse(text) if cfg.fused else text
 
 
 def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
@@ -227,7 +245,8 @@ def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
         order = _random_topological(facts, {f[0] for f in facts if f[1] != "="}, rng)
         listing = "Q: " + " ; ".join(_symbolic(f) for f in rng.sample(facts, len(facts))) + " ;"
         parts += [listing] + [step(by_name[n], values) for n in order] + ["."]
-    return " ".join(" ".join(parts).split()[:max_words])
+    text = " ".join(" ".join(parts).split()[:max_words])
+    return fuse(text) if cfg.fused else text
 
 
 def _symbolic(fact: Fact) -> str:
@@ -276,6 +295,8 @@ def make_split(n: int, seed: int, split: str, cfg: QuantityConfig, taken: set[st
         style = "words" if split == "svamp" else cfg.style
         question = render(facts, target, style, split == "svamp", rng)
         solution = chain(facts, target, random_order(facts, target, rng))
+        if cfg.fused:
+            question, solution = fuse(question), fuse(solution)
         if split == "train" and rng.random() >= cfg.gold:
             solution = ""  # the answer only: a gold chain is one of many
         out.append(Question(f"{split}-{len(out):06d}", question, str(evaluate(facts)[target]), solution))
@@ -291,8 +312,8 @@ def make_dataset(seed: int, n_train: int, n_test: int, n_long: int = 0, n_svamp:
 
 
 def parse_question(question: str) -> tuple[list[Fact], str]:
-    """The facts and the target of a ``symbolic`` question (for checking chains)."""
-    body = question.removeprefix("Q: ").rsplit(" ; what is ", 1)
+    """The facts and the target of a ``symbolic`` question, fused or not (for checking chains)."""
+    body = unfuse(question).removeprefix("Q: ").rsplit(" ; what is ", 1)
     if len(body) != 2:
         raise ValueError(f"not a symbolic quantity question: {question!r}")
     facts: list[Fact] = []
@@ -330,7 +351,7 @@ def chain_error(text: str, question_facts: list[Fact], target: str) -> str | Non
     value, which the chain must have computed. The exact checker of chains, not only answers."""
     by_name, values = {f[0]: f for f in question_facts}, evaluate(question_facts)
     known = {f[0] for f in question_facts if f[1] == "="}
-    body, marker, _ = text.rpartition("Final answer:")
+    body, marker, _ = unfuse(text).rpartition("Final answer:")
     if not marker:
         return "no final answer"
     for piece in filter(None, (p.strip() for p in body.split(";"))):
@@ -364,6 +385,7 @@ def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
 def vocabulary() -> list[str]:
     """Every word the world writes (for a word-level tokenizer)."""
     words = [*NAMES, *map(str, range(10)), *OPS, "=", ";", "?", ".", "Q:", "what", "is", *ANSWER_LINE.split()[:2]]
+    words += [f"{n}=" for n in NAMES]  # fused heads
     for phrasings in PHRASES.values():
         for template in phrasings[0] + phrasings[1]:
             words += [w for w in template.split() if not w.startswith("{")]
@@ -384,9 +406,11 @@ class QuantityDataConfig:
     distractors: int = 2  # relations a question's answer does not need
     max_value: int = 99  # given values are drawn from 10..max_value
     style: str = "symbolic"  # question rendering: symbolic or words
+    fused: bool = False  # a name and its "=" as one token in questions and chains (d= a + b)
 
     def world(self) -> QuantityConfig:
-        return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style)
+        return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style,
+                              fused=self.fused)  # fmt: skip
 
     def validate(self) -> None:
         from system2.config import ConfigError
