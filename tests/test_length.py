@@ -122,3 +122,13 @@ def test_every_length_instructed_pair_prefers_a_response_within_its_limit() -> N
     assert flips and all(word_count(r["chosen"]) < word_count(r["rejected"]) for r in flips)
     with pytest.raises(ValueError, match="min_gap"):
         lift_pairs(pairs, rng, min_gap=0)
+
+
+def test_a_pair_with_no_limit_between_its_lengths_gives_one_instructed_pair() -> None:
+    """An empty shorter response and a one-word longer one: no limit of at least one word lies between them."""
+    rows = lift_pairs([_pair("E", 1, 0)], random.Random(0), min_gap=1, slack=2)
+    assert [(r["kind"], r["max_len"]) for r in rows] == [("original", 0), ("above", 3)]
+
+
+def test_commas_join_digits_only() -> None:
+    assert word_count("1,000 apples,oranges") == 3 and word_count("3.5 e.g") == 2

@@ -61,6 +61,7 @@ def test_run_end_to_end_resumes_and_refuses_other_settings(data: str, tmp_path: 
         assert a["violates"] == (a["max_len"] > 0 and word_count(a["text"]) > a["max_len"])
         if a["kind"] == "li":
             assert a["outcome"] == (0.0 if a["violates"] else a["judged"])  # a violation loses
+            assert (a["judged"] is None) == a["violates"]  # unjudged
     li = [a for a in answers if a["kind"] == "li"]
     assert rows[1]["li_violation"] == pytest.approx(sum(a["violates"] for a in li) / 6)
     again = run_lift(_cfg(data, tmp_path / "lift"), progress=False)  # every stage is found on disk
@@ -136,7 +137,10 @@ def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> Non
     trained = read_parquet(tmp_path / "run" / "train_pairs.parquet").to_pylist()
     assert len(trained) == 8 * 3 and sum(p["flipped"] for p in trained) == 4  # 4 longer winners flip
     answers = read_parquet(tmp_path / "run" / "eval" / "answers.parquet").to_pylist()
-    assert len(answers) == 4 * 4 and all(a["judged"] in (0.0, 0.5, 1.0) for a in answers if a["kind"] == "li")
+    assert len(answers) == 4 * 4
+    for a in answers:  # a violation loses unjudged; the judge decides the others
+        if a["kind"] in ("li", "plain"):
+            assert (a["judged"] is None) == a["violates"] and a["outcome"] in (0.0, 0.5, 1.0)
 
 
 # --- the reproduction ----------------------------------------------------------------------------------------------
@@ -184,3 +188,27 @@ def test_rank_samples_pairs_the_oracles_best_against_its_worst() -> None:
     assert [(p["id"], p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"]) for p in pairs] == [
         ("0", "color red ; pet owl", "pet cat", 2, -2)
     ]  # prompt 1: its finished samples tie
+
+
+def test_a_tiny_m0_on_other_data_knows_every_word_of_its_files(data: str, tmp_path: Path) -> None:
+    """Without the world's oracle (pairs and benchmark from files, a judge model), the tiny M0's tokenizer still
+    covers the preference set, the benchmark and every limit a prompt can state: nothing becomes <unk>."""
+    from system2.lm.io import load_lm, save_lm
+    from system2.lm.tiny import build_word_tokenizer, tiny_llama
+    from system2.tasks.length import length_instruction
+
+    pairs = [{"prompt": f"FACTS {w}", "chosen": "zebra quartz ; ivy", "rejected": "nope"} for w in ("qq", "rr")] * 8
+    bench = [{"instruction": length_instruction("Name a planet.", 30), "original_instruction": "Name a planet.",
+              "max_len": 30, "output": "Jupiter, clearly."}]  # fmt: skip
+    (tmp_path / "pairs.jsonl").write_text("".join(json.dumps(p) + "\n" for p in pairs))
+    (tmp_path / "li.jsonl").write_text(json.dumps(bench[0]) + "\n")
+    tok = build_word_tokenizer(["A", "B"], model_max_length=512)
+    judge = save_lm(tiny_llama(tok, d_model=16, n_layers=1, n_heads=2, max_len=512), tok, tmp_path / "judge")
+    cfg = _cfg("", tmp_path / "run", sft_data=str(Path(data) / "sft.parquet"), pairs=str(tmp_path / "pairs.jsonl"),
+               li_eval=str(tmp_path / "li.jsonl"), eval_oracle=False, sft=_train(2), max_new_tokens=4,
+               judge=replace(LIFTConfig().judge, backend="hf", model=str(judge), max_new_tokens=2))  # fmt: skip
+    run_lift(cfg, progress=False)
+    _, tok = load_lm(tmp_path / "run" / "sft" / "model")
+    text = " ".join([*(f"{p['prompt']} {p['chosen']} {p['rejected']}" for p in pairs), bench[0]["instruction"],
+                     bench[0]["output"], *map(str, range(1, 61 + 1))])  # fmt: skip
+    assert tok.unk_token_id not in tok(text)["input_ids"]

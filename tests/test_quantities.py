@@ -288,4 +288,5 @@ def test_fused_heads_change_the_tokens_not_the_world() -> None:
         if b.solution:
             assert q.valid_chain(b.solution, *q.parse_question(b.question))
             assert b.solution.count("=") == a.solution.count("=")  # only heads are joined
-    assert set(" ".join(x.question + " " + x.solution for x in fused["train"]).split()) <= set(q.vocabulary())
+    assert set(" ".join(x.question + " " + x.solution for x in fused["train"]).split()) <= set(q.vocabulary(True))
+    assert q.vocabulary(True)[: len(q.vocabulary())] == q.vocabulary()  # the unfused ids stay as they were

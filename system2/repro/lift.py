@@ -29,6 +29,7 @@ from system2.repro.framework import (
 )
 from system2.repro.self_rewarding import cpu_train
 from system2.runs import read_parquet
+from system2.selfimprove import lift_eval
 from system2.selfimprove.lift import LIFTConfig, m0_dir, run_lift
 from system2.selfimprove.self_rewarding_eval import ANSWERS
 from system2.selfimprove.sft import TinyLMConfig
@@ -77,9 +78,12 @@ def run(
     runs to launch."""
     scale = scale_with_settings(with_overrides(SCALES[scale_name], seeds=seeds), settings)
     if scale.recipe:
-        cmds = [f"accelerate launch -m system2.cli lift --config {scale.recipe} method={m}" for m in ("lift", "dpo")]
+        cmds = [
+            f"accelerate launch -m system2.cli lift --config {scale.recipe} method=lift",
+            f"accelerate launch -m system2.cli lift --config {scale.recipe} method=dpo out=runs/lift-dpo",
+        ]
         print(f"lift at paper scale is two runs on an 8B (or 70B) SFT checkpoint with a local preference set, the "
-              f"AlpacaEval-LI file and a judge server (set them in {scale.recipe}; the DPO run with out= of its own). "
+              f"AlpacaEval-LI file and a judge server (set them in {scale.recipe}). "
               f"Launch:\n  " + "\n  ".join(cmds))  # fmt: skip
         return {"scale": scale_name, "launch": cmds}
     start_repro(out, "lift", scale_name, scale, restart)
@@ -110,15 +114,14 @@ def run(
     from system2.repro.lift_figures import limits_figure
 
     figure = limits_figure(answers, list(scale.run.limit_scales), out)
-    write_report(out, "LIFT reproduction", _intro(scale_name, scale), [_table(results)], [figure], claims, metrics)
+    table = _table(results, list(scale.run.limit_scales))
+    write_report(out, "LIFT reproduction", _intro(scale_name, scale), [table], [figure], claims, metrics)
     print_claims(claims)
     return metrics
 
 
-COLUMNS = (  # (result key, header, percent)
+COLUMNS = (  # (result key, header, percent); the scaled limits' columns follow the first
     ("li_violation", "violations, %", True),
-    ("x0.5_violation", "violations at limits x0.5, %", True),
-    ("x2_violation", "violations at limits x2, %", True),
     ("li_win_rate", "length-instructed win rate, %", True),
     ("li_words", "words (length-instructed)", False),
     ("li_limit", "mean limit", False),
@@ -130,16 +133,18 @@ COLUMNS = (  # (result key, header, percent)
 )
 
 
-def _table(results: dict[str, list[dict[str, Any]]]) -> Table:
+def _table(results: dict[str, list[dict[str, Any]]], scales: list[float]) -> Table:
+    kinds = [lift_eval.scale_name(s) for s in scales]
+    columns = [COLUMNS[0], *((f"{k}_violation", f"violations at limits {k}, %", True) for k in kinds), *COLUMNS[1:]]
     rows = []
     for arm, seeds in results.items():
         cells = []
-        for key, _, pct in COLUMNS:
+        for key, _, pct in columns:
             values = [r[key] for r in seeds if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
             cells.append(fmt(*mean_std(values), pct=pct) if values and not (arm == M0 and key.endswith("pairs"))
                          else "-")  # fmt: skip
         rows.append([arm, *cells])
-    return Table("Each model on the benchmark (mean ± sd over seeds)", ["model", *(h for _, h, _ in COLUMNS)], rows)
+    return Table("Each model on the benchmark (mean ± sd over seeds)", ["model", *(h for _, h, _ in columns)], rows)
 
 
 def _intro(name: str, scale: LIFTScale) -> str:
@@ -150,9 +155,10 @@ def _intro(name: str, scale: LIFTScale) -> str:
         f"{r.tiny.layers} layers) fine-tuned {r.sft.steps} steps on {d.sft_per_entity} answers per entity "
         f"({d.li_share:.0%} of them under a length limit they meet). The preference set: {r.pair_samples} samples of "
         f"M0 for each of {d.pair_prompts_per_entity} prompts per non-benchmark entity, best against worst by the "
-        f"oracle. LIFT-DPO drops pairs under {r.min_gap} words apart and adds two length-instructed pairs per kept "
-        f"pair (slack {r.slack}); both arms train {r.epochs:g} epochs over their pairs from M0 with DPO (beta "
-        f"{r.beta:g}) plus {r.alpha:g} x the chosen response's NLL. The benchmark: "
+        f"oracle. LIFT-DPO adds two length-instructed pairs per pair at least {r.min_gap} words apart (slack "
+        f"{r.slack}), {'keeping' if r.keep_original else 'without'} the original pairs; both arms train "
+        f"{r.epochs:g} epochs over their pairs from M0 with DPO (beta {r.beta:g}) plus {r.alpha:g} x the chosen "
+        f"response's NLL. The benchmark: "
         f"{d.test_entities} held-out entities, limit = the shortest of three reference answers. Unconfirmed choices: "
         f"docs/lift.md."
     )

@@ -165,6 +165,6 @@ def _limit(train: list[Any], n_gold: int) -> int:
 def _own_chain(text: str, question: Any) -> bool:
     """A correct sample on a valid chain other than the question's gold chain."""
     facts, target = q.parse_question(question.question)
-    chain = text.split("Final answer:")[0] + "Final answer:"
-    gold = question.solution.split("Final answer:")[0] + "Final answer:"
+    chain = q.unfuse(text).split("Final answer:")[0] + "Final answer:"  # a chain differs in its steps, not heads
+    gold = q.unfuse(question.solution).split("Final answer:")[0] + "Final answer:"
     return q.valid_chain(text, facts, target) and chain.split() != gold.split()

@@ -39,7 +39,7 @@ from system2.selfimprove.sft import TinyLMConfig, build_tiny
 from system2.selfimprove.stages import cached_rows, sharded_rows
 from system2.tasks import knowledge as kw
 from system2.tasks.instructions import checked_rows
-from system2.tasks.length import TEMPLATE, read_li_eval
+from system2.tasks.length import TEMPLATE, read_li_eval, word_count
 from system2.tasks.lift_data import read_kb
 from system2.train import TrainConfig
 
@@ -159,7 +159,7 @@ def read_inputs(cfg: LIFTConfig) -> LIFTInputs:
             raise ConfigError("the world's oracle needs DATA/kb.parquet (data=DIR made by system2 lift-data); on "
                               "other data set eval_oracle=false and pairs=FILE")  # fmt: skip
         kb = read_kb(kb_path)
-        for text in [r["original_instruction"] for r in li_eval[:1]] + prompts[:1]:
+        for text in [r["original_instruction"] for r in li_eval] + prompts:
             if kw.entity_of(text) not in kb:
                 raise ConfigError(f"{text[:60]!r} does not ask for an entity of {kb_path}: the oracle cannot score "
                                   "it; set eval_oracle=false (and pairs=FILE) for other data")  # fmt: skip
@@ -175,6 +175,7 @@ def run_lift(cfg: LIFTConfig, progress: bool = True, restart: bool = False) -> l
     data = read_inputs(cfg)
     out = cfg.start(cfg.KIND, restart)
     m0 = Path(cfg.m0) if cfg.m0 else Path(cfg.model) if cfg.model else train_m0(cfg, data, out, progress)
+    m0_eval = evaluate(cfg, data, m0, out / "m0-eval", progress)  # before the sampler loads: one copy at a time
     model, tok = cfg.load(m0)
     if data.pairs is not None:
         preferences = data.pairs
@@ -183,8 +184,7 @@ def run_lift(cfg: LIFTConfig, progress: bool = True, restart: bool = False) -> l
                                partial(_sample, cfg, model, tok, progress))  # fmt: skip
         preferences = cached_rows(out / "preferences.parquet", rank_samples, samples, data.kb)
     pairs = cached_rows(out / "train_pairs.parquet", training_pairs, cfg, preferences, tok)
-    results = [{"model": "M0", **evaluate(cfg, data, m0, out / "m0-eval", progress),
-                **pair_stats(preferences, pairs)}]  # fmt: skip
+    results = [{"model": "M0", **m0_eval, **pair_stats(preferences, pairs)}]
     batch = cfg.train.batch_size * dist.world_size()
     if len(pairs) < batch:
         return results + [{"model": cfg.method, "stopped": f"{len(pairs)} pairs, fewer than one batch ({batch})"}]
@@ -204,11 +204,22 @@ def m0_dir(out: str | Path) -> Path:
 def train_m0(cfg: LIFTConfig, data: LIFTInputs, out: Path, progress: bool) -> Path:
     """M0: a new tiny Llama fine-tuned on the seed rows, the loss on the completions only."""
     words = [*kw.vocabulary(data.kb or {}), *TEMPLATE.format(max_len="", instruction="").split()]
-    words += [str(n) for n in range(1, cfg.max_len + 1)]  # every limit a prompt can state
-    words += " ".join(f"{r['prompt']} {r['completion']}" for r in data.sft).split()
+    words += [str(n) for n in range(1, _largest_limit(cfg, data) + 1)]  # every limit a prompt can state
+    texts = [f"{r['prompt']} {r['completion']}" for r in data.sft] + data.pair_prompts
+    texts += [f"{p['prompt']} {p['chosen']} {p['rejected']}" for p in data.pairs or []]
+    texts += [f"{r['instruction']} {r['original_instruction']} {r['output']}" for r in data.li_eval]
+    words += " ".join(texts).split()
     init = build_tiny(cfg.tiny, words, out / "init", cfg.seed)
     return finetune_sft(init, [cfg.render(r["prompt"]) for r in data.sft], [r["completion"] for r in data.sft],
                         cfg.max_len, cfg.sft, m0_dir(out), progress, chat=cfg.chat)  # fmt: skip
+
+
+def _largest_limit(cfg: LIFTConfig, data: LIFTInputs) -> int:
+    """The largest limit a prompt of this run can state: a benchmark limit at its largest scale, or a training pair's
+    (a response's words, at most ``max_new_tokens``, plus ``slack``)."""
+    bench = max((r["max_len"] for r in data.li_eval), default=1) * max([1.0, *cfg.limit_scales])
+    pairs = max((word_count(t) for p in data.pairs or [] for t in (p["chosen"], p["rejected"])), default=0)
+    return math.floor(bench + 0.5) + max(pairs, cfg.max_new_tokens) + cfg.slack
 
 
 def _sample(cfg: LIFTConfig, model: Any, tok: Any, progress: bool, part: list, offset: int) -> list[dict[str, Any]]:
@@ -222,17 +233,16 @@ def _sample(cfg: LIFTConfig, model: Any, tok: Any, progress: bool, part: list, o
 
 
 def rank_samples(samples: list[dict[str, Any]], kb: kw.KB) -> list[dict[str, Any]]:
-    """One pair per prompt (its ``prompt`` the instruction): the oracle's best sample against its worst (the first
-    of equals), truncated and empty samples left out; prompts whose other samples all score the same, or that have
-    fewer than two, give none."""
+    """One pair per prompt (its ``prompt`` the instruction): the finished, non-empty sample the oracle scores
+    highest against the one it scores lowest (among equals, the earliest is chosen and the latest rejected); a
+    prompt with fewer than two such samples, or whose samples all score the same, gives none."""
     rows = []
     for qid, group in group_by_question(samples).items():
-        done = [r for r in group if not r["truncated"] and r["text"].strip()]
-        scored = sorted(done, key=lambda r: -kw.oracle_score(kb, r["instruction"], r["text"]))
-        if len(scored) < 2:
+        done = [(kw.oracle_score(kb, r["instruction"], r["text"]), r) for r in group
+                if not r["truncated"] and r["text"].strip()]  # fmt: skip
+        if len(done) < 2:
             continue
-        best, worst = scored[0], scored[-1]
-        s_best, s_worst = (kw.oracle_score(kb, best["instruction"], r["text"]) for r in (best, worst))
+        (s_best, best), (s_worst, worst) = max(done, key=lambda x: x[0]), min(done[::-1], key=lambda x: x[0])
         if s_best > s_worst:
             rows.append({"id": qid, "prompt": best["instruction"], "chosen": best["text"], "rejected": worst["text"],
                          "chosen_score": s_best, "rejected_score": s_worst})  # fmt: skip

@@ -4,10 +4,11 @@ For every benchmark row (``instruction`` under the length template with limit ``
 and ``output``, the baseline: the shortest of three reference answers, whose length is the limit) the model answers
 greedily:
 
-- ``li``: the length-instructed prompt. A response over the limit (``length.word_count``) is a violation and loses;
-  otherwise the judge compares it with the baseline without seeing the limit [V-draft]: win 1, tie 1/2, loss 0;
-- ``x<s>``: the same instruction with the limit scaled by each of ``limit_scales`` (at least one word), limits
-  outside the training range: violations only;
+- ``li``: the length-instructed prompt. A response over the limit (``length.word_count``) is a violation and loses
+  without being judged; otherwise the judge compares it with the baseline without seeing the limit [V-draft]: win
+  1, tie 1/2, loss 0;
+- ``x<s>``: the same instruction with the limit scaled by each of ``limit_scales`` (rounded half up, at least one
+  word), limits outside the training range: violations only;
 - ``plain``: the original instruction, judged against the same baseline: quality without a length instruction
   (the paper checks it on plain AlpacaEval 2).
 
@@ -18,6 +19,7 @@ decide). Files: ``answers.parquet`` (one row per row and kind) and ``result.json
 
 from __future__ import annotations
 
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -47,7 +49,7 @@ def jobs(rows: list[dict[str, Any]], scales: list[float]) -> list[dict[str, Any]
         base = {"id": r["id"], "original": r["original_instruction"], "baseline": r["output"]}
         out.append({**base, "kind": "li", "instruction": r["instruction"], "max_len": r["max_len"]})
         for s in scales:
-            limit = max(1, round(r["max_len"] * s))
+            limit = max(1, math.floor(r["max_len"] * s + 0.5))  # halves round up
             out.append({**base, "kind": scale_name(s), "instruction": length_instruction(r["original_instruction"],
                         limit), "max_len": limit})  # fmt: skip
         out.append({**base, "kind": "plain", "instruction": r["original_instruction"], "max_len": 0})
@@ -81,10 +83,13 @@ def _answer(cfg: Any, model: Any, tok: Any, kb: kw.KB | None, progress: bool, pa
         rows.append({"id": j["id"], "kind": j["kind"], "max_len": j["max_len"], "text": c.text,
                      "truncated": c.truncated, "words": words,
                      "violates": bool(j["max_len"]) and words > j["max_len"]})  # fmt: skip
-    judged = [i for i, j in enumerate(part) if j["kind"] in JUDGED]
+    judged = [i for i, j in enumerate(part) if j["kind"] in JUDGED and not rows[i]["violates"]]
     verdicts = _outcomes(cfg, kb, [part[i] for i in judged], [rows[i]["text"] for i in judged])
     for i, (v, extra) in zip(judged, verdicts, strict=True):
-        rows[i].update(outcome=0.0 if rows[i]["violates"] else v, judged=v, **extra)
+        rows[i].update(outcome=v, judged=v, **extra)
+    for i, j in enumerate(part):
+        if j["kind"] in JUDGED and rows[i]["violates"]:
+            rows[i]["outcome"] = 0.0  # a violation loses, unjudged
     for r in rows:
         r.setdefault("outcome", None)
         r.setdefault("judged", None)
@@ -133,4 +138,6 @@ def summary(answers: list[dict[str, Any]], scales: list[float]) -> dict[str, Any
     for s in scales:
         rows = by_kind.get(scale_name(s), [])
         result[f"{scale_name(s)}_violation"] = mean_or_nan([float(r["violates"]) for r in rows])
+    for kind, rows in by_kind.items():  # an answer cut at max_new_tokens: its words are a lower bound
+        result[f"{kind}_truncated"] = mean_or_nan([float(r["truncated"]) for r in rows])
     return result

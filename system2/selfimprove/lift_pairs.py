@@ -7,9 +7,11 @@ From a preference set of (x, y_w, y_l): pairs whose two responses differ by fewe
 2. limit drawn in [L_s, L_l - 1], so the longer response violates it: when the winner was the longer one the pair
    flips (the violating response loses), otherwise the order is kept.
 
-There is no case in which both violate. With ``keep_original`` (default) the original pairs stay as well, so the
-model still answers without a length instruction; whether the paper keeps them is not stated [R], and it is an
-option here. The draw's distribution is not stated [R]: ours is uniform over the whole words in that range.
+There is no case in which both violate. (When the shorter response is empty and the longer one is one word, no limit of
+at least one word lies between them: that pair gives the first length-instructed pair only.) With ``keep_original``
+(default) the original pairs stay as well, so the model still answers without a length instruction; whether the paper
+keeps them is not stated [R], and it is an option here. The draw's distribution is not stated [R]: ours is uniform over
+the whole words in that range.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ def tiny_vocabulary(cfg: SFTConfig, problems: list[Any], extra: Sequence[str] = 
     elif cfg.task == "quantities":
         from system2.tasks import quantities
 
-        words = dict.fromkeys(quantities.vocabulary())
+        fused = any(w.endswith("=") and w != "=" for p in problems for w in p.question.split())
+        words = dict.fromkeys(quantities.vocabulary(fused))
     else:
         words = dict.fromkeys([*ANSWER_LINE.format("").split(), *RETURN_TOKENS])
         for p in problems:

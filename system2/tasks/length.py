@@ -26,7 +26,7 @@ from typing import Any
 
 TEMPLATE = "Answer the following instruction using {max_len} words or less.\n\n{instruction}"
 _PARSE = re.compile(r"Answer the following instruction using (\d+) words or less\.\s*\n\s*\n(.*)", re.DOTALL)
-_TOKEN = re.compile(r"\w+(?:[-.,'’]\w+)*")
+_TOKEN = re.compile(r"\w+(?:[-.'’]\w+|(?<=\d),\d+)*")  # a comma joins digits only (1,000), as NLTK's
 _CLITIC = re.compile(r"(?i)(?:n['’]t|['’](?:s|re|ve|ll|d|m))$")
 LI_FIELDS = ("instruction", "original_instruction", "max_len", "output")  # a benchmark row's fields
 
@@ -111,4 +111,7 @@ def _mt_bench_rows(path: Path, questions: list[dict[str, Any]], baselines: str |
                      "original_instruction": originals[0], "max_len": limits[0], "output": answers[qid][used[qid]],
                      "category": q.get("category", "")})  # fmt: skip
         used[qid] += 1
+    left = {k: len(v) - used[k] for k, v in answers.items() if len(v) > used[k]}
+    if left:
+        raise ValueError(f"{baselines}: baseline answers no question of {path} takes (question_id: count): {left}")
     return rows

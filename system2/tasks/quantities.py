@@ -382,14 +382,14 @@ def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
     return chain_error(text, question_facts, target) is None
 
 
-def vocabulary() -> list[str]:
-    """Every word the world writes (for a word-level tokenizer)."""
+def vocabulary(fused: bool = False) -> list[str]:
+    """Every word the world writes (for a word-level tokenizer); ``fused``: with the joined heads (``d=``), after
+    the others so that an unfused vocabulary keeps its ids."""
     words = [*NAMES, *map(str, range(10)), *OPS, "=", ";", "?", ".", "Q:", "what", "is", *ANSWER_LINE.split()[:2]]
-    words += [f"{n}=" for n in NAMES]  # fused heads
     for phrasings in PHRASES.values():
         for template in phrasings[0] + phrasings[1]:
             words += [w for w in template.split() if not w.startswith("{")]
-    return list(dict.fromkeys([*words, *RETURN_TOKENS]))
+    return list(dict.fromkeys([*words, *RETURN_TOKENS, *(f"{n}=" for n in NAMES if fused)]))
 
 
 @dataclass
