@@ -116,11 +116,6 @@ class LIFTConfig(PolicyConfig):
         for name in ("sft", "train"):
             getattr(self, name).validate(name)
 
-    def file(self, name: str, default: str) -> str:
-        """The path of input ``name`` (a field; "" for files only the world has), or ``DATA/default`` when it is
-        empty and ``data`` is set."""
-        return (getattr(self, name) if name else "") or (str(Path(self.data) / default) if self.data else "")
-
     def render(self, instruction: str) -> str:
         """The prompt the policy sees for ``instruction`` (raw and chat: as it is; the chat template is applied
         by the sampler and the trainer)."""

@@ -100,6 +100,12 @@ class PolicyConfig:
         in float32 and runs under ``train.mixed_precision``)."""
         return load_lm(path, dtype=DTYPES[self.dtype], device=self.run_device(), pad_with_eos=True)
 
+    def file(self, name: str, default: str) -> str:
+        """For loops that read a world directory (a ``data`` field): the path of input ``name`` (a field; "" for a
+        file only the world has), or ``DATA/default`` when it is empty and ``data`` is set."""
+        data = getattr(self, "data", "")
+        return (getattr(self, name) if name else "") or (str(Path(data) / default) if data else "")
+
     def start(self, kind: str, restart: bool = False) -> Path:
         """Record this config in ``out`` (``run.json``) before any compute: a rerun with the same settings
         resumes, other settings are refused (``restart``: move the old run aside). Under a launcher the processes

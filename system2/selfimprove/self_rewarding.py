@@ -130,11 +130,6 @@ class SelfRewardingConfig(PolicyConfig):
         improves only through the actor's training); Meta-Rewarding's meta-judge overrides this."""
         return [], {}
 
-    def file(self, name: str, default: str) -> str:
-        """The path of input ``name`` (a field), or ``DATA/default`` when it is empty and ``data`` is set."""
-        given = getattr(self, name)
-        return given or (str(Path(self.data) / default) if self.data else "")
-
     def seed_data(self) -> SeedData:
         """Every input, read and checked before any compute (errors name the file, the row and the fix)."""
         return read_seed_data(self)

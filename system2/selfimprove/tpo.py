@@ -138,10 +138,6 @@ class TPOConfig(PolicyConfig):
         for name in ("sft", "rm", "train"):
             getattr(self, name).validate(name)
 
-    def file(self, name: str, default: str) -> str:
-        """The path of input ``name`` (a field), or ``DATA/default`` when it is empty and ``data`` is set."""
-        return getattr(self, name) or (str(Path(self.data) / default) if self.data else "")
-
     def prompt(self, instruction: str) -> str:
         """The arm's prompt: the thought prompt, or the direct one (``ACT: x ->`` in the compact world)."""
         if self.thinking:
