@@ -56,7 +56,7 @@ class QuantityConfig:
     max_value: int = 99  # given values are drawn from 10..max_value
     gold: float = 0.3  # share of training questions with a gold chain
     style: str = "symbolic"  # symbolic | words
-    fused: bool = False  # a fact's or step's name and its "=" are one token ("d= a + b"), in questions and chains
+    fused: bool = False  # a fact's or step's name and its equals sign are one token, in questions and chains
 
     def validate(self) -> None:
         if not 1 <= self.min_depth <= self.max_depth or self.long_depth[0] > self.long_depth[1]:
@@ -406,7 +406,7 @@ class QuantityDataConfig:
     distractors: int = 2  # relations a question's answer does not need
     max_value: int = 99  # given values are drawn from 10..max_value
     style: str = "symbolic"  # question rendering: symbolic or words
-    fused: bool = False  # a name and its "=" as one token in questions and chains (d= a + b)
+    fused: bool = False  # a name and its equals sign as one token in questions and chains
 
     def world(self) -> QuantityConfig:
         return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style,
