@@ -68,6 +68,13 @@ def fmt(mean: float, std: float | None = None, pct: bool = False) -> str:
     return s
 
 
+def measured_cell(rows: Sequence[Mapping[str, Any]], key: str, pct: bool = False) -> str:
+    """``key``'s mean ± sd over the rows (one per seed) that measured it (a number, not NaN), or "-" when none did:
+    for tables of runs whose seeds may stop at different points, each cell over the seeds that reached it."""
+    values = [r[key] for r in rows if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
+    return fmt(*mean_std(values), pct=pct) if values else "-"
+
+
 @dataclass
 class Table:
     title: str

@@ -19,8 +19,7 @@ from typing import Any
 from system2.repro import lift_claims as lc
 from system2.repro.framework import (
     Table,
-    fmt,
-    mean_std,
+    measured_cell,
     print_claims,
     scale_with_settings,
     start_repro,
@@ -138,11 +137,9 @@ def _table(results: dict[str, list[dict[str, Any]]], scales: list[float]) -> Tab
     columns = [COLUMNS[0], *((f"{k}_violation", f"violations at limits {k}, %", True) for k in kinds), *COLUMNS[1:]]
     rows = []
     for arm, seeds in results.items():
-        cells = []
-        for key, _, pct in columns:
-            values = [r[key] for r in seeds if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
-            cells.append(fmt(*mean_std(values), pct=pct) if values and not (arm == M0 and key.endswith("pairs"))
-                         else "-")  # fmt: skip
+        cells = [
+            "-" if arm == M0 and key.endswith("pairs") else measured_cell(seeds, key, pct) for key, _, pct in columns
+        ]
         rows.append([arm, *cells])
     return Table("Each model on the benchmark (mean ± sd over seeds)", ["model", *(h for _, h, _ in columns)], rows)
 
@@ -153,7 +150,7 @@ def _intro(name: str, scale: LIFTScale) -> str:
         f"Scale `{name}`: {scale.seeds} seed(s). World: {d.world.entities} entities with {d.world.min_facts}-"
         f"{d.world.max_facts} facts of two words each; M0 is a tiny Llama (d_model {r.tiny.d_model}, "
         f"{r.tiny.layers} layers) fine-tuned {r.sft.steps} steps on {d.sft_per_entity} answers per entity "
-        f"({d.li_share:.0%} of them under a length limit they meet). The preference set: {r.pair_samples} samples of "
+        f"({d.li_share:.0%} of them under a length limit). The preference set: {r.pair_samples} samples of "
         f"M0 for each of {d.pair_prompts_per_entity} prompts per non-benchmark entity, best against worst by the "
         f"oracle. LIFT-DPO adds two length-instructed pairs per pair at least {r.min_gap} words apart (slack "
         f"{r.slack}), {'keeping' if r.keep_original else 'without'} the original pairs; both arms train "

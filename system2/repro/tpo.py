@@ -19,8 +19,7 @@ from system2.judges.config import JudgeConfig
 from system2.repro import tpo_claims as tc
 from system2.repro.framework import (
     Table,
-    fmt,
-    mean_std,
+    measured_cell,
     print_claims,
     scale_with_settings,
     start_repro,
@@ -178,10 +177,7 @@ def _table(results: dict[str, list[list[dict[str, Any]]]]) -> Table:
     for arm, seeds in results.items():
         for t in range(max(len(s) for s in seeds)):
             at = [s[t] for s in seeds if t < len(s)]
-            cells = []
-            for key, _, pct in COLUMNS:
-                values = [r[key] for r in at if isinstance(r.get(key), (int, float)) and r[key] == r[key]]
-                cells.append(fmt(*mean_std(values), pct=pct) if values else "-")
+            cells = [measured_cell(at, key, pct) for key, _, pct in COLUMNS]
             rows.append([arm, f"M{t}" + (" (stopped)" if any("stopped" in r for r in at) else ""), *cells])
     return Table("Each model (mean ± sd over the seeds that reached it)", ["arm", "model", *(h for _, h, _ in COLUMNS)],
                  rows)  # fmt: skip
