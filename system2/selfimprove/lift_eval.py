@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from system2 import dist
 from system2.judges.winrate import outcome
@@ -32,6 +32,9 @@ from system2.selfimprove.self_rewarding_eval import ANSWERS, mean_or_nan
 from system2.selfimprove.stages import sharded_rows, stage_done
 from system2.tasks import knowledge as kw
 from system2.tasks.length import length_instruction, word_count
+
+if TYPE_CHECKING:
+    from system2.selfimprove.lift import LIFTConfig, LIFTInputs
 
 JUDGED = ("li", "plain")  # the kinds compared with the baseline
 
@@ -56,7 +59,8 @@ def jobs(rows: list[dict[str, Any]], scales: list[float]) -> list[dict[str, Any]
     return out
 
 
-def evaluate(cfg: Any, data: Any, model_dir: str | Path, out: Path, progress: bool = True) -> dict[str, Any]:
+def evaluate(cfg: LIFTConfig, data: LIFTInputs, model_dir: str | Path, out: Path, progress: bool = True
+             ) -> dict[str, Any]:  # fmt: skip
     """The evaluation of the model at ``model_dir`` (``cfg``: a ``LIFTConfig``, ``data``: its ``LIFTInputs``),
     cached in ``out``."""
     if stage_done(out / "result.json"):
@@ -71,7 +75,8 @@ def evaluate(cfg: Any, data: Any, model_dir: str | Path, out: Path, progress: bo
     return result
 
 
-def _answer(cfg: Any, model: Any, tok: Any, kb: kw.KB | None, progress: bool, part: list, offset: int) -> list[dict]:
+def _answer(cfg: LIFTConfig, model: Any, tok: Any, kb: kw.KB | None, progress: bool, part: list[dict[str, Any]],
+            offset: int) -> list[dict[str, Any]]:  # fmt: skip
     """Greedy answers to the jobs of ``part``, each with its words, violation and (``li``, ``plain``) outcome."""
     sc = SampleConfig(n=1, temperature=0.0, max_new_tokens=cfg.max_new_tokens, seed=cfg.seed,
                       batch_size=cfg.batch_size, backend=cfg.backend)  # fmt: skip
@@ -98,7 +103,8 @@ def _answer(cfg: Any, model: Any, tok: Any, kb: kw.KB | None, progress: bool, pa
     return rows
 
 
-def _outcomes(cfg: Any, kb: kw.KB | None, part: list[dict[str, Any]], texts: list[str]) -> list[tuple[float, dict]]:
+def _outcomes(cfg: LIFTConfig, kb: kw.KB | None, part: list[dict[str, Any]], texts: list[str]
+              ) -> list[tuple[float, dict[str, float]]]:  # fmt: skip
     """The judge's outcome of each response against its job's baseline (1 win, 1/2 tie, 0 loss), the limit unseen;
     with the oracle also both scores."""
     if not part:
