@@ -89,14 +89,7 @@ class LIFTConfig(PolicyConfig):
         if not self.data and not self.li_eval:
             raise ConfigError("set data=DIR (a LIFT world: system2 lift-data --out DIR), or the files one by one "
                               "(li_eval=FILE pairs=FILE and model=DIR or sft_data=FILE)")  # fmt: skip
-        from system2.lm.io import check_lm_dir
-
-        for name in ("model", "m0"):
-            try:
-                if getattr(self, name):
-                    check_lm_dir(getattr(self, name))
-            except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"{name}: {e}") from None
+        self.check_models("model", "m0")
         self.check_runtime()
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")

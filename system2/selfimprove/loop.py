@@ -100,6 +100,15 @@ class PolicyConfig:
         in float32 and runs under ``train.mixed_precision``)."""
         return load_lm(path, dtype=DTYPES[self.dtype], device=self.run_device(), pad_with_eos=True)
 
+    def check_models(self, *names: str) -> None:
+        """Each of the fields ``names`` that is set must be a causal LM directory (ConfigError naming the field)."""
+        for name in names:
+            try:
+                if getattr(self, name):
+                    check_lm_dir(getattr(self, name))
+            except (FileNotFoundError, ValueError) as e:
+                raise ConfigError(f"{name}: {e}") from None
+
     def file(self, name: str, default: str) -> str:
         """For loops that read a world directory (a ``data`` field): the path of input ``name`` (a field; "" for a
         file only the world has), or ``DATA/default`` when it is empty and ``data`` is set."""
@@ -136,11 +145,7 @@ class LoopConfig(PolicyConfig):
         for path in (self.model, self.train_data, self.eval_data):
             if path and not Path(path).exists():
                 raise ConfigError(f"{path} does not exist")
-        if self.model:
-            try:
-                check_lm_dir(self.model)  # a causal LM directory, before any work starts
-            except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"model: {e}") from None
+        self.check_models("model")  # a causal LM directory, before any work starts
         for k in ("limit", "eval_limit", "eval_samples"):
             if getattr(self, k) < 0:
                 raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")

@@ -89,14 +89,7 @@ class SelfRewardingConfig(PolicyConfig):
         if not self.data and not (self.ift and self.eft and self.test_prompts):
             raise ConfigError("set data=DIR (an instruction-world directory: system2 instructions --out DIR), or "
                               "ift=FILE, eft=FILE and test_prompts=FILE")  # fmt: skip
-        from system2.lm.io import check_lm_dir
-
-        for name in ("model", "m1"):
-            try:
-                if getattr(self, name):
-                    check_lm_dir(getattr(self, name))
-            except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"{name}: {e}") from None
+        self.check_models("model", "m1")
         if self.prompt_format not in ("raw", "chat"):
             raise ConfigError(f"prompt_format must be raw or chat (the prompts come formatted), got "
                               f"{self.prompt_format!r}")  # fmt: skip

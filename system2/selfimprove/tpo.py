@@ -104,14 +104,7 @@ class TPOConfig(PolicyConfig):
         if not self.data and not self.test_prompts:
             raise ConfigError("set data=DIR (a TPO world directory: system2 thought-data --out DIR), or the files "
                               "one by one (ift=FILE rm_pairs=FILE test_prompts=FILE prompts=FILE)")  # fmt: skip
-        from system2.lm.io import check_lm_dir
-
-        for name in ("model", "m0"):
-            try:
-                if getattr(self, name):
-                    check_lm_dir(getattr(self, name))
-            except (FileNotFoundError, ValueError) as e:
-                raise ConfigError(f"{name}: {e}") from None
+        self.check_models("model", "m0")
         self.check_runtime()
         if self.thought_prompt not in LOOP_KINDS:
             raise ConfigError(
