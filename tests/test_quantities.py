@@ -176,9 +176,29 @@ def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
     assert result["answer_prior_accuracy"] == sum(x.answer == prior for x in test) / 10
     assert result["m0_examples"] == 5 and result["sft_all_gold_examples"] == sum(bool(x.solution) for x in train)
     assert 0 <= result["m0_maj@1"] <= 1 and 0 <= result["sft_all_gold_maj@1"] <= 1
+    assert result["m0_token_accuracy"] == _roles_one_by_one(tmp_path / "cal" / "m0" / "model", test)
     assert calibrate(cfg, progress=False) == result  # cached
     with pytest.raises(RunError, match="steps"):  # never an old result under other settings
         calibrate(dataclasses.replace(cfg, steps=4), progress=False)
+
+
+def _roles_one_by_one(model_dir: Path, questions: list) -> dict[str, float]:
+    """``calibrate.role_accuracy`` computed again one unpadded sequence at a time, word by word."""
+    import torch
+
+    from system2.lm.io import load_lm
+
+    model, tok = load_lm(model_dir)
+    hits: dict[str, list[int]] = {}
+    for x in questions:
+        prompt = tok(x.question)["input_ids"]
+        words = x.solution.split()
+        ids = prompt + [tok.convert_tokens_to_ids(w) for w in words]
+        with torch.no_grad():
+            guess = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
+        for k, role in enumerate(q.token_roles(x.solution)):
+            hits.setdefault(role, []).append(int(guess[len(prompt) + k - 1] == ids[len(prompt) + k]))
+    return {role: round(sum(h) / len(h), 4) for role, h in hits.items()}
 
 
 def test_worked_text_computes_every_step_right_in_execution_order() -> None:
@@ -290,3 +310,95 @@ def test_fused_heads_change_the_tokens_not_the_world() -> None:
             assert b.solution.count("=") == a.solution.count("=")  # only heads are joined
     assert set(" ".join(x.question + " " + x.solution for x in fused["train"]).split()) <= set(q.vocabulary(True))
     assert q.vocabulary(True)[: len(q.vocabulary())] == q.vocabulary()  # the unfused ids stay as they were
+
+
+def _by_substitution(question: str) -> int:
+    """The asked value by rewriting the question's text alone: every name replaced by its bracketed definition
+    until only numbers are left, then Python arithmetic (an independent reading of ``parse_question`` and
+    ``evaluate``)."""
+    body, target = q.unfuse(question).removeprefix("Q: ").removesuffix(" ?").rsplit(" ; what is ", 1)
+    defs = {}
+    for part in body.split(" ; "):
+        name, expr = part.split(" = ", 1)
+        defs[name] = "(" + " ".join("".join(w.split()) for w in _numbers(expr)) + ")"
+    expr = target
+    while any(c in q.NAMES for c in expr):
+        expr = "".join(defs.get(c, c) for c in expr)
+    return eval(expr)  # noqa: S307 - digits, brackets and + - * only
+
+
+def _numbers(expr: str) -> list[str]:
+    """``4 7 + c`` -> ``["4 7", "+", "c"]``: one digit per token joined back into numbers."""
+    out: list[str] = []
+    for w in expr.split():
+        if w.isdigit() and out and out[-1].replace(" ", "").isdigit():
+            out[-1] += " " + w
+        else:
+            out.append(w)
+    return out
+
+
+def test_inline_givens_write_numbers_inside_the_relations() -> None:
+    """inline=true: no named givens, numbers inside relations; the answer agrees with a reading of the text alone,
+    gold and every other order are valid chains, a step that names no quantity has no values part, depths and
+    ranges hold, and the vocabulary covers the files."""
+    cfg = q.QuantityConfig(inline=True)
+    world = q.make_dataset(2, 600, 200, 100, 0, cfg)
+    several = 0
+    for name in ("train", "test", "long"):
+        for x in world[name]:
+            facts, target = q.parse_question(x.question)
+            assert all(f[1] != "=" for f in facts) and any(f[2].isdigit() for f in facts)
+            assert str(_by_substitution(x.question)) == x.answer == str(q.evaluate(facts)[target])
+            assert all(0 <= v < 1000 for v in q.evaluate(facts).values())
+            assert len(q.needed(facts, target)) in ((5, 6) if name == "long" else (2, 3, 4))
+            if not x.solution:
+                continue
+            assert q.valid_chain(x.solution, facts, target)
+            for piece in x.solution.split(" ; ")[:-1]:
+                named = any(w in q.NAMES for w in piece.split()[2:])
+                assert piece.count(" = ") == (3 if named else 2), piece
+            if name == "test":
+                orders = {tuple(q.random_order(facts, target, random.Random(i))) for i in range(20)}
+                assert all(q.valid_chain(q.chain(facts, target, list(o)), facts, target) for o in orders)
+                several += len(orders) > 1
+    assert several >= 0.4 * len(world["test"])
+    assert q.make_dataset(2, 600, 200, 100, 0, cfg) == world
+    words = " ".join(x.question + " " + x.solution for split in world.values() for x in split).split()
+    assert set(words) <= set(q.vocabulary())
+    fused = q.make_dataset(2, 50, 10, cfg=q.QuantityConfig(inline=True, fused=True))
+    assert all(q.unfuse(x.question) == y.question for x, y in zip(fused["test"], q.make_dataset(
+        2, 50, 10, cfg=cfg)["test"], strict=True))  # fmt: skip
+
+
+def test_inline_chain_errors_name_the_first_fault() -> None:
+    facts, target = q.parse_question("Q: h = n + 2 9 ; o = n * 7 ; n = 3 0 + 2 2 ; what is h ?")
+    assert facts[2] == ("n", "+", "30", "22") and facts[0] == ("h", "+", "n", "29")
+    good = ["n = 3 0 + 2 2 = 5 2", "h = n + 2 9 = 5 2 + 2 9 = 8 1"]
+
+    def error(*steps: str, answer: str = "8 1") -> str | None:
+        return q.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
+
+    assert error(*good) is None
+    assert error("n = 3 0 + 2 2 = 3 0 + 2 2 = 5 2", good[1]) == "malformed step"  # values of no named quantity
+    assert error(good[0], "h = n + 2 9 = 8 1") == "malformed step"  # n named, its value not written
+    assert error("n = 3 0 + 2 9 = 5 9", good[1]) == "wrong definition"
+    assert error(good[1], good[0]) == "operand not yet known"
+    assert error(good[0], "h = n + 2 9 = 5 2 + 2 8 = 8 0") == "wrong operand value"
+    assert error("n = 3 0 + 2 2 = 5 3", good[1]) == "wrong arithmetic"
+    assert q.chain_error(q.fuse(" ; ".join(good) + " ; Final answer: 8 1"), facts, target) is None
+
+
+def test_token_roles_label_every_word_of_a_chain() -> None:
+    chain = "d = a + b = 4 7 + 2 8 = 7 5 ; f = 1 9 * 3 = 5 7 ; Final answer: 1 8"
+    short = {"name": "N", "definition": "D", "operand value": "V", "result": "R", "answer": "A", "separator": "-"}
+    expected = "N - D D D - V V - V V - R R - N - D D D D - R R - - - A A"
+    assert " ".join(short[r] for r in q.token_roles(chain)) == expected
+    fused = q.token_roles(q.fuse(chain))  # the same roles, less each head's "="
+    assert len(fused) == len(q.fuse(chain).split()) == len(chain.split()) - 2
+    assert [r for r in q.token_roles(chain) if r != "separator"] == [r for r in fused if r != "separator"]
+    rng = random.Random(0)
+    vocab = q.vocabulary(True)
+    for _ in range(300):  # any text: one role per word, never an error
+        junk = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30)))
+        assert len(q.token_roles(junk)) == len(junk.split()) and set(q.token_roles(junk)) <= set(q.TOKEN_ROLES)

@@ -5,7 +5,9 @@ training answer), of SFT on every gold chain, and of M_0 (SFT on a few gold chai
 samples on the test questions, the share whose chain is valid and differs from the question's gold chain (the world
 must let a model be right in its own way). A right answer is not a right chain: each greedy accuracy comes with the
 share answered right on a valid chain and with the first fault of every greedy chain (``quantities.chain_error``),
-which shows where a model fails. The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
+which shows where a model fails, and each model's next-token accuracy on the gold test chains by the role of the
+token (``quantities.token_roles``: copying a definition, looking up an operand's value, computing a result), which
+shows the skill it lacks. The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
 chance, at least 30% of M_0's correct chains its own) are the reasoning-world issue's; this module only measures.
 Every stage is cached in ``out`` (a rerun resumes; other settings are refused before any work, ``restart`` moves
 the old run aside).
@@ -21,7 +23,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from system2.config import ConfigError
+from system2.lm.encoding import encode_prompt_response
 from system2.lm.io import load_lm
 from system2.runs import atomic_write_json, open_run, read_json
 from system2.selfimprove.loop import finetune_sft, sample_and_score
@@ -102,10 +107,12 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
         "sft_all_gold_valid_chain_maj@1": _valid_share(gold_greedy, by_id),
         "sft_all_gold_first_faults": _faults(gold_greedy, by_id),
         "sft_all_gold_examples": gold["examples"],
+        "sft_all_gold_token_accuracy": role_accuracy(gold["model"], test),
         "m0_maj@1": m0["maj@1"],
         "m0_valid_chain_maj@1": _valid_share(m0_greedy, by_id),
         "m0_first_faults": _faults(m0_greedy, by_id),
         "m0_examples": m0["examples"],
+        "m0_token_accuracy": role_accuracy(m0["model"], test),
         "m0_correct_samples": len(right),
         "m0_correct_valid_chain_share": len(valid) / len(right) if right else None,
         "m0_correct_own_chain_share": len(own) / len(right) if right else None,
@@ -129,6 +136,28 @@ def _pretrain(cfg: CalibrationConfig, out: Path, train: list[Any], train_cfg: Tr
     steps = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps, warmup=max(1, cfg.pretrain_steps // 10),
                                 ckpt_every=cfg.pretrain_steps, log_every=max(1, cfg.pretrain_steps // 20))  # fmt: skip
     return finetune_sft(init, [""] * len(docs), docs, cfg.tiny.max_len, steps, out / "pretrain", progress)
+
+
+def role_accuracy(model_dir: str | Path, questions: list[Any], batch: int = 50) -> dict[str, float]:
+    """Teacher-forced next-token accuracy (the argmax is the gold token) on the questions' gold chains, per
+    ``quantities.token_roles`` role. Needs a word-level tokenizer (one token per word), as the tiny models have."""
+    model, tok = load_lm(model_dir, pad_with_eos=True)
+    model.eval()
+    hits: dict[str, list[int]] = {role: [] for role in q.TOKEN_ROLES}
+    for i in range(0, len(questions), batch):
+        part = questions[i : i + batch]
+        enc = encode_prompt_response(tok, [x.question for x in part], [x.solution for x in part], 10**9)
+        with torch.no_grad():
+            guess = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits[:, :-1].argmax(-1)
+        labels = enc["labels"][:, 1:]
+        for row, x in enumerate(part):
+            where = (labels[row] != -100).nonzero().flatten()[:-1]  # the chain's tokens, less eos
+            roles = q.token_roles(x.solution)
+            if len(where) != len(roles):
+                raise ValueError(f"{model_dir}: the tokenizer does not read one token per word; roles need it")
+            for role, pos in zip(roles, where.tolist(), strict=True):
+                hits[role].append(int(guess[row, pos] == labels[row, pos]))
+    return {role: round(sum(h) / len(h), 4) for role, h in hits.items() if h}
 
 
 def _sample(model_dir: str, **kw: Any) -> list[dict[str, Any]]:

@@ -57,6 +57,7 @@ class QuantityConfig:
     gold: float = 0.3  # share of training questions with a gold chain
     style: str = "symbolic"  # symbolic | words
     fused: bool = False  # a fact's or step's name and its equals sign are one token, in questions and chains
+    inline: bool = False  # given values written as numbers inside the relations that use them (no named givens)
 
     def validate(self) -> None:
         if not 1 <= self.min_depth <= self.max_depth or self.long_depth[0] > self.long_depth[1]:
@@ -68,6 +69,15 @@ class QuantityConfig:
 
 
 Fact = tuple[str, str, str, str]  # (name, op, left, right): op "=" gives a value (left), else left op right
+# an operand is a quantity's name or a number (the right operand of ``*`` always, both with ``inline`` givens)
+
+
+def _value(x: str, values: dict[str, int]) -> int:
+    return int(x) if x.isdigit() else values[x]
+
+
+def _operand_text(x: str) -> str:
+    return digits(int(x)) if x.isdigit() else x
 
 
 def digits(n: int) -> str:
@@ -84,8 +94,8 @@ def evaluate(facts: list[Fact]) -> dict[str, int]:
         for name, op, a, b in pending:
             if op == "=":
                 values[name] = int(a)
-            elif a in values and (b in values or op == "*"):
-                x, y = values[a], int(b) if op == "*" else values[b]
+            elif all(x.isdigit() or x in values for x in (a, b)):
+                x, y = _value(a, values), _value(b, values)
                 values[name] = x + y if op == "+" else x - y if op == "-" else x * y
             else:
                 rest.append((name, op, a, b))
@@ -104,14 +114,15 @@ def needed(facts: list[Fact], target: str) -> list[str]:
         fact = by_name[name]
         if fact[1] != "=" and name not in out:
             out.append(name)
-            stack += [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
+            stack += _operands(fact)
     return out
 
 
 def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fact], str] | None:
     """A random question whose answer needs exactly ``depth`` steps (None when a value left the range: the caller
     draws again). The needed steps form a tree whose branches are independent, so they can be taken in several
-    orders; distractor relations use any quantity."""
+    orders; distractor relations use any quantity. With ``inline`` givens a given is a number written where it is
+    used, so the only names are the relations'."""
     names = iter(rng.sample(NAMES, len(NAMES)))
     facts: list[Fact] = []
     givens: list[str] = []
@@ -119,6 +130,9 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
     def given() -> str:
         if givens and rng.random() < 0.3:
             return rng.choice(givens)  # a given used twice
+        if cfg.inline:
+            givens.append(str(rng.randint(10, cfg.max_value)))
+            return givens[-1]
         facts.append((next(names), "=", str(rng.randint(10, cfg.max_value)), ""))
         givens.append(facts[-1][0])
         return facts[-1][0]
@@ -136,7 +150,7 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
             if a == b:
                 return build(steps)  # x - x or x + x: draw this step again
             values = evaluate(facts)
-            if op == "-" and values[a] < values[b]:
+            if op == "-" and _value(a, values) < _value(b, values):
                 a, b = b, a  # never below zero
         facts.append((next(names), op, a, b))
         return facts[-1][0]
@@ -148,7 +162,7 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
             op, a = rng.choice(OPS), rng.choice(pool)
             b = str(rng.randint(2, 9)) if op == "*" else rng.choice([q for q in pool if q != a] or [given()])
             values = evaluate(facts)
-            if op == "-" and values[a] < values[b]:
+            if op == "-" and _value(a, values) < _value(b, values):
                 a, b = b, a
             facts.append((next(names), op, a, b))
     except StopIteration:  # more quantities than letters
@@ -187,12 +201,14 @@ def chain(facts: list[Fact], target: str, order: list[str]) -> str:
 
 
 def step(fact: Fact, values: dict[str, int]) -> str:
-    """One computed step (``d = a + b = 4 7 + 2 8 = 7 5 ;``), or a given (``a = 4 7 ;``)."""
+    """One computed step (``d = a + b = 4 7 + 2 8 = 7 5 ;``; its operands' values are written out when it names
+    one: ``d = 4 7 + 2 8 = 7 5 ;`` with inline givens), or a given (``a = 4 7 ;``)."""
     name, op, a, b = fact
     if op == "=":
         return f"{name} = {digits(int(a))} ;"
-    right = digits(int(b)) if op == "*" else digits(values[b])
-    return f"{name} = {a} {op} {b} = {digits(values[a])} {op} {right} = {digits(values[name])} ;"
+    shown = f"{_operand_text(a)} {op} {_operand_text(b)}"
+    used = f" = {digits(_value(a, values))} {op} {digits(_value(b, values))}" if _operands(fact) else ""
+    return f"{name} = {shown}{used} = {digits(values[name])} ;"
 
 
 def random_order(facts: list[Fact], target: str, rng: random.Random) -> list[str]:
@@ -252,11 +268,12 @@ def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
 def _symbolic(fact: Fact) -> str:
     """A fact as a symbolic question shows it: ``a = 4 7`` or ``d = a + b``."""
     n, op, a, b = fact
-    return f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {a} {op} {b}"
+    return f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {_operand_text(a)} {op} {_operand_text(b)}"
 
 
 def _operands(fact: Fact) -> list[str]:
-    return [] if fact[1] == "=" else [fact[2]] + ([fact[3]] if fact[1] != "*" else [])
+    """The quantities a fact's value needs (names, not numbers)."""
+    return [] if fact[1] == "=" else [x for x in fact[2:] if not x.isdigit()]
 
 
 def render(facts: list[Fact], target: str, style: str, held_out: bool, rng: random.Random) -> str:
@@ -268,9 +285,8 @@ def render(facts: list[Fact], target: str, style: str, held_out: bool, rng: rand
     words = []
     for n, op, a, b in shown:
         template = rng.choice(PHRASES[op][k])
-        right = digits(int(b)) if op == "*" else b
         value = digits(int(a)) if op == "=" else ""
-        words.append(template.format(x=n, v=value, a=a, b=right) + " .")
+        words.append(template.format(x=n, v=value, a=_operand_text(a), b=_operand_text(b)) + " .")
     return "Q: " + " ".join(words) + " " + rng.choice(PHRASES["?"][k]).format(x=target)
 
 
@@ -319,8 +335,10 @@ def parse_question(question: str) -> tuple[list[Fact], str]:
     facts: list[Fact] = []
     for part in body[0].split(" ; "):
         words = part.split()
-        if len(words) == 5 and words[3] in OPS:
-            facts.append((words[0], words[3], words[2], words[4]))
+        ops = [i for i, w in enumerate(words) if w in OPS]
+        if ops:
+            left, right = ("".join(words[2 : ops[0]]), "".join(words[ops[0] + 1 :]))
+            facts.append((words[0], words[ops[0]], left, right))
         else:
             facts.append((words[0], "=", "".join(words[2:]), ""))
     return facts, body[1].removesuffix(" ?")
@@ -337,7 +355,11 @@ def extract(text: object) -> str | None:
     return str(int("".join(found[-1].split()))) if found else None
 
 
-_STEP = re.compile(r"([a-z]) = ([a-z]) ([+\-*]) ([a-z]|\d) = ((?:\d ?)+) ([+\-*]) ((?:\d ?)+) = ((?:\d ?)+)")
+_NUMBER = r"(?:\d ?)+"
+_OPERAND = rf"(?:[a-z]|{_NUMBER})"
+_STEP = re.compile(
+    rf"([a-z]) = ({_OPERAND}) ([+\-*]) ({_OPERAND}) (?:= ({_NUMBER}) ([+\-*]) ({_NUMBER}) )?= ({_NUMBER})"
+)
 CHAIN_ERRORS = (
     "malformed step", "unknown quantity", "wrong definition", "operand not yet known", "wrong operand value",
     "wrong arithmetic", "no final answer", "target not computed", "wrong final answer",
@@ -359,15 +381,18 @@ def chain_error(text: str, question_facts: list[Fact], target: str) -> str | Non
         if m is None:
             return "malformed step"
         name, a, op, b, xa, op2, xb, result = m.groups()
+        a, b = ("".join(x.split()) for x in (a, b))
         fact = by_name.get(name)
         if fact is None or fact[1] == "=":
             return "unknown quantity"
-        if fact[1:] != (op, a, b) or op2 != op:
+        if fact[1:] != (op, a, b) or op2 not in (op, None):
             return "wrong definition"
-        if a not in known or (op != "*" and b not in known):
+        if any(x not in known for x in _operands(fact)):
             return "operand not yet known"
-        xs = [int("".join(s.split())) for s in (xa, xb, result)]
-        if xs[:2] != [values[a], int(b) if op == "*" else values[b]]:
+        if (xa is None) != (not _operands(fact)):
+            return "malformed step"  # operands' values written out exactly when a quantity is named
+        xs = [int("".join(s.split())) for s in (xa or a, xb or b, result)]
+        if xs[:2] != [_value(a, values), _value(b, values)]:
             return "wrong operand value"
         if xs[2] != values[name]:
             return "wrong arithmetic"
@@ -375,6 +400,38 @@ def chain_error(text: str, question_facts: list[Fact], target: str) -> str | Non
     if target not in known:
         return "target not computed"
     return None if extract(text) == str(values[target]) else "wrong final answer"
+
+
+TOKEN_ROLES = ("name", "definition", "operand value", "result", "answer", "separator")
+
+
+def token_roles(solution: str) -> list[str]:
+    """The role of each word of a chain (fused or not), one of ``TOKEN_ROLES``: a step's ``name``, its copied
+    ``definition``, the ``operand value``s it looks up, the ``result`` it computes, the final ``answer``'s digits,
+    and every ``separator`` (``=``, ``;``, the operator between values, ``Final answer:``). Per-role next-token
+    accuracy shows which skill a model lacks (docs/selfimprove.md, "Where the chains fail")."""
+    roles: list[str] = []
+    words = solution.split()
+    i = 0
+    while i < len(words):
+        if words[i] == "Final":
+            roles += ["separator"] * min(2, len(words) - i) + ["answer"] * max(0, len(words) - i - 2)
+            break
+        end = words.index(";", i) if ";" in words[i:] else len(words)
+        piece = words[i:end]
+        head = 1 if piece and piece[0].endswith("=") and len(piece[0]) > 1 else 2  # ``d=`` or ``d =``
+        roles += ["name", "separator"][: min(head, len(piece))]
+        parts = piece[head:].count("=") + 1
+        kinds = ["definition", "operand value", "result"] if parts == 3 else ["definition", "result"][:parts]
+        k = 0
+        for w in piece[head:]:
+            if w == "=":
+                k += 1
+            kind = "separator" if w == "=" else kinds[min(k, len(kinds) - 1)]
+            roles.append("separator" if kind == "operand value" and w in OPS else kind)
+        roles += ["separator"] * (end < len(words))
+        i = end + 1
+    return roles
 
 
 def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
@@ -407,10 +464,11 @@ class QuantityDataConfig:
     max_value: int = 99  # given values are drawn from 10..max_value
     style: str = "symbolic"  # question rendering: symbolic or words
     fused: bool = False  # a name and its equals sign as one token in questions and chains
+    inline: bool = False  # given values as numbers inside the relations that use them, not named
 
     def world(self) -> QuantityConfig:
         return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style,
-                              fused=self.fused)  # fmt: skip
+                              fused=self.fused, inline=self.inline)  # fmt: skip
 
     def validate(self) -> None:
         from system2.config import ConfigError
