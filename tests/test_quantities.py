@@ -18,10 +18,12 @@ from system2.runs import RunError
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 
+FIRST = q.QuantityConfig(min_depth=2, fused=False, inline=False)  # the first design: named givens, 2-4 steps
+
 
 @pytest.fixture(scope="module")
 def data() -> dict[str, list]:
-    return q.make_dataset(0, 1000, 200, 100, 100)
+    return q.make_dataset(0, 1000, 200, 100, 100, FIRST)
 
 
 def _facts(question) -> tuple[list, str]:
@@ -91,7 +93,7 @@ def test_splits_depths_gold_share_and_ranges(data) -> None:
 
 
 def test_held_out_phrasings_never_appear_in_training() -> None:
-    words = q.make_dataset(1, 300, 10, 0, 100, q.QuantityConfig(style="words"))
+    words = q.make_dataset(1, 300, 10, 0, 100, q.QuantityConfig(style="words", fused=False, inline=False))
     train = " ".join(x.question for x in words["train"])
     svamp = " ".join(x.question for x in words["svamp"])
     assert "plus" in train and "sum" not in train and "lots" not in train and "find" not in train
@@ -100,7 +102,7 @@ def test_held_out_phrasings_never_appear_in_training() -> None:
 
 
 def test_the_same_seed_gives_the_same_world_and_the_vocabulary_covers_it(data) -> None:
-    assert q.make_dataset(0, 1000, 200, 100, 100) == data
+    assert q.make_dataset(0, 1000, 200, 100, 100, FIRST) == data
     vocab = set(q.vocabulary())
     for split in data.values():
         for x in split:
@@ -165,6 +167,7 @@ def test_calibration_measures_the_world_and_resumes(tmp_path: Path) -> None:
     from system2.selfimprove.sft import TinyLMConfig
 
     cfg = CalibrationConfig(out=str(tmp_path / "cal"), train=60, test=10, m0_gold=5, steps=3, batch=2, samples=2,
+                            pretrain_steps=0,
                             tiny=TinyLMConfig(d_model=32, layers=1, heads=2, max_len=192))  # fmt: skip
     result = calibrate(cfg, progress=False)
     task = get_task("quantities")
@@ -202,7 +205,7 @@ def _roles_one_by_one(model_dir: Path, questions: list) -> dict[str, float]:
 
 
 def test_worked_text_computes_every_step_right_in_execution_order() -> None:
-    cfg = q.QuantityConfig()
+    cfg = FIRST
     doc = q.worked_text(random.Random(3), cfg, words=300, max_words=10_000)
     assert doc == q.worked_text(random.Random(3), cfg, words=300, max_words=10_000)  # same seed, same text
     assert len(doc.split()) >= 300 and set(doc.split()) <= set(q.vocabulary())
@@ -224,7 +227,7 @@ def test_worked_text_computes_every_step_right_in_execution_order() -> None:
 def test_lookup_text_lists_the_facts_shuffled_then_computes_every_relation() -> None:
     """Each problem: a question's facts (no target) as a question shows them, then every relation among them
     computed right, once, each after its operands: checked by the world's own chain checker, one target at a time."""
-    cfg = q.QuantityConfig()
+    cfg = FIRST
     doc = q.lookup_text(random.Random(5), cfg, words=400, max_words=10_000)
     assert doc == q.lookup_text(random.Random(5), cfg, words=400, max_words=10_000)
     assert set(doc.split()) <= set(q.vocabulary())
@@ -243,6 +246,10 @@ def test_lookup_text_lists_the_facts_shuffled_then_computes_every_relation() -> 
             chain = " ; ".join(computed) + f" ; Final answer: {q.digits(q.evaluate(parsed)[name])}"
             assert q.valid_chain(chain, parsed, name)
     assert len(q.lookup_text(random.Random(5), cfg, words=400, max_words=60).split()) == 60
+    calibrated = q.lookup_text(random.Random(5), q.QuantityConfig(), words=400, max_words=10_000)
+    assert set(calibrated.split()) <= set(q.vocabulary(True))
+    heads = [p.strip().removeprefix("Q: ").split()[0] for p in calibrated.replace(" .", " ;").split(";") if p.strip()]
+    assert all(h.endswith("=") and h[:-1] in q.NAMES for h in heads)  # every fact and step under a fused head
 
 
 def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:
@@ -272,7 +279,7 @@ def test_calibration_from_the_command_line_checks_its_settings_first(tmp_path: P
 
     out = tmp_path / "cal"
     toy = ["train=40", "test=6", "m0_gold=4", "steps=2", "batch=2", "samples=2", "tiny.d_model=32", "tiny.layers=1",
-           "tiny.heads=2"]  # fmt: skip
+           "tiny.heads=2", "pretrain_steps=2"]  # fmt: skip
     result = CliRunner().invoke(app, ["calibrate-quantities", "--out", str(out), *toy])
     assert result.exit_code == 0, result.output
     assert "m0_correct_own_chain_share" in (out / "calibration.json").read_text()
@@ -300,7 +307,7 @@ def test_a_sample_on_another_valid_order_counts_as_its_own_chain(data) -> None:
 def test_fused_heads_change_the_tokens_not_the_world() -> None:
     """fused=true writes each fact's and step's name joined to its "=" (one token) and nothing else: the same
     questions and chains once unfused, the same parsed facts, valid gold chains; operands keep their own token."""
-    plain, fused = (q.make_dataset(3, 40, 10, cfg=q.QuantityConfig(fused=f)) for f in (False, True))
+    plain, fused = (q.make_dataset(3, 40, 10, cfg=dataclasses.replace(FIRST, fused=f)) for f in (False, True))
     for a, b in zip(plain["train"] + plain["test"], fused["train"] + fused["test"], strict=True):
         assert q.unfuse(b.question) == a.question and q.unfuse(b.solution) == a.solution
         assert q.fuse(a.question) == b.question and q.parse_question(b.question) == q.parse_question(a.question)
@@ -342,7 +349,7 @@ def test_inline_givens_write_numbers_inside_the_relations() -> None:
     """inline=true: no named givens, numbers inside relations; the answer agrees with a reading of the text alone,
     gold and every other order are valid chains, a step that names no quantity has no values part, depths and
     ranges hold, and the vocabulary covers the files."""
-    cfg = q.QuantityConfig(inline=True)
+    cfg = q.QuantityConfig(min_depth=2, fused=False)
     world = q.make_dataset(2, 600, 200, 100, 0, cfg)
     several = 0
     for name in ("train", "test", "long"):
@@ -363,10 +370,15 @@ def test_inline_givens_write_numbers_inside_the_relations() -> None:
                 assert all(q.valid_chain(q.chain(facts, target, list(o)), facts, target) for o in orders)
                 several += len(orders) > 1
     assert several >= 0.4 * len(world["test"])
+    assert {len(q.needed(*q.parse_question(x.question))) for x in world["test"]} == {2, 3, 4}
     assert q.make_dataset(2, 600, 200, 100, 0, cfg) == world
+    calibrated = q.make_dataset(2, 100, 100, cfg=q.QuantityConfig())  # the defaults: 3-4 steps, inline, fused
+    assert {len(q.needed(*q.parse_question(x.question))) for x in calibrated["test"]} == {3, 4}
+    assert all(" = " not in x.question and q.valid_chain(x.solution, *q.parse_question(x.question))
+               for x in calibrated["test"])  # fmt: skip
     words = " ".join(x.question + " " + x.solution for split in world.values() for x in split).split()
     assert set(words) <= set(q.vocabulary())
-    fused = q.make_dataset(2, 50, 10, cfg=q.QuantityConfig(inline=True, fused=True))
+    fused = q.make_dataset(2, 50, 10, cfg=q.QuantityConfig(min_depth=2))
     assert all(q.unfuse(x.question) == y.question for x, y in zip(fused["test"], q.make_dataset(
         2, 50, 10, cfg=cfg)["test"], strict=True))  # fmt: skip
 

@@ -44,6 +44,7 @@ from system2.repro.irpo import WORLDS, LocalRun
 from system2.selfimprove.dualformer import DualformerLMConfig, run_dualformer_lm
 from system2.selfimprove.loop import question_results
 from system2.selfimprove.sft import TinyLMConfig
+from system2.tasks.quantities import QuantityConfig
 from system2.train import TrainConfig
 
 BASE, ANSWER_ONLY = "p=0", "answer-only"
@@ -250,7 +251,9 @@ def run(
 def _world(scale: DualLMScale) -> str:
     if scale.train_data:
         return f"`{scale.train_data}` ({scale.task}), tested on `{scale.test_data}`"
-    what = "the quantity world, 2-4 steps" if scale.task == "quantities" else "chained arithmetic mod 20"
+    world = QuantityConfig()
+    what = (f"the quantity world, {world.min_depth}-{world.max_depth} steps" if scale.task == "quantities"
+            else "chained arithmetic mod 20")  # fmt: skip
     return f"{scale.train} generated training questions ({what}), {scale.test} test questions"
 
 

@@ -3,8 +3,8 @@
 World (generated when no data files are given): ``task=arithmetic``, chained arithmetic modulo 20
 (``system2.tasks.arithmetic``), 2-4 operations for training and test, 5 for the longer split; or
 ``task=quantities``, the quantity world (``system2.tasks.quantities``: several valid chains, multi-digit
-steps), 2-4 steps, 5-6 for the longer split. M_0: a tiny Llama fine-tuned on a few hundred gold chains of
-thought and deliberately under-trained. Arms, per seed:
+steps), 3-4 steps, 5-6 for the longer split (the world's defaults, docs/selfimprove.md). M_0: a tiny Llama
+fine-tuned on a few hundred gold chains of thought and deliberately under-trained. Arms, per seed:
 - IRPO: T iterations of sample / pair / DPO+NLL (alpha=1, beta=0.1), reference = the previous iterate;
 - DPO alone (alpha=0), STaR (SFT on the chosen solutions), IRPO with twice the pairs and IRPO without gold
   chains among the winners (``add_gold=False``: the only arm that learns from the model's own chains alone, as
@@ -308,8 +308,9 @@ def _world(scale: IRPOScale) -> str:
     if scale.train_data:
         train, test = (f"the first {n}" if n else "all" for n in (scale.train, scale.test))
         return f"{train} training questions of `{scale.train_data}`, {test} test questions of `{scale.test_data}`"
+    q_world = quantities.QuantityConfig()
     world = ("chained arithmetic mod 20, 2-4 operations" if scale.task == "arithmetic"
-             else "the quantity world, 2-4 steps")  # fmt: skip
+             else f"the quantity world, {q_world.min_depth}-{q_world.max_depth} steps")  # fmt: skip
     return f"{scale.train} training questions ({world}), {scale.test} test questions"
 
 

@@ -43,14 +43,14 @@ class CalibrationConfig:
     """The world and the model size to measure it at."""
 
     out: str = ""  # directory: data, the two SFT runs, calibration.json
-    train: int = 2000  # training questions (a share ``world.gold`` with gold chains)
+    train: int = 30000  # training questions (a share ``world.gold`` with gold chains)
     test: int = 300  # test questions
-    m0_gold: int = 150  # gold chains M_0 is trained on
-    steps: int = 1500  # SFT steps of both models
+    m0_gold: int = 1500  # gold chains M_0 is trained on
+    steps: int = 2000  # SFT steps of both models
     batch: int = 32  # SFT batch
     samples: int = 8  # samples per test question for the chain-diversity share
-    pretrain_steps: int = 0  # steps of pretraining before both SFT runs (0: none)
-    pretrain_text: str = "worked"  # worked (computations in execution order) | lookup (a shuffled list, then computed)
+    pretrain_steps: int = 4000  # steps of pretraining before both SFT runs (0: none)
+    pretrain_text: str = "lookup"  # lookup (a shuffled list, then computed) | worked (computations in execution order)
     seed: int = 0  # data and training seed
     tiny: TinyLMConfig = field(default_factory=lambda: TinyLMConfig(max_len=192))  # the model size
     world: q.QuantityConfig = field(default_factory=q.QuantityConfig)  # the world's knobs

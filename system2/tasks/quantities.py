@@ -15,7 +15,13 @@ chains, and the gold chain (one topological order, drawn at random) is one of th
 digit, so every step is multi-digit addition, subtraction (never below zero) or multiplication by a digit, with
 carries to compute rather than a fact to recall; values stay below 1000.
 
-Depth is the number of steps the answer needs: ``train`` and ``test`` have 2-4, ``long`` 5-6 (held out). Only a share
+The defaults are the world as calibrated at the ``small`` model size (docs/selfimprove.md): ``inline`` givens, numbers
+written inside the relations that use them, as GSM8K's numbers sit in its sentences (``f= 6 8 + 3 3``; a tiny model
+does not learn to look a named given up), and ``fused`` heads (``f=``, one token). A step writes its operands' values
+only when it names a quantity: ``f= 6 8 + 3 3 = 1 0 1 ; y= f - 3 3 = 1 0 1 - 3 3 = 6 8 ;``.
+
+Depth is the number of steps the answer needs: ``train`` and ``test`` have 3-4 (2-4 in the first design; a question
+has several valid orders only when its steps branch, from depth 3), ``long`` 5-6 (held out). Only a share
 ``gold`` of the training questions carries a gold chain (all carry the answer), as GSM8K's gold chains are one of
 many. Two renderings: ``symbolic`` (above) and ``words`` ("a is 4 7 . d is a plus b . ... what is e ?"); the ``svamp``
 split renders word problems with phrasings held out from training. Every token is a whitespace-separated word.
@@ -47,17 +53,18 @@ PHRASES = {
 
 @dataclass(frozen=True)
 class QuantityConfig:
-    """The world's knobs (the ``small`` calibration is in docs/selfimprove.md)."""
+    """The world's knobs. The defaults are the world calibrated at the ``small`` model size (docs/selfimprove.md,
+    "Calibrating the inline world"); the first design was ``min_depth=2``, named givens, heads not fused."""
 
-    min_depth: int = 2  # fewest steps the answer needs (train and test)
+    min_depth: int = 3  # fewest steps the answer needs (train and test)
     max_depth: int = 4  # most steps the answer needs (train and test)
     long_depth: tuple[int, int] = (5, 6)  # the held-out longer split
     distractors: int = 2  # relations the answer does not need
     max_value: int = 99  # given values are drawn from 10..max_value
     gold: float = 0.3  # share of training questions with a gold chain
     style: str = "symbolic"  # symbolic | words
-    fused: bool = False  # a fact's or step's name and its equals sign are one token, in questions and chains
-    inline: bool = False  # given values written as numbers inside the relations that use them (no named givens)
+    fused: bool = True  # a fact's or step's name and its equals sign are one token, in questions and chains
+    inline: bool = True  # given values written as numbers inside the relations that use them (no named givens)
 
     def validate(self) -> None:
         if not 1 <= self.min_depth <= self.max_depth or self.long_depth[0] > self.long_depth[1]:
@@ -454,8 +461,8 @@ class QuantityDataConfig:
     """Settings of a quantity-world dataset directory (``system2 quantities``)."""
 
     out: str = ""  # dataset directory: train/test/long/svamp Parquet files
-    train: int = 2000  # training questions (2-4 steps; a share with gold chains)
-    test: int = 500  # test questions (2-4 steps, unseen in train)
+    train: int = 2000  # training questions (3-4 steps; a share with gold chains)
+    test: int = 500  # test questions (3-4 steps, unseen in train)
     long: int = 500  # held-out longer questions (5-6 steps)
     svamp: int = 0  # word problems with phrasings held out from training
     seed: int = 0  # the same seed gives the same files
@@ -463,12 +470,13 @@ class QuantityDataConfig:
     distractors: int = 2  # relations a question's answer does not need
     max_value: int = 99  # given values are drawn from 10..max_value
     style: str = "symbolic"  # question rendering: symbolic or words
-    fused: bool = False  # a name and its equals sign as one token in questions and chains
-    inline: bool = False  # given values as numbers inside the relations that use them, not named
+    fused: bool = True  # a name and its equals sign as one token in questions and chains
+    inline: bool = True  # given values as numbers inside the relations that use them, not named
+    min_depth: int = 3  # fewest steps a train or test answer needs (at most 4; the first design: 2)
 
     def world(self) -> QuantityConfig:
         return QuantityConfig(gold=self.gold, distractors=self.distractors, max_value=self.max_value, style=self.style,
-                              fused=self.fused, inline=self.inline)  # fmt: skip
+                              fused=self.fused, inline=self.inline, min_depth=self.min_depth)  # fmt: skip
 
     def validate(self) -> None:
         from system2.config import ConfigError
