@@ -54,15 +54,22 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
 def test_repro_irpo_on_the_quantity_world_scores_the_longer_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     micro = irpo.IRPOScale(train=16, test=6, hard=4, gold=16, sft_steps=10, full_sft_steps=0, iterations=1,
                            samples=2, pairs=2, batch_size=4, seeds=1, d_model=32, layers=1, sft_batch=4,
-                           task="quantities", max_len=192, max_new_tokens=96)  # fmt: skip
+                           task="quantities", max_len=192, max_new_tokens=96, pretrain_steps=2)  # fmt: skip
     monkeypatch.setitem(irpo.SCALES, "micro", micro)
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "data" / "long.parquet").is_file()
+    base = tmp_path / "base" / "model"  # one pretrained base, which M_0 starts from
+    assert json.loads((tmp_path / "seed-0" / "m0" / "run.json").read_text())["settings"]["model"] == str(base)
+    assert [json.loads(x)["step"] for x in (tmp_path / "base" / "metrics.jsonl").read_text().splitlines()][-1] == 2
+    assert "pretrained 2 steps on `lookup` documents" in (tmp_path / "report.md").read_text()
     seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
     assert len(seed["longer"]) == 2 and all(0 <= a <= 1 for a in seed["longer"])  # M_0 and iteration 1
     assert "longer split" in (tmp_path / "report.md").read_text()
-    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, task="gsm8k"))  # no generated world, no files
+    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, task="arithmetic"))  # a base for the quantity world only
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "pretrain_steps pretrains" in result.output and not (tmp_path / "a").exists()
+    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, task="gsm8k", pretrain_steps=0))  # no world, no files
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path / "x")])
     assert result.exit_code == 2 and "has no generated world" in result.output, result.output
 

@@ -41,11 +41,13 @@ from system2.repro.framework import (
     write_report,
 )
 from system2.runs import read_parquet
+from system2.selfimprove.base import TEXTS, pretrain_base
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.loop import QUESTIONS, question_results
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.selfimprove.stages import cached_rows
 from system2.tasks import arithmetic, quantities
+from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
 
@@ -84,6 +86,8 @@ class IRPOScale(LocalRun):
     seeds: int = 3  # seeds
     d_model: int = 128  # the tiny M_0's width
     layers: int = 4  # the tiny M_0's layers
+    pretrain_steps: int = 0  # steps of a pretrained base the tiny M_0 starts from, shared by the seeds (quantities)
+    pretrain_text: str = "lookup"  # the base's documents: lookup | worked (docs/selfimprove.md)
 
 
 # the paper's zero-shot GSM8K prompt [V] (docs/selfimprove.md); whether the chat template wrapped it is not known [U]
@@ -141,6 +145,14 @@ def _sft(
                           seed=seed, ckpt_every=steps, log_every=max(1, steps // 20)),
     )  # fmt: skip
     return run_sft(cfg)
+
+
+def _base(scale: IRPOScale, train: str, out: Path) -> Path:
+    """The pretrained base every seed's M_0 starts from (``system2.selfimprove.base``; cached in ``out``)."""
+    tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len)
+    steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.sft_batch, lr=scale.sft_lr, seed=0)
+    questions = get_task("quantities").read(train)
+    return pretrain_base(out, quantities.QuantityConfig(), tiny, scale.pretrain_text, steps, questions)
 
 
 def _irpo_config(scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int) -> IRPOConfig:
@@ -216,6 +228,11 @@ def check_files(scale: IRPOScale) -> None:
     """With local files (the paper scale): the model, the data in the task's format, the runtime settings and a
     chat template where one is needed, checked before any compute (IRPOConfig's checks, on the main arm).
     Without them: a world that can be generated."""
+    if scale.pretrain_steps and (scale.task != "quantities" or scale.model or scale.train_data):
+        raise ConfigError("pretrain_steps pretrains a tiny base on the generated quantity world: it needs "
+                          "task=quantities and no model or data files (or set pretrain_steps=0)")  # fmt: skip
+    if scale.pretrain_text not in TEXTS:
+        raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {scale.pretrain_text!r}")
     if not scale.train_data:
         if scale.task not in WORLDS:
             raise ConfigError(f"task={scale.task!r} has no generated world: use {' or '.join(WORLDS)}, or give "
@@ -251,10 +268,11 @@ def run(
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}
+    start = str(_base(scale, data[0], out / "base")) if scale.pretrain_steps else scale.model
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
         if scale.sft_steps:
-            m0_model = _sft(scale, data, root / "m0", seed, scale.model, scale.sft_steps, scale.gold)["model"]
+            m0_model = _sft(scale, data, root / "m0", seed, start, scale.sft_steps, scale.gold)["model"]
         else:  # the paper: M_0 is the checkpoint as it is
             m0_model = scale.model
         irpo = _irpo(scale, data, m0_model, root / "irpo", seed)
@@ -316,6 +334,8 @@ def _world(scale: IRPOScale) -> str:
 
 def _m0(scale: IRPOScale) -> str:
     start = f"`{scale.model}`" if scale.model else f"a tiny Llama (d={scale.d_model}, {scale.layers} layers)"
+    if scale.pretrain_steps:
+        start += f" pretrained {scale.pretrain_steps} steps on `{scale.pretrain_text}` documents (one base, all seeds)"
     return f"{start} after SFT on {scale.gold} gold solutions" if scale.sft_steps else f"{start} as it is"
 
 

@@ -16,7 +16,6 @@ the old run aside).
 from __future__ import annotations
 
 import dataclasses
-import random
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
@@ -29,13 +28,12 @@ from system2.config import ConfigError
 from system2.lm.encoding import encode_prompt_response
 from system2.lm.io import load_lm
 from system2.runs import atomic_write_json, open_run, read_json
-from system2.selfimprove.loop import finetune_sft, sample_and_score
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, init_tiny, run_sft
+from system2.selfimprove.base import TEXTS, pretrain_base
+from system2.selfimprove.loop import sample_and_score
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
-
-PRETRAIN_TEXTS = {"worked": q.worked_text, "lookup": q.lookup_text}  # the pretraining documents (``pretrain_text``)
 
 
 @dataclass
@@ -62,8 +60,8 @@ class CalibrationConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
-        if self.pretrain_text not in PRETRAIN_TEXTS:
-            raise ConfigError(f"pretrain_text must be one of {', '.join(PRETRAIN_TEXTS)}, got {self.pretrain_text!r}")
+        if self.pretrain_text not in TEXTS:
+            raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {self.pretrain_text!r}")
         if self.samples < 2:
             raise ConfigError(f"samples must be >= 2 (the chain-diversity share needs several), got {self.samples}")
         try:
@@ -89,7 +87,10 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
               "max_len": cfg.tiny.max_len, "max_new_tokens": cfg.tiny.max_len // 2, "seed": cfg.seed}  # fmt: skip
     train_cfg = TrainConfig(steps=cfg.steps, batch_size=cfg.batch, lr=1e-3, warmup=max(1, cfg.steps // 10),
                             seed=cfg.seed, ckpt_every=cfg.steps, log_every=max(1, cfg.steps // 20))  # fmt: skip
-    base = str(_pretrain(cfg, out, train, train_cfg, progress)) if cfg.pretrain_steps else ""
+    base = ""
+    if cfg.pretrain_steps:
+        steps = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps)
+        base = str(pretrain_base(out / "pretrain", cfg.world, cfg.tiny, cfg.pretrain_text, steps, train, progress))
     gold = run_sft(SFTConfig(out=str(out / "sft_all_gold"), model=base, tiny=cfg.tiny, train=train_cfg, **common),
                    progress)  # fmt: skip
     m0 = run_sft(SFTConfig(out=str(out / "m0"), model=base, tiny=cfg.tiny, train=train_cfg,
@@ -120,22 +121,6 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
     }
     atomic_write_json(out / "calibration.json", result)
     return result
-
-
-def _pretrain(cfg: CalibrationConfig, out: Path, train: list[Any], train_cfg: TrainConfig, progress: bool) -> Path:
-    """The base both SFT runs start from: a tiny model trained ``pretrain_steps`` steps on ``pretrain_text``
-    documents (``quantities.worked_text`` or ``lookup_text``, one fresh document per example; cached in
-    ``out/pretrain``)."""
-    if (out / "pretrain" / "model" / "config.json").is_file():
-        return out / "pretrain" / "model"
-    sft = SFTConfig(out=str(out / "pretrain"), task="quantities", tiny=cfg.tiny, seed=cfg.seed)
-    init = init_tiny(sft, out / "pretrain_init", train)
-    rng = random.Random(f"quantities/{cfg.seed}/pretrain")
-    docs = [PRETRAIN_TEXTS[cfg.pretrain_text](rng, cfg.world, max_words=cfg.tiny.max_len - 7)
-            for _ in range(cfg.pretrain_steps * cfg.batch)]  # fmt: skip
-    steps = dataclasses.replace(train_cfg, steps=cfg.pretrain_steps, warmup=max(1, cfg.pretrain_steps // 10),
-                                ckpt_every=cfg.pretrain_steps, log_every=max(1, cfg.pretrain_steps // 20))  # fmt: skip
-    return finetune_sft(init, [""] * len(docs), docs, cfg.tiny.max_len, steps, out / "pretrain", progress)
 
 
 def role_accuracy(model_dir: str | Path, questions: list[Any], batch: int = 50) -> dict[str, float]:

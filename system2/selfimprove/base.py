@@ -1,0 +1,49 @@
+"""A pretrained base for the quantity world: what the papers' M_0 brings from pretraining (docs/selfimprove.md,
+"Calibrating the inline world").
+
+In the papers M_0 is a pretrained LLM that can already read a problem and compute; it only lacks the task. A tiny
+model from random weights that sees a few hundred gold chains memorises them instead. So M_0 starts from a base
+trained on world documents that carry no question and no answer: ``lookup`` (a question's facts shuffled, then every
+relation among them computed; reading and arithmetic, not which quantities an answer needs) or ``worked``
+(computations in execution order). One base is trained per (world, model size, steps, seed) and shared, as the
+papers share one checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+from typing import Any
+
+from system2.selfimprove.loop import finetune_sft
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, init_tiny
+from system2.tasks import quantities as q
+from system2.train import TrainConfig
+
+TEXTS = {"worked": q.worked_text, "lookup": q.lookup_text}  # the pretraining documents, by name
+
+
+def pretrain_base(
+    out: Path,
+    world: q.QuantityConfig,
+    tiny: TinyLMConfig,
+    text: str,
+    train: TrainConfig,
+    questions: list[Any],
+    progress: bool = True,
+) -> Path:
+    """Train a tiny model ``train.steps`` steps on ``text`` documents of ``world`` (one fresh document per example,
+    drawn from ``train.seed``) and return its directory, ``out/model`` (cached: a rerun returns it). ``questions``
+    give the tokenizer its words (the world's vocabulary)."""
+    if text not in TEXTS:
+        raise ValueError(f"pretraining text must be one of {', '.join(TEXTS)}, got {text!r}")
+    if (out / "model" / "config.json").is_file():
+        return out / "model"
+    sft = SFTConfig(out=str(out), task="quantities", tiny=tiny, seed=train.seed)
+    init = init_tiny(sft, out.parent / f"{out.name}_init", questions)
+    rng = random.Random(f"quantities/{train.seed}/pretrain")
+    docs = [TEXTS[text](rng, world, max_words=tiny.max_len - 7) for _ in range(train.steps * train.batch_size)]
+    steps = dataclasses.replace(train, warmup=max(1, train.steps // 10), ckpt_every=train.steps,
+                                log_every=max(1, train.steps // 20))  # fmt: skip
+    return finetune_sft(init, [""] * len(docs), docs, tiny.max_len, steps, out, progress)
