@@ -111,3 +111,20 @@ def test_repro_dualformer_llm_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path),
                                       "drops=[1.5]"])  # fmt: skip
     assert result.exit_code == 2 and "drops must list rates in (0, 1)" in result.output, result.output
+
+
+def test_repro_dualformer_llm_starts_every_arm_from_one_pretrained_base(tmp_path: Path, monkeypatch) -> None:
+    micro = replace(dualformer_llm.SCALES["tiny"], task="quantities", max_len=192, max_new_tokens=96, train=24, test=4,
+                    steps=3, batch=4, eval_samples=2, d_model=32, layers=1, drops=(0.2,), pretrain_steps=2)  # fmt: skip
+    monkeypatch.setitem(dualformer_llm.SCALES, "micro", micro)
+    result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    base = tmp_path / "base" / "model"
+    for arm in ("p0", "p0.2", "answer-only"):
+        assert json.loads((tmp_path / "seed-0" / arm / "run.json").read_text())["settings"]["model"] == str(base)
+    vocab = json.loads((base / "tokenizer.json").read_text())["model"]["vocab"]
+    assert {"[SLOW]", "[FAST]", "f="} <= set(vocab)  # the mode words and the world's fused heads
+    assert "pretrained 2 steps on `lookup` documents" in (tmp_path / "report.md").read_text()
+    result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path / "x"),
+                                      "task=arithmetic"])  # fmt: skip
+    assert result.exit_code == 2 and "pretrain_steps pretrains" in result.output and not (tmp_path / "x").exists()

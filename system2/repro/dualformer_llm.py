@@ -41,6 +41,7 @@ from system2.repro.framework import (
     write_report,
 )
 from system2.repro.irpo import WORLDS, LocalRun
+from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.dualformer import DualformerLMConfig, run_dualformer_lm
 from system2.selfimprove.loop import question_results
 from system2.selfimprove.sft import TinyLMConfig
@@ -67,6 +68,8 @@ class DualLMScale(LocalRun):
     seeds: int = 3  # seeds
     d_model: int = 128  # the tiny model's width
     layers: int = 4  # the tiny model's layers
+    pretrain_steps: int = 0  # steps of a pretrained base every arm starts from, shared by the seeds (quantities)
+    pretrain_text: str = "lookup"  # the base's documents: lookup | worked (docs/selfimprove.md)
 
 
 SCALES: dict[str, DualLMScale] = {
@@ -92,10 +95,13 @@ def arms(scale: DualLMScale) -> dict[str, tuple[float, float]]:
     return out | {ANSWER_ONLY: (0.0, 1.0)}
 
 
-def arm_config(scale: DualLMScale, data: tuple[str, str], out: Path, seed: int, arm: str) -> DualformerLMConfig:
+def arm_config(
+    scale: DualLMScale, data: tuple[str, str], out: Path, seed: int, arm: str, start: str = ""
+) -> DualformerLMConfig:
+    """One arm's run; ``start``: the model it starts from when not ``scale.model`` (the pretrained base)."""
     drop, fast_share = arms(scale)[arm]
     return DualformerLMConfig(
-        model=scale.model, task=scale.task, train_data=data[0], eval_data=data[1], out=str(out),
+        model=start or scale.model, task=scale.task, train_data=data[0], eval_data=data[1], out=str(out),
         max_len=scale.max_len, max_new_tokens=scale.max_new_tokens, dtype=scale.dtype,
         prompt_format=scale.prompt_format, limit=scale.train if scale.train_data else 0,
         eval_limit=scale.test if scale.test_data else 0, eval_samples=scale.eval_samples, seed=seed, drop=drop,
@@ -210,6 +216,7 @@ def run(
     if not scale.train_data and scale.task not in WORLDS:
         raise ConfigError(f"task={scale.task!r} has no generated world: use {' or '.join(WORLDS)}, or give "
                           "train_data and test_data files")  # fmt: skip
+    check_base(scale.pretrain_steps, scale.pretrain_text, scale)
     if scale.train_data:
         data = (scale.train_data, scale.test_data)
         arm_config(scale, data, out / "check", 0, BASE).validate()  # the files and model, before any compute
@@ -219,6 +226,12 @@ def run(
         if not (generated / "test.parquet").is_file():
             WORLDS[scale.task](generated, 0, scale.train, scale.test)
         data = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+    start = ""
+    if scale.pretrain_steps:
+        words = (DualformerLMConfig.slow_word, DualformerLMConfig.fast_word)
+        steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.batch, lr=scale.lr)
+        start = str(world_base(out / "base", data[0], scale.d_model, scale.layers, scale.max_len, scale.pretrain_text,
+                               steps, extra=words))  # fmt: skip
     per_seed: list[dict[str, dict[str, Any]]] = []
     slow: dict[str, list[list[dict]]] = {}
     fast: dict[str, list[list[dict]]] = {}
@@ -226,7 +239,7 @@ def run(
         results: dict[str, dict[str, Any]] = {}
         for arm in arms(scale):
             root = out / f"seed-{seed}" / arm.replace("=", "")
-            rows = run_dualformer_lm(arm_config(scale, data, root, seed, arm))
+            rows = run_dualformer_lm(arm_config(scale, data, root, seed, arm, start))
             results[arm] = {r["mode"]: r for r in rows}
             for mode, store in (("slow", slow), ("fast", fast)):
                 if mode in results[arm]:
@@ -258,4 +271,8 @@ def _world(scale: DualLMScale) -> str:
 
 
 def _model(scale: DualLMScale) -> str:
-    return f"`{scale.model}`" if scale.model else f"a tiny Llama (d={scale.d_model}, {scale.layers} layers)"
+    if scale.model:
+        return f"`{scale.model}`"
+    tiny = f"a tiny Llama (d={scale.d_model}, {scale.layers} layers)"
+    return tiny + (f" pretrained {scale.pretrain_steps} steps on `{scale.pretrain_text}` documents (one base, all "
+                   "seeds)" if scale.pretrain_steps else "")  # fmt: skip

@@ -41,13 +41,12 @@ from system2.repro.framework import (
     write_report,
 )
 from system2.runs import read_parquet
-from system2.selfimprove.base import TEXTS, pretrain_base
+from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.loop import QUESTIONS, question_results
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.selfimprove.stages import cached_rows
 from system2.tasks import arithmetic, quantities
-from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
 
@@ -147,14 +146,6 @@ def _sft(
     return run_sft(cfg)
 
 
-def _base(scale: IRPOScale, train: str, out: Path) -> Path:
-    """The pretrained base every seed's M_0 starts from (``system2.selfimprove.base``; cached in ``out``)."""
-    tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len)
-    steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.sft_batch, lr=scale.sft_lr, seed=0)
-    questions = get_task("quantities").read(train)
-    return pretrain_base(out, quantities.QuantityConfig(), tiny, scale.pretrain_text, steps, questions)
-
-
 def _irpo_config(scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int) -> IRPOConfig:
     return IRPOConfig(
         model=m0, out=str(out), iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
@@ -228,11 +219,7 @@ def check_files(scale: IRPOScale) -> None:
     """With local files (the paper scale): the model, the data in the task's format, the runtime settings and a
     chat template where one is needed, checked before any compute (IRPOConfig's checks, on the main arm).
     Without them: a world that can be generated."""
-    if scale.pretrain_steps and (scale.task != "quantities" or scale.model or scale.train_data):
-        raise ConfigError("pretrain_steps pretrains a tiny base on the generated quantity world: it needs "
-                          "task=quantities and no model or data files (or set pretrain_steps=0)")  # fmt: skip
-    if scale.pretrain_text not in TEXTS:
-        raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {scale.pretrain_text!r}")
+    check_base(scale.pretrain_steps, scale.pretrain_text, scale)
     if not scale.train_data:
         if scale.task not in WORLDS:
             raise ConfigError(f"task={scale.task!r} has no generated world: use {' or '.join(WORLDS)}, or give "
@@ -268,7 +255,11 @@ def run(
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}
-    start = str(_base(scale, data[0], out / "base")) if scale.pretrain_steps else scale.model
+    start = scale.model
+    if scale.pretrain_steps:
+        steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.sft_batch, lr=scale.sft_lr)
+        start = str(world_base(out / "base", data[0], scale.d_model, scale.layers, scale.max_len, scale.pretrain_text,
+                               steps))  # fmt: skip
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
         if scale.sft_steps:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,45 @@ def pretrain_base(
     train: TrainConfig,
     questions: list[Any],
     progress: bool = True,
+    extra: Sequence[str] = (),
 ) -> Path:
     """Train a tiny model ``train.steps`` steps on ``text`` documents of ``world`` (one fresh document per example,
     drawn from ``train.seed``) and return its directory, ``out/model`` (cached: a rerun returns it). ``questions``
-    give the tokenizer its words (the world's vocabulary)."""
+    give the tokenizer its words (the world's vocabulary); ``extra``: words the models fine-tuned from it will
+    need besides (e.g. Dualformer's mode words)."""
     if text not in TEXTS:
         raise ValueError(f"pretraining text must be one of {', '.join(TEXTS)}, got {text!r}")
     if (out / "model" / "config.json").is_file():
         return out / "model"
     sft = SFTConfig(out=str(out), task="quantities", tiny=tiny, seed=train.seed)
-    init = init_tiny(sft, out.parent / f"{out.name}_init", questions)
+    init = init_tiny(sft, out.parent / f"{out.name}_init", questions, extra)
     rng = random.Random(f"quantities/{train.seed}/pretrain")
     docs = [TEXTS[text](rng, world, max_words=tiny.max_len - 7) for _ in range(train.steps * train.batch_size)]
     steps = dataclasses.replace(train, warmup=max(1, train.steps // 10), ckpt_every=train.steps,
                                 log_every=max(1, train.steps // 20))  # fmt: skip
     return finetune_sft(init, [""] * len(docs), docs, tiny.max_len, steps, out, progress)
+
+
+def check_base(steps: int, text: str, run: Any) -> None:
+    """A reproduction's base settings, checked before any compute: a base is pretrained on the generated quantity
+    world only (``run``: its ``task``, ``model`` and ``train_data``)."""
+    from system2.config import ConfigError
+
+    if steps < 0:
+        raise ConfigError(f"pretrain_steps must be >= 0, got {steps}")
+    if steps and (run.task != "quantities" or run.model or run.train_data):
+        raise ConfigError("pretrain_steps pretrains a tiny base on the generated quantity world: it needs "
+                          "task=quantities and no model or data files (or set pretrain_steps=0)")  # fmt: skip
+    if text not in TEXTS:
+        raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {text!r}")
+
+
+def world_base(out: Path, train_file: str, d_model: int, layers: int, max_len: int, text: str, train: TrainConfig,
+               extra: Sequence[str] = ()) -> Path:  # fmt: skip
+    """The base a reproduction's tiny models start from, on its generated quantity world (the world's defaults;
+    ``train_file``: its training questions, for the vocabulary), cached in ``out`` and shared by the seeds."""
+    from system2.tasks.task import get_task
+
+    tiny = TinyLMConfig(d_model=d_model, layers=layers, max_len=max_len)
+    questions = get_task("quantities").read(train_file)
+    return pretrain_base(out, q.QuantityConfig(), tiny, text, train, questions, extra=extra)
