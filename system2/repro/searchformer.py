@@ -58,8 +58,8 @@ SCALES: dict[str, SearchformerScale] = {
     # One GPU: the data-size sweep where a CPU cannot run it (docs/reproductions.md, "Planning learning curves":
     # on 2 CPU cores one 7x7 search-augmented arm reaches 80% greedy-optimal after 4,000 steps of batch 32, 28 min;
     # the sweep's six search-augmented arms would take about 4 hours). 7x7 mazes spread over layouts (5 tasks
-    # each), the official `s` model, 10,000 steps of batch 64 (5x that curve's sequences). Not yet run: its time
-    # and its arms' learning are to be measured on the first GPU machine (`planning curve --preset s` first).
+    # each), the official `s` model, 10,000 steps of batch 64 (5x that curve's sequences). Not yet run: on one H200
+    # the `s` curve runs about 11 steps/s, so one arm takes about 15 min and the sweep about 3 hours.
     "gpu": SearchformerScale(
         size=7, train_sizes=(2000, 20_000), test=200, train_per_layout=5, preset="s", steps=10_000, batch_size=64,
         lr=1e-3, warmup=200, eval_samples=8, reference_runs=32, bootstrap_rounds=2, bootstrap_prompts=0,
