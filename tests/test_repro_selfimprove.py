@@ -19,7 +19,7 @@ def _claims(out: Path) -> dict[str, dict]:
 
 
 def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    micro = irpo.IRPOScale(train=16, test=8, hard=0, gold=16, sft_steps=20, full_sft_steps=4, iterations=2,
+    micro = irpo.IRPOScale(train=24, test=8, hard=0, gold=8, sft_steps=20, full_sft_steps=4, iterations=2,
                            samples=2, pairs=2, batch_size=4, seeds=1, d_model=32, layers=1, sft_batch=4)  # fmt: skip
     monkeypatch.setitem(irpo.SCALES, "micro", micro)
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
@@ -30,6 +30,15 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
     assert len(seed["irpo"]) == 3 and {"dpo", "star", "irpo_2k", "irpo_no_gold", "sft_gold"} <= set(seed)
     assert seed["longer"] == []  # hard=0: no longer split
+    # M_0 learns from the first 8 questions; IRPO and SFT on gold from the same 16 after them
+    settings = {arm: json.loads((tmp_path / "seed-0" / arm / "run.json").read_text())["settings"]
+                for arm in ("m0", "irpo", "dpo", "sft_gold")}  # fmt: skip
+    assert (settings["m0"]["skip"], settings["m0"]["limit"]) == (0, 8)
+    assert all((settings[arm]["skip"], settings[arm]["limit"]) == (8, 16) for arm in ("irpo", "dpo", "sft_gold"))
+    sampled = {
+        r["id"] for r in irpo.read_parquet(tmp_path / "seed-0" / "irpo" / "iter-1" / "samples.parquet").to_pylist()
+    }
+    assert sampled == {r["id"] for r in irpo.read_parquet(tmp_path / "data" / "train.parquet").to_pylist()[8:]}
     # the one-iteration baselines train on IRPO's own first-iteration samples
     first = (tmp_path / "seed-0" / "irpo" / "iter-1" / "samples.parquet").read_bytes()
     for arm in ("dpo", "irpo_no_gold"):
@@ -49,10 +58,14 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, samples=3))
     result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "other settings (samples: 2 -> 3)" in result.output, result.output
+    monkeypatch.setitem(irpo.SCALES, "micro", replace(micro, gold=24))  # M_0's gold leaves IRPO no question
+    result = CliRunner().invoke(app, ["repro", "irpo", "--scale", "micro", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 2 and "0 training questions follow the 24" in result.output, result.output
+    assert not (tmp_path / "g" / "seed-0").exists()
 
 
 def test_repro_irpo_on_the_quantity_world_scores_the_longer_split(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    micro = irpo.IRPOScale(train=16, test=6, hard=4, gold=16, sft_steps=10, full_sft_steps=0, iterations=1,
+    micro = irpo.IRPOScale(train=24, test=6, hard=4, gold=4, sft_steps=10, full_sft_steps=0, iterations=1,
                            samples=2, pairs=2, batch_size=4, seeds=1, d_model=32, layers=1, sft_batch=4,
                            task="quantities", max_len=192, max_new_tokens=96, pretrain_steps=2)  # fmt: skip
     monkeypatch.setitem(irpo.SCALES, "micro", micro)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -44,9 +44,10 @@ from system2.runs import read_parquet
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.loop import QUESTIONS, question_results
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, gold_prefix, run_sft
 from system2.selfimprove.stages import cached_rows
 from system2.tasks import arithmetic, quantities
+from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
 
@@ -70,7 +71,8 @@ class IRPOScale(LocalRun):
     train: int = 2000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 500  # test questions (generated; with test_data: the first N, 0 = all)
     hard: int = 500  # generated questions of the longer split (arithmetic: 5 operations; quantities: 5-6 steps)
-    gold: int = 300  # gold solutions M_0 is trained on
+    gold: int = 300  # gold solutions M_0 is trained on: those of the leading training questions that hold them
+    pool: int = 0  # questions IRPO samples every iteration and SFT on gold learns from: those after M_0's (0: all)
     sft_steps: int = 300  # M_0's SFT steps (0: M_0 is ``model`` as it is)
     sft_lr: float = 1e-3  # M_0's SFT learning rate
     sft_batch: int = 32  # SFT batch (M_0 and the SFT-on-gold arm)
@@ -115,10 +117,10 @@ WORLDS = {"arithmetic": arithmetic.write_dataset, "quantities": quantities.write
 LONGER = {"arithmetic": "hard.parquet", "quantities": "long.parquet"}
 
 
-def _longer(scale: IRPOScale, data: tuple[str, str], root: Path, m0: str, seed: int) -> list[float]:
+def _longer(scale: IRPOScale, data: Data, root: Path, m0: str, seed: int) -> list[float]:
     """Greedy accuracy of M_0 and of every IRPO iteration on the generated longer split ([] without one);
     cached in ``root/irpo/iter-T/longer``."""
-    path = Path(data[1]).parent / LONGER.get(scale.task, "")
+    path = Path(data.test).parent / LONGER.get(scale.task, "")
     if scale.train_data or not scale.hard or not path.is_file():
         return []
     cfg = replace(_irpo_config(scale, data, m0, root / "irpo", seed), eval_data=str(path), eval_limit=0)
@@ -127,36 +129,65 @@ def _longer(scale: IRPOScale, data: tuple[str, str], root: Path, m0: str, seed: 
     return [cfg.evaluate(m, longer, root / "irpo" / f"iter-{t}" / "longer")["maj@1"] for t, m in enumerate(models)]
 
 
-def _common(scale: IRPOScale, data: tuple[str, str], seed: int) -> dict[str, Any]:
+def _common(scale: IRPOScale, data: Data, seed: int) -> dict[str, Any]:
     """The loop settings every arm shares: data, task, lengths, runtime, seed."""
-    return {"train_data": data[0], "eval_data": data[1], "task": scale.task, "max_len": scale.max_len,
+    return {"train_data": data.train, "eval_data": data.test, "task": scale.task, "max_len": scale.max_len,
             "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
             "eval_limit": scale.test if scale.test_data else 0, "seed": seed}  # fmt: skip
 
 
+class Data(NamedTuple):
+    """The data files, and the training questions IRPO samples and SFT on gold learns from (``split``)."""
+
+    train: str
+    test: str
+    skip: int = 0  # leading training questions passed over: M_0's
+    limit: int = 0  # training questions after them (0: all)
+
+
+def split(scale: IRPOScale, train_file: str) -> tuple[int, int]:
+    """(skip, limit) of the training questions IRPO samples and SFT on gold learns from: the ``pool`` questions after
+    the leading ones that hold M_0's ``gold`` solutions (none without M_0's SFT), so that both see the same questions,
+    none of them M_0's. ConfigError, before any training, when M_0's take them all or fewer than ``pool`` are left."""
+    questions = get_task(scale.task).read(train_file)
+    if scale.train_data and scale.train:
+        questions = questions[: scale.train]
+    skip = gold_prefix(questions, scale.gold) if scale.sft_steps else 0
+    left = len(questions) - skip
+    if left < max(1, scale.pool):
+        raise ConfigError(
+            f"{left} training questions follow the {skip} that hold M_0's {scale.gold} gold solutions, and IRPO needs "
+            f"{max(1, scale.pool)} (pool): raise train, or lower gold or pool"
+        )
+    return skip, scale.pool or left
+
+
 def _sft(
-    scale: IRPOScale, data: tuple[str, str], out: Path, seed: int, init: str, steps: int, limit: int
+    scale: IRPOScale, data: Data, out: Path, seed: int, init: str, steps: int, questions: tuple[int, int]
 ) -> dict[str, Any]:
+    """SFT of the tiny model (or ``init``) on the gold solutions of the training questions ``questions`` (skip,
+    limit)."""
     cfg = SFTConfig(
         model=init, tiny=TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len),
-        out=str(out), limit=limit, **_common(scale, data, seed),
+        out=str(out), skip=questions[0], limit=questions[1], **_common(scale, data, seed),
         train=TrainConfig(steps=steps, batch_size=scale.sft_batch, lr=scale.sft_lr, warmup=max(1, steps // 10),
                           seed=seed, ckpt_every=steps, log_every=max(1, steps // 20)),
     )  # fmt: skip
     return run_sft(cfg)
 
 
-def _irpo_config(scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int) -> IRPOConfig:
+def _irpo_config(scale: IRPOScale, data: Data, m0: str, out: Path, seed: int) -> IRPOConfig:
+    """IRPO from ``m0`` on the training questions of ``data``."""
     return IRPOConfig(
         model=m0, out=str(out), iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
-        pairs_per_question=scale.pairs, epochs=scale.dpo_epochs, limit=scale.train if scale.train_data else 0,
+        pairs_per_question=scale.pairs, epochs=scale.dpo_epochs, skip=data.skip, limit=data.limit,
         train=TrainConfig(batch_size=scale.batch_size, lr=scale.dpo_lr, warmup=10, seed=seed, ckpt_every=10_000,
                           log_every=5), **_common(scale, data, seed),
     )  # fmt: skip
 
 
 def _irpo(
-    scale: IRPOScale, data: tuple[str, str], m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
+    scale: IRPOScale, data: Data, m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
 ) -> list[dict[str, Any]]:
     """One IRPO arm; ``reuse``: the IRPO run whose M_0 evaluation and first-iteration stages it shares."""
     cfg = replace(_irpo_config(scale, data, m0, out, seed), **changes)
@@ -229,7 +260,9 @@ def check_files(scale: IRPOScale) -> None:
         raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
     if not scale.model and scale.task != "arithmetic":
         raise ConfigError(f"task {scale.task!r} needs model=PATH (a checkpoint to start from)")
-    cfg = _irpo_config(scale, (scale.train_data, scale.test_data), scale.model or "", Path("unused"), 0)
+    cfg = _irpo_config(
+        scale, Data(scale.train_data, scale.test_data, 0, scale.train), scale.model or "", Path("unused"), 0
+    )
     if cfg.model:
         cfg.validate()
     else:
@@ -245,25 +278,25 @@ def run(
     if scale.sft_steps == 0 and not scale.model:
         raise ConfigError("sft_steps=0 starts from model as it is: set model=PATH")
     start_repro(out, "irpo", scale_name, scale, restart)
-    if scale.train_data:
-        data = (scale.train_data, scale.test_data)
-    else:
+    files = (scale.train_data, scale.test_data)
+    if not scale.train_data:
         generated = out / "data"
         if not (generated / "test.parquet").is_file():
             WORLDS[scale.task](generated, 0, scale.train, scale.test, scale.hard)
-        data = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+        files = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+    data = Data(*files, *split(scale, files[0]))
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}
     start = scale.model
     if scale.pretrain_steps:
         steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.sft_batch, lr=scale.sft_lr)
-        start = str(world_base(out / "base", data[0], scale.d_model, scale.layers, scale.max_len, scale.pretrain_text,
-                               steps))  # fmt: skip
+        start = str(world_base(out / "base", data.train, scale.d_model, scale.layers, scale.max_len,
+                               scale.pretrain_text, steps))  # fmt: skip
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
         if scale.sft_steps:
-            m0_model = _sft(scale, data, root / "m0", seed, start, scale.sft_steps, scale.gold)["model"]
+            m0_model = _sft(scale, data, root / "m0", seed, start, scale.sft_steps, (0, data.skip))["model"]
         else:  # the paper: M_0 is the checkpoint as it is
             m0_model = scale.model
         irpo = _irpo(scale, data, m0_model, root / "irpo", seed)
@@ -273,8 +306,9 @@ def run(
             result = _irpo(scale, data, m0_model, root / arm, seed, root / "irpo", iterations=1, **changes)[-1]
             # too few pairs to train on (e.g. no right sample without gold): the arm is M_0, and says so
             arms[arm] = result if "maj@1" in result else {**result, "maj@1": irpo[0]["maj@1"]}
-        full = _sft(scale, data, root / "sft_gold", seed, m0_model, scale.full_sft_steps, 0) if scale.full_sft_steps \
-            else {"maj@1": None}  # fmt: skip
+        full = {"maj@1": None}
+        if scale.full_sft_steps:  # on the gold solutions of IRPO's own questions
+            full = _sft(scale, data, root / "sft_gold", seed, m0_model, scale.full_sft_steps, (data.skip, data.limit))
         per_seed.append({
             "seed": seed,
             "m0": irpo[0]["maj@1"],
@@ -303,7 +337,8 @@ def run(
     intro = (
         f"Scale `{scale_name}`: {_world(scale)}; M_0 = {_m0(scale)}; N={scale.samples} samples at "
         f"T={scale.temperature}, K={scale.pairs} pairs per question, DPO+NLL alpha=1, beta=0.1, "
-        f"{scale.dpo_epochs:g} epoch(s) over the pairs per iteration; "
+        f"{scale.dpo_epochs:g} epoch(s) over the pairs per iteration; every iteration samples the same "
+        f"{data.limit} training questions (after M_0's {data.skip}), whose gold solutions SFT on gold learns from; "
         f"{scale.seeds} seed(s). Accuracy is greedy exact match (maj@1) on the test split; each claim compares arms "
         "per test question (paired), seeds as an outer level. The chosen log-prob claims compare, per training "
         "question with pairs (each seed its own), the trained model's log-prob of the chosen solutions with M_0's."

@@ -30,7 +30,7 @@ from system2.lm.io import load_lm
 from system2.runs import atomic_write_json, open_run, read_json
 from system2.selfimprove.base import TEXTS, pretrain_base
 from system2.selfimprove.loop import sample_and_score
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, gold_prefix, run_sft
 from system2.tasks import quantities as q
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
@@ -94,7 +94,7 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
     gold = run_sft(SFTConfig(out=str(out / "sft_all_gold"), model=base, tiny=cfg.tiny, train=train_cfg, **common),
                    progress)  # fmt: skip
     m0 = run_sft(SFTConfig(out=str(out / "m0"), model=base, tiny=cfg.tiny, train=train_cfg,
-                           limit=_limit(train, cfg.m0_gold), **common), progress)  # fmt: skip
+                           limit=gold_prefix(train, cfg.m0_gold), **common), progress)  # fmt: skip
     by_id = {x.id: x for x in test}
     sample = partial(_sample, test=test, max_new_tokens=common["max_new_tokens"], seed=cfg.seed, progress=progress)
     rows = sample(m0["model"], n=cfg.samples, temperature=1.0)
@@ -164,16 +164,6 @@ def _faults(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> dict[str, int]
     where a model fails, e.g. copying a wrong definition before any arithmetic."""
     faults = Counter(q.chain_error(r["text"], *q.parse_question(by_id[r["id"]].question)) or "valid" for r in rows)
     return dict(faults.most_common())
-
-
-def _limit(train: list[Any], n_gold: int) -> int:
-    """The number of leading training questions that holds ``n_gold`` gold chains (SFT's ``limit``)."""
-    seen = 0
-    for i, x in enumerate(train):
-        seen += bool(x.solution)
-        if seen == n_gold:
-            return i + 1
-    return len(train)
 
 
 def _own_chain(text: str, question: Any) -> bool:

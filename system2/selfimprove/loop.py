@@ -130,6 +130,7 @@ class LoopConfig(PolicyConfig):
     task: str = "arithmetic"  # what the data files hold and how answers are scored (docs/selfimprove.md, "Tasks")
     train_data: str = ""  # training questions (Parquet/JSONL rows in the task's format)
     eval_data: str = ""  # held-out questions; empty: no evaluation
+    skip: int = 0  # leading training questions passed over (e.g. those M_0 learned from); limit counts after them
     limit: int = 0  # training questions used (0: all)
     eval_limit: int = 0  # evaluation questions used (0: all)
     eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
@@ -146,9 +147,9 @@ class LoopConfig(PolicyConfig):
             if path and not Path(path).exists():
                 raise ConfigError(f"{path} does not exist")
         self.check_models("model")  # a causal LM directory, before any work starts
-        for k in ("limit", "eval_limit", "eval_samples"):
+        for k in ("skip", "limit", "eval_limit", "eval_samples"):
             if getattr(self, k) < 0:
-                raise ConfigError(f"{k} must be >= 0 (0: all), got {getattr(self, k)}")
+                raise ConfigError(f"{k} must be >= 0, got {getattr(self, k)}")
         if self.eval_samples == 1:
             raise ConfigError("eval_samples must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
         self.check_runtime()
@@ -170,15 +171,19 @@ class LoopConfig(PolicyConfig):
         return get_task(self.task)
 
     def problems(self) -> tuple[list[Any], list[Any]]:
-        """(training questions, evaluation questions) read by the task, cut to ``limit`` / ``eval_limit``; a file
-        in another format fails here, naming the file and the fields it lacks."""
+        """(training questions, evaluation questions) read by the task: the training questions after the first
+        ``skip``, cut to ``limit``; the evaluation questions cut to ``eval_limit``. A file in another format fails
+        here, naming the file and the fields it lacks."""
         task = self.get_task()
         try:
             train_set = task.read(self.train_data)
             test = task.read(self.eval_data) if self.eval_data else []
         except (FileNotFoundError, ValueError) as e:
             raise ConfigError(str(e)) from None
-        train_set, test = train_set[: self.limit or None], test[: self.eval_limit or None]
+        if self.skip and self.skip >= len(train_set):
+            raise ConfigError(f"skip={self.skip} passes over all {len(train_set)} training questions of "
+                              f"{self.train_data}: lower skip")  # fmt: skip
+        train_set, test = train_set[self.skip :][: self.limit or None], test[: self.eval_limit or None]
         if self.prompt_format in ("raw", "chat"):
             return train_set, test
         # a template: the prompt every loop samples, trains and evaluates on

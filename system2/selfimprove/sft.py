@@ -88,6 +88,17 @@ def init_tiny(cfg: SFTConfig, path: Path, problems: list[Any], extra: Sequence[s
     return build_tiny(cfg.tiny, words, path, cfg.seed)
 
 
+def gold_prefix(problems: Sequence[Any], n_gold: int) -> int:
+    """The number of leading questions that hold ``n_gold`` gold solutions (all of them when they hold fewer): the
+    ``limit`` that trains on ``n_gold`` gold solutions of a world where only some questions have one."""
+    seen = 0
+    for i, x in enumerate(problems):
+        seen += bool(x.solution)
+        if seen == n_gold:
+            return i + 1
+    return len(problems)
+
+
 def run_sft(cfg: SFTConfig, progress: bool = True, restart: bool = False) -> dict[str, Any]:
     """Fine-tune on gold solutions and evaluate; returns the result row (also in ``OUT/result.json``)."""
     cfg.validate()
