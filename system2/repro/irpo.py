@@ -4,7 +4,9 @@ World (generated when no data files are given): ``task=arithmetic``, chained ari
 (``system2.tasks.arithmetic``), 2-4 operations for training and test, 5 for the longer split; or
 ``task=quantities``, the quantity world (``system2.tasks.quantities``: several valid chains, multi-digit
 steps), 3-4 steps, 5-6 for the longer split (the world's defaults, docs/selfimprove.md). M_0: a tiny Llama
-fine-tuned on a few hundred gold chains of thought and deliberately under-trained. Arms, per seed:
+fine-tuned on the gold chains of the leading training questions and deliberately under-trained. IRPO samples the
+same ``pool`` questions after them every iteration (the paper reuses GSM8K's training set), and SFT on gold learns
+from those questions' gold chains: both arms see the same questions, none of them M_0's. Arms, per seed:
 - IRPO: T iterations of sample / pair / DPO+NLL (alpha=1, beta=0.1), reference = the previous iterate;
 - DPO alone (alpha=0), STaR (SFT on the chosen solutions), IRPO with twice the pairs and IRPO without gold
   chains among the winners (``add_gold=False``: the only arm that learns from the model's own chains alone, as
@@ -97,9 +99,14 @@ GSM8K_PROMPT = (
     'you\'re ready to answer, please use the format "Final answer: ..."\nQuestion: {question}\nSolution:'
 )
 SCALES: dict[str, IRPOScale] = {
-    "tiny": IRPOScale(train=400, test=200, hard=0, gold=300, sft_steps=250, full_sft_steps=150, iterations=2,
+    "tiny": IRPOScale(train=700, test=200, hard=0, gold=300, sft_steps=250, full_sft_steps=150, iterations=2,
                       samples=4, pairs=4, seeds=1, d_model=96, layers=3),
-    "small": IRPOScale(),
+    # The calibrated quantity world (docs/selfimprove.md): M_0 from the shared base after SFT on 1,500 gold chains
+    # (42.7% greedy in the calibration); 3,500 further questions (about 1,000 with gold) for IRPO and SFT on gold.
+    # DPO lr: 2e-5, 6e-5 and 2e-4 all lowered M_0's accuracy in one iteration on the calibration's questions; the
+    # lowest is kept (docs/reproductions.md).
+    "small": IRPOScale(task="quantities", train=12_000, test=500, hard=500, gold=1500, pool=3500, sft_steps=2000,
+                       full_sft_steps=1000, dpo_lr=2e-5, max_len=192, max_new_tokens=112, pretrain_steps=4000),
     # The paper's GSM8K setting (arXiv 2404.19733; docs/selfimprove.md): N=30, K=10, 4 iterations, batch 16, lr 7e-7,
     # at most 5000 steps per iteration, temperatures 0.8/0.8/1.3/1.3; M_0 = Llama-2-70B-Chat (a local path), GSM8K
     # from local files, the paper's prompt. The lengths and SFT on gold's settings are not known to us [U]: SFT on
