@@ -16,6 +16,7 @@ import pytest
 from system2.config import ConfigError
 from system2.runs import RunError
 from system2.tasks import quantities as q
+from system2.tasks import quantity_chains as qc
 from system2.tasks.task import get_task
 
 FIRST = q.QuantityConfig(min_depth=2, fused=False, inline=False)  # the first design: named givens, 2-4 steps
@@ -34,11 +35,11 @@ def test_gold_and_every_other_order_are_valid_chains(data) -> None:
     several = 0
     for question in data["test"]:
         facts, target = _facts(question)
-        assert q.valid_chain(question.solution, facts, target)
+        assert qc.valid_chain(question.solution, facts, target)
         assert q.extract(question.solution) == question.answer == str(q.evaluate(facts)[target])
         orders = {tuple(q.random_order(facts, target, random.Random(i))) for i in range(30)}
         for order in orders:
-            assert q.valid_chain(q.chain(facts, target, list(order)), facts, target)
+            assert qc.valid_chain(q.chain(facts, target, list(order)), facts, target)
         several += len(orders) > 1
     assert several >= 0.4 * len(data["test"])  # many questions have more than one correct chain
 
@@ -50,10 +51,10 @@ def test_a_wrong_step_or_order_is_not_a_valid_chain(data) -> None:
         steps = gold.split(" ; ")
         last = steps[-2].split(" = ")  # the target's step: "x = a op b = digits op digits = digits"
         wrong = " ; ".join(steps[:-2] + [" = ".join(last[:-1] + ["9 9 9"])] + steps[-1:])
-        assert not q.valid_chain(wrong, facts, target)
+        assert not qc.valid_chain(wrong, facts, target)
         if len(steps) > 2:  # the target's step before the steps it needs
             swapped = " ; ".join([steps[-2], *steps[:-2], steps[-1]])
-            assert not q.valid_chain(swapped, facts, target)
+            assert not qc.valid_chain(swapped, facts, target)
 
 
 def test_chain_errors_name_the_first_fault() -> None:
@@ -61,10 +62,10 @@ def test_chain_errors_name_the_first_fault() -> None:
     good = ["j = l + a = 3 0 + 2 2 = 5 2", "h = n + j = 2 9 + 5 2 = 8 1"]
 
     def error(*steps: str, answer: str = "8 1") -> str | None:
-        return q.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
+        return qc.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
 
-    assert error(*good) is None and q.valid_chain(" ; ".join(good) + " ; Final answer: 8 1", facts, target)
-    assert q.chain_error(" ; ".join(good), facts, target) == "no final answer"
+    assert error(*good) is None and qc.valid_chain(" ; ".join(good) + " ; Final answer: 8 1", facts, target)
+    assert qc.chain_error(" ; ".join(good), facts, target) == "no final answer"
     assert error("j = l plus a", good[1]) == "malformed step"
     assert error("x = l + a = 3 0 + 2 2 = 5 2", good[1]) == "unknown quantity"
     assert error("n = l + a = 3 0 + 2 2 = 5 2", good[1]) == "unknown quantity"  # n is a given
@@ -74,7 +75,7 @@ def test_chain_errors_name_the_first_fault() -> None:
     assert error("j = l + a = 3 0 + 2 2 = 5 3", good[1]) == "wrong arithmetic"
     assert error(good[0], answer="5 2") == "target not computed"
     assert error(*good, answer="8 2") == "wrong final answer"
-    assert set(q.CHAIN_ERRORS) == {"malformed step", "unknown quantity", "wrong definition", "operand not yet known",
+    assert set(qc.CHAIN_ERRORS) == {"malformed step", "unknown quantity", "wrong definition", "operand not yet known",
                                    "wrong operand value", "wrong arithmetic", "no final answer",
                                    "target not computed", "wrong final answer"}  # fmt: skip
 
@@ -199,7 +200,7 @@ def _roles_one_by_one(model_dir: Path, questions: list) -> dict[str, float]:
         ids = prompt + [tok.convert_tokens_to_ids(w) for w in words]
         with torch.no_grad():
             guess = model(input_ids=torch.tensor([ids])).logits[0].argmax(-1).tolist()
-        for k, role in enumerate(q.token_roles(x.solution)):
+        for k, role in enumerate(qc.token_roles(x.solution)):
             hits.setdefault(role, []).append(int(guess[len(prompt) + k - 1] == ids[len(prompt) + k]))
     return {role: round(sum(h) / len(h), 4) for role, h in hits.items()}
 
@@ -244,7 +245,7 @@ def test_lookup_text_lists_the_facts_shuffled_then_computes_every_relation() -> 
         assert sorted(c.split()[0] for c in computed) == sorted(relations)  # every relation, once
         for name in relations:  # each computed right from known quantities
             chain = " ; ".join(computed) + f" ; Final answer: {q.digits(q.evaluate(parsed)[name])}"
-            assert q.valid_chain(chain, parsed, name)
+            assert qc.valid_chain(chain, parsed, name)
     assert len(q.lookup_text(random.Random(5), cfg, words=400, max_words=60).split()) == 60
     calibrated = q.lookup_text(random.Random(5), q.QuantityConfig(), words=400, max_words=10_000)
     assert set(calibrated.split()) <= set(q.vocabulary(True))
@@ -265,7 +266,7 @@ def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:
     assert 0 <= result["m0_valid_chain_maj@1"] <= result["m0_maj@1"] <= 1
     assert 0 <= result["sft_all_gold_valid_chain_maj@1"] <= result["sft_all_gold_maj@1"] <= 1
     faults = result["sft_all_gold_first_faults"]
-    assert sum(faults.values()) == 6 and set(faults) <= {"valid", *q.CHAIN_ERRORS}
+    assert sum(faults.values()) == 6 and set(faults) <= {"valid", *qc.CHAIN_ERRORS}
     with pytest.raises(ConfigError, match="pretrain_steps"):
         calibrate(dataclasses.replace(cfg, out=str(tmp_path / "bad"), pretrain_steps=-1), progress=False)
     with pytest.raises(ConfigError, match="pretrain_text must be one of worked, lookup"):
@@ -313,7 +314,7 @@ def test_fused_heads_change_the_tokens_not_the_world() -> None:
         assert q.fuse(a.question) == b.question and q.parse_question(b.question) == q.parse_question(a.question)
         assert " = " not in b.question and all(w[:-1] in q.NAMES for w in b.question.split() if w.endswith("="))
         if b.solution:
-            assert q.valid_chain(b.solution, *q.parse_question(b.question))
+            assert qc.valid_chain(b.solution, *q.parse_question(b.question))
             assert b.solution.count("=") == a.solution.count("=")  # only heads are joined
     assert set(" ".join(x.question + " " + x.solution for x in fused["train"]).split()) <= set(q.vocabulary(True))
     assert q.vocabulary(True)[: len(q.vocabulary())] == q.vocabulary()  # the unfused ids stay as they were
@@ -361,20 +362,20 @@ def test_inline_givens_write_numbers_inside_the_relations() -> None:
             assert len(q.needed(facts, target)) in ((5, 6) if name == "long" else (2, 3, 4))
             if not x.solution:
                 continue
-            assert q.valid_chain(x.solution, facts, target)
+            assert qc.valid_chain(x.solution, facts, target)
             for piece in x.solution.split(" ; ")[:-1]:
                 named = any(w in q.NAMES for w in piece.split()[2:])
                 assert piece.count(" = ") == (3 if named else 2), piece
             if name == "test":
                 orders = {tuple(q.random_order(facts, target, random.Random(i))) for i in range(20)}
-                assert all(q.valid_chain(q.chain(facts, target, list(o)), facts, target) for o in orders)
+                assert all(qc.valid_chain(q.chain(facts, target, list(o)), facts, target) for o in orders)
                 several += len(orders) > 1
     assert several >= 0.4 * len(world["test"])
     assert {len(q.needed(*q.parse_question(x.question))) for x in world["test"]} == {2, 3, 4}
     assert q.make_dataset(2, 600, 200, 100, 0, cfg) == world
     calibrated = q.make_dataset(2, 100, 100, cfg=q.QuantityConfig())  # the defaults: 3-4 steps, inline, fused
     assert {len(q.needed(*q.parse_question(x.question))) for x in calibrated["test"]} == {3, 4}
-    assert all(" = " not in x.question and q.valid_chain(x.solution, *q.parse_question(x.question))
+    assert all(" = " not in x.question and qc.valid_chain(x.solution, *q.parse_question(x.question))
                for x in calibrated["test"])  # fmt: skip
     words = " ".join(x.question + " " + x.solution for split in world.values() for x in split).split()
     assert set(words) <= set(q.vocabulary())
@@ -389,7 +390,7 @@ def test_inline_chain_errors_name_the_first_fault() -> None:
     good = ["n = 3 0 + 2 2 = 5 2", "h = n + 2 9 = 5 2 + 2 9 = 8 1"]
 
     def error(*steps: str, answer: str = "8 1") -> str | None:
-        return q.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
+        return qc.chain_error(" ; ".join([*steps, f"Final answer: {answer}"]), facts, target)
 
     assert error(*good) is None
     assert error("n = 3 0 + 2 2 = 3 0 + 2 2 = 5 2", good[1]) == "malformed step"  # values of no named quantity
@@ -398,19 +399,44 @@ def test_inline_chain_errors_name_the_first_fault() -> None:
     assert error(good[1], good[0]) == "operand not yet known"
     assert error(good[0], "h = n + 2 9 = 5 2 + 2 8 = 8 0") == "wrong operand value"
     assert error("n = 3 0 + 2 2 = 5 3", good[1]) == "wrong arithmetic"
-    assert q.chain_error(q.fuse(" ; ".join(good) + " ; Final answer: 8 1"), facts, target) is None
+    assert qc.chain_error(q.fuse(" ; ".join(good) + " ; Final answer: 8 1"), facts, target) is None
 
 
 def test_token_roles_label_every_word_of_a_chain() -> None:
     chain = "d = a + b = 4 7 + 2 8 = 7 5 ; f = 1 9 * 3 = 5 7 ; Final answer: 1 8"
     short = {"name": "N", "definition": "D", "operand value": "V", "result": "R", "answer": "A", "separator": "-"}
     expected = "N - D D D - V V - V V - R R - N - D D D D - R R - - - A A"
-    assert " ".join(short[r] for r in q.token_roles(chain)) == expected
-    fused = q.token_roles(q.fuse(chain))  # the same roles, less each head's "="
+    assert " ".join(short[r] for r in qc.token_roles(chain)) == expected
+    fused = qc.token_roles(q.fuse(chain))  # the same roles, less each head's "="
     assert len(fused) == len(q.fuse(chain).split()) == len(chain.split()) - 2
-    assert [r for r in q.token_roles(chain) if r != "separator"] == [r for r in fused if r != "separator"]
+    assert [r for r in qc.token_roles(chain) if r != "separator"] == [r for r in fused if r != "separator"]
     rng = random.Random(0)
     vocab = q.vocabulary(True)
     for _ in range(300):  # any text: one role per word, never an error
         junk = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 30)))
-        assert len(q.token_roles(junk)) == len(junk.split()) and set(q.token_roles(junk)) <= set(q.TOKEN_ROLES)
+        assert len(qc.token_roles(junk)) == len(junk.split()) and set(qc.token_roles(junk)) <= set(qc.TOKEN_ROLES)
+
+
+def test_step_rewards_pay_every_right_step_before_the_first_fault() -> None:
+    """PPO's dense reward on this world: a bonus at the end of each right step, in any valid order (not matched to
+    the gold chain's step at the same place), none from the first fault on."""
+    data = q.make_dataset(0, 300, 60, 0, 0)  # the calibrated world: inline givens, fused heads
+    paid = 0
+    for x in data["test"]:
+        facts, target = q.parse_question(x.question)
+        for order in {tuple(q.random_order(facts, target, random.Random(i))) for i in range(5)}:
+            text = q.fuse(q.chain(facts, target, list(order)))
+            rewards = qc.step_rewards(text, x, 0.1)
+            pieces = text.split(" ; ")[:-1]  # the steps, then "Final answer: ..."
+            ends = [len(" ; ".join(pieces[: k + 1])) for k in range(len(pieces))]  # just after each step's result
+            assert rewards == [(end, 0.1) for end in ends]
+            paid += len(rewards)
+            for k, piece in enumerate(pieces):  # a wrong result at step k: the k steps before it are paid
+                head, _, result = piece.rpartition(" = ")
+                bad = " ; ".join([*pieces[:k], f"{head} = {int(''.join(result.split())) + 1}", *pieces[k + 1 :]])
+                assert qc.step_rewards(bad + " ; Final answer: 1", x) == [(end, 0.1) for end in ends[:k]]
+    assert paid > 3 * len(data["test"])
+    assert qc.step_rewards("junk", data["test"][0]) == [] and qc.step_rewards(None, data["test"][0]) == []
+    unparsable = dataclasses.replace(data["test"][0], question="no facts here")
+    assert qc.step_rewards(data["test"][0].solution, unparsable) == []
+    assert get_task("quantities").step_rewards is qc.step_rewards  # what PPO's reward=dense pays on this world

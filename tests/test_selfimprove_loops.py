@@ -313,7 +313,7 @@ def test_ppo_dense_rewards_land_on_the_token_that_ends_each_step(world: dict, mo
         cfg = PPOConfig(model=world["model"], train_data=world["train"], out="unused", reward=reward, kl_coef=0.0,
                         dense_per_step=0.1, **COMMON)  # fmt: skip
         roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
-                           {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+                           {q.id: q}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
         got[reward] = ppo.token_rewards(cfg, roll)[0]
     first = int(roll.mask[0].long().argmax())  # predicts the first response token (word-level: one per word)
     last = int(roll.mask[0].long().cumsum(0).argmax())
@@ -323,7 +323,7 @@ def test_ppo_dense_rewards_land_on_the_token_that_ends_each_step(world: dict, mo
     assert not got["sparse"].any()
     row["correct"] = True
     roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
-                       {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+                       {q.id: q}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
     sparse = ppo.token_rewards(cfg, roll)[0]
     assert {int(i) for i in sparse.nonzero()} == {last} and float(sparse[last]) == 1.0
 
@@ -342,7 +342,7 @@ def test_ppo_adds_no_eos_to_a_truncated_sample(world: dict, monkeypatch) -> None
     monkeypatch.setattr(ppo, "sample_and_score", lambda *a, **k: rows)
     cfg = PPOConfig(model=world["model"], train_data=world["train"], out="unused", **COMMON)
     roll = ppo.rollout(cfg, policy, torch.nn.Linear(policy.config.hidden_size, 1), policy, tok, [q],
-                       {q.id: q.solution}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
+                       {q.id: q}, seed=0, prompt_offset=0, progress=False)  # fmt: skip
     last = [roll.batch["input_ids"][i][roll.batch["attention_mask"][i].bool()][-1].item() for i in range(2)]
     assert last[0] != tok.eos_token_id and last[1] == tok.eos_token_id
     assert int(roll.mask[0].sum()) == int(roll.mask[1].sum()) - 1  # one response token fewer: no phantom action

@@ -4,9 +4,9 @@ For the quantity world at a given model size: the accuracy of an answer-prior gu
 training answer), of SFT on every gold chain, and of M_0 (SFT on a few gold chains); and, over M_0's correct
 samples on the test questions, the share whose chain is valid and differs from the question's gold chain (the world
 must let a model be right in its own way). A right answer is not a right chain: each greedy accuracy comes with the
-share answered right on a valid chain and with the first fault of every greedy chain (``quantities.chain_error``),
+share answered right on a valid chain and with the first fault of every greedy chain (``quantity_chains.chain_error``),
 which shows where a model fails, and each model's next-token accuracy on the gold test chains by the role of the
-token (``quantities.token_roles``: copying a definition, looking up an operand's value, computing a result), which
+token (``quantity_chains.token_roles``: copying a definition, looking up an operand's value, computing a result), which
 shows the skill it lacks. The targets (SFT on all gold 60-80%, M_0 30-50%, the guesser near
 chance, at least 30% of M_0's correct chains its own) are the reasoning-world issue's; this module only measures.
 Every stage is cached in ``out`` (a rerun resumes; other settings are refused before any work, ``restart`` moves
@@ -32,6 +32,7 @@ from system2.selfimprove.base import TEXTS, pretrain_base
 from system2.selfimprove.loop import sample_and_score
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, gold_prefix, run_sft
 from system2.tasks import quantities as q
+from system2.tasks import quantity_chains as qc
 from system2.tasks.task import get_task
 from system2.train import TrainConfig
 
@@ -125,10 +126,10 @@ def calibrate(cfg: CalibrationConfig, progress: bool = True, restart: bool = Fal
 
 def role_accuracy(model_dir: str | Path, questions: list[Any], batch: int = 50) -> dict[str, float]:
     """Teacher-forced next-token accuracy (the argmax is the gold token) on the questions' gold chains, per
-    ``quantities.token_roles`` role. Needs a word-level tokenizer (one token per word), as the tiny models have."""
+    ``quantity_chains.token_roles`` role. Needs a word-level tokenizer (one token per word), as the tiny models have."""
     model, tok = load_lm(model_dir, pad_with_eos=True)
     model.eval()
-    hits: dict[str, list[int]] = {role: [] for role in q.TOKEN_ROLES}
+    hits: dict[str, list[int]] = {role: [] for role in qc.TOKEN_ROLES}
     for i in range(0, len(questions), batch):
         part = questions[i : i + batch]
         enc = encode_prompt_response(tok, [x.question for x in part], [x.solution for x in part], 10**9)
@@ -137,7 +138,7 @@ def role_accuracy(model_dir: str | Path, questions: list[Any], batch: int = 50) 
         labels = enc["labels"][:, 1:]
         for row, x in enumerate(part):
             where = (labels[row] != -100).nonzero().flatten()[:-1]  # the chain's tokens, less eos
-            roles = q.token_roles(x.solution)
+            roles = qc.token_roles(x.solution)
             if len(where) != len(roles):
                 raise ValueError(f"{model_dir}: the tokenizer does not read one token per word; roles need it")
             for role, pos in zip(roles, where.tolist(), strict=True):
@@ -156,13 +157,13 @@ def _valid_share(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> float:
 
 
 def _valid(text: str, question: Any) -> bool:
-    return q.valid_chain(text, *q.parse_question(question.question))
+    return qc.valid_chain(text, *q.parse_question(question.question))
 
 
 def _faults(rows: list[dict[str, Any]], by_id: dict[str, Any]) -> dict[str, int]:
-    """How many greedy responses are valid chains, and the first fault of the others (``quantities.chain_error``):
+    """How many greedy responses are valid chains, and the first fault of the others (``quantity_chains.chain_error``):
     where a model fails, e.g. copying a wrong definition before any arithmetic."""
-    faults = Counter(q.chain_error(r["text"], *q.parse_question(by_id[r["id"]].question)) or "valid" for r in rows)
+    faults = Counter(qc.chain_error(r["text"], *q.parse_question(by_id[r["id"]].question)) or "valid" for r in rows)
     return dict(faults.most_common())
 
 
@@ -171,4 +172,4 @@ def _own_chain(text: str, question: Any) -> bool:
     facts, target = q.parse_question(question.question)
     chain = q.unfuse(text).split("Final answer:")[0] + "Final answer:"  # a chain differs in its steps, not heads
     gold = q.unfuse(question.solution).split("Final answer:")[0] + "Final answer:"
-    return q.valid_chain(text, facts, target) and chain.split() != gold.split()
+    return qc.valid_chain(text, facts, target) and chain.split() != gold.split()

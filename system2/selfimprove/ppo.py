@@ -1,8 +1,9 @@
 """PPO for reasoning with a final-answer reward (Havrilla et al., arXiv 2403.04642; docs/selfimprove.md).
 
 One iteration: ``rollout`` samples solutions for a batch of training questions with the current policy and
-scores each by its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step whose
-value matches the gold solution's); ``advantages`` gives per-token rewards -kl_coef * (log pi - log pi_ref),
+scores each by its final answer (sparse: 1 right, 0 wrong; ``dense`` adds ``dense_per_step`` per step the task's
+step rewards pay for: arithmetic, a step whose value matches the gold solution's; quantities, a right step before the
+first fault); ``advantages`` gives per-token rewards -kl_coef * (log pi - log pi_ref),
 with the outcome added on the last token (eos) and each step's dense bonus on the token that ends that step
 (``token_rewards``), and advantages by GAE(gamma, lambda) from a value head on the
 policy's last hidden state; ``update`` makes ``ppo_epochs`` passes of clipped policy and clipped value losses
@@ -64,7 +65,7 @@ class PPOConfig(LoopConfig):
     lr: float = 1e-5  # AdamW learning rate of the policy and value head
     max_grad_norm: float = 1.0  # gradient norm clip
     reward: str = "sparse"  # sparse (1 right, 0 wrong) | dense (adds dense_per_step per right step)
-    dense_per_step: float = 0.1  # dense reward: bonus per step whose value matches the gold solution's
+    dense_per_step: float = 0.1  # dense reward: bonus per right step (the task's step rewards)
     ckpt_every: int = 10  # iterations between checkpoints
     eval_every: int = 0  # iterations between evaluations (0: only at the end)
 
@@ -79,7 +80,9 @@ class PPOConfig(LoopConfig):
         if not 0 <= self.lam <= 1 or not 0 <= self.gamma <= 1 or self.clip <= 0:
             raise ConfigError("need 0 <= lam, gamma <= 1 and clip > 0")
         if self.reward == "dense" and self.get_task().step_rewards is None:
-            raise ConfigError(f"reward=dense needs a task with step rewards (arithmetic); task {self.task!r} has none")
+            raise ConfigError(
+                f"reward=dense needs a task with step rewards (arithmetic, quantities); task {self.task!r} has none"
+            )
         if not self.temperature > 0:
             raise ConfigError(f"temperature must be > 0 (PPO needs the sampling distribution), got {self.temperature}")
 
@@ -155,24 +158,25 @@ def token_logprobs_and_values(
     return logp, values, mask
 
 
-def _score(cfg: PPOConfig, row: dict[str, Any], gold: str) -> float:
+def _score(cfg: PPOConfig, row: dict[str, Any], question: Any) -> float:
     """The sample's total reward (for the logs): its outcome plus, with ``dense``, every step's bonus."""
-    return (1.0 if row["correct"] else 0.0) + sum(b for _, b in _dense(cfg, row["text"], gold))
+    return (1.0 if row["correct"] else 0.0) + sum(b for _, b in _dense(cfg, row["text"], question))
 
 
-def _dense(cfg: PPOConfig, text: str, gold: str) -> list[tuple[int, float]]:
-    """``(character end, bonus)`` of every step the task's step rewards pay for; empty for ``sparse``."""
+def _dense(cfg: PPOConfig, text: str, question: Any) -> list[tuple[int, float]]:
+    """``(character end, bonus)`` of every step the task's step rewards pay for (``question``: the question
+    object the response answers); empty for ``sparse``."""
     step_rewards = cfg.get_task().step_rewards
     if cfg.reward != "dense" or step_rewards is None:
         return []
-    return step_rewards(text, gold, cfg.dense_per_step)
+    return step_rewards(text, question, cfg.dense_per_step)
 
 
-def step_bonuses(cfg: PPOConfig, tok: Any, row: dict[str, Any], gold: str) -> list[tuple[int, float]]:
+def step_bonuses(cfg: PPOConfig, tok: Any, row: dict[str, Any], question: Any) -> list[tuple[int, float]]:
     """``(response token index, bonus)`` of every dense step reward: the token that ends the step's result (the
     last token of the response text up to it). Empty for ``sparse``."""
     out = []
-    for end, bonus in _dense(cfg, row["text"], gold):
+    for end, bonus in _dense(cfg, row["text"], question):
         n = len(response_token_ids(tok, [row["text"][:end]])[0]) - 1  # the response's tokens up to the step, no eos
         out.append((n - 1, bonus))
     return out
@@ -219,7 +223,7 @@ def rollout(
     ref: torch.nn.Module,
     tok: Any,
     questions: list[Any],
-    gold: dict[str, str],
+    by_id: dict[str, Any],
     *,
     seed: int,
     prompt_offset: int,
@@ -240,9 +244,9 @@ def rollout(
         prompt_offset=prompt_offset,
         progress=progress,
     )
-    scores = torch.tensor([_score(cfg, r, gold[r["id"]]) for r in rows], device=device)
+    scores = torch.tensor([_score(cfg, r, by_id[r["id"]]) for r in rows], device=device)
     outcomes = torch.tensor([1.0 if r["correct"] else 0.0 for r in rows], device=device)
-    bonuses = [step_bonuses(cfg, tok, r, gold[r["id"]]) for r in rows]
+    bonuses = [step_bonuses(cfg, tok, r, by_id[r["id"]]) for r in rows]
     enc = encode_prompt_response(tok, [r["question"] for r in rows], [r["text"] for r in rows], cfg.max_len,
                                  ends=[not r["truncated"] for r in rows], chat=cfg.chat)  # no drawn eos  # fmt: skip
     enc = {k: v.to(device) for k, v in enc.items()}
@@ -347,7 +351,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
         )
     out = cfg.start("ppo", restart)
     problems, test = cfg.problems()
-    gold = {p.id: p.solution for p in problems}
+    by_id = {p.id: p for p in problems}
 
     torch.manual_seed(cfg.seed)
     ref, _ = load_lm(cfg.model, pad_with_eos=True)
@@ -389,7 +393,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                 ref,
                 tok,
                 questions,
-                gold,
+                by_id,
                 seed=cfg.seed * 100_003 + it,
                 prompt_offset=rank * share,
                 progress=progress,

@@ -79,7 +79,8 @@ Fact = tuple[str, str, str, str]  # (name, op, left, right): op "=" gives a valu
 # an operand is a quantity's name or a number (the right operand of ``*`` always, both with ``inline`` givens)
 
 
-def _value(x: str, values: dict[str, int]) -> int:
+def operand_value(x: str, values: dict[str, int]) -> int:
+    """An operand's value: a number as written, or a named quantity's value."""
     return int(x) if x.isdigit() else values[x]
 
 
@@ -102,7 +103,7 @@ def evaluate(facts: list[Fact]) -> dict[str, int]:
             if op == "=":
                 values[name] = int(a)
             elif all(x.isdigit() or x in values for x in (a, b)):
-                x, y = _value(a, values), _value(b, values)
+                x, y = operand_value(a, values), operand_value(b, values)
                 values[name] = x + y if op == "+" else x - y if op == "-" else x * y
             else:
                 rest.append((name, op, a, b))
@@ -121,7 +122,7 @@ def needed(facts: list[Fact], target: str) -> list[str]:
         fact = by_name[name]
         if fact[1] != "=" and name not in out:
             out.append(name)
-            stack += _operands(fact)
+            stack += operands(fact)
     return out
 
 
@@ -157,7 +158,7 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
             if a == b:
                 return build(steps)  # x - x or x + x: draw this step again
             values = evaluate(facts)
-            if op == "-" and _value(a, values) < _value(b, values):
+            if op == "-" and operand_value(a, values) < operand_value(b, values):
                 a, b = b, a  # never below zero
         facts.append((next(names), op, a, b))
         return facts[-1][0]
@@ -169,7 +170,7 @@ def _draw(rng: random.Random, depth: int, cfg: QuantityConfig) -> tuple[list[Fac
             op, a = rng.choice(OPS), rng.choice(pool)
             b = str(rng.randint(2, 9)) if op == "*" else rng.choice([q for q in pool if q != a] or [given()])
             values = evaluate(facts)
-            if op == "-" and _value(a, values) < _value(b, values):
+            if op == "-" and operand_value(a, values) < operand_value(b, values):
                 a, b = b, a
             facts.append((next(names), op, a, b))
     except StopIteration:  # more quantities than letters
@@ -214,7 +215,7 @@ def step(fact: Fact, values: dict[str, int]) -> str:
     if op == "=":
         return f"{name} = {digits(int(a))} ;"
     shown = f"{_operand_text(a)} {op} {_operand_text(b)}"
-    used = f" = {digits(_value(a, values))} {op} {digits(_value(b, values))}" if _operands(fact) else ""
+    used = f" = {digits(operand_value(a, values))} {op} {digits(operand_value(b, values))}" if operands(fact) else ""
     return f"{name} = {shown}{used} = {digits(values[name])} ;"
 
 
@@ -227,7 +228,7 @@ def _random_topological(facts: list[Fact], todo: set[str], rng: random.Random) -
     """The quantities ``todo`` in an order that respects their dependencies, a uniformly drawn ready one at a time."""
     by_name, done, order = {f[0]: f for f in facts}, set(), []
     while todo:
-        ready = sorted(n for n in todo if all(d in done or d not in todo for d in _operands(by_name[n])))
+        ready = sorted(n for n in todo if all(d in done or d not in todo for d in operands(by_name[n])))
         pick = rng.choice(ready)
         order.append(pick)
         done.add(pick)
@@ -278,7 +279,7 @@ def _symbolic(fact: Fact) -> str:
     return f"{n} = {digits(int(a))}" if op == "=" else f"{n} = {_operand_text(a)} {op} {_operand_text(b)}"
 
 
-def _operands(fact: Fact) -> list[str]:
+def operands(fact: Fact) -> list[str]:
     """The quantities a fact's value needs (names, not numbers)."""
     return [] if fact[1] == "=" else [x for x in fact[2:] if not x.isdigit()]
 
@@ -360,90 +361,6 @@ def extract(text: object) -> str | None:
         return None
     found = _FINAL.findall(text)
     return str(int("".join(found[-1].split()))) if found else None
-
-
-_NUMBER = r"(?:\d ?)+"
-_OPERAND = rf"(?:[a-z]|{_NUMBER})"
-_STEP = re.compile(
-    rf"([a-z]) = ({_OPERAND}) ([+\-*]) ({_OPERAND}) (?:= ({_NUMBER}) ([+\-*]) ({_NUMBER}) )?= ({_NUMBER})"
-)
-CHAIN_ERRORS = (
-    "malformed step", "unknown quantity", "wrong definition", "operand not yet known", "wrong operand value",
-    "wrong arithmetic", "no final answer", "target not computed", "wrong final answer",
-)  # fmt: skip
-
-
-def chain_error(text: str, question_facts: list[Fact], target: str) -> str | None:
-    """None when the solution is a valid chain; otherwise its first fault, one of ``CHAIN_ERRORS``. Every piece
-    before ``Final answer:`` must be one step that names a quantity of the question, copies its definition, uses
-    only quantities already known, copies their values and computes right; then the answer must be the target's
-    value, which the chain must have computed. The exact checker of chains, not only answers."""
-    by_name, values = {f[0]: f for f in question_facts}, evaluate(question_facts)
-    known = {f[0] for f in question_facts if f[1] == "="}
-    body, marker, _ = unfuse(text).rpartition("Final answer:")
-    if not marker:
-        return "no final answer"
-    for piece in filter(None, (p.strip() for p in body.split(";"))):
-        m = _STEP.fullmatch(piece)
-        if m is None:
-            return "malformed step"
-        name, a, op, b, xa, op2, xb, result = m.groups()
-        a, b = ("".join(x.split()) for x in (a, b))
-        fact = by_name.get(name)
-        if fact is None or fact[1] == "=":
-            return "unknown quantity"
-        if fact[1:] != (op, a, b) or op2 not in (op, None):
-            return "wrong definition"
-        if any(x not in known for x in _operands(fact)):
-            return "operand not yet known"
-        if (xa is None) != (not _operands(fact)):
-            return "malformed step"  # operands' values written out exactly when a quantity is named
-        xs = [int("".join(s.split())) for s in (xa or a, xb or b, result)]
-        if xs[:2] != [_value(a, values), _value(b, values)]:
-            return "wrong operand value"
-        if xs[2] != values[name]:
-            return "wrong arithmetic"
-        known.add(name)
-    if target not in known:
-        return "target not computed"
-    return None if extract(text) == str(values[target]) else "wrong final answer"
-
-
-TOKEN_ROLES = ("name", "definition", "operand value", "result", "answer", "separator")
-
-
-def token_roles(solution: str) -> list[str]:
-    """The role of each word of a chain (fused or not), one of ``TOKEN_ROLES``: a step's ``name``, its copied
-    ``definition``, the ``operand value``s it looks up, the ``result`` it computes, the final ``answer``'s digits,
-    and every ``separator`` (``=``, ``;``, the operator between values, ``Final answer:``). Per-role next-token
-    accuracy shows which skill a model lacks (docs/selfimprove.md, "Where the chains fail")."""
-    roles: list[str] = []
-    words = solution.split()
-    i = 0
-    while i < len(words):
-        if words[i] == "Final":
-            roles += ["separator"] * min(2, len(words) - i) + ["answer"] * max(0, len(words) - i - 2)
-            break
-        end = words.index(";", i) if ";" in words[i:] else len(words)
-        piece = words[i:end]
-        head = 1 if piece and piece[0].endswith("=") and len(piece[0]) > 1 else 2  # ``d=`` or ``d =``
-        roles += ["name", "separator"][: min(head, len(piece))]
-        parts = piece[head:].count("=") + 1
-        kinds = ["definition", "operand value", "result"] if parts == 3 else ["definition", "result"][:parts]
-        k = 0
-        for w in piece[head:]:
-            if w == "=":
-                k += 1
-            kind = "separator" if w == "=" else kinds[min(k, len(kinds) - 1)]
-            roles.append("separator" if kind == "operand value" and w in OPS else kind)
-        roles += ["separator"] * (end < len(words))
-        i = end + 1
-    return roles
-
-
-def valid_chain(text: str, question_facts: list[Fact], target: str) -> bool:
-    """Whether the solution is a valid chain (``chain_error`` finds no fault)."""
-    return chain_error(text, question_facts, target) is None
 
 
 def vocabulary(fused: bool = False) -> list[str]:

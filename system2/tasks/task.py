@@ -39,7 +39,7 @@ from system2.tasks import answers
 
 ANSWER_LINE = answers.MARKER + " {}"  # how a gold solution states its final answer (gsm8k, arc, generic)
 RETURN_TOKENS = ("[GOOD]", "[BAD]")  # return-conditioned RL's tags (docs/selfimprove.md): in every tiny vocabulary
-StepRewards = Callable[[object, str, float], list[tuple[int, float]]]  # (response, gold solution, per step) -> (end, r)
+StepRewards = Callable[[object, Any, float], list[tuple[int, float]]]  # (response, question, per step) -> (end, r)
 
 
 class QuestionLike(Protocol):
@@ -74,7 +74,7 @@ class ReasoningTask:
     extract: Callable[[object], Hashable | None]  # a response's final answer as a canonical key, or None
     fields: tuple[str, ...]  # the fields every row needs (named in the errors)
     reward: Reward | None = None  # None: the final answer equals the gold one
-    step_rewards: StepRewards | None = None  # dense per-step rewards against the gold solution (PPO), if the task has
+    step_rewards: StepRewards | None = None  # dense per-step rewards of a response to a question (PPO), if the task has
 
     def read(self, path: str | Path) -> list[Any]:
         """The questions of a Parquet or JSONL file; a missing field, an unreadable gold answer or a duplicate id
@@ -270,11 +270,11 @@ def _arithmetic() -> ReasoningTask:
     from system2.tasks.arithmetic import dense_step_rewards, extract_answer, problems_from_rows
 
     return ReasoningTask("arithmetic", problems_from_rows, extract_answer, ("question", "solution", "answer"),
-                step_rewards=dense_step_rewards)  # fmt: skip
+                step_rewards=lambda text, q, per_step: dense_step_rewards(text, q.solution, per_step))  # fmt: skip
 
 
 def _quantities() -> ReasoningTask:
-    from system2.tasks import quantities
+    from system2.tasks import quantities, quantity_chains
 
     def rows_to_questions(rows: list[dict[str, Any]], path: str) -> list[Question]:
         out = []
@@ -284,7 +284,13 @@ def _quantities() -> ReasoningTask:
             out.append(Question(qid, r["question"], gold, r.get("solution") or ""))
         return out
 
-    return ReasoningTask("quantities", rows_to_questions, quantities.extract, ("question", "answer"))
+    return ReasoningTask(
+        "quantities",
+        rows_to_questions,
+        quantities.extract,
+        ("question", "answer"),
+        step_rewards=quantity_chains.step_rewards,
+    )
 
 
 TASKS: dict[str, Callable[[], ReasoningTask]] = {
