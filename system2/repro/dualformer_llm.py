@@ -40,7 +40,7 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
-from system2.repro.irpo import WORLDS, LocalRun
+from system2.repro.selfimprove_common import WORLDS, LocalRun
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.dualformer import DualformerLMConfig, run_dualformer_lm
 from system2.selfimprove.loop import question_results

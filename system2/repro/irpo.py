@@ -26,7 +26,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -42,30 +42,15 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
+from system2.repro.selfimprove_common import LONGER, WORLDS, Data, LocalRun, split
 from system2.runs import read_parquet
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
 from system2.selfimprove.loop import QUESTIONS, question_results
-from system2.selfimprove.sft import SFTConfig, TinyLMConfig, gold_prefix, run_sft
+from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.selfimprove.stages import cached_rows
-from system2.tasks import arithmetic, quantities
-from system2.tasks.task import get_task
+from system2.tasks import quantities
 from system2.train import TrainConfig
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    """What a self-improvement reproduction needs to run on a local checkpoint and local data files (the paper
-    scales); the defaults run the generated arithmetic world with a tiny model."""
-
-    model: str = ""  # a local checkpoint to start from; empty: a tiny model
-    task: str = "arithmetic"  # what train_data/test_data hold (gsm8k, math, arc, generic; docs/selfimprove.md)
-    train_data: str = ""  # a local training file; empty: the generated arithmetic world
-    test_data: str = ""  # a local test file (needed with train_data)
-    max_len: int = 72  # longest prompt + solution in tokens
-    max_new_tokens: int = 48  # longest sampled solution
-    dtype: str = "float32"  # sampling and evaluation weights (bfloat16 on GPUs)
-    prompt_format: str = "raw"  # raw | chat | a template with {question}
 
 
 @dataclass(frozen=True)
@@ -119,11 +104,6 @@ SCALES: dict[str, IRPOScale] = {
 }  # fmt: skip
 
 
-# the worlds a scale without data files generates (by ``task``), and the file of each one's longer split
-WORLDS = {"arithmetic": arithmetic.write_dataset, "quantities": quantities.write_dataset}
-LONGER = {"arithmetic": "hard.parquet", "quantities": "long.parquet"}
-
-
 def _longer(scale: IRPOScale, data: Data, root: Path, m0: str, seed: int) -> list[float]:
     """Greedy accuracy of M_0 and of every IRPO iteration on the generated longer split ([] without one);
     cached in ``root/irpo/iter-T/longer``."""
@@ -141,32 +121,6 @@ def _common(scale: IRPOScale, data: Data, seed: int) -> dict[str, Any]:
     return {"train_data": data.train, "eval_data": data.test, "task": scale.task, "max_len": scale.max_len,
             "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
             "eval_limit": scale.test if scale.test_data else 0, "seed": seed}  # fmt: skip
-
-
-class Data(NamedTuple):
-    """The data files, and the training questions IRPO samples and SFT on gold learns from (``split``)."""
-
-    train: str
-    test: str
-    skip: int = 0  # leading training questions passed over: M_0's
-    limit: int = 0  # training questions after them (0: all)
-
-
-def split(scale: IRPOScale, train_file: str) -> tuple[int, int]:
-    """(skip, limit) of the training questions IRPO samples and SFT on gold learns from: the ``pool`` questions after
-    the leading ones that hold M_0's ``gold`` solutions (none without M_0's SFT), so that both see the same questions,
-    none of them M_0's. ConfigError, before any training, when M_0's take them all or fewer than ``pool`` are left."""
-    questions = get_task(scale.task).read(train_file)
-    if scale.train_data and scale.train:
-        questions = questions[: scale.train]
-    skip = gold_prefix(questions, scale.gold) if scale.sft_steps else 0
-    left = len(questions) - skip
-    if left < max(1, scale.pool):
-        raise ConfigError(
-            f"{left} training questions follow the {skip} that hold M_0's {scale.gold} gold solutions, and IRPO needs "
-            f"{max(1, scale.pool)} (pool): raise train, or lower gold or pool"
-        )
-    return skip, scale.pool or left
 
 
 def _sft(

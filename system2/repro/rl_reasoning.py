@@ -31,7 +31,7 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
-from system2.repro.irpo import LocalRun
+from system2.repro.selfimprove_common import LocalRun
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
