@@ -88,7 +88,7 @@ def test_repro_irpo_on_the_quantity_world_scores_the_longer_split(tmp_path: Path
 
 
 def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    micro = rl_reasoning.RLScale(train=12, test=6, gold=12, sft_steps=20, long_sft_steps=30, k=2, ei_rounds=1,
+    micro = rl_reasoning.RLScale(train=24, test=6, gold=12, sft_steps=20, long_sft_steps=30, k=2, ei_rounds=1,
                                  ei_samples=2, ei_steps=3, ppo_prompts=6, ppo_samples=2, rcrl_steps=3,
                                  dense_arm=True, seeds=1, d_model=32, layers=1, batch=4)  # fmt: skip
     monkeypatch.setitem(rl_reasoning.SCALES, "micro", micro)
@@ -101,6 +101,38 @@ def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert set(arms) == {"SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"}
     for a in arms.values():
         assert 0 <= a["maj@1"] <= a["pass@K"] + 1e-9 <= 1 + 1e-9 and 0 <= a["rerank@K"] <= a["pass@K"] + 1e-9
+    # the SFT start learns from the first 12 questions, every RL arm from the 12 after them
+    runs = {arm: json.loads((tmp_path / "seed-0" / arm / "run.json").read_text())["settings"]
+            for arm in ("sft", "sft_long", "ei", "ppo", "ppo_dense", "rcrl", "orm")}  # fmt: skip
+    assert all((runs[a]["skip"], runs[a]["limit"]) == (0, 12) for a in ("sft", "sft_long"))
+    assert all((runs[a]["skip"], runs[a]["limit"]) == (12, 12) for a in ("ei", "ppo", "ppo_dense", "rcrl", "orm"))
+    # sample-efficiency curves: EI per round, PPO at every held-out evaluation, each per question on disk
+    curves = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["curves"]
+    assert set(curves) == {"EI", "PPO", "PPO dense"} and [p[0] for p in curves["EI"]] == [0, 24]
+    iters = runs["ppo"]["iterations"]
+    assert [p[0] for p in curves["PPO"]] == [12 * it for it in range(1, iters + 1)]
+    assert len(list((tmp_path / "seed-0" / "ppo" / "curve").glob("iter-*.parquet"))) == iters
+
+
+def test_repro_rl_reasoning_on_the_quantity_world_from_a_pretrained_base(tmp_path: Path, monkeypatch) -> None:
+    micro = rl_reasoning.RLScale(train=24, test=4, gold=4, sft_steps=4, long_sft_steps=0, k=2, ei_rounds=1,
+                                 ei_samples=2, ei_steps=2, ppo_prompts=4, ppo_samples=2, rcrl_steps=2, dense_arm=True,
+                                 seeds=1, d_model=32, layers=1, batch=4, task="quantities", max_len=192,
+                                 max_new_tokens=96, pretrain_steps=2, curve_points=1)  # fmt: skip
+    monkeypatch.setitem(rl_reasoning.SCALES, "micro", micro)
+    result = CliRunner().invoke(app, ["repro", "rl-reasoning", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    base = tmp_path / "base" / "model"  # one pretrained base, which the SFT start begins from
+    assert json.loads((tmp_path / "seed-0" / "sft" / "run.json").read_text())["settings"]["model"] == str(base)
+    report = (tmp_path / "report.md").read_text()
+    assert "the quantity world" in report and "pretrained 2 steps on `lookup` documents" in report
+    seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
+    assert set(seed["arms"]) == {"SFT", "EI", "PPO", "RCRL", "PPO dense"}  # the dense reward runs on this world
+    refusals = (({}, "dense_arm needs a task with step rewards"), ({"dense_arm": False}, "no generated world"))
+    for changes, error in refusals:
+        monkeypatch.setitem(rl_reasoning.SCALES, "micro", replace(micro, task="gsm8k", pretrain_steps=0, **changes))
+        result = CliRunner().invoke(app, ["repro", "rl-reasoning", "--scale", "micro", "--out", str(tmp_path / "x")])
+        assert result.exit_code == 2 and error in result.output and not (tmp_path / "x").exists(), result.output
 
 
 def test_repro_dualformer_llm_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

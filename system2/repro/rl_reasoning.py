@@ -31,7 +31,8 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
-from system2.repro.selfimprove_common import LocalRun
+from system2.repro.selfimprove_common import WORLDS, Data, LocalRun, split
+from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
@@ -39,8 +40,8 @@ from system2.selfimprove.ppo import PPOConfig, run_ppo
 from system2.selfimprove.rcrl import GOOD, RCRLConfig, run_rcrl
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, run_sft
 from system2.selfimprove.stages import cached_rows
-from system2.tasks.arithmetic import read_problems, write_dataset
-from system2.tasks.task import get_task
+from system2.tasks import quantities
+from system2.tasks.task import TASKS, get_task
 from system2.train import TrainConfig
 
 ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of tables and plots
@@ -52,7 +53,8 @@ class RLScale(LocalRun):
 
     train: int = 1000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 300  # test questions (generated; with test_data: the first N, 0 = all)
-    gold: int = 300  # gold solutions the SFT start is trained on (0: all)
+    gold: int = 300  # gold solutions the SFT start is trained on: those of the leading training questions
+    pool: int = 0  # questions the RL arms and longer SFT learn from: those after the SFT start's (0: all)
     sft_steps: int = 1200  # 300 left the SFT start far from converged (3-4x more gained ~26 points); 0: model is it
     long_sft_steps: int = 3600  # the longer SFT arm (with sft_steps=0: more SFT from model; 0: no such arm)
     k: int = 16  # samples per question for evaluation (paper: 96)
@@ -63,16 +65,19 @@ class RLScale(LocalRun):
     ppo_samples: int = 4  # PPO samples per question
     ppo_lr: float = 2e-5  # PPO learning rate
     rcrl_steps: int = 600  # RCRL fine-tuning steps per round
-    dense_arm: bool = True  # a PPO arm with dense per-step rewards (arithmetic only)
+    dense_arm: bool = True  # a PPO arm with dense per-step rewards (the generated worlds' step rewards)
+    curve_points: int = 4  # PPO's held-out evaluations over its run (sample-efficiency curves; 0: final only)
     seeds: int = 3  # seeds
     d_model: int = 128  # the tiny model's width
     layers: int = 4  # the tiny model's layers
     batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL), per process
     sft_lr: float = 1e-3  # learning rate of the supervised stages (SFT, EI, RCRL)
+    pretrain_steps: int = 0  # steps of a pretrained base the tiny SFT start begins from, shared by the seeds
+    pretrain_text: str = "lookup"  # the base's documents: lookup | worked (docs/selfimprove.md)
 
 
 SCALES: dict[str, RLScale] = {
-    "tiny": RLScale(train=300, test=150, gold=300, sft_steps=250, long_sft_steps=600, k=8, ei_rounds=2,
+    "tiny": RLScale(train=600, test=150, gold=300, sft_steps=250, long_sft_steps=600, k=8, ei_rounds=2,
                     ei_samples=4, ei_steps=200, ppo_prompts=32, ppo_samples=4, rcrl_steps=200, dense_arm=False,
                     seeds=1, d_model=96, layers=3),
     "small": RLScale(),
@@ -117,27 +122,30 @@ def _evaluate(
     return [{names.get(key, key): value for key, value in row.items()} for row in rows]
 
 
-def _common(scale: RLScale, train: str, seed: int) -> dict[str, Any]:
-    """The loop settings every arm shares."""
-    return {"train_data": train, "task": scale.task, "max_len": scale.max_len, "max_new_tokens": scale.max_new_tokens,
-            "dtype": scale.dtype, "prompt_format": scale.prompt_format, "seed": seed,
-            "limit": scale.train if scale.train_data else 0}  # fmt: skip
+def _common(scale: RLScale, data: Data, seed: int) -> dict[str, Any]:
+    """The loop settings every RL arm shares: its training questions are the pool (``split``)."""
+    return {"train_data": data.train, "task": scale.task, "max_len": scale.max_len, "seed": seed,
+            "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
+            "skip": data.skip, "limit": data.limit}  # fmt: skip
 
 
 def check_files(scale: RLScale) -> list[Any]:
     """With local files (the paper scale): the model, the data in the task's format and the runtime settings,
     checked before any compute; returns the test questions (empty without files)."""
+    check_base(scale.pretrain_steps, scale.pretrain_text, scale)
+    if scale.task in TASKS and scale.dense_arm and get_task(scale.task).step_rewards is None:
+        raise ConfigError(f"dense_arm needs a task with step rewards; set dense_arm=false for {scale.task}")
     if not scale.train_data:
+        if scale.task not in WORLDS:
+            raise ConfigError(f"task={scale.task!r} has no generated world: use {' or '.join(WORLDS)}, or give "
+                              "train_data and test_data files")  # fmt: skip
         return []
     if not scale.test_data:
         raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
     if not scale.model:
         raise ConfigError("train_data needs model=PATH (the checkpoint every arm starts from)")
-    if scale.dense_arm and scale.task != "arithmetic":
-        raise ConfigError(f"dense_arm needs the arithmetic world's step rewards; set dense_arm=false for {scale.task}")
-    cfg = LoopConfig(model=scale.model, train_data=scale.train_data, eval_data=scale.test_data, out="unused",
-                     eval_limit=scale.test, **{k: v for k, v in _common(scale, scale.train_data, 0).items()
-                                               if k != "train_data"})  # fmt: skip
+    common = _common(scale, Data(scale.train_data, scale.test_data, 0, scale.train), 0)
+    cfg = LoopConfig(model=scale.model, eval_data=scale.test_data, out="unused", eval_limit=scale.test, **common)
     cfg.validate()
     return cfg.problems()[1]
 
@@ -150,19 +158,25 @@ def run(
     if scale.sft_steps == 0 and not scale.model:
         raise ConfigError("sft_steps=0 starts from model as it is: set model=PATH")
     start_repro(out, "rl-reasoning", scale_name, scale, restart)
-    if scale.train_data:
-        train = scale.train_data
-    else:
-        data = out / "data"
-        if not (data / "test.parquet").is_file():
-            write_dataset(data, 1, scale.train, scale.test)
-        train, test = str(data / "train.parquet"), read_problems(data / "test.parquet")
-    n_train = scale.train or len(get_task(scale.task).read(train))
+    files = (scale.train_data, scale.test_data)
+    if not scale.train_data:
+        generated = out / "data"
+        if not (generated / "test.parquet").is_file():
+            WORLDS[scale.task](generated, 1, scale.train, scale.test)
+        files = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+        test = get_task(scale.task).read(files[1])
+    data = Data(*files, *split(scale, files[0]))
+    start = scale.model
+    if scale.pretrain_steps:
+        steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.batch, lr=scale.sft_lr)
+        start = str(world_base(out / "base", data.train, scale.d_model, scale.layers, scale.max_len,
+                               scale.pretrain_text, steps))  # fmt: skip
+    n_train = data.limit
     per_seed = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
-        arms, ppo_log = _train_arms(scale, root, seed, n_train, _common(scale, train, seed))
+        arms, ppo_log, curves = _train_arms(scale, root, seed, data, start)
         results = {}
         for name, (path, prefix) in arms.items():
             file = root / "eval" / f"{name.replace(' ', '_')}.parquet"
@@ -171,7 +185,7 @@ def run(
             results[name] = summarize_questions(rows)
         curve = [r["reward"] for r in ppo_log if "reward" in r]
         per_seed.append({"seed": seed, "arms": results, "budget": n_train * scale.ei_samples * scale.ei_rounds,
-                         "ppo_curve": curve})  # fmt: skip
+                         "ppo_curve": curve, "curves": curves})  # fmt: skip
     metrics = {"scale": scale_name, "k": scale.k, "seeds": per_seed}
     claims = decide_claims(claim_data(questions))
     write_report(
@@ -188,30 +202,36 @@ def run(
 
 
 def _train_arms(
-    scale: RLScale, root: Path, seed: int, n_train: int, common: dict[str, Any]
-) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]]]:
-    """Train every arm of one seed (each stage cached); returns {arm: (model dir, prompt prefix)} and PPO's log."""
+    scale: RLScale, root: Path, seed: int, data: Data, start: str
+) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]], dict[str, list[list[float]]]]:
+    """Train every arm of one seed (each stage cached) from ``start`` (the tiny model's base, or a checkpoint); returns
+    {arm: (model dir, prompt prefix)}, PPO's log and the sample-efficiency curves ({arm: [[samples, maj@1], ...]}:
+    EI per round, PPO at its held-out evaluations)."""
     tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len)
-    sft_common = {**common, "limit": scale.gold}
-    sft_cfg = SFTConfig(model=scale.model, tiny=tiny, out=str(root / "sft"),
+    common, n_train = _common(scale, data, seed), data.limit
+    sft_common = {**common, "skip": 0, "limit": data.skip}  # the SFT start's own questions, before the pool
+    sft_cfg = SFTConfig(model=start, tiny=tiny, out=str(root / "sft"),
                         train=_train_cfg(scale.sft_steps, seed, scale.sft_lr, scale.batch), **sft_common)  # fmt: skip
     sft = run_sft(sft_cfg)["model"] if scale.sft_steps else scale.model  # sft_steps=0: model is the SFT start
     long_sft = None
     if scale.long_sft_steps:
         long_train = _train_cfg(scale.long_sft_steps, seed, scale.sft_lr, scale.batch)
-        init = scale.model if scale.sft_steps else sft  # trained longer from the same init, or on from the start
+        init = start if scale.sft_steps else sft  # trained longer from the same init, or on from the start
         long_sft = run_sft(replace(sft_cfg, model=init, out=str(root / "sft_long"), train=long_train))["model"]
     train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples,
                         train=_train_cfg(scale.ei_steps, seed, 1e-4, scale.batch), **common))  # fmt: skip
     budget = n_train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
     ei_train = _train_cfg(scale.ei_steps, seed, scale.sft_lr, scale.batch)
+    scored = {"eval_data": data.test, "eval_limit": scale.test if scale.test_data else 0}  # the curves' points
     ei = ExpertIterationConfig(model=sft, out=str(root / "ei"), rounds=scale.ei_rounds, samples=scale.ei_samples,
-                               train=ei_train, **common)  # fmt: skip
-    ei_model = run_expert_iteration(ei)[-1]["model"]
+                               train=ei_train, **common, **scored)  # fmt: skip
+    ei_rounds = run_expert_iteration(ei)
+    ei_model = ei_rounds[-1]["model"]
     iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
+    curve = {**scored, "eval_every": max(1, iters // scale.curve_points) if scale.curve_points else 0}
     ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
                     samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, ckpt_every=max(1, iters // 4),
-                    **common)  # fmt: skip
+                    **common, **curve)  # fmt: skip
     ppo_log = run_ppo(ppo)
     rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // n_train),
                       train=_train_cfg(scale.rcrl_steps, seed, scale.sft_lr, scale.batch), **common)  # fmt: skip
@@ -224,21 +244,38 @@ def _train_arms(
         "RCRL": (rcrl_model, f"{GOOD} "),
     }
     if scale.dense_arm:
-        run_ppo(replace(ppo, out=str(root / "ppo_dense"), reward="dense"))
+        dense_log = run_ppo(replace(ppo, out=str(root / "ppo_dense"), reward="dense"))
         arms["PPO dense"] = (str(root / "ppo_dense" / "model"), "")
-    return arms, ppo_log
+    per_iteration = scale.ppo_prompts * scale.ppo_samples
+    curves = {"EI": [[r["samples_drawn"], r["maj@1"]] for r in ei_rounds],
+              "PPO": ppo_curve(ppo_log, per_iteration)}  # fmt: skip
+    if scale.dense_arm:
+        curves["PPO dense"] = ppo_curve(dense_log, per_iteration)
+    return arms, ppo_log, curves
+
+
+def ppo_curve(log: list[dict[str, Any]], per_iteration: int) -> list[list[float]]:
+    """[samples drawn, greedy accuracy] at each of PPO's held-out evaluations (``eval_every``) and at its end."""
+    points = {r["iteration"]: r["maj@1"] for r in log if "maj@1" in r}  # the final evaluation may repeat the last
+    return [[it * per_iteration, acc] for it, acc in sorted(points.items())]
 
 
 def _intro(name: str, s: RLScale, n_train: int) -> str:
     if s.train_data:
         world = f"{n_train} training questions of `{s.train_data}`, test questions of `{s.test_data}`"
     else:
-        world = f"{s.train} training questions (chained arithmetic mod 20, 2-4 operations), {s.test} test questions"
+        depth = quantities.QuantityConfig()
+        kind = ("chained arithmetic mod 20, 2-4 operations" if s.task == "arithmetic"
+                else f"the quantity world, {depth.min_depth}-{depth.max_depth} steps")  # fmt: skip
+        world = f"{s.train} training questions ({kind}), {s.test} test questions"
     start = f"`{s.model}`" if s.model else f"a tiny Llama (d={s.d_model}, {s.layers} layers)"
+    if s.pretrain_steps:
+        start += f" pretrained {s.pretrain_steps} steps on `{s.pretrain_text}` documents (one base, all seeds)"
     sft = f"{start} after {s.sft_steps} steps on {s.gold or 'all'} gold solutions" if s.sft_steps else f"{start}"
     longer = f"longer SFT: {s.long_sft_steps} more steps" if s.long_sft_steps else "no longer-SFT arm"
     return (
-        f"Scale `{name}`: {world}; SFT = {sft} ({longer}). Each RL arm draws about "
+        f"Scale `{name}`: {world}; SFT = {sft} ({longer}); the RL arms learn from the {n_train} training questions "
+        "after the SFT start's. Each RL arm draws about "
         f"{n_train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
         f"split; {s.seeds} seed(s). The RCRL token scheme, EI's round count and PPO's settings are unconfirmed "
         "in the paper [S/R]: see docs/selfimprove.md."
@@ -345,7 +382,7 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     import matplotlib.pyplot as plt
 
     arms = _arm_names(m)
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.6))
     width = 0.2
     for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
         a.bar(
@@ -361,7 +398,18 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     b.plot(range(1, len(curve) + 1), curve, color="#2e86de")
     b.set_xlabel("PPO iteration")
     b.set_ylabel("mean training reward")
+    for arm in sorted(m["seeds"][0].get("curves", {})):
+        runs = [s["curves"][arm] for s in m["seeds"]]
+        xs = [p[0] for p in runs[0]]
+        c.plot(xs, [100 * mean_std([r[i][1] for r in runs])[0] for i in range(len(xs))], marker="o", label=arm)
+    c.set_xlabel("training samples drawn")
+    c.set_ylabel("greedy test accuracy (%)")
+    c.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(out / "rl.png", dpi=120)
     plt.close(fig)
-    return "Accuracy by arm at K samples, and PPO's training reward", "rl.png"
+    return (
+        "Accuracy by arm at K samples; PPO's training reward (seed 0); greedy accuracy against the training "
+        "samples drawn (mean over seeds)",
+        "rl.png",
+    )

@@ -40,7 +40,7 @@ from system2.console import Progress
 from system2.lm.encoding import response_token_ids
 from system2.lm.io import load_lm, save_lm
 from system2.lm.logprobs import encode_prompt_response
-from system2.runs import atomic_write_text
+from system2.runs import atomic_write_text, write_parquet
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, sample_and_score, summarize_questions
 
 ITERATIONS = "iterations.jsonl"  # one row per iteration, in the run directory
@@ -67,7 +67,7 @@ class PPOConfig(LoopConfig):
     reward: str = "sparse"  # sparse (1 right, 0 wrong) | dense (adds dense_per_step per right step)
     dense_per_step: float = 0.1  # dense reward: bonus per right step (the task's step rewards)
     ckpt_every: int = 10  # iterations between checkpoints
-    eval_every: int = 0  # iterations between evaluations (0: only at the end)
+    eval_every: int = 0  # iterations between evaluations, each kept per question in OUT/curve (0: only at the end)
 
     def validate(self) -> None:
         if self.backend != "hf":
@@ -425,6 +425,7 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
                     progress=progress,
                 )
                 row.update(summarize_questions(evaluated))
+                write_parquet(curve_file(out, it + 1), evaluated)  # per question: the units of a learning curve
             log.append(row)
             bar.update(it + 1, info=f"reward {row['reward']:.3f}")
             if (it + 1) % cfg.ckpt_every == 0 or it + 1 == cfg.iterations:
@@ -454,6 +455,11 @@ def run_ppo(cfg: PPOConfig, progress: bool = True, restart: bool = False) -> lis
     if dist.is_main():
         write_iterations(out, rows)
     return rows
+
+
+def curve_file(out: str | Path, iteration: int) -> Path:
+    """The per-question rows of the held-out evaluation after ``iteration`` (with ``eval_every``)."""
+    return Path(out) / "curve" / f"iter-{iteration:06d}.parquet"
 
 
 def write_iterations(out: Path, rows: list[dict[str, Any]]) -> None:
