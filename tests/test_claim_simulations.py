@@ -675,14 +675,46 @@ def test_rl_dense_reward_claim():
     )
 
 
+def rl_early(sparse: float, dense: float) -> Callable:
+    """The early learning-curve point of the two PPO arms (per question), beside the final metrics."""
+
+    def sim(rng: np.random.Generator) -> dict[str, vd.Units]:
+        data = rl_data({"PPO": {}, "PPO dense": {}})(rng)
+        early = questions(rng, {"PPO": {"maj@1": sparse}, "PPO dense": {"maj@1": dense}}, 300, ("maj@1",))
+        return {**data, rl_reasoning.EARLY: vd.Units(early["maj@1"])}
+
+    return sim
+
+
+def test_rl_dense_reward_speeds_learning_claim():
+    """At PPO's first held-out evaluation the dense arm is ahead: paired per question over the two PPO arms."""
+    check(
+        by_name(rl_reasoning.CLAIMS, "dense reward speeds learning"),
+        null=rl_early(0.4, 0.4),
+        clear=rl_early(0.4, 0.52),
+        reversed_=rl_early(0.52, 0.4),
+        saturated=rl_early(1.0, 1.0),
+    )
+
+
+def test_rl_early_curve_units_from_rows():
+    sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "EI", "PPO", "PPO dense")}, 30, RL_KEYS)
+    early = questions(np.random.default_rng(1), {"PPO": {}, "PPO dense": {}}, 30, ("maj@1",))
+    rows = question_rows({"maj@1": early["maj@1"]})
+    got = rl_reasoning.claim_data(question_rows(sim), rows)
+    np.testing.assert_array_equal(got[rl_reasoning.EARLY].arm("PPO dense"), early["maj@1"]["PPO dense"])
+    assert rl_reasoning.EARLY not in rl_reasoning.claim_data(question_rows(sim))  # no curve: the claim is not testable
+
+
 def test_rl_claims_on_an_arm_the_scale_leaves_out():
     """Without the dense-reward PPO arm (the tiny scale) that claim is not testable; the others are decided."""
     sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "longer SFT", "EI", "PPO", "RCRL")}, 50, RL_KEYS)
     verdicts = {
         v.name: v for v in rl_reasoning.decide_claims(rl_reasoning.derive({k: vd.Units(x) for k, x in sim.items()}))
     }
-    assert verdicts["dense reward"].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts["dense reward"].reason
-    assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name != "dense reward")
+    dense = ("dense reward", "dense reward speeds learning")
+    assert all(verdicts[n].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts[n].reason for n in dense)
+    assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name not in dense)
 
 
 # --- reverse training: per world, held-out questions at the small scale ----------------------------------------------
