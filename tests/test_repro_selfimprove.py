@@ -88,7 +88,8 @@ def test_repro_irpo_on_the_quantity_world_scores_the_longer_split(tmp_path: Path
 
 
 def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    micro = rl_reasoning.RLScale(train=24, test=6, gold=12, sft_steps=20, long_sft_steps=30, k=2, ei_rounds=1,
+    micro = rl_reasoning.RLScale(train=24, test=6, gold=12, sft_steps=20, long_sft_steps=30, sft_points=(25,), k=2,
+                                 ei_rounds=1,
                                  ei_samples=2, ei_steps=3, ppo_prompts=6, ppo_samples=2, rcrl_steps=3,
                                  dense_arm=True, seeds=1, d_model=32, layers=1, batch=4)  # fmt: skip
     monkeypatch.setitem(rl_reasoning.SCALES, "micro", micro)
@@ -98,7 +99,11 @@ def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     claims = _claims(tmp_path)
     assert len(claims) == len(rl_reasoning.CLAIMS) and all(c["verdict"] for c in claims.values())
     arms = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["arms"]
-    assert set(arms) == {"SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"}
+    assert set(arms) == {"SFT", "SFT 25 steps", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"}
+    epochs = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["sft_epochs"]
+    assert [e[0] for e in epochs] == [20, 25, 30] and epochs[1][1:] == [
+        arms["SFT 25 steps"][k] for k in ("maj@1", "pass@K")
+    ]
     for a in arms.values():
         assert 0 <= a["maj@1"] <= a["pass@K"] + 1e-9 <= 1 + 1e-9 and 0 <= a["rerank@K"] <= a["pass@K"] + 1e-9
     # the SFT start learns from the first 12 questions, every RL arm from the 12 after them

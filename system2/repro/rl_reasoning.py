@@ -61,6 +61,7 @@ class RLScale(LocalRun):
     pool: int = 0  # questions the RL arms and longer SFT learn from: those after the SFT start's (0: all)
     sft_steps: int = 1200  # 300 left the SFT start far from converged (3-4x more gained ~26 points); 0: model is it
     long_sft_steps: int = 3600  # the longer SFT arm (with sft_steps=0: more SFT from model; 0: no such arm)
+    sft_points: tuple[int, ...] = ()  # more SFT lengths, each its own run and arm: maj@1 vs pass@K over SFT epochs
     k: int = 16  # samples per question for evaluation (paper: 96)
     ei_rounds: int = 3  # expert-iteration rounds
     ei_samples: int = 8  # samples per question per round
@@ -194,7 +195,7 @@ def run(
                 early.setdefault(name, []).append(read_parquet(first[0]).to_pylist())
         curve = [r["reward"] for r in ppo_log if "reward" in r]
         per_seed.append({"seed": seed, "arms": results, "budget": n_train * scale.ei_samples * scale.ei_rounds,
-                         "ppo_curve": curve, "curves": curves})  # fmt: skip
+                         "ppo_curve": curve, "curves": curves, "sft_epochs": sft_epochs(scale, results)})  # fmt: skip
     metrics = {"scale": scale_name, "k": scale.k, "seeds": per_seed}
     claims = decide_claims(claim_data(questions, early))
     write_report(
@@ -227,6 +228,10 @@ def _train_arms(
         long_train = _train_cfg(scale.long_sft_steps, seed, scale.sft_lr, scale.batch)
         init = start if scale.sft_steps else sft  # trained longer from the same init, or on from the start
         long_sft = run_sft(replace(sft_cfg, model=init, out=str(root / "sft_long"), train=long_train))["model"]
+    points = {}  # the SFT start trained for other lengths, from the same init (the trade-off over epochs)
+    for steps in scale.sft_points if scale.sft_steps else ():
+        train = _train_cfg(steps, seed, scale.sft_lr, scale.batch)
+        points[sft_point(steps)] = (run_sft(replace(sft_cfg, out=str(root / f"sft_{steps}"), train=train))["model"], "")
     train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples,
                         train=_train_cfg(scale.ei_steps, seed, 1e-4, scale.batch), **common))  # fmt: skip
     budget = n_train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
@@ -248,6 +253,7 @@ def _train_arms(
     arms = {
         "SFT": (sft, ""),
         **({"longer SFT": (long_sft, "")} if long_sft else {}),
+        **points,
         "EI": (ei_model, ""),
         "PPO": (str(root / "ppo" / "model"), ""),
         "RCRL": (rcrl_model, f"{GOOD} "),
@@ -261,6 +267,18 @@ def _train_arms(
     if scale.dense_arm:
         curves["PPO dense"] = ppo_curve(dense_log, per_iteration)
     return arms, ppo_log, curves
+
+
+def sft_point(steps: int) -> str:
+    """The arm of the SFT start trained for ``steps`` steps (``sft_points``)."""
+    return f"SFT {steps} steps"
+
+
+def sft_epochs(scale: RLScale, arms: dict[str, dict[str, Any]]) -> list[list[float]]:
+    """[SFT steps, maj@1, pass@K] of the SFT start, every ``sft_points`` length and the longer SFT, by steps."""
+    lengths = {scale.sft_steps: "SFT", scale.long_sft_steps: "longer SFT"}
+    lengths |= {n: sft_point(n) for n in scale.sft_points}
+    return [[n, arms[a]["maj@1"], arms[a]["pass@K"]] for n, a in sorted(lengths.items()) if n and a in arms]
 
 
 def ppo_curve(log: list[dict[str, Any]], per_iteration: int) -> list[list[float]]:
@@ -406,7 +424,7 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     import matplotlib.pyplot as plt
 
     arms = _arm_names(m)
-    fig, (a, b, c) = plt.subplots(1, 3, figsize=(15, 3.6))
+    fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(19, 3.6))
     width = 0.2
     for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
         a.bar(
@@ -429,11 +447,18 @@ def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
     c.set_xlabel("training samples drawn")
     c.set_ylabel("greedy test accuracy (%)")
     c.legend(fontsize=7, frameon=False)
+    epochs = [s["sft_epochs"] for s in m["seeds"]]
+    for i, key in ((1, "maj@1"), (2, "pass@K")):
+        d.plot([p[0] for p in epochs[0]], [100 * mean_std([e[j][i] for e in epochs])[0] for j in range(len(epochs[0]))],
+               marker="o", label=key)  # fmt: skip
+    d.set_xlabel("SFT steps")
+    d.set_ylabel("test accuracy (%)")
+    d.legend(fontsize=7, frameon=False)
     fig.tight_layout()
     fig.savefig(out / "rl.png", dpi=120)
     plt.close(fig)
     return (
         "Accuracy by arm at K samples; PPO's training reward (seed 0); greedy accuracy against the training "
-        "samples drawn (mean over seeds)",
+        "samples drawn; maj@1 and pass@K against SFT steps (means over seeds)",
         "rl.png",
     )
