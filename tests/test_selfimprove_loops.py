@@ -421,3 +421,19 @@ def test_a_model_without_a_pad_token_runs_every_loop(world: dict, tmp_path: Path
     rows = run_expert_iteration(cfg, progress=False)
     assert [r["round"] for r in rows] == [0, 1] and "maj@1" in rows[1]
     assert load_orm(no_pad)[1].pad_token_id == tok.eos_token_id
+
+
+def test_skip_and_limit_choose_the_training_questions(world: dict) -> None:
+    """``skip`` passes over the leading questions (e.g. M_0's), ``limit`` counts after them; skipping them all is
+    refused before any work, naming the file."""
+    from system2.selfimprove.loop import LoopConfig
+
+    every = LoopConfig(train_data=world["train"]).problems()[0]
+    assert [p.id for p in LoopConfig(train_data=world["train"], skip=5, limit=7).problems()[0]] == [
+        p.id for p in every[5:12]
+    ]
+    assert [p.id for p in LoopConfig(train_data=world["train"], skip=20).problems()[0]] == [p.id for p in every[20:]]
+    with pytest.raises(ConfigError, match=f"skip=24 passes over all 24 training questions of {world['train']}"):
+        LoopConfig(train_data=world["train"], skip=24).problems()
+    with pytest.raises(ConfigError, match="skip must be >= 0"):
+        LoopConfig(model=world["model"], train_data=world["train"], out="x", skip=-1).validate()

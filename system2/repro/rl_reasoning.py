@@ -58,7 +58,7 @@ class RLScale(LocalRun):
     train: int = 1000  # training questions (generated; with train_data: the first N, 0 = all)
     test: int = 300  # test questions (generated; with test_data: the first N, 0 = all)
     gold: int = 300  # gold solutions the SFT start is trained on: those of the leading training questions
-    pool: int = 0  # questions the RL arms and longer SFT learn from: those after the SFT start's (0: all)
+    pool: int = 0  # questions the RL arms learn from: those after the SFT start's (0: all)
     sft_steps: int = 1200  # 300 left the SFT start far from converged (3-4x more gained ~26 points); 0: model is it
     long_sft_steps: int = 3600  # the longer SFT arm (with sft_steps=0: more SFT from model; 0: no such arm)
     sft_points: tuple[int, ...] = ()  # more SFT lengths, each its own run and arm: maj@1 vs pass@K over SFT epochs
@@ -242,10 +242,10 @@ def _train_arms(
     ei_rounds = run_expert_iteration(ei)
     ei_model = ei_rounds[-1]["model"]
     iters = max(1, budget // (scale.ppo_prompts * scale.ppo_samples))
-    curve = {**scored, "eval_every": max(1, iters // scale.curve_points) if scale.curve_points else 0}
+    during = {**scored, "eval_every": max(1, iters // scale.curve_points) if scale.curve_points else 0}
     ppo = PPOConfig(model=sft, out=str(root / "ppo"), iterations=iters, prompts_per_iteration=scale.ppo_prompts,
                     samples_per_prompt=scale.ppo_samples, lr=scale.ppo_lr, ckpt_every=max(1, iters // 4),
-                    **common, **curve)  # fmt: skip
+                    **common, **during)  # fmt: skip
     ppo_log = run_ppo(ppo)
     rcrl = RCRLConfig(model=sft, out=str(root / "rcrl"), samples=max(1, budget // n_train),
                       train=_train_cfg(scale.rcrl_steps, seed, scale.sft_lr, scale.batch), **common)  # fmt: skip
