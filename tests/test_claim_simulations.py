@@ -39,11 +39,11 @@ from system2.repro import (
     lift_claims,
     meta_rewarding_claims,
     reverse_claims,
-    rl_reasoning,
     searchformer,
     self_rewarding_claims,
     tpo_claims,
 )
+from system2.repro import rl_reasoning_claims as rl_claims
 from system2.repro import verdicts as vd
 
 DATASETS = 200
@@ -605,28 +605,28 @@ def test_irpo_logp_claims(name):
     )
 
 
-RL_KEYS = rl_reasoning.METRICS
+RL_KEYS = rl_claims.METRICS
 
 
 def rl_data(arms: dict[str, dict[str, float]], **kw: float) -> Callable:
-    return lambda rng: rl_reasoning.derive(
+    return lambda rng: rl_claims.derive(
         {k: vd.Units(v) for k, v in questions(rng, {"EI": {}, "SFT": {}, **arms}, 300, RL_KEYS, **kw).items()}
     )
 
 
 def test_rl_claim_data_from_rows():
     sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "EI", "PPO", "PPO dense")}, 30, RL_KEYS)
-    want = rl_reasoning.derive({k: vd.Units(v) for k, v in sim.items()})
+    want = rl_claims.derive({k: vd.Units(v) for k, v in sim.items()})
     maj, hit = sim["maj@1"], sim["pass@K"]
     np.testing.assert_array_equal(want["gains"].arm("pass@K"), hit["EI"] - hit["SFT"])
     solved_outside = maj["EI"] * (1 - hit["SFT"])
     np.testing.assert_array_equal(want["EI solves"].arm("outside - 10%"), solved_outside - 0.1 * maj["EI"])
-    assert_same_units(rl_reasoning.claim_data(question_rows(sim)), want)
+    assert_same_units(rl_claims.claim_data(question_rows(sim)), want)
 
 
-@pytest.mark.parametrize("name", [c.name for c in rl_reasoning.CLAIMS if c.metric in RL_KEYS])
+@pytest.mark.parametrize("name", [c.name for c in rl_claims.CLAIMS if c.metric in RL_KEYS])
 def test_rl_comparison_claims(name):
-    c = by_name(rl_reasoning.CLAIMS, name)
+    c = by_name(rl_claims.CLAIMS, name)
     a, b = c.arms
     key = c.metric
     hi, lo = (0.52, 0.4) if c.direction > 0 else (0.4, 0.52)
@@ -642,7 +642,7 @@ def test_rl_comparison_claims(name):
 def test_rl_pass_at_k_claim():
     """EI's per-question gain over SFT in maj@1 against its gain in pass@K; not testable with pass@K at 100%."""
     check(
-        by_name(rl_reasoning.CLAIMS, "pass@K barely moves"),
+        by_name(rl_claims.CLAIMS, "pass@K barely moves"),
         null=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.5, "pass@K": 0.7}}),
         clear=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.55, "pass@K": 0.6}}),
         reversed_=rl_data({"SFT": {"maj@1": 0.4, "pass@K": 0.6}, "EI": {"maj@1": 0.4, "pass@K": 0.75}}),
@@ -655,7 +655,7 @@ def test_rl_exploration_claim():
     pass@K miss rate, so 90% is the null; not testable when EI solves nothing."""
     ei = {"maj@1": 0.5}
     check(
-        by_name(rl_reasoning.CLAIMS, "exploration limit"),
+        by_name(rl_claims.CLAIMS, "exploration limit"),
         null=rl_data({"EI": ei, "SFT": {"pass@K": 0.9}}, spread=0.05),
         clear=rl_data({"EI": ei, "SFT": {"pass@K": 0.98}}, spread=0.02),
         reversed_=rl_data({"EI": ei, "SFT": {"pass@K": 0.7}}, spread=0.05),
@@ -667,7 +667,7 @@ def test_rl_dense_reward_claim():
     """Dense reward raises greedy accuracy by under 10 pts (the finest bound 300 questions x 3 seeds resolve):
     +10 pts is the null, no change the clear case."""
     check(
-        by_name(rl_reasoning.CLAIMS, "dense reward"),
+        by_name(rl_claims.CLAIMS, "dense reward"),
         null=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.5}}),
         clear=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.4}}),
         reversed_=rl_data({"PPO": {"maj@1": 0.4}, "PPO dense": {"maj@1": 0.6}}),
@@ -681,7 +681,7 @@ def rl_early(sparse: float, dense: float) -> Callable:
     def sim(rng: np.random.Generator) -> dict[str, vd.Units]:
         data = rl_data({"PPO": {}, "PPO dense": {}})(rng)
         early = questions(rng, {"PPO": {"maj@1": sparse}, "PPO dense": {"maj@1": dense}}, 300, ("maj@1",))
-        return {**data, rl_reasoning.EARLY: vd.Units(early["maj@1"])}
+        return {**data, rl_claims.EARLY: vd.Units(early["maj@1"])}
 
     return sim
 
@@ -689,7 +689,7 @@ def rl_early(sparse: float, dense: float) -> Callable:
 def test_rl_dense_reward_speeds_learning_claim():
     """At PPO's first held-out evaluation the dense arm is ahead: paired per question over the two PPO arms."""
     check(
-        by_name(rl_reasoning.CLAIMS, "dense reward speeds learning"),
+        by_name(rl_claims.CLAIMS, "dense reward speeds learning"),
         null=rl_early(0.4, 0.4),
         clear=rl_early(0.4, 0.52),
         reversed_=rl_early(0.52, 0.4),
@@ -701,17 +701,15 @@ def test_rl_early_curve_units_from_rows():
     sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "EI", "PPO", "PPO dense")}, 30, RL_KEYS)
     early = questions(np.random.default_rng(1), {"PPO": {}, "PPO dense": {}}, 30, ("maj@1",))
     rows = question_rows({"maj@1": early["maj@1"]})
-    got = rl_reasoning.claim_data(question_rows(sim), rows)
-    np.testing.assert_array_equal(got[rl_reasoning.EARLY].arm("PPO dense"), early["maj@1"]["PPO dense"])
-    assert rl_reasoning.EARLY not in rl_reasoning.claim_data(question_rows(sim))  # no curve: the claim is not testable
+    got = rl_claims.claim_data(question_rows(sim), rows)
+    np.testing.assert_array_equal(got[rl_claims.EARLY].arm("PPO dense"), early["maj@1"]["PPO dense"])
+    assert rl_claims.EARLY not in rl_claims.claim_data(question_rows(sim))  # no curve: the claim is not testable
 
 
 def test_rl_claims_on_an_arm_the_scale_leaves_out():
     """Without the dense-reward PPO arm (the tiny scale) that claim is not testable; the others are decided."""
     sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "longer SFT", "EI", "PPO", "RCRL")}, 50, RL_KEYS)
-    verdicts = {
-        v.name: v for v in rl_reasoning.decide_claims(rl_reasoning.derive({k: vd.Units(x) for k, x in sim.items()}))
-    }
+    verdicts = {v.name: v for v in rl_claims.decide_claims(rl_claims.derive({k: vd.Units(x) for k, x in sim.items()}))}
     dense = ("dense reward", "dense reward speeds learning")
     assert all(verdicts[n].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts[n].reason for n in dense)
     assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name not in dense)

@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from system2.cli import app
 from system2.repro import dualformer_llm, irpo, rl_reasoning
+from system2.repro import rl_reasoning_claims as rl_claims
 
 
 def _claims(out: Path) -> dict[str, dict]:
@@ -97,7 +98,7 @@ def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert result.exit_code == 0, result.output
     assert {"report.md", "metrics.json", "rl.png"} <= {p.name for p in tmp_path.iterdir()}
     claims = _claims(tmp_path)
-    assert len(claims) == len(rl_reasoning.CLAIMS) and all(c["verdict"] for c in claims.values())
+    assert len(claims) == len(rl_claims.CLAIMS) and all(c["verdict"] for c in claims.values())
     arms = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["arms"]
     assert set(arms) == {"SFT", "SFT 25 steps", "longer SFT", "EI", "PPO", "RCRL", "PPO dense"}
     epochs = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["sft_epochs"]

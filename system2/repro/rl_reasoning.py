@@ -23,17 +23,15 @@ from pathlib import Path
 from typing import Any
 
 from system2.config import ConfigError
-from system2.repro import verdicts as vd
 from system2.repro.framework import (
-    Table,
-    fmt,
-    mean_std,
     print_claims,
     scale_with_settings,
     start_repro,
     with_overrides,
     write_report,
 )
+from system2.repro.rl_reasoning_claims import claim_data, decide_claims
+from system2.repro.rl_reasoning_figures import plot, table
 from system2.repro.selfimprove_common import WORLDS, Data, LocalRun, split
 from system2.runs import read_parquet
 from system2.selfimprove.base import check_base, world_base
@@ -47,8 +45,6 @@ from system2.selfimprove.stages import cached_rows
 from system2.tasks import quantities
 from system2.tasks.task import TASKS, get_task
 from system2.train import TrainConfig
-
-ARMS = ("SFT", "longer SFT", "EI", "PPO", "RCRL", "PPO dense")  # the order of tables and plots
 
 
 @dataclass(frozen=True)
@@ -202,8 +198,8 @@ def run(
         out,
         "RL for reasoning reproduction",
         _intro(scale_name, scale, n_train),
-        [_table(metrics)],
-        [_plot(metrics, out)],
+        [table(metrics)],
+        [plot(metrics, out)],
         claims,
         metrics,
     )
@@ -306,159 +302,4 @@ def _intro(name: str, s: RLScale, n_train: int) -> str:
         f"{n_train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
         f"split; {s.seeds} seed(s). The RCRL token scheme, EI's round count and PPO's settings are unconfirmed "
         "in the paper [S/R]: see docs/selfimprove.md."
-    )
-
-
-def _arm(m: dict[str, Any], arm: str, key: str) -> list[float]:
-    return [s["arms"][arm][key] for s in m["seeds"] if arm in s["arms"]]
-
-
-def claim_data(
-    questions: dict[str, list[list[dict[str, Any]]]], early: dict[str, list[list[dict[str, Any]]]] | None = None
-) -> dict[str, vd.Units]:
-    """What the claims compare, per test question (paired over arms, seeds as an outer level), from each arm's
-    per-question rows ``questions[arm][seed]`` (``_evaluate``)."""
-    data = {key: vd.units_from_rows(questions, lambda r, k=key: float(r[k]), "id") for key in METRICS}
-    if early and len(early) == 2:  # both PPO arms evaluated early (``early[arm][seed]``: per-question greedy rows)
-        data[EARLY] = vd.units_from_rows(early, lambda r: float(r["maj@1"]), "id")
-    return derive(data)
-
-
-def derive(data: dict[str, vd.Units]) -> dict[str, vd.Units]:
-    """``data`` (per metric of ``METRICS``, the arms' per-question Units) with the quantities some claims compare,
-    where their arms are present."""
-    arms = set(data["maj@1"].values)
-    data = dict(data)
-    if {"EI", "SFT"} <= arms:
-        maj, hit = data["maj@1"], data["pass@K"]
-        # per-question gains of EI over SFT in maj@1 and in pass@K
-        data["gains"] = vd.Units({"maj@1": maj.arm("EI") - maj.arm("SFT"), "pass@K": hit.arm("EI") - hit.arm("SFT")})
-        # per question: EI solves it greedily outside SFT's pass@K set, minus a tenth of "EI solves it greedily";
-        # the mean is under 0 exactly when under 10% of EI's greedy solves lie outside SFT's pass@K set
-        solved = maj.arm("EI")
-        data["EI solves"] = vd.Units({"outside - 10%": solved * (1 - hit.arm("SFT")) - 0.1 * solved})
-    if {"PPO dense", "PPO"} <= arms:
-        maj = data["maj@1"]
-        data["dense - sparse"] = vd.Units({"dense - sparse": maj.arm("PPO dense") - maj.arm("PPO")})
-    return data
-
-
-METRICS = ("maj@1", "maj@K", "rerank@K", "pass@K")
-EARLY = "early maj@1"  # greedy accuracy at PPO's first held-out evaluation (the start of its learning curve)
-
-
-def _better(name: str, statement: str, paper: str, metric: str, arms: tuple[str, str], direction: int = 1) -> vd.Claim:
-    return vd.Claim(
-        name, statement, paper, metric=metric, arms=arms, direction=direction, unit="questions",
-        preconditions=(vd.saturated(),),
-    )  # fmt: skip
-
-
-def _ei_solves(units: vd.Units, data: Any) -> str | None:
-    n = data["maj@1"].arm("EI").sum(1).min()
-    return None if n >= 10 else f"EI solves only {int(n)} test questions greedily (in its worst seed): too few"
-
-
-CLAIMS = [
-    _better("EI beats PPO", "expert iteration answers more test questions greedily than PPO",
-            "EI best in most cases (Tables 1-2) [S]", "maj@1", ("EI", "PPO")),
-    _better("EI beats RCRL", "expert iteration answers more test questions greedily than RCRL",
-            "EI best in most cases (Tables 1-2) [S]", "maj@1", ("EI", "RCRL")),
-    _better("EI raises maj@1", "expert iteration raises greedy accuracy over the SFT model",
-            "~7% (7B) / 5% (13B) over SFT [S]", "maj@1", ("EI", "SFT")),
-    _better("PPO raises maj@1", "PPO raises greedy accuracy over the SFT model", "Tables 1-2 [S]", "maj@1",
-            ("PPO", "SFT")),
-    _better("longer SFT raises maj@1", "training SFT longer raises maj@1", "Sec. 5 [S]", "maj@1",
-            ("longer SFT", "SFT")),
-    _better("longer SFT lowers pass@K", "training SFT longer lowers pass@K", "Sec. 5 [S]", "pass@K",
-            ("longer SFT", "SFT"), direction=-1),
-    vd.Claim("pass@K barely moves", "EI raises maj@1 more than pass@K (per question, over SFT)",
-             "pass@96 saturates early [V/S]", metric="gains", arms=("maj@1", "pass@K"), direction=1,
-             unit="questions", preconditions=(vd.saturated(on=("pass@K", ("EI", "SFT"))),)),
-    vd.Claim("exploration limit", "under 10% of the questions EI solves greedily were outside SFT's pass@K set "
-             "(per question: solved outside, minus 0.1 x solved; under 0 is under 10%)",
-             "models barely explore beyond SFT's solutions [V/S]", metric="EI solves", arms=("outside - 10%",),
-             constant=0.0, direction=-1, unit="questions", preconditions=(_ei_solves,)),
-    _better("dense reward speeds learning", "at PPO's first held-out evaluation (after 1/curve_points of its "
-            "samples) the dense-reward arm answers more test questions greedily than the sparse one",
-            "dense or ORM rewards improve sample complexity [S]", EARLY, ("PPO dense", "PPO")),
-    # 10 pts: the finest bound 300 test questions x 3 seeds resolve (held 80% of the time with no true effect, in
-    # tests/test_claim_simulations.py); the paper's statement has no bound
-    vd.Claim("dense reward", "a dense reward raises the final greedy accuracy by under 10 pts",
-             "dense/ORM rewards help sample efficiency, not final performance [S]", metric="dense - sparse",
-             arms=("dense - sparse",), constant=0.10, direction=-1, unit="questions",
-             preconditions=(vd.saturated(on=("maj@1", ("PPO dense", "PPO"))),)),
-]  # fmt: skip
-
-
-def decide_claims(data: dict[str, vd.Units]) -> list[vd.ClaimVerdict]:
-    """Every claim's verdict; a claim on an arm this scale leaves out (the dense-reward PPO) is not testable."""
-    absent = ", ".join(a for a in ARMS if a not in data["maj@1"].values)
-
-    def reason(claim: vd.Claim, missing: list[str]) -> str:
-        if claim.metric == EARLY and not absent:
-            return "PPO was not evaluated during its run (curve_points=0)"
-        return f"an arm it needs is not run at this scale ({absent})"
-
-    return vd.decide_all(CLAIMS, data, absent=reason)
-
-
-def _arm_names(m: dict[str, Any]) -> list[str]:
-    """The arms in ARMS order (metrics read back from JSON have their keys sorted)."""
-    present = m["seeds"][0]["arms"]
-    return [a for a in ARMS if a in present] + sorted(a for a in present if a not in ARMS)
-
-
-def _table(m: dict[str, Any]) -> Table:
-    arms = _arm_names(m)
-    rows = [[a] + [fmt(*mean_std(_arm(m, a, key)), pct=True) for key in ("maj@1", "maj@K", "rerank@K", "pass@K")]
-            for a in arms]  # fmt: skip
-    k = m["k"]
-    return Table(f"Test accuracy (%), K = {k}", ["arm", "maj@1", f"maj@{k}", f"rerank@{k}", f"pass@{k}"], rows)
-
-
-def _plot(m: dict[str, Any], out: Path) -> tuple[str, str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    arms = _arm_names(m)
-    fig, (a, b, c, d) = plt.subplots(1, 4, figsize=(19, 3.6))
-    width = 0.2
-    for i, key in enumerate(("maj@1", "maj@K", "rerank@K", "pass@K")):
-        a.bar(
-            [j + i * width for j in range(len(arms))],
-            [100 * mean_std(_arm(m, x, key))[0] for x in arms],
-            width,
-            label=key,
-        )
-    a.set_xticks([j + 1.5 * width for j in range(len(arms))], arms, rotation=25, fontsize=8)
-    a.set_ylabel("test accuracy (%)")
-    a.legend(fontsize=7, ncol=4, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False)
-    curve = m["seeds"][0]["ppo_curve"]
-    b.plot(range(1, len(curve) + 1), curve, color="#2e86de")
-    b.set_xlabel("PPO iteration")
-    b.set_ylabel("mean training reward")
-    for arm in sorted(m["seeds"][0].get("curves", {})):
-        runs = [s["curves"][arm] for s in m["seeds"]]
-        xs = [p[0] for p in runs[0]]
-        c.plot(xs, [100 * mean_std([r[i][1] for r in runs])[0] for i in range(len(xs))], marker="o", label=arm)
-    c.set_xlabel("training samples drawn")
-    c.set_ylabel("greedy test accuracy (%)")
-    c.legend(fontsize=7, frameon=False)
-    epochs = [s["sft_epochs"] for s in m["seeds"]]
-    for i, key in ((1, "maj@1"), (2, "pass@K")):
-        d.plot([p[0] for p in epochs[0]], [100 * mean_std([e[j][i] for e in epochs])[0] for j in range(len(epochs[0]))],
-               marker="o", label=key)  # fmt: skip
-    d.set_xlabel("SFT steps")
-    d.set_ylabel("test accuracy (%)")
-    d.legend(fontsize=7, frameon=False)
-    fig.tight_layout()
-    fig.savefig(out / "rl.png", dpi=120)
-    plt.close(fig)
-    return (
-        "Accuracy by arm at K samples; PPO's training reward (seed 0); greedy accuracy against the training "
-        "samples drawn; maj@1 and pass@K against SFT steps (means over seeds)",
-        "rl.png",
     )
