@@ -113,7 +113,7 @@ def test_the_rl_reproduction_runs_its_paper_path_on_local_files(gsm8k: dict[str,
     out = tmp_path / "rl"
     result = runner.invoke(app, ["repro", "rl-reasoning", "--scale", "paper", "--out", str(out), *files, *small,
                                  "dense_arm=true"])  # fmt: skip
-    assert result.exit_code == 2 and "dense_arm needs the arithmetic world's step rewards" in result.output
+    assert result.exit_code == 2 and "dense_arm needs a task with step rewards" in result.output
     assert not out.exists()
     cli("repro", "rl-reasoning", "--scale", "paper", "--out", out, *files, *small)
     report = (out / "report.md").read_text()

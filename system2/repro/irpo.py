@@ -42,7 +42,7 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
-from system2.repro.selfimprove_common import LONGER, WORLDS, Data, LocalRun, split
+from system2.repro.selfimprove_common import LONGER, WORLDS, LocalRun, QuestionSplit, split
 from system2.runs import read_parquet
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.irpo import IRPOConfig, run_irpo
@@ -104,7 +104,7 @@ SCALES: dict[str, IRPOScale] = {
 }  # fmt: skip
 
 
-def _longer(scale: IRPOScale, data: Data, root: Path, m0: str, seed: int) -> list[float]:
+def _longer(scale: IRPOScale, data: QuestionSplit, root: Path, m0: str, seed: int) -> list[float]:
     """Greedy accuracy of M_0 and of every IRPO iteration on the generated longer split ([] without one);
     cached in ``root/irpo/iter-T/longer``."""
     path = Path(data.test).parent / LONGER.get(scale.task, "")
@@ -116,7 +116,7 @@ def _longer(scale: IRPOScale, data: Data, root: Path, m0: str, seed: int) -> lis
     return [cfg.evaluate(m, longer, root / "irpo" / f"iter-{t}" / "longer")["maj@1"] for t, m in enumerate(models)]
 
 
-def _common(scale: IRPOScale, data: Data, seed: int) -> dict[str, Any]:
+def _common(scale: IRPOScale, data: QuestionSplit, seed: int) -> dict[str, Any]:
     """The loop settings every arm shares: data, task, lengths, runtime, seed."""
     return {"train_data": data.train, "eval_data": data.test, "task": scale.task, "max_len": scale.max_len,
             "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
@@ -124,7 +124,7 @@ def _common(scale: IRPOScale, data: Data, seed: int) -> dict[str, Any]:
 
 
 def _sft(
-    scale: IRPOScale, data: Data, out: Path, seed: int, init: str, steps: int, questions: tuple[int, int]
+    scale: IRPOScale, data: QuestionSplit, out: Path, seed: int, init: str, steps: int, questions: tuple[int, int]
 ) -> dict[str, Any]:
     """SFT of the tiny model (or ``init``) on the gold solutions of the training questions ``questions`` (skip,
     limit)."""
@@ -137,7 +137,7 @@ def _sft(
     return run_sft(cfg)
 
 
-def _irpo_config(scale: IRPOScale, data: Data, m0: str, out: Path, seed: int) -> IRPOConfig:
+def _irpo_config(scale: IRPOScale, data: QuestionSplit, m0: str, out: Path, seed: int) -> IRPOConfig:
     """IRPO from ``m0`` on the training questions of ``data``."""
     return IRPOConfig(
         model=m0, out=str(out), iterations=scale.iterations, samples=scale.samples, temperatures=[scale.temperature],
@@ -148,7 +148,7 @@ def _irpo_config(scale: IRPOScale, data: Data, m0: str, out: Path, seed: int) ->
 
 
 def _irpo(
-    scale: IRPOScale, data: Data, m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
+    scale: IRPOScale, data: QuestionSplit, m0: str, out: Path, seed: int, reuse: Path | None = None, **changes: Any
 ) -> list[dict[str, Any]]:
     """One IRPO arm; ``reuse``: the IRPO run whose M_0 evaluation and first-iteration stages it shares."""
     cfg = replace(_irpo_config(scale, data, m0, out, seed), **changes)
@@ -222,7 +222,7 @@ def check_files(scale: IRPOScale) -> None:
     if not scale.model and scale.task != "arithmetic":
         raise ConfigError(f"task {scale.task!r} needs model=PATH (a checkpoint to start from)")
     cfg = _irpo_config(
-        scale, Data(scale.train_data, scale.test_data, 0, scale.train), scale.model or "", Path("unused"), 0
+        scale, QuestionSplit(scale.train_data, scale.test_data, 0, scale.train), scale.model or "", Path("unused"), 0
     )
     if cfg.model:
         cfg.validate()
@@ -245,7 +245,7 @@ def run(
         if not (generated / "test.parquet").is_file():
             WORLDS[scale.task](generated, 0, scale.train, scale.test, scale.hard)
         files = (str(generated / "train.parquet"), str(generated / "test.parquet"))
-    data = Data(*files, *split(scale, files[0]))
+    data = QuestionSplit(*files, *split(scale, files[0]))
     per_seed: list[dict[str, Any]] = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     logp: dict[str, list[list[dict[str, Any]]]] = {"DPO alone": [], "IRPO": []}

@@ -32,7 +32,7 @@ from system2.repro.framework import (
 )
 from system2.repro.rl_reasoning_claims import claim_data, decide_claims
 from system2.repro.rl_reasoning_figures import plot, table
-from system2.repro.selfimprove_common import WORLDS, Data, LocalRun, split
+from system2.repro.selfimprove_common import WORLDS, LocalRun, QuestionSplit, split
 from system2.runs import read_parquet
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
@@ -123,7 +123,7 @@ def _evaluate(
     return [{names.get(key, key): value for key, value in row.items()} for row in rows]
 
 
-def _common(scale: RLScale, data: Data, seed: int) -> dict[str, Any]:
+def _common(scale: RLScale, data: QuestionSplit, seed: int) -> dict[str, Any]:
     """The loop settings every RL arm shares: its training questions are the pool (``split``)."""
     return {"train_data": data.train, "task": scale.task, "max_len": scale.max_len, "seed": seed,
             "max_new_tokens": scale.max_new_tokens, "dtype": scale.dtype, "prompt_format": scale.prompt_format,
@@ -145,7 +145,7 @@ def check_files(scale: RLScale) -> list[Any]:
         raise ConfigError("train_data needs test_data (the held-out questions every arm is scored on)")
     if not scale.model:
         raise ConfigError("train_data needs model=PATH (the checkpoint every arm starts from)")
-    common = _common(scale, Data(scale.train_data, scale.test_data, 0, scale.train), 0)
+    common = _common(scale, QuestionSplit(scale.train_data, scale.test_data, 0, scale.train), 0)
     cfg = LoopConfig(model=scale.model, eval_data=scale.test_data, out="unused", eval_limit=scale.test, **common)
     cfg.validate()
     return cfg.problems()[1]
@@ -166,7 +166,7 @@ def run(
             WORLDS[scale.task](generated, 1, scale.train, scale.test)
         files = (str(generated / "train.parquet"), str(generated / "test.parquet"))
         test = get_task(scale.task).read(files[1])
-    data = Data(*files, *split(scale, files[0]))
+    data = QuestionSplit(*files, *split(scale, files[0]))
     start = scale.model
     if scale.pretrain_steps:
         steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.batch, lr=scale.sft_lr)
@@ -208,7 +208,7 @@ def run(
 
 
 def _train_arms(
-    scale: RLScale, root: Path, seed: int, data: Data, start: str
+    scale: RLScale, root: Path, seed: int, data: QuestionSplit, start: str
 ) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]], dict[str, list[list[float]]]]:
     """Train every arm of one seed (each stage cached) from ``start`` (the tiny model's base, or a checkpoint); returns
     {arm: (model dir, prompt prefix)}, PPO's log and the sample-efficiency curves ({arm: [[samples, maj@1], ...]}:

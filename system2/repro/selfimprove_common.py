@@ -43,7 +43,7 @@ class PoolScale(Protocol):
     pool: int  # questions the arms learn from, after the SFT start's (0: all of them)
 
 
-class Data(NamedTuple):
+class QuestionSplit(NamedTuple):
     """The data files, and the training questions the arms learn from (``split``)."""
 
     train: str
