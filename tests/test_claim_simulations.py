@@ -35,7 +35,7 @@ from system2.repro import (
     cope_lm,
     dualformer,
     dualformer_llm,
-    irpo,
+    irpo_claims,
     lift_claims,
     meta_rewarding_claims,
     reverse_claims,
@@ -536,7 +536,7 @@ def irpo_data(accuracy: dict[str, float], logp: dict[str, float] | None = None, 
     def make(rng: np.random.Generator) -> dict[str, vd.Units]:
         acc = questions(rng, {arm: {"maj@1": p} for arm, p in accuracy.items()}, 500)["maj@1"]
         changes = {arm: rng.normal(mu, 2.0, (SEEDS, trained)) for arm, mu in (logp or {"IRPO": 0.0}).items()}
-        return irpo.derive({"accuracy": vd.Units(acc), "chosen_logp": vd.Units(changes)})
+        return irpo_claims.derive({"accuracy": vd.Units(acc), "chosen_logp": vd.Units(changes)})
 
     return make
 
@@ -547,7 +547,7 @@ def test_irpo_claim_data_from_rows():
     rng = np.random.default_rng(0)
     sim = questions(rng, {"M_0": {}, "IRPO 1": {}, "IRPO 2": {}, "DPO alone": {}}, 20)
     pairs = [[{"id": "t0", "change": 1.0}, {"id": "t0", "change": 3.0}], [{"id": "t1", "change": -1.0}]]
-    got = irpo.claim_data(question_rows(sim), {"IRPO": [pairs[0], pairs[1], pairs[0]]})
+    got = irpo_claims.claim_data(question_rows(sim), {"IRPO": [pairs[0], pairs[1], pairs[0]]})
     acc = sim["maj@1"]
     want = {
         "accuracy": vd.Units(acc),
@@ -557,7 +557,7 @@ def test_irpo_claim_data_from_rows():
     assert_same_units(got, want)
 
 
-IRPO_CLAIMS = irpo.claims_for(3)
+IRPO_CLAIMS = irpo_claims.claims_for(3)
 
 
 @pytest.mark.parametrize("name", [c.name for c in IRPO_CLAIMS if c.metric == "accuracy"])
@@ -706,13 +706,40 @@ def test_rl_early_curve_units_from_rows():
     assert rl_claims.EARLY not in rl_claims.claim_data(question_rows(sim))  # no curve: the claim is not testable
 
 
+def rl_gap(sft: float, pretrained: float, ei: float, ei_pretrained: float) -> Callable:
+    return rl_data({"SFT": {"maj@1": sft}, "pretrained": {"maj@1": pretrained}, "EI": {"maj@1": ei},
+                    "EI from pretrained": {"maj@1": ei_pretrained}})  # fmt: skip
+
+
+def test_rl_init_gap_claim():
+    """The SFT-over-pretrained gap, per question, is smaller after EI from each init than before; not testable when
+    the SFT init does not start ahead."""
+    check(
+        by_name(rl_claims.CLAIMS, "RL narrows the init gap"),
+        null=rl_gap(0.5, 0.3, 0.55, 0.35),
+        clear=rl_gap(0.5, 0.3, 0.55, 0.5),
+        reversed_=rl_gap(0.5, 0.4, 0.6, 0.35),
+        saturated=rl_gap(0.3, 0.5, 0.5, 0.45),  # the pretrained init starts ahead: no gap to narrow
+    )
+    sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "pretrained", "EI", "EI from pretrained")}, 30,
+                    RL_KEYS)  # fmt: skip
+    gap = rl_claims.derive({k: vd.Units(v) for k, v in sim.items()})[rl_claims.INIT_GAP]
+    m = sim["maj@1"]
+    np.testing.assert_array_equal(gap.arm("gap after") - gap.arm("gap before"),
+                                  (m["EI"] - m["EI from pretrained"]) - (m["SFT"] - m["pretrained"]))  # fmt: skip
+
+
 def test_rl_claims_on_an_arm_the_scale_leaves_out():
-    """Without the dense-reward PPO arm (the tiny scale) that claim is not testable; the others are decided."""
+    """Without the dense-reward PPO arm (the tiny scale) or the pretrained init, their claims are not testable; the
+    others are decided."""
     sim = questions(np.random.default_rng(0), {a: {} for a in ("SFT", "longer SFT", "EI", "PPO", "RCRL")}, 50, RL_KEYS)
     verdicts = {v.name: v for v in rl_claims.decide_claims(rl_claims.derive({k: vd.Units(x) for k, x in sim.items()}))}
     dense = ("dense reward", "dense reward speeds learning")
     assert all(verdicts[n].verdict == vd.NOT_TESTABLE and "PPO dense" in verdicts[n].reason for n in dense)
-    assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name not in dense)
+    gap = verdicts["RL narrows the init gap"]
+    assert gap.verdict == vd.NOT_TESTABLE and "EI from pretrained" in gap.reason
+    absent = (*dense, gap.name)
+    assert all(v.verdict != vd.NOT_TESTABLE for name, v in verdicts.items() if name not in absent)
 
 
 # --- reverse training: per world, held-out questions at the small scale ----------------------------------------------

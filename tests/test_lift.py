@@ -12,8 +12,8 @@ import pytest
 
 from system2.config import ConfigError
 from system2.runs import RunError, read_parquet
-from system2.selfimprove.lift import LIFTConfig, m0_dir, run_lift
-from system2.selfimprove.sft import TinyLMConfig
+from system2.selfimprove.lift import LIFTConfig, run_lift
+from system2.selfimprove.sft import TinyLMConfig, m0_dir
 from system2.tasks import knowledge as kw
 from system2.tasks import lift_data as ld
 from system2.tasks.length import parse_length_instruction, word_count

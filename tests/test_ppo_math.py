@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from system2.selfimprove.ppo import gae, ppo_losses
+from system2.selfimprove.ppo_math import gae, ppo_losses
 
 
 def _gae_brute_force(r: list[float], v: list[float], gamma: float, lam: float) -> list[float]:

@@ -6,6 +6,7 @@ training, values stay in range, and the files read back through the task interfa
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import random
 from collections import Counter
@@ -251,6 +252,30 @@ def test_lookup_text_lists_the_facts_shuffled_then_computes_every_relation() -> 
     assert set(calibrated.split()) <= set(q.vocabulary(True))
     heads = [p.strip().removeprefix("Q: ").split()[0] for p in calibrated.replace(" .", " ;").split(";") if p.strip()]
     assert all(h.endswith("=") and h[:-1] in q.NAMES for h in heads)  # every fact and step under a fused head
+
+
+def test_solved_text_holds_solved_questions_in_the_answer_format_among_lookup_problems() -> None:
+    """About ``SOLVED_SHARE`` of the problems are questions of the world's depths with a gold chain the checker accepts
+    and the answer line, fused as the dataset's; the rest are lookup problems; the lookup stream is unchanged at 0."""
+    cfg = q.QuantityConfig()
+    docs = [q.solved_text(random.Random(i), cfg, words=400, max_words=10_000) for i in range(60)]
+    assert docs[0] == q.solved_text(random.Random(0), cfg, words=400, max_words=10_000)
+    problems = [p.strip() for d in docs for p in d.split(" .") if p.strip()]
+    solved = [p for p in problems if "what is" in p]
+    assert 0.5 * q.SOLVED_SHARE < len(solved) / len(problems) < 2 * q.SOLVED_SHARE
+    for problem in solved:
+        question, solution = problem.split(" ? ", 1)
+        parsed, target = q.parse_question(question + " ?")
+        assert min(cfg.min_depth, 3) <= len(q.needed(parsed, target)) and solution.endswith(
+            "Final answer: " + q.digits(q.evaluate(parsed)[target])
+        )
+        assert qc.valid_chain(solution, parsed, target) and q.fuse(solution) == solution
+    assert set(" ".join(docs).split()) <= set(q.vocabulary(True))
+    # the lookup documents the bases were pretrained on are those of before the solved share existed
+    lookup = "".join(q.lookup_text(random.Random(seed), cfg) for seed in range(3))
+    assert hashlib.sha256(lookup.encode()).hexdigest() == (
+        "d79c39d4b0b229dfa08bd07968d14b272f3c574ab70b01fe30a445ea52928855"
+    )
 
 
 def test_calibration_can_pretrain_a_base_first(tmp_path: Path) -> None:

@@ -11,8 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from system2.cli import app
-from system2.repro import dualformer_llm, irpo, rl_reasoning
+from system2.repro import dualformer_llm, irpo, irpo_claims, rl_reasoning
 from system2.repro import rl_reasoning_claims as rl_claims
+from system2.tasks.task import get_task
 
 
 def _claims(out: Path) -> dict[str, dict]:
@@ -27,7 +28,7 @@ def test_repro_irpo_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> No
     assert result.exit_code == 0, result.output
     assert {"report.md", "metrics.json", "irpo.png", "irpo_logps.png"} <= {p.name for p in tmp_path.iterdir()}
     claims = _claims(tmp_path)
-    assert len(claims) == len(irpo.claims_for(2)) and all(c["ours"] for c in claims.values())
+    assert len(claims) == len(irpo_claims.claims_for(2)) and all(c["ours"] for c in claims.values())
     seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
     assert len(seed["irpo"]) == 3 and {"dpo", "star", "irpo_2k", "irpo_no_gold", "sft_gold"} <= set(seed)
     assert seed["longer"] == []  # hard=0: no longer split
@@ -133,7 +134,21 @@ def test_repro_rl_reasoning_on_the_quantity_world_from_a_pretrained_base(tmp_pat
     report = (tmp_path / "report.md").read_text()
     assert "the quantity world" in report and "pretrained 2 steps on `lookup` documents" in report
     seed = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]
-    assert set(seed["arms"]) == {"SFT", "EI", "PPO", "RCRL", "PPO dense"}  # the dense reward runs on this world
+    # the dense reward runs on this world; so does the pretrained init (a second base), prompted with an example
+    assert set(seed["arms"]) == {"SFT", "EI", "PPO", "RCRL", "PPO dense", "pretrained", "EI from pretrained"}
+    assert [p[0] for p in seed["curves"]["EI from pretrained"]] == [p[0] for p in seed["curves"]["EI"]]
+    prompted = json.loads((tmp_path / "seed-0" / "ei_pretrained" / "run.json").read_text())["settings"]
+    assert prompted["model"] == str(tmp_path / "base_solved" / "model") and prompted["stop"] == "."
+    skip = json.loads((tmp_path / "seed-0" / "sft" / "run.json").read_text())["settings"]["limit"]  # the SFT start's
+    gold = [q for q in get_task("quantities").read(tmp_path / "data" / "train.parquet")[:skip] if q.solution]
+    shortest = min(gold, key=lambda q: len(f"{q.question} {q.solution}".split()))
+    assert prompted["prompt_format"] == f"{shortest.question} {shortest.solution} . {{question}}"
+    assert "prompted with 1 gold example(s)" in report
+    gap = _claims(tmp_path)["RL narrows the init gap"]  # decided, or refused for want of a gap to narrow
+    assert "an arm it needs" not in (gap.get("reason") or ""), gap
+    result = CliRunner().invoke(app, ["repro", "rl-reasoning", "init_shots=0", "--scale", "micro", "--out",
+                                      str(tmp_path / "y")])  # fmt: skip
+    assert result.exit_code == 2 and "init_shots must be >= 1" in result.output, result.output
     refusals = (({}, "dense_arm needs a task with step rewards"), ({"dense_arm": False}, "no generated world"))
     for changes, error in refusals:
         monkeypatch.setitem(rl_reasoning.SCALES, "micro", replace(micro, task="gsm8k", pretrain_steps=0, **changes))
@@ -179,3 +194,17 @@ def test_repro_dualformer_llm_starts_every_arm_from_one_pretrained_base(tmp_path
     result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path / "x"),
                                       "task=arithmetic"])  # fmt: skip
     assert result.exit_code == 2 and "pretrain_steps pretrains" in result.output and not (tmp_path / "x").exists()
+
+
+def test_every_reproduction_generates_the_same_world(tmp_path: Path) -> None:
+    """IRPO (with its longer split) and RL for reasoning write the same train and test files for the same sizes, so
+    they share questions, base and SFT start; a second call keeps the files it finds."""
+    from system2.repro.selfimprove_common import generate_world
+
+    with_longer = generate_world("quantities", tmp_path / "irpo", 30, 10, longer=5)
+    without = generate_world("quantities", tmp_path / "rl", 30, 10)
+    assert [Path(f).read_bytes() for f in with_longer] == [Path(f).read_bytes() for f in without]
+    assert (tmp_path / "irpo" / "long.parquet").is_file() and not (tmp_path / "rl" / "long.parquet").exists()
+    stamp = Path(without[0]).stat().st_mtime_ns
+    assert generate_world("quantities", tmp_path / "rl", 30, 10) == without
+    assert Path(without[0]).stat().st_mtime_ns == stamp

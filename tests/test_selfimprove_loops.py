@@ -437,3 +437,22 @@ def test_skip_and_limit_choose_the_training_questions(world: dict) -> None:
         LoopConfig(train_data=world["train"], skip=24).problems()
     with pytest.raises(ConfigError, match="skip must be >= 0"):
         LoopConfig(model=world["model"], train_data=world["train"], out="x", skip=-1).validate()
+
+
+def test_a_stop_string_and_a_prompt_template_reach_sampling_training_and_evaluation(
+    world: dict, tmp_path: Path
+) -> None:
+    """As the pretrained init of RL for reasoning is prompted: an example before each question (``prompt_format``)
+    and responses ended at a stop string, kept; a response holds it at most once, at its end."""
+    cfg = ExpertIterationConfig(
+        model=world["model"], train_data=world["train"], eval_data=world["test"], out=str(tmp_path / "ei"),
+        rounds=1, samples=4, temperature=1.5, train=_train(1), prompt_format="EXAMPLE {question}", stop=";",
+        **COMMON,
+    )  # fmt: skip
+    rows = run_expert_iteration(cfg, progress=False)
+    samples = read_rows(tmp_path / "ei" / "round-1" / "samples.parquet")
+    assert all(r["question"].startswith("EXAMPLE ") for r in samples)
+    stopped = [r["text"] for r in samples if ";" in r["text"]]
+    assert stopped and all(t.index(";") == len(t) - 1 for t in stopped)
+    assert all(not r["truncated"] for r in samples if ";" in r["text"])
+    assert [r["round"] for r in rows] == [0, 1]

@@ -40,7 +40,7 @@ from system2.repro.framework import (
     with_overrides,
     write_report,
 )
-from system2.repro.selfimprove_common import WORLDS, LocalRun
+from system2.repro.selfimprove_common import WORLDS, LocalRun, generate_world
 from system2.selfimprove.base import check_base, world_base
 from system2.selfimprove.dualformer import DualformerLMConfig, run_dualformer_lm
 from system2.selfimprove.loop import question_results
@@ -222,10 +222,7 @@ def run(
         arm_config(scale, data, out / "check", 0, BASE).validate()  # the files and model, before any compute
     start_repro(out, "dualformer-llm", scale_name, scale, restart)
     if not scale.train_data:
-        generated = out / "data"
-        if not (generated / "test.parquet").is_file():
-            WORLDS[scale.task](generated, 0, scale.train, scale.test)
-        data = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+        data = generate_world(scale.task, out / "data", scale.train, scale.test)
     start = ""
     if scale.pretrain_steps:
         words = (DualformerLMConfig.slow_word, DualformerLMConfig.fast_word)

@@ -29,9 +29,9 @@ from system2.repro.framework import (
 from system2.repro.self_rewarding import cpu_train
 from system2.runs import read_parquet
 from system2.selfimprove import lift_eval
-from system2.selfimprove.lift import LIFTConfig, m0_dir, run_lift
+from system2.selfimprove.lift import LIFTConfig, run_lift
 from system2.selfimprove.self_rewarding_eval import ANSWERS
-from system2.selfimprove.sft import TinyLMConfig
+from system2.selfimprove.sft import TinyLMConfig, m0_dir
 from system2.tasks.knowledge import KnowledgeConfig
 from system2.tasks.lift_data import LIFTDataConfig, generate
 

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from system2.config import ConfigError
+from system2.lm.encoding import prompt_token_ids
+from system2.lm.io import load_lm
 from system2.repro.framework import (
     print_claims,
     scale_with_settings,
@@ -32,9 +34,9 @@ from system2.repro.framework import (
 )
 from system2.repro.rl_reasoning_claims import claim_data, decide_claims
 from system2.repro.rl_reasoning_figures import plot, table
-from system2.repro.selfimprove_common import WORLDS, LocalRun, QuestionSplit, split
+from system2.repro.selfimprove_common import WORLDS, LocalRun, QuestionSplit, generate_world, split
 from system2.runs import read_parquet
-from system2.selfimprove.base import check_base, world_base
+from system2.selfimprove.base import check_base, check_text, world_base
 from system2.selfimprove.expert_iteration import ExpertIterationConfig, run_expert_iteration
 from system2.selfimprove.loop import LoopConfig, evaluate_questions, summarize_questions
 from system2.selfimprove.orm import ORMConfig, load_orm, score_solutions, train_orm
@@ -74,14 +76,22 @@ class RLScale(LocalRun):
     batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL), per process
     sft_lr: float = 1e-3  # learning rate of the supervised stages (SFT, EI, RCRL)
     pretrain_steps: int = 0  # steps of a pretrained base the tiny SFT start begins from, shared by the seeds
-    pretrain_text: str = "lookup"  # the base's documents: lookup | worked (docs/selfimprove.md)
+    pretrain_text: str = "lookup"  # the base's documents: lookup | worked | solved (docs/selfimprove.md)
+    init_text: str = "solved"  # with pretrain_steps: the documents of a second base, the pretrained init prompted
+    #                            with examples (the "pretrained" and "EI from pretrained" arms); "": no such arms
+    init_shots: int = 1  # gold examples (the shortest of the SFT start's) before each question of the pretrained init
 
 
 SCALES: dict[str, RLScale] = {
     "tiny": RLScale(train=600, test=150, gold=300, sft_steps=250, long_sft_steps=600, k=8, ei_rounds=2,
                     ei_samples=4, ei_steps=200, ppo_prompts=32, ppo_samples=4, rcrl_steps=200, dense_arm=False,
                     seeds=1, d_model=96, layers=3),
-    "small": RLScale(),
+    # The calibrated quantity world of the IRPO reproduction: the same generated questions, base and SFT start (2,000
+    # steps on 1,500 gold chains; docs/selfimprove.md), so the two share M_0. Sized by a probe on two CPU cores (PPO
+    # about 9.5 s per 256 samples; one EI round on 500 questions x 8 samples 77 s) to about 30 min per seed: 600 pool
+    # questions, 4 samples per question per EI round (7,200 samples per RL arm), K=8 at evaluation.
+    "small": RLScale(task="quantities", train=12_000, test=500, gold=1500, pool=600, sft_steps=2000,
+                     long_sft_steps=3000, k=8, ei_samples=4, max_len=192, max_new_tokens=112, pretrain_steps=4000),
     # The paper's setting (arXiv 2403.04642; docs/selfimprove.md): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
     # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx); GSM8K and the SFT checkpoint from local
     # paths (model = the SFT start). The longer-SFT arm and the learning rates are not known to us [U]: the arm runs
@@ -99,14 +109,21 @@ def _train_cfg(steps: int, seed: int, lr: float, batch: int) -> TrainConfig:
                        ckpt_every=steps, log_every=max(1, steps // 20))  # fmt: skip
 
 
-def _evaluate(
-    scale: RLScale, policy: str, orm_dir: Path, test: list, seed: int, prefix: str = ""
-) -> list[dict[str, Any]]:
+class Arm(NamedTuple):
+    """A model to evaluate and how it is prompted: ``prefix`` before each question, ``stop`` ends a response."""
+
+    model: str
+    prefix: str = ""
+    stop: str = ""
+    max_new_tokens: int = 0  # 0: the scale's
+
+
+def _evaluate(scale: RLScale, arm: Arm, orm_dir: Path, test: list, seed: int) -> list[dict[str, Any]]:
     """One row per test question: is the greedy answer right (maj@1), the majority vote of K samples at T = 1
     (maj@K), the sample the ORM scores highest (rerank@K), any sample (pass@K)?"""
     runtime = LoopConfig(task=scale.task, dtype=scale.dtype, prompt_format=scale.prompt_format,
-                         max_new_tokens=scale.max_new_tokens)  # fmt: skip
-    model, tok = runtime.load(policy)
+                         max_new_tokens=arm.max_new_tokens or scale.max_new_tokens, stop=arm.stop)  # fmt: skip
+    model, tok = runtime.load(arm.model)
     orm, otok = load_orm(orm_dir)
     rows = evaluate_questions(
         model,
@@ -116,7 +133,7 @@ def _evaluate(
         k=scale.k,
         temperature=1.0,
         seed=seed,
-        prompt_prefix=prefix,
+        prompt_prefix=arm.prefix,
         rerank=lambda questions, texts: score_solutions(orm, otok, questions, texts, scale.max_len, chat=runtime.chat),
     )
     names = {f"{m}@{scale.k}": f"{m}@K" for m in ("maj", "rerank", "pass")}  # the claims' names, whatever K is
@@ -134,6 +151,10 @@ def check_files(scale: RLScale) -> list[Any]:
     """With local files (the paper scale): the model, the data in the task's format and the runtime settings,
     checked before any compute; returns the test questions (empty without files)."""
     check_base(scale.pretrain_steps, scale.pretrain_text, scale)
+    if scale.pretrain_steps and scale.init_text:
+        check_text(scale.init_text)
+        if scale.init_shots < 1:
+            raise ConfigError(f"init_shots must be >= 1 (examples before each question), got {scale.init_shots}")
     if scale.task in TASKS and scale.dense_arm and get_task(scale.task).step_rewards is None:
         raise ConfigError(f"dense_arm needs a task with step rewards; set dense_arm=false for {scale.task}")
     if not scale.train_data:
@@ -161,28 +182,29 @@ def run(
     start_repro(out, "rl-reasoning", scale_name, scale, restart)
     files = (scale.train_data, scale.test_data)
     if not scale.train_data:
-        generated = out / "data"
-        if not (generated / "test.parquet").is_file():
-            WORLDS[scale.task](generated, 1, scale.train, scale.test)
-        files = (str(generated / "train.parquet"), str(generated / "test.parquet"))
+        files = generate_world(scale.task, out / "data", scale.train, scale.test)
         test = get_task(scale.task).read(files[1])
     data = QuestionSplit(*files, *split(scale, files[0]))
-    start = scale.model
+    start, init = scale.model, None
     if scale.pretrain_steps:
         steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.batch, lr=scale.sft_lr)
         start = str(world_base(out / "base", data.train, scale.d_model, scale.layers, scale.max_len,
                                scale.pretrain_text, steps))  # fmt: skip
+        if scale.init_text:
+            base = world_base(out / f"base_{scale.init_text}", data.train, scale.d_model, scale.layers,
+                              scale.max_len, scale.init_text, steps)  # fmt: skip
+            init = prompted_init(base, shots(data, scale.task, scale.init_shots), data, scale)
     n_train = data.limit
     per_seed = []
     questions: dict[str, list[list[dict[str, Any]]]] = {}
     early: dict[str, list[list[dict[str, Any]]]] = {}
     for seed in range(scale.seeds):
         root = out / f"seed-{seed}"
-        arms, ppo_log, curves = _train_arms(scale, root, seed, data, start)
+        arms, ppo_log, curves = _train_arms(scale, root, seed, data, start, init)
         results = {}
-        for name, (path, prefix) in arms.items():
+        for name, arm in arms.items():
             file = root / "eval" / f"{name.replace(' ', '_')}.parquet"
-            rows = cached_rows(file, _evaluate, scale, path, root / "orm" / "orm", test, seed, prefix)
+            rows = cached_rows(file, _evaluate, scale, arm, root / "orm" / "orm", test, seed)
             questions.setdefault(name, []).append(rows)
             results[name] = summarize_questions(rows)
         for name, run_dir in (("PPO", "ppo"), ("PPO dense", "ppo_dense")):
@@ -207,12 +229,35 @@ def run(
     return metrics
 
 
+def shots(data: QuestionSplit, task: str, n: int) -> str:
+    """The prompt prefix of the pretrained init: the ``n`` shortest gold examples among the SFT start's questions
+    (question, solution, ``.``, as the ``solved`` documents show them), so that prompts fit the model's length."""
+    gold = [q for q in get_task(task).read(data.train)[: data.skip] if q.solution]
+    chosen = sorted(gold, key=lambda q: (len(f"{q.question} {q.solution}".split()), q.id))[:n]
+    return "".join(f"{q.question} {q.solution} . " for q in chosen)
+
+
+def prompted_init(base: Path, prefix: str, data: QuestionSplit, scale: RLScale) -> Arm:
+    """The pretrained init as prompted: ``prefix`` before each question, stopped at ``.``, with as many new tokens
+    as the longest prompt (pool and test) leaves in the model's context, at most the scale's. ConfigError when the
+    examples leave under 32."""
+    tok = load_lm(base)[1]
+    questions = get_task(scale.task).read(data.train)[data.skip :][: data.limit] + get_task(scale.task).read(data.test)
+    longest = max(len(ids) for ids in prompt_token_ids(tok, [prefix + q.question for q in questions]))
+    room = min(scale.max_new_tokens, scale.max_len - longest)
+    if room < 32:
+        raise ConfigError(f"with init_shots={scale.init_shots} the longest prompt of the pretrained init has "
+                          f"{longest} tokens, leaving {room} of max_len={scale.max_len} for a solution: lower "
+                          "init_shots")  # fmt: skip
+    return Arm(str(base), prefix, ".", room)
+
+
 def _train_arms(
-    scale: RLScale, root: Path, seed: int, data: QuestionSplit, start: str
-) -> tuple[dict[str, tuple[str, str]], list[dict[str, Any]], dict[str, list[list[float]]]]:
-    """Train every arm of one seed (each stage cached) from ``start`` (the tiny model's base, or a checkpoint); returns
-    {arm: (model dir, prompt prefix)}, PPO's log and the sample-efficiency curves ({arm: [[samples, maj@1], ...]}:
-    EI per round, PPO at its held-out evaluations)."""
+    scale: RLScale, root: Path, seed: int, data: QuestionSplit, start: str, pretrained: Arm | None = None
+) -> tuple[dict[str, Arm], list[dict[str, Any]], dict[str, list[list[float]]]]:
+    """Train every arm of one seed (each stage cached) from ``start`` (the tiny model's base, or a checkpoint) and,
+    with ``pretrained`` (the pretrained init as prompted), EI from it; returns the arms, PPO's log and the
+    sample-efficiency curves ({arm: [[samples, maj@1], ...]}: EI per round, PPO at its held-out evaluations)."""
     tiny = TinyLMConfig(d_model=scale.d_model, layers=scale.layers, max_len=scale.max_len)
     common, n_train = _common(scale, data, seed), data.limit
     sft_common = {**common, "skip": 0, "limit": data.skip}  # the SFT start's own questions, before the pool
@@ -227,7 +272,7 @@ def _train_arms(
     points = {}  # the SFT start trained for other lengths, from the same init (the trade-off over epochs)
     for steps in scale.sft_points if scale.sft_steps else ():
         train = _train_cfg(steps, seed, scale.sft_lr, scale.batch)
-        points[sft_point(steps)] = (run_sft(replace(sft_cfg, out=str(root / f"sft_{steps}"), train=train))["model"], "")
+        points[sft_point(steps)] = Arm(run_sft(replace(sft_cfg, out=str(root / f"sft_{steps}"), train=train))["model"])
     train_orm(ORMConfig(model=sft, out=str(root / "orm"), samples=scale.ei_samples,
                         train=_train_cfg(scale.ei_steps, seed, 1e-4, scale.batch), **common))  # fmt: skip
     budget = n_train * scale.ei_samples * scale.ei_rounds  # sampled solutions per arm
@@ -247,21 +292,28 @@ def _train_arms(
                       train=_train_cfg(scale.rcrl_steps, seed, scale.sft_lr, scale.batch), **common)  # fmt: skip
     rcrl_model = run_rcrl(rcrl)[-1]["model"]
     arms = {
-        "SFT": (sft, ""),
-        **({"longer SFT": (long_sft, "")} if long_sft else {}),
+        "SFT": Arm(sft),
+        **({"longer SFT": Arm(long_sft)} if long_sft else {}),
         **points,
-        "EI": (ei_model, ""),
-        "PPO": (str(root / "ppo" / "model"), ""),
-        "RCRL": (rcrl_model, f"{GOOD} "),
+        "EI": Arm(ei_model),
+        "PPO": Arm(str(root / "ppo" / "model")),
+        "RCRL": Arm(rcrl_model, f"{GOOD} "),
     }
     if scale.dense_arm:
         dense_log = run_ppo(replace(ppo, out=str(root / "ppo_dense"), reward="dense"))
-        arms["PPO dense"] = (str(root / "ppo_dense" / "model"), "")
+        arms["PPO dense"] = Arm(str(root / "ppo_dense" / "model"))
     per_iteration = scale.ppo_prompts * scale.ppo_samples
     curves = {"EI": [[r["samples_drawn"], r["maj@1"]] for r in ei_rounds],
               "PPO": ppo_curve(ppo_log, per_iteration)}  # fmt: skip
     if scale.dense_arm:
         curves["PPO dense"] = ppo_curve(dense_log, per_iteration)
+    if pretrained is not None:  # EI from the pretrained init, prompted as it is evaluated
+        prompted = {"prompt_format": pretrained.prefix + "{question}", "stop": pretrained.stop,
+                    "max_new_tokens": pretrained.max_new_tokens, "model": pretrained.model}  # fmt: skip
+        from_init = run_expert_iteration(replace(ei, out=str(root / "ei_pretrained"), **prompted))
+        arms["pretrained"] = pretrained
+        arms["EI from pretrained"] = pretrained._replace(model=from_init[-1]["model"])
+        curves["EI from pretrained"] = [[r["samples_drawn"], r["maj@1"]] for r in from_init]
     return arms, ppo_log, curves
 
 
@@ -295,11 +347,18 @@ def _intro(name: str, s: RLScale, n_train: int) -> str:
     if s.pretrain_steps:
         start += f" pretrained {s.pretrain_steps} steps on `{s.pretrain_text}` documents (one base, all seeds)"
     sft = f"{start} after {s.sft_steps} steps on {s.gold or 'all'} gold solutions" if s.sft_steps else f"{start}"
-    longer = f"longer SFT: {s.long_sft_steps} more steps" if s.long_sft_steps else "no longer-SFT arm"
+    longer = "no longer-SFT arm"
+    if s.long_sft_steps:
+        longer = f"longer SFT: {s.long_sft_steps} {'steps from the same init' if s.sft_steps else 'more steps'}"
+    init = ""
+    if s.pretrain_steps and s.init_text:
+        init = (f" The pretrained init: a second base, pretrained {s.pretrain_steps} steps on `{s.init_text}` "
+                f"documents, prompted with {s.init_shots} gold example(s) and stopped at `.`; EI from it draws as "
+                "many samples as EI from SFT.")  # fmt: skip
     return (
         f"Scale `{name}`: {world}; SFT = {sft} ({longer}); the RL arms learn from the {n_train} training questions "
         "after the SFT start's. Each RL arm draws about "
         f"{n_train * s.ei_samples * s.ei_rounds} training samples. Metrics at K={s.k} samples (T=1.0) on the test "
         f"split; {s.seeds} seed(s). The RCRL token scheme, EI's round count and PPO's settings are unconfirmed "
-        "in the paper [S/R]: see docs/selfimprove.md."
+        f"in the paper [S/R]: see docs/selfimprove.md.{init}"
     )

@@ -4,6 +4,7 @@ generated worlds, and which training questions M_0 (the SFT start) and the arms 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from system2.config import ConfigError
@@ -30,6 +31,15 @@ class LocalRun:
 # the worlds a scale without data files generates (by ``task``), and the file of each one's longer split
 WORLDS = {"arithmetic": arithmetic.write_dataset, "quantities": quantities.write_dataset}
 LONGER = {"arithmetic": "hard.parquet", "quantities": "long.parquet"}
+WORLD_SEED = 0  # one generated world for every reproduction, so that they share questions, base and SFT start
+
+
+def generate_world(task: str, out: Path, train: int, test: int, longer: int = 0) -> tuple[str, str]:
+    """The (train, test) files of ``task``'s generated world under ``out``, written unless there (``longer``: that
+    many questions of the longer split too); the same sizes give the same files in every reproduction."""
+    if not (out / "test.parquet").is_file():
+        WORLDS[task](out, WORLD_SEED, train, test, longer)
+    return str(out / "train.parquet"), str(out / "test.parquet")
 
 
 class PoolScale(Protocol):

@@ -29,8 +29,8 @@ from system2.repro.framework import (
 from system2.repro.self_rewarding import cpu_train
 from system2.runs import read_parquet
 from system2.selfimprove.self_rewarding_eval import ANSWERS
-from system2.selfimprove.sft import TinyLMConfig
-from system2.selfimprove.tpo import TPOConfig, m0_dir, run_tpo
+from system2.selfimprove.sft import TinyLMConfig, m0_dir
+from system2.selfimprove.tpo import TPOConfig, run_tpo
 from system2.tasks.thought_data import ThoughtDataConfig, generate
 from system2.tasks.thought_world import THOUGHT_FAMILIES, family_of, oracle_score, thought_progress
 

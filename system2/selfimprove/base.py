@@ -22,7 +22,7 @@ from system2.selfimprove.sft import SFTConfig, TinyLMConfig, init_tiny
 from system2.tasks import quantities as q
 from system2.train import TrainConfig
 
-TEXTS = {"worked": q.worked_text, "lookup": q.lookup_text}  # the pretraining documents, by name
+TEXTS = {"worked": q.worked_text, "lookup": q.lookup_text, "solved": q.solved_text}  # the pretraining documents
 
 
 def pretrain_base(
@@ -62,6 +62,13 @@ def check_base(steps: int, text: str, run: Any) -> None:
     if steps and (run.task != "quantities" or run.model or run.train_data):
         raise ConfigError("pretrain_steps pretrains a tiny base on the generated quantity world: it needs "
                           "task=quantities and no model or data files (or set pretrain_steps=0)")  # fmt: skip
+    check_text(text)
+
+
+def check_text(text: str) -> None:
+    """ConfigError unless ``text`` names a kind of base document (``TEXTS``)."""
+    from system2.config import ConfigError
+
     if text not in TEXTS:
         raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {text!r}")
 

@@ -28,7 +28,7 @@ from system2.config import ConfigError
 from system2.lm.encoding import encode_prompt_response
 from system2.lm.io import load_lm
 from system2.runs import atomic_write_json, open_run, read_json
-from system2.selfimprove.base import TEXTS, pretrain_base
+from system2.selfimprove.base import check_text, pretrain_base
 from system2.selfimprove.loop import sample_and_score
 from system2.selfimprove.sft import SFTConfig, TinyLMConfig, gold_prefix, run_sft
 from system2.tasks import quantities as q
@@ -61,8 +61,7 @@ class CalibrationConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.pretrain_steps < 0:
             raise ConfigError(f"pretrain_steps must be >= 0, got {self.pretrain_steps}")
-        if self.pretrain_text not in TEXTS:
-            raise ConfigError(f"pretrain_text must be one of {', '.join(TEXTS)}, got {self.pretrain_text!r}")
+        check_text(self.pretrain_text)
         if self.samples < 2:
             raise ConfigError(f"samples must be >= 2 (the chain-diversity share needs several), got {self.samples}")
         try:

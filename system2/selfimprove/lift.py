@@ -35,7 +35,7 @@ from system2.lm.sampling import SampleConfig, sample_completions
 from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.lift_pairs import lift_pairs
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
-from system2.selfimprove.sft import TinyLMConfig, build_tiny
+from system2.selfimprove.sft import TinyLMConfig, build_tiny, m0_dir
 from system2.selfimprove.stages import cached_rows, sharded_rows
 from system2.tasks import knowledge as kw
 from system2.tasks.instructions import checked_rows
@@ -182,11 +182,6 @@ def run_lift(cfg: LIFTConfig, progress: bool = True, restart: bool = False) -> l
     trained = dpo_finetune(m0, pairs, ref, dpo_settings(cfg, len(pairs)), out / "train", progress, beta=cfg.beta,
                            alpha=cfg.alpha, nll_norm="sequence", max_len=cfg.max_len, chat=cfg.chat)  # fmt: skip
     return results + [{"model": cfg.method, **evaluate(cfg, data, trained, out / "eval", progress)}]
-
-
-def m0_dir(out: str | Path) -> Path:
-    """Where a run trains its M0 (``OUT/sft``); its weights end in ``m0_dir(out) / "model"``."""
-    return Path(out) / "sft"
 
 
 def train_m0(cfg: LIFTConfig, data: LIFTInputs, out: Path, progress: bool) -> Path:

@@ -134,6 +134,7 @@ class LoopConfig(PolicyConfig):
     limit: int = 0  # training questions used (0: all)
     eval_limit: int = 0  # evaluation questions used (0: all)
     eval_samples: int = 0  # K for maj@K / pass@K at evaluation (0: greedy only)
+    stop: str = ""  # a string that ends every sampled response (kept), e.g. "." after example-prompted solutions
 
     def validate(self) -> None:
         if not self.model or not self.train_data or not self.out:
@@ -164,7 +165,7 @@ class LoopConfig(PolicyConfig):
     def sampling(self) -> dict[str, Any]:
         """The keyword arguments of ``sample_and_score`` and ``evaluate_questions`` this config fixes."""
         return {"task": self.get_task(), "max_new_tokens": self.max_new_tokens, "batch_size": self.batch_size,
-                "chat": self.chat, "backend": self.backend}  # fmt: skip
+                "chat": self.chat, "backend": self.backend, "stop": self.stop}  # fmt: skip
 
     def get_task(self) -> ReasoningTask:
         """The task ``task`` names: its file format and its reward."""
@@ -262,13 +263,15 @@ def sample_and_score(
     prompt_offset: int = 0,
     progress: bool = True,
     label: str = "sample",
+    stop: str = "",
 ) -> list[dict[str, Any]]:
     """``n`` sampled solutions per problem, each with its parsed answer, the task's reward and whether it was
     cut at ``max_new_tokens`` (one row per sample, in problem order; a truncated solution is scored wrong).
     ``chat``: prompts rendered by the tokenizer's chat template; ``backend``: hf or vllm; ``prompt_offset``: as in
-    ``sample``, for one process's slice; ``progress`` shows the solutions sampled under ``label``."""
+    ``sample``, for one process's slice; ``progress`` shows the solutions sampled under ``label``; ``stop``: a
+    string that ends a response (kept), as after example-prompted solutions."""
     cfg = SampleConfig(n=n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed,
-                       batch_size=batch_size, backend=backend)  # fmt: skip
+                       batch_size=batch_size, backend=backend, stop=[stop] if stop else [])  # fmt: skip
     prompts = [prompt_prefix + p.question for p in problems]
     outs = sample_completions(model, tokenizer, prompts, cfg, chat=chat, prompt_offset=prompt_offset,
                               progress=progress, label=label)  # fmt: skip
@@ -317,13 +320,14 @@ def evaluate_questions(
     progress: bool = True,
     rerank: Callable[[list[str], list[str]], Sequence[float]] | None = None,
     annotate: Annotate | None = None,
+    stop: str = "",
 ) -> list[dict[str, Any]]:
     """One row per question: its id, whether the greedy answer is right (``maj@1``) and the greedy response's
     words; with ``k`` > 0 also whether the majority vote (``maj@K``) and any (``pass@K``) of ``k`` samples at
     ``temperature`` and ``top_p`` are right, and with ``rerank`` (questions, responses -> scores, e.g. an outcome
     reward model) whether the highest-scored sample is (``rerank@K``). ``annotate`` adds its numbers about the greedy
     response to the row (e.g. ``{"response_steps": 3}``). ``prompt_offset``: as in ``sample_and_score``, for one
-    process's share of the questions."""
+    process's share of the questions; ``stop``: as in ``sample_and_score``."""
     if k == 1:
         raise ValueError("k must be 0 (greedy only) or at least 2: maj@1 is the greedy answer")
     draw = partial(
@@ -339,6 +343,7 @@ def evaluate_questions(
         prompt_prefix=prompt_prefix,
         prompt_offset=prompt_offset,
         progress=progress,
+        stop=stop,
     )
     greedy = draw(n=1, temperature=0.0, seed=seed, label="eval greedy")
     rows = [{"id": r["id"], "maj@1": bool(r["correct"]), "response_words": len(r["text"].split())} for r in greedy]

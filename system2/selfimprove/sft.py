@@ -69,6 +69,11 @@ def tiny_vocabulary(cfg: SFTConfig, problems: list[Any], extra: Sequence[str] = 
     return list(words)
 
 
+def m0_dir(out: str | Path) -> Path:
+    """Where a recipe trains its tiny M0 (``OUT/sft``); its weights end in ``m0_dir(out) / "model"``."""
+    return Path(out) / "sft"
+
+
 def build_tiny(tiny: TinyLMConfig, words: Iterable[str], path: Path, seed: int) -> Path:
     """A new tiny Llama with a word-level tokenizer of ``words`` (duplicates dropped), saved at ``path`` once by the
     main process (an existing one is kept)."""

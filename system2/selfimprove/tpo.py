@@ -39,7 +39,7 @@ from system2.lm.sampling import SampleConfig, sample_completions
 from system2.runs import read_run
 from system2.selfimprove.dpo import dpo_finetune, fitting_pairs, reference_logprobs_rows
 from system2.selfimprove.loop import PolicyConfig, finetune_sft, group_by_question
-from system2.selfimprove.sft import TinyLMConfig, build_tiny
+from system2.selfimprove.sft import TinyLMConfig, build_tiny, m0_dir
 from system2.selfimprove.stages import cached_json, cached_rows, sharded_rows
 from system2.selfimprove.tpo_judge import judge_accuracy, own_sample_pairs
 from system2.selfimprove.tpo_pairs import thought_pair
@@ -245,11 +245,6 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
         evaluation = evaluate(cfg, data, current, it / "eval", progress, baseline=out / "m0-eval")
         results.append({"model": f"M{t}", "iteration": t, **stats, **evaluation})
     return results
-
-
-def m0_dir(out: str | Path) -> Path:
-    """Where a run trains its M0 (``OUT/sft``); its weights end in ``m0_dir(out) / "model"``."""
-    return Path(out) / "sft"
 
 
 def train_m0(cfg: TPOConfig, data: TPOInputs, out: Path, progress: bool) -> Path:

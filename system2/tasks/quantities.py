@@ -253,14 +253,19 @@ def worked_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
     return fuse(text) if cfg.fused else text
 
 
-def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
+def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185,
+                solved: float = 0.0) -> str:  # fmt: skip
     """Pretraining text that finds facts in a shuffled list: a question's facts in random order, as questions show
     them but asking nothing, then every relation among them computed in a random valid order (distractors
     included), problems of depth 1 to ``max_depth`` separated by ``.``, until ``words`` words; cut at ``max_words``.
     It teaches retrieval and arithmetic, not which quantities an answer needs (docs/selfimprove.md, "Does
-    pretraining help?")."""
+    pretraining help?"). ``solved``: the share of problems shown instead as a question of the world's depths and a
+    solution in the answer format (``solved_text``)."""
     parts: list[str] = []
     while len(" ".join(parts).split()) < words:
+        if solved and rng.random() < solved:
+            parts += _solved(rng, cfg)
+            continue
         drawn = _draw(rng, rng.randint(1, cfg.max_depth), cfg)
         if drawn is None:
             continue
@@ -271,6 +276,30 @@ def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
         parts += [listing] + [step(by_name[n], values) for n in order] + ["."]
     text = " ".join(" ".join(parts).split()[:max_words])
     return fuse(text) if cfg.fused else text
+
+
+SOLVED_SHARE = 0.02  # the share of solved problems in ``solved_text`` (docs/selfimprove.md: a base that reads examples)
+
+
+def solved_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
+    """``lookup_text`` in which ``SOLVED_SHARE`` of the problems are solved questions (a question as the world asks
+    it, a solution, ``Final answer:``, then ``.``), as web text holds some worked maths among the rest: the documents
+    of a base that can be prompted with examples (the pretrained init of RL for reasoning)."""
+    return lookup_text(rng, cfg, words, max_words, solved=SOLVED_SHARE)
+
+
+def _solved(rng: random.Random, cfg: QuantityConfig) -> list[str]:
+    """A freshly drawn question of the world's training depths with one of its gold solutions, then ``.``."""
+    while (drawn := _draw(rng, rng.randint(cfg.min_depth, cfg.max_depth), cfg)) is None:
+        pass
+    facts, target = drawn
+    question, solution = (
+        render(facts, target, "symbolic", False, rng),
+        chain(facts, target, random_order(facts, target, rng)),
+    )
+    if cfg.fused:  # each part as the dataset fuses it (a step after ``?`` is no head of ``fuse`` in running text)
+        question, solution = fuse(question), fuse(solution)
+    return [question, solution, "."]
 
 
 def _symbolic(fact: Fact) -> str:
