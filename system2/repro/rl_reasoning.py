@@ -75,9 +75,9 @@ class RLScale(LocalRun):
     layers: int = 4  # the tiny model's layers
     batch: int = 32  # every supervised stage (SFT, ORM, EI, RCRL), per process
     sft_lr: float = 1e-3  # learning rate of SFT from the base (the SFT start, longer SFT, the SFT lengths)
-    # learning rate of EI's and RCRL's fine-tuning (on a few hundred samples; 1e-3 took the quantity world's SFT start
-    # from 37.8% to 23.0% greedy on held-out training questions in one EI round, 1e-4 to 40.4%: docs/reproductions.md)
-    ft_lr: float = 1e-4
+    # 1e-3 took the quantity world's SFT start from 37.8% to 23.0% greedy on held-out training questions in one EI
+    # round, 1e-4 to 40.4% (docs/reproductions.md)
+    ft_lr: float = 1e-4  # learning rate of EI's and RCRL's fine-tuning (a few hundred samples, from a trained start)
     pretrain_steps: int = 0  # steps of a pretrained base the tiny SFT start begins from, shared by the seeds
     pretrain_text: str = "lookup"  # the base's documents: lookup | worked | solved (docs/selfimprove.md)
     init_text: str = "solved"  # with pretrain_steps: the documents of a second base, the pretrained init prompted
