@@ -91,8 +91,9 @@ SCALES: dict[str, RLScale] = {
                     seeds=1, d_model=96, layers=3, ft_lr=1e-3),
     # The calibrated quantity world of the IRPO reproduction: the same generated questions, base and SFT start (2,000
     # steps on 1,500 gold chains; docs/selfimprove.md), so the two share M_0. Sized by a probe on two CPU cores (PPO
-    # about 9.5 s per 256 samples; one EI round on 500 questions x 8 samples 77 s) to about 30 min per seed: 600 pool
-    # questions, 4 samples per question per EI round (7,200 samples per RL arm), K=8 at evaluation.
+    # about 9.5 s per 256 samples; one EI round on 500 questions x 8 samples 77 s): 600 pool questions, 4 samples per
+    # question per EI round (7,200 samples per RL arm), K=8 at evaluation. Measured with the pretrained-init arms:
+    # 39-43 min per seed, about 2.5 h for a fresh run (docs/reproductions.md): over the 2-hour budget.
     "small": RLScale(task="quantities", train=12_000, test=500, gold=1500, pool=600, sft_steps=2000,
                      long_sft_steps=3000, k=8, ei_samples=4, max_len=192, max_new_tokens=112, pretrain_steps=4000),
     # The paper's setting (arXiv 2403.04642; docs/selfimprove.md): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
