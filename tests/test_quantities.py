@@ -271,6 +271,8 @@ def test_solved_text_holds_solved_questions_in_the_answer_format_among_lookup_pr
         )
         assert qc.valid_chain(solution, parsed, target) and q.fuse(solution) == solution
     assert set(" ".join(docs).split()) <= set(q.vocabulary(True))
+    tenth = [p for i in range(20) for p in q.solved_text(random.Random(i), cfg, 400, 10_000, share=0.1).split(" .")]
+    assert 0.05 < sum("what is" in p for p in tenth) / sum(bool(p.strip()) for p in tenth) < 0.2  # share: its own
     # the lookup documents the bases were pretrained on are those of before the solved share existed
     lookup = "".join(q.lookup_text(random.Random(seed), cfg) for seed in range(3))
     assert hashlib.sha256(lookup.encode()).hexdigest() == (

@@ -112,6 +112,9 @@ def test_repro_rl_reasoning_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     runs = {arm: json.loads((tmp_path / "seed-0" / arm / "run.json").read_text())["settings"]
             for arm in ("sft", "sft_long", "ei", "ppo", "ppo_dense", "rcrl", "orm")}  # fmt: skip
     assert all((runs[a]["skip"], runs[a]["limit"]) == (0, 12) for a in ("sft", "sft_long"))
+    # the longer SFT is the SFT start trained on, to long_sft_steps in all
+    assert runs["sft_long"]["model"] == str(tmp_path / "seed-0" / "sft" / "model")
+    assert runs["sft_long"]["train"]["steps"] == 30 - 20
     assert all((runs[a]["skip"], runs[a]["limit"]) == (12, 12) for a in ("ei", "ppo", "ppo_dense", "rcrl", "orm"))
     # sample-efficiency curves: EI per round, PPO at every held-out evaluation, each per question on disk
     curves = json.loads((tmp_path / "metrics.json").read_text())["metrics"]["seeds"][0]["curves"]
@@ -146,14 +149,31 @@ def test_repro_rl_reasoning_on_the_quantity_world_from_a_pretrained_base(tmp_pat
     assert "prompted with 1 gold example(s)" in report
     gap = _claims(tmp_path)["RL narrows the init gap"]  # decided, or refused for want of a gap to narrow
     assert "an arm it needs" not in (gap.get("reason") or ""), gap
-    result = CliRunner().invoke(app, ["repro", "rl-reasoning", "init_shots=0", "--scale", "micro", "--out",
-                                      str(tmp_path / "y")])  # fmt: skip
-    assert result.exit_code == 2 and "init_shots must be >= 1" in result.output, result.output
+    for bad, error in (("init_shots=0", "init_shots must be >= 1"), ("long_sft_steps=4", "must exceed sft_steps")):
+        result = CliRunner().invoke(app, ["repro", "rl-reasoning", bad, "--scale", "micro", "--out",
+                                          str(tmp_path / "y")])  # fmt: skip
+        assert result.exit_code == 2 and error in result.output, result.output
     refusals = (({}, "dense_arm needs a task with step rewards"), ({"dense_arm": False}, "no generated world"))
     for changes, error in refusals:
         monkeypatch.setitem(rl_reasoning.SCALES, "micro", replace(micro, task="gsm8k", pretrain_steps=0, **changes))
         result = CliRunner().invoke(app, ["repro", "rl-reasoning", "--scale", "micro", "--out", str(tmp_path / "x")])
         assert result.exit_code == 2 and error in result.output and not (tmp_path / "x").exists(), result.output
+
+
+def test_repro_rl_reasoning_prompts_the_sft_starts_own_base_when_the_texts_agree(tmp_path: Path, monkeypatch) -> None:
+    """The paper's design: one pretrained model is both the SFT start's init and, prompted, the pretrained init."""
+    micro = rl_reasoning.RLScale(train=24, test=4, gold=4, sft_steps=4, long_sft_steps=0, k=2, ei_rounds=1,
+                                 ei_samples=2, ei_steps=2, ppo_prompts=4, ppo_samples=2, rcrl_steps=2, dense_arm=False,
+                                 seeds=1, d_model=32, layers=1, batch=4, task="quantities", max_len=192,
+                                 max_new_tokens=96, pretrain_steps=2, curve_points=1, pretrain_text="solved",
+                                 solved_share=0.5)  # fmt: skip
+    monkeypatch.setitem(rl_reasoning.SCALES, "micro", micro)
+    result = CliRunner().invoke(app, ["repro", "rl-reasoning", "--scale", "micro", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    prompted = json.loads((tmp_path / "seed-0" / "ei_pretrained" / "run.json").read_text())["settings"]
+    assert prompted["model"] == str(tmp_path / "base" / "model") and not (tmp_path / "base_solved").exists()
+    assert "The pretrained init: the same base" in (tmp_path / "report.md").read_text()
+    assert "50.0% of their problems solved" in (tmp_path / "report.md").read_text()
 
 
 def test_repro_dualformer_llm_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -58,7 +58,8 @@ class RLScale(LocalRun):
     gold: int = 300  # gold solutions the SFT start is trained on: those of the leading training questions
     pool: int = 0  # questions the RL arms learn from: those after the SFT start's (0: all)
     sft_steps: int = 1200  # 300 left the SFT start far from converged (3-4x more gained ~26 points); 0: model is it
-    long_sft_steps: int = 3600  # the longer SFT arm (with sft_steps=0: more SFT from model; 0: no such arm)
+    long_sft_steps: int = 3600  # the longer SFT arm's steps: the SFT start trained on to this many (sft_steps=0:
+    #                             this many more from model); 0: no such arm
     sft_points: tuple[int, ...] = ()  # more SFT lengths, each its own run and arm: maj@1 vs pass@K over SFT epochs
     k: int = 16  # samples per question for evaluation (paper: 96)
     ei_rounds: int = 3  # expert-iteration rounds
@@ -80,8 +81,10 @@ class RLScale(LocalRun):
     ft_lr: float = 1e-4  # learning rate of EI's and RCRL's fine-tuning (a few hundred samples, from a trained start)
     pretrain_steps: int = 0  # steps of a pretrained base the tiny SFT start begins from, shared by the seeds
     pretrain_text: str = "lookup"  # the base's documents: lookup | worked | solved (docs/selfimprove.md)
-    init_text: str = "solved"  # with pretrain_steps: the documents of a second base, the pretrained init prompted
-    #                            with examples (the "pretrained" and "EI from pretrained" arms); "": no such arms
+    init_text: str = "solved"  # with pretrain_steps: the documents of the pretrained init's base, prompted with
+    #                            examples (the "pretrained" and "EI from pretrained" arms): the SFT start's own base
+    #                            when equal to pretrain_text, else a second base; "": no such arms
+    solved_share: float = quantities.SOLVED_SHARE  # the share of solved problems in a `solved` base's documents
     init_shots: int = 1  # gold examples (the shortest of the SFT start's) before each question of the pretrained init
 
 
@@ -89,13 +92,14 @@ SCALES: dict[str, RLScale] = {
     "tiny": RLScale(train=600, test=150, gold=300, sft_steps=250, long_sft_steps=600, k=8, ei_rounds=2,
                     ei_samples=4, ei_steps=200, ppo_prompts=32, ppo_samples=4, rcrl_steps=200, dense_arm=False,
                     seeds=1, d_model=96, layers=3, ft_lr=1e-3),
-    # The calibrated quantity world of the IRPO reproduction: the same generated questions, base and SFT start (2,000
-    # steps on 1,500 gold chains; docs/selfimprove.md), so the two share M_0. Sized by a probe on two CPU cores (PPO
-    # about 9.5 s per 256 samples; one EI round on 500 questions x 8 samples 77 s): 600 pool questions, 4 samples per
-    # question per EI round (7,200 samples per RL arm), K=8 at evaluation. Measured with the pretrained-init arms:
-    # 39-43 min per seed, about 2.5 h for a fresh run (docs/reproductions.md): over the 2-hour budget.
-    "small": RLScale(task="quantities", train=12_000, test=500, gold=1500, pool=600, sft_steps=2000,
-                     long_sft_steps=3000, k=8, ei_samples=4, max_len=192, max_new_tokens=112, pretrain_steps=4000),
+    # The quantity world of the IRPO reproduction (the same generated questions; 2,000 SFT steps on 1,500 gold chains;
+    # docs/selfimprove.md) from one base, as in the paper: pretrained on `solved` documents (0.5% solved problems),
+    # the SFT start's init and, prompted with one example, the pretrained init. 400 pool questions, 4 samples per
+    # question per EI round (4,800 samples per RL arm), K=8 at evaluation: sized to the 2-hour budget from the
+    # measured stage times (docs/reproductions.md).
+    "small": RLScale(task="quantities", train=12_000, test=500, gold=1500, pool=400, sft_steps=2000,
+                     long_sft_steps=3000, k=8, ei_samples=4, max_len=192, max_new_tokens=112, pretrain_steps=4000,
+                     pretrain_text="solved", solved_share=0.005),
     # The paper's setting (arXiv 2403.04642; docs/selfimprove.md): Llama-2 7B/13B from SFT on GSM8K, K=96 at evaluation,
     # EI with 96 samples per question for 4-5 rounds, PPO with KL 0.05 (trlx); GSM8K and the SFT checkpoint from local
     # paths (model = the SFT start). The longer-SFT arm and the learning rates are not known to us [U]: the arm runs
@@ -155,6 +159,11 @@ def check_files(scale: RLScale) -> list[Any]:
     """With local files (the paper scale): the model, the data in the task's format and the runtime settings,
     checked before any compute; returns the test questions (empty without files)."""
     check_base(scale.pretrain_steps, scale.pretrain_text, scale)
+    if scale.sft_steps and scale.long_sft_steps and scale.long_sft_steps <= scale.sft_steps:
+        raise ConfigError(f"long_sft_steps={scale.long_sft_steps} must exceed sft_steps={scale.sft_steps} (the longer "
+                          "SFT trains the SFT start on to that many steps), or be 0 (no longer-SFT arm)")  # fmt: skip
+    if not 0 <= scale.solved_share <= 1:
+        raise ConfigError(f"solved_share must be in [0, 1], got {scale.solved_share}")
     if scale.pretrain_steps and scale.init_text:
         check_text(scale.init_text)
         if scale.init_shots < 1:
@@ -193,10 +202,12 @@ def run(
     if scale.pretrain_steps:
         steps = TrainConfig(steps=scale.pretrain_steps, batch_size=scale.batch, lr=scale.sft_lr)
         start = str(world_base(out / "base", data.train, scale.d_model, scale.layers, scale.max_len,
-                               scale.pretrain_text, steps))  # fmt: skip
-        if scale.init_text:
-            base = world_base(out / f"base_{scale.init_text}", data.train, scale.d_model, scale.layers,
-                              scale.max_len, scale.init_text, steps)  # fmt: skip
+                               scale.pretrain_text, steps, solved_share=scale.solved_share))  # fmt: skip
+        if scale.init_text:  # the paper's pretrained init is the SFT start's own base; another text: a second base
+            base = Path(start)
+            if scale.init_text != scale.pretrain_text:
+                base = world_base(out / f"base_{scale.init_text}", data.train, scale.d_model, scale.layers,
+                                  scale.max_len, scale.init_text, steps, solved_share=scale.solved_share)  # fmt: skip
             init = prompted_init(base, shots(data, scale.task, scale.init_shots), data, scale)
     n_train = data.limit
     per_seed = []
@@ -269,10 +280,9 @@ def _train_arms(
                         train=_train_cfg(scale.sft_steps, seed, scale.sft_lr, scale.batch), **sft_common)  # fmt: skip
     sft = run_sft(sft_cfg)["model"] if scale.sft_steps else scale.model  # sft_steps=0: model is the SFT start
     long_sft = None
-    if scale.long_sft_steps:
-        long_train = _train_cfg(scale.long_sft_steps, seed, scale.sft_lr, scale.batch)
-        init = start if scale.sft_steps else sft  # trained longer from the same init, or on from the start
-        long_sft = run_sft(replace(sft_cfg, model=init, out=str(root / "sft_long"), train=long_train))["model"]
+    if scale.long_sft_steps:  # more epochs: the SFT start trained on (its schedule restarted) to long_sft_steps
+        more = _train_cfg(scale.long_sft_steps - scale.sft_steps, seed, scale.sft_lr, scale.batch)
+        long_sft = run_sft(replace(sft_cfg, model=sft, out=str(root / "sft_long"), train=more))["model"]
     points = {}  # the SFT start trained for other lengths, from the same init (the trade-off over epochs)
     for steps in scale.sft_points if scale.sft_steps else ():
         train = _train_cfg(steps, seed, scale.sft_lr, scale.batch)
@@ -353,12 +363,16 @@ def _intro(name: str, s: RLScale, n_train: int) -> str:
     sft = f"{start} after {s.sft_steps} steps on {s.gold or 'all'} gold solutions" if s.sft_steps else f"{start}"
     longer = "no longer-SFT arm"
     if s.long_sft_steps:
-        longer = f"longer SFT: {s.long_sft_steps} {'steps from the same init' if s.sft_steps else 'more steps'}"
+        longer = (f"longer SFT: trained on to {s.long_sft_steps} steps" if s.sft_steps
+                  else f"longer SFT: {s.long_sft_steps} more steps")  # fmt: skip
     init = ""
     if s.pretrain_steps and s.init_text:
-        init = (f" The pretrained init: a second base, pretrained {s.pretrain_steps} steps on `{s.init_text}` "
-                f"documents, prompted with {s.init_shots} gold example(s) and stopped at `.`; EI from it draws as "
-                "many samples as EI from SFT.")  # fmt: skip
+        base = ("the same base" if s.init_text == s.pretrain_text
+                else f"a second base, pretrained {s.pretrain_steps} steps on `{s.init_text}` documents,")  # fmt: skip
+        init = (f" The pretrained init: {base} prompted with {s.init_shots} gold example(s) and stopped at `.`; EI "
+                "from it draws as many samples as EI from SFT.")  # fmt: skip
+    if "solved" in (s.pretrain_text, s.init_text) and s.pretrain_steps:
+        init += f" `solved` documents show {s.solved_share:.1%} of their problems solved."
     return (
         f"Scale `{name}`: {world}; SFT = {sft} ({longer}); the RL arms learn from the {n_train} training questions "
         "after the SFT start's. Each RL arm draws about "

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import random
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +35,12 @@ def pretrain_base(
     questions: list[Any],
     progress: bool = True,
     extra: Sequence[str] = (),
+    solved_share: float = q.SOLVED_SHARE,
 ) -> Path:
     """Train a tiny model ``train.steps`` steps on ``text`` documents of ``world`` (one fresh document per example,
     drawn from ``train.seed``) and return its directory, ``out/model`` (cached: a rerun returns it). ``questions``
     give the tokenizer its words (the world's vocabulary); ``extra``: words the models fine-tuned from it will
-    need besides (e.g. Dualformer's mode words)."""
+    need besides (e.g. Dualformer's mode words); ``solved_share``: the share of solved problems in ``solved`` text."""
     if text not in TEXTS:
         raise ValueError(f"pretraining text must be one of {', '.join(TEXTS)}, got {text!r}")
     if (out / "model" / "config.json").is_file():
@@ -46,7 +48,8 @@ def pretrain_base(
     sft = SFTConfig(out=str(out), task="quantities", tiny=tiny, seed=train.seed)
     init = init_tiny(sft, out.parent / f"{out.name}_init", questions, extra)
     rng = random.Random(f"quantities/{train.seed}/pretrain")
-    docs = [TEXTS[text](rng, world, max_words=tiny.max_len - 7) for _ in range(train.steps * train.batch_size)]
+    write = partial(q.solved_text, share=solved_share) if text == "solved" else TEXTS[text]
+    docs = [write(rng, world, max_words=tiny.max_len - 7) for _ in range(train.steps * train.batch_size)]
     steps = dataclasses.replace(train, warmup=max(1, train.steps // 10), ckpt_every=train.steps,
                                 log_every=max(1, train.steps // 20))  # fmt: skip
     return finetune_sft(init, [""] * len(docs), docs, tiny.max_len, steps, out, progress)
@@ -74,11 +77,12 @@ def check_text(text: str) -> None:
 
 
 def world_base(out: Path, train_file: str, d_model: int, layers: int, max_len: int, text: str, train: TrainConfig,
-               extra: Sequence[str] = ()) -> Path:  # fmt: skip
+               extra: Sequence[str] = (), solved_share: float = q.SOLVED_SHARE) -> Path:  # fmt: skip
     """The base a reproduction's tiny models start from, on its generated quantity world (the world's defaults;
-    ``train_file``: its training questions, for the vocabulary), cached in ``out`` and shared by the seeds."""
+    ``train_file``: its training questions, for the vocabulary), cached in ``out`` and shared by the seeds;
+    ``solved_share``: as in ``pretrain_base``."""
     from system2.tasks.task import get_task
 
     tiny = TinyLMConfig(d_model=d_model, layers=layers, max_len=max_len)
     questions = get_task("quantities").read(train_file)
-    return pretrain_base(out, q.QuantityConfig(), tiny, text, train, questions, extra=extra)
+    return pretrain_base(out, q.QuantityConfig(), tiny, text, train, questions, extra=extra, solved_share=solved_share)

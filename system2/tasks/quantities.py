@@ -281,11 +281,12 @@ def lookup_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_w
 SOLVED_SHARE = 0.02  # the share of solved problems in ``solved_text`` (docs/selfimprove.md: a base that reads examples)
 
 
-def solved_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185) -> str:
-    """``lookup_text`` in which ``SOLVED_SHARE`` of the problems are solved questions (a question as the world asks
-    it, a solution, ``Final answer:``, then ``.``), as web text holds some worked maths among the rest: the documents
-    of a base that can be prompted with examples (the pretrained init of RL for reasoning)."""
-    return lookup_text(rng, cfg, words, max_words, solved=SOLVED_SHARE)
+def solved_text(rng: random.Random, cfg: QuantityConfig, words: int = 100, max_words: int = 185,
+                share: float = SOLVED_SHARE) -> str:  # fmt: skip
+    """``lookup_text`` in which ``share`` of the problems are solved questions (a question as the world asks it, a
+    solution, ``Final answer:``, then ``.``), as web text holds some worked maths among the rest: the documents of a
+    base that can be prompted with examples (the pretrained init of RL for reasoning)."""
+    return lookup_text(rng, cfg, words, max_words, solved=share)
 
 
 def _solved(rng: random.Random, cfg: QuantityConfig) -> list[str]:
