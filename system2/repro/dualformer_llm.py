@@ -75,7 +75,9 @@ class DualLMScale(LocalRun):
 SCALES: dict[str, DualLMScale] = {
     "tiny": DualLMScale(task="arithmetic", max_len=72, max_new_tokens=48, train=600, test=100, drops=(0.2,),
                         steps=200, eval_samples=4, seeds=1, d_model=64, layers=2),
-    "small": DualLMScale(),
+    # The calibrated quantity world at the calibration's model size, every arm from one base pretrained on `lookup`
+    # documents (docs/selfimprove.md: from random weights this model does not learn the world).
+    "small": DualLMScale(pretrain_steps=4000),
     # The paper's setting as far as it is known [S]: Mistral-7B on Aug-MATH, p in {0.1, 0.2, 0.3}, pass@20 at
     # temperature 0.7 / top-p 0.9; the model and data are local paths. Steps, batch and learning rate are not known
     # to us [U]: set them for your run.
