@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from system2.cli import app
 from system2.repro import dualformer_llm, irpo, irpo_claims, rl_reasoning
 from system2.repro import rl_reasoning_claims as rl_claims
+from system2.tasks import quantities
 from system2.tasks.task import get_task
 
 
@@ -168,8 +169,13 @@ def test_repro_rl_reasoning_prompts_the_sft_starts_own_base_when_the_texts_agree
                                  max_new_tokens=96, pretrain_steps=2, curve_points=1, pretrain_text="solved",
                                  solved_share=0.5)  # fmt: skip
     monkeypatch.setitem(rl_reasoning.SCALES, "micro", micro)
+    shares, solved_text = set(), quantities.solved_text
+    monkeypatch.setattr(
+        quantities, "solved_text", lambda *a, share, **k: shares.add(share) or solved_text(*a, share=share, **k)
+    )
     result = CliRunner().invoke(app, ["repro", "rl-reasoning", "--scale", "micro", "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
+    assert shares == {0.5}  # the base's documents were written at the scale's share
     prompted = json.loads((tmp_path / "seed-0" / "ei_pretrained" / "run.json").read_text())["settings"]
     assert prompted["model"] == str(tmp_path / "base" / "model") and not (tmp_path / "base_solved").exists()
     assert "The pretrained init: the same base" in (tmp_path / "report.md").read_text()
