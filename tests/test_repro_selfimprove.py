@@ -4,6 +4,7 @@ every arm runs, the report, metrics and plot are written, and every claim gets a
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -200,9 +201,22 @@ def test_repro_dualformer_llm_micro(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert {(r["drop"], r["fast_share"]) for r in runs.values()} == {(0.0, 0.1), (0.2, 0.1), (0.3, 0.1), (0.0, 1.0)}
     keep = {"drop", "fast_share", "eval_modes", "out"}
     assert len({json.dumps({k: v for k, v in r.items() if k not in keep}, sort_keys=True) for r in runs.values()}) == 1
+    use = (tmp_path / "report.md").read_text().split("right when shortened (%) |")[1]
+    assert re.search(r"\| p=0\.2 \| \d+\.\d \|", use)  # every test question's gold chain was counted
     result = CliRunner().invoke(app, ["repro", "dualformer-llm", "--scale", "micro", "--out", str(tmp_path),
                                       "drops=[1.5]"])  # fmt: skip
     assert result.exit_code == 2 and "drops must list rates in (0, 1)" in result.output, result.output
+
+
+def test_dualformer_llm_chain_use_splits_accuracy_by_kept_steps() -> None:
+    """A known answer: one arm keeps every step, the other shortens two of its four responses (one right)."""
+    gold = {"a": 3, "b": 2, "c": 1}
+    row = lambda i, steps, ok: {"id": i, "response_steps": steps, "maj@1": ok}  # noqa: E731
+    slow = {"p=0": [[row("a", 3, True), row("b", 2, False)], [row("a", 4, True), row("c", 1, True)]],
+            "p=0.2": [[row("a", 2, True), row("b", 1, False)], [row("a", 3, True), row("z", 0, False)],
+                      [row("c", 1, False)]]}  # fmt: skip
+    table = dualformer_llm.chain_use(slow, gold)
+    assert table.rows == [["p=0", "0.0", "75.0", "-"], ["p=0.2", "50.0", "50.0", "50.0"]]
 
 
 def test_repro_dualformer_llm_starts_every_arm_from_one_pretrained_base(tmp_path: Path, monkeypatch) -> None:

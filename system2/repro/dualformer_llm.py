@@ -46,6 +46,7 @@ from system2.selfimprove.dualformer import DualformerLMConfig, run_dualformer_lm
 from system2.selfimprove.loop import question_results
 from system2.selfimprove.sft import TinyLMConfig
 from system2.tasks.quantities import QuantityConfig
+from system2.tasks.steps import chain_steps, splitter
 from system2.train import TrainConfig
 
 BASE, ANSWER_ONLY = "p=0", "answer-only"
@@ -176,6 +177,26 @@ def results_table(per_seed: list[dict[str, dict[str, Any]]], k: int) -> Table:
     return Table("Test results, mean ± sd over seeds", header, rows)
 
 
+def chain_use(slow: dict[str, list[list[dict]]], gold_steps: dict[str, int]) -> Table:
+    """Where slow-mode accuracy goes: per arm, pooled over seeds, the share of greedy responses with fewer
+    intermediate steps than their question's gold chain, and how often full and shortened responses are right."""
+    rows = []
+    for arm, per_seed in slow.items():
+        scored = [r for seed in per_seed for r in seed if r["id"] in gold_steps]
+        short = [r for r in scored if r["response_steps"] < gold_steps[r["id"]]]
+        full = [r for r in scored if r["response_steps"] >= gold_steps[r["id"]]]
+        right = [fmt(sum(r["maj@1"] for r in rs) / len(rs), pct=True) if rs else "-" for rs in (full, short)]
+        rows.append([arm, fmt(len(short) / len(scored), pct=True) if scored else "-", *right])
+    header = ["arm", "shortened (%)", "right when full (%)", "right when shortened (%)"]
+    return Table("Slow greedy responses against the gold chain's intermediate steps (pooled over seeds)", header, rows)
+
+
+def gold_steps(cfg: DualformerLMConfig) -> dict[str, int]:
+    """The intermediate steps of each test question's gold chain, counted as a response's are."""
+    split = splitter(cfg.step_split, cfg.task)
+    return {p.id: chain_steps(p.solution, split) for p in cfg.problems()[1] if p.solution}
+
+
 def plot(per_seed: list[dict[str, dict[str, Any]]], drops: tuple[float, ...], k: int, out: Path) -> tuple[str, str]:
     """Slow-mode greedy accuracy, pass@K and chain length against p."""
     import matplotlib
@@ -254,7 +275,8 @@ def run(
         f"seed(s). Slow mode is prompted with `[SLOW]`, fast mode with `[FAST]`; greedy accuracy and pass@{k} at "
         "temperature 0.7, top-p 0.9. Claims compare arms per test question (paired), seeds as an outer level."
     )
-    write_report(out, "Dualformer for language models", intro, [results_table(per_seed, k)],
+    use = chain_use(slow, gold_steps(arm_config(scale, data, out, 0, BASE)))
+    write_report(out, "Dualformer for language models", intro, [results_table(per_seed, k), use],
                  [plot(per_seed, scale.drops, k, out)], claims, metrics)  # fmt: skip
     print_claims(claims)
     return metrics
