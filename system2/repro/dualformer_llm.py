@@ -177,14 +177,14 @@ def results_table(per_seed: list[dict[str, dict[str, Any]]], k: int) -> Table:
     return Table("Test results, mean ± sd over seeds", header, rows)
 
 
-def chain_use(slow: dict[str, list[list[dict]]], gold_steps: dict[str, int]) -> Table:
+def chain_use(slow: dict[str, list[list[dict]]], gold: dict[str, int]) -> Table:
     """Where slow-mode accuracy goes: per arm, pooled over seeds, the share of greedy responses with fewer
     intermediate steps than their question's gold chain, and how often full and shortened responses are right."""
     rows = []
     for arm, per_seed in slow.items():
-        scored = [r for seed in per_seed for r in seed if r["id"] in gold_steps]
-        short = [r for r in scored if r["response_steps"] < gold_steps[r["id"]]]
-        full = [r for r in scored if r["response_steps"] >= gold_steps[r["id"]]]
+        scored = [r for seed in per_seed for r in seed if r["id"] in gold]
+        short = [r for r in scored if r["response_steps"] < gold[r["id"]]]
+        full = [r for r in scored if r["response_steps"] >= gold[r["id"]]]
         right = [fmt(sum(r["maj@1"] for r in rs) / len(rs), pct=True) if rs else "-" for rs in (full, short)]
         rows.append([arm, fmt(len(short) / len(scored), pct=True) if scored else "-", *right])
     header = ["arm", "shortened (%)", "right when full (%)", "right when shortened (%)"]
