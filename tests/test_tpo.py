@@ -153,21 +153,28 @@ def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> Non
 
 # --- the reproduction ----------------------------------------------------------------------------------------------
 def test_repro_tiny_runs_both_arms_from_one_m0_and_resumes(tmp_path: Path) -> None:
+    """Both arms and the oracle-judged diagnostic arm from one M0 and one reward model, on the same test prompts; a
+    rerun finds every stage on disk, other settings are refused."""
     from system2.config import parse_overrides
     from system2.repro import tpo as repro
+    from system2.tasks.thought_world import oracle_score
 
     args = ["data.direct=60", "data.format_examples=10", "data.worked=10", "data.rm_pairs=40", "data.test=30",
             "run.prompts_per_iteration=10", "run.sft.steps=60", "run.rm.steps=10", "run.train.steps=2"]  # fmt: skip
     settings = parse_overrides(args)
     metrics = repro.run("tiny", tmp_path / "r", settings=settings)
     runs = tmp_path / "r" / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["direct-seed0", "tpo-seed0"]
-    assert not (runs / "direct-seed0" / "sft").exists() and not (runs / "direct-seed0" / "rm").exists()
+    assert sorted(p.name for p in runs.iterdir()) == ["direct-seed0", "tpo-oracle-judge-seed0", "tpo-seed0"]
+    for shared in ("direct-seed0", "tpo-oracle-judge-seed0"):  # M0 and the reward model are the TPO arm's
+        assert not (runs / shared / "sft").exists() and not (runs / shared / "rm").exists()
+    judged = read_parquet(runs / "tpo-oracle-judge-seed0" / "iter-1" / "judged.parquet").to_pylist()
+    assert all(r["score"] == oracle_score(r["instruction"], r["response"]) for r in judged if r["parsed"])
     think = read_parquet(runs / "tpo-seed0" / "m0-eval" / "answers.parquet").to_pylist()
     direct = read_parquet(runs / "direct-seed0" / "m0-eval" / "answers.parquet").to_pylist()
     assert [a["id"] for a in think] == [a["id"] for a in direct]  # the same test prompts, paired
     report = (tmp_path / "r" / "report.md").read_text()
-    assert "thinking overtakes direct answering" in report and (tmp_path / "r" / "by_family.png").is_file()
+    assert "thinking overtakes direct answering" in report and "TPO, oracle judge" in report
+    assert (tmp_path / "r" / "by_family.png").is_file() and (tmp_path / "r" / "by_iteration.png").is_file()
     claims = json.loads((tmp_path / "r" / "metrics.json").read_text())["claims"]
     assert {c["verdict"] for c in claims} <= {"held", "contradicted", "inconclusive", "not testable"}
     again = repro.run("tiny", tmp_path / "r", settings=settings)  # every stage is found on disk

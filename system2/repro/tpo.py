@@ -32,20 +32,28 @@ from system2.selfimprove.self_rewarding_eval import ANSWERS
 from system2.selfimprove.sft import TinyLMConfig, m0_dir
 from system2.selfimprove.tpo import TPOConfig, run_tpo
 from system2.tasks.thought_data import ThoughtDataConfig, generate
-from system2.tasks.thought_world import THOUGHT_FAMILIES, family_of, oracle_score, thought_progress
+from system2.tasks.thought_world import (
+    THOUGHT_FAMILIES,
+    ThoughtWorldConfig,
+    family_of,
+    oracle_score,
+    thought_progress,
+)
 
 PAPER_RECIPE = "configs/selfimprove/tpo_paper.yaml"
+RUN_DIRS = {tc.TPO: "tpo", tc.DIRECT: "direct", tc.ORACLE_JUDGE: "tpo-oracle-judge"}  # each arm's runs/ENTRY-seedN
 
 
 def cpu_run(d: int, layers: int, sft_steps: int, rm_steps: int, dpo_steps: int, prompts: int, iterations: int,
-            samples: int = 8, rho: float = 0.2) -> TPOConfig:  # fmt: skip
-    """The loop at a CPU scale (the DPO learning rate a fifth of SFT's, as in Self-Rewarding's reproduction)."""
+            samples: int = 8, rho: float = 0.2, dpo_lr: float = 4e-4, alpha: float = 0.0) -> TPOConfig:  # fmt: skip
+    """The loop at a CPU scale (by default the DPO learning rate a fifth of SFT's, as in Self-Rewarding's
+    reproduction)."""
     return TPOConfig(
         iterations=iterations, prompts_per_iteration=prompts, samples=samples, rho=rho, max_new_tokens=48,
-        max_len=112, batch_size=128, eval_resamples=3,
+        max_len=112, batch_size=128, eval_resamples=3, alpha=alpha,
         tiny=TinyLMConfig(d_model=d, layers=layers, heads=4, max_len=112),
         judge=JudgeConfig(backend="reward_model", template="compact", batch_size=128),
-        sft=cpu_train(sft_steps, 2e-3, 32), rm=cpu_train(rm_steps, 1e-3, 32), train=cpu_train(dpo_steps, 4e-4, 16),
+        sft=cpu_train(sft_steps, 2e-3, 32), rm=cpu_train(rm_steps, 1e-3, 32), train=cpu_train(dpo_steps, dpo_lr, 16),
     )  # fmt: skip
 
 
@@ -57,14 +65,21 @@ class TPOScale:
     data: ThoughtDataConfig = field(default_factory=ThoughtDataConfig)  # the TPO world's files
     run: TPOConfig = field(default_factory=TPOConfig)  # the loop, shared by both arms
     seeds: int = 3  # seeds (weights, prompt draws, samples)
+    oracle_arm: bool = False  # also run TPO with the world's oracle as its judge (a diagnostic: judge or learner?)
     recipe: str = ""  # paper scale: the config to launch
 
 
+# small: calibrated with the oracle as the judge (docs/tpo.md): sums of 1-2 digits (longer ones no model of this size
+# works out), THINK rows that sometimes hold the scratchpad, and a DPO stage (lr 1e-4, NLL on the chosen output)
+# under which perfect pairs do not hurt the direct answerer
+SMALL_WORLD = ThoughtWorldConfig(sum_digits=(1, 2))
 SCALES: dict[str, TPOScale] = {
     "tiny": TPOScale(ThoughtDataConfig(direct=300, format_examples=30, worked=60, rm_pairs=300, test=60),
-                     cpu_run(48, 2, 300, 100, 10, 40, 2, samples=4), seeds=1),
-    "small": TPOScale(ThoughtDataConfig(direct=4000, format_examples=200, worked=1000, rm_pairs=3000, test=400),
-                      cpu_run(128, 4, 3000, 600, 60, 400, 4)),
+                     cpu_run(48, 2, 300, 100, 10, 40, 2, samples=4), seeds=1, oracle_arm=True),
+    "small": TPOScale(ThoughtDataConfig(direct=4000, format_examples=400, format_worked=0.5, worked=3000,
+                                        rm_pairs=3000, test=400, world=SMALL_WORLD),
+                      replace(cpu_run(128, 4, 6000, 600, 200, 800, 4, dpo_lr=1e-4, alpha=1.0), rm_own_samples=1500),
+                      oracle_arm=True),
     "paper": TPOScale(seeds=1, recipe=PAPER_RECIPE),
 }  # fmt: skip
 
@@ -84,16 +99,18 @@ def run(
     start_repro(out, "tpo", scale_name, scale, restart)
     data_dir = out / "data"
     generate(replace(scale.data, out=str(data_dir)))
-    results: dict[str, list[list[dict[str, Any]]]] = {tc.TPO: [], tc.DIRECT: []}
-    answers: dict[str, list[list[list[dict[str, Any]]]]] = {tc.TPO: [], tc.DIRECT: []}
+    r = scale.run
+    arms = [(tc.TPO, True, r.judge_mode), (tc.DIRECT, False, r.judge_mode)]
+    arms += [(tc.ORACLE_JUDGE, True, "oracle")] if scale.oracle_arm else []
+    results: dict[str, list[list[dict[str, Any]]]] = {arm: [] for arm, _, _ in arms}
+    answers: dict[str, list[list[list[dict[str, Any]]]]] = {arm: [] for arm, _, _ in arms}
     for seed in range(scale.seeds):
-        r = scale.run
-        first = out / "runs" / f"tpo-seed{seed}"
-        for arm, thinking in ((tc.TPO, True), (tc.DIRECT, False)):
-            cfg = replace(r, data=str(data_dir), out=str(out / "runs" / f"{arm.lower()}-seed{seed}"), seed=seed,
-                          thinking=thinking, sft=replace(r.sft, seed=seed), rm=replace(r.rm, seed=seed),
-                          train=replace(r.train, seed=seed))  # fmt: skip
-            if not thinking:  # the same M0 and reward model as the TPO arm
+        first = out / "runs" / f"{RUN_DIRS[tc.TPO]}-seed{seed}"
+        for arm, thinking, mode in arms:
+            cfg = replace(r, data=str(data_dir), out=str(out / "runs" / f"{RUN_DIRS[arm]}-seed{seed}"), seed=seed,
+                          thinking=thinking, judge_mode=mode, sft=replace(r.sft, seed=seed),
+                          rm=replace(r.rm, seed=seed), train=replace(r.train, seed=seed))  # fmt: skip
+            if arm != tc.TPO:  # the same M0 and reward model as the TPO arm
                 cfg = replace(cfg, m0=str(m0_dir(first) / "model"),
                               judge=replace(r.judge, model=str(first / "rm" / "model")))  # fmt: skip
             print(f"seed {seed}: {arm}, {cfg.iterations} iteration(s) of {cfg.prompts_per_iteration} prompts")
@@ -110,10 +127,10 @@ def run(
     complete = {arm: [a for a in per_t if len(a) == scale.seeds] for arm, per_t in answers.items()}
     claims = tc.decide_claims(tc.claim_data(complete))
     metrics = {"scale": scale_name, "seeds": scale.seeds, "results": results}
-    from system2.repro.tpo_figures import by_family
+    from system2.repro.tpo_figures import by_family, by_iteration
 
-    write_report(out, "TPO reproduction", _intro(scale_name, scale), [_table(results)], [by_family(complete, out)],
-                 claims, metrics)  # fmt: skip
+    figures = [by_family(complete, out), by_iteration(complete, out)]
+    write_report(out, "TPO reproduction", _intro(scale_name, scale), [_table(results)], figures, claims, metrics)
     print_claims(claims)
     return metrics
 
@@ -187,9 +204,18 @@ def _intro(name: str, scale: TPOScale) -> str:
     d, r = scale.data, scale.run
     return (
         f"Scale `{name}`: {scale.seeds} seed(s). World: families {', '.join(d.families)}; M0's seed rows "
-        f"{d.direct} direct, {d.format_examples} filler-thought, {d.worked} worked-scratchpad; a reward model on "
-        f"{d.rm_pairs} oracle-labelled pairs judges; {d.test} test prompts. M0 is a tiny Llama (d_model "
-        f"{r.tiny.d_model}, {r.tiny.layers} layers, {r.sft.steps} SFT steps). Each of {r.iterations} iterations: "
-        f"{r.prompts_per_iteration} fresh prompts, {r.samples} samples each, rho {r.rho}, one DPO run of "
-        f"{r.train.steps} steps. Both arms share M0 and the reward model. Unconfirmed choices: docs/tpo.md."
+        f"{d.direct} direct, {d.format_examples} THINK ({d.format_worked:.0%} of those where a scratchpad helps hold "
+        f"it, the rest a filler thought), {d.worked} worked-scratchpad; the judge: a reward model on {d.rm_pairs} "
+        f"oracle-labelled pairs (+ pairs of M0's own outputs to {r.rm_own_samples} prompts), mode {r.judge_mode}; "
+        f"{d.test} test prompts. M0 is a tiny Llama (d_model {r.tiny.d_model}, {r.tiny.layers} layers, "
+        f"{r.sft.steps} SFT steps). Each of {r.iterations} iterations: {r.prompts_per_iteration} fresh prompts, "
+        f"{r.samples} samples each, rho {r.rho}, one DPO run of {r.train.steps} steps at lr {r.train.lr:g} (beta "
+        f"{r.beta}, NLL weight {r.alpha}). Both arms share M0 and the reward model."
+        + (
+            f" The arm '{tc.ORACLE_JUDGE}' (a diagnostic, in no claim) runs TPO with the world's oracle as the judge: "
+            "what TPO does when every pair is right."
+            if scale.oracle_arm
+            else ""
+        )
+        + " Unconfirmed choices: docs/tpo.md."
     )

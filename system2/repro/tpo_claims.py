@@ -27,6 +27,7 @@ from system2.repro import verdicts as vd
 from system2.tasks.thought_world import THOUGHT_FAMILIES
 
 TPO, DIRECT = "TPO", "Direct"
+ORACLE_JUDGE = "TPO, oracle judge"  # a diagnostic arm, in no claim: what TPO does with a perfect judge
 HELPS, CANNOT = "scratchpad helps", "scratchpad cannot help"
 
 
