@@ -10,6 +10,7 @@ from system2.lm.sampling import (
     cut_at_stop,
     row_keys,
     sample,
+    sample_completions,
     sample_tokens,
     splitmix64,
     uniforms,
@@ -145,6 +146,22 @@ def test_chat_prompts_go_through_the_template(lm):
     cfg = SampleConfig(n=2, max_new_tokens=6, seed=4)
     chat = sample(model, tok, ["7 + 3 = ?", "1 = ?"], cfg, chat=True)
     assert chat == sample(model, tok, ["Q: 7 + 3 = ? |", "Q: 1 = ? |"], cfg)  # bos comes from the template only
+
+
+def test_a_system_turn_comes_before_each_user_turn(lm):
+    """``system`` renders as the template's first message, for every prompt; without a chat template it is refused."""
+    from system2.lm.encoding import format_prompts
+
+    model, _ = lm
+    tok = build_word_tokenizer(WORDS, model_max_length=48)
+    tok.chat_template = "{{ bos_token }}{% for m in messages %}Q: {{ m['content'] }} |{% endfor %}"
+    cfg = SampleConfig(n=2, max_new_tokens=6, seed=4)
+    with_system = sample_completions(model, tok, ["7 + 3 = ?", "1 = ?"], cfg, chat=True, system="Final answer:")
+    rendered = sample_completions(model, tok, ["Q: Final answer: | Q: 7 + 3 = ? |", "Q: Final answer: | Q: 1 = ? |"],
+                                  cfg)  # fmt: skip
+    assert [[c.text for c in x] for x in with_system] == [[c.text for c in x] for x in rendered]
+    with pytest.raises(ValueError, match="system turn needs chat=True"):
+        format_prompts(tok, ["1 = ?"], chat=False, system="Final answer:")
 
 
 def test_more_samples_extend_the_sample_set(lm):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from system2.config import ConfigError
+from system2.config import ConfigError, load_config
 from system2.judges.config import JudgeConfig
 from system2.runs import RunError, read_parquet
 from system2.selfimprove.sft import TinyLMConfig
@@ -86,6 +86,8 @@ def test_direct_arm_runs_the_same_pipeline_from_the_same_m0(data: str, tmp_path:
 
 def test_inputs_are_checked_before_any_compute(data: str, tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="thought_prompt must be one of"):
+        _cfg(data, tmp_path / "a", thought_prompt="silent").validate()
+    with pytest.raises(ConfigError, match="set prompt_format=chat"):  # the tiny world has no chat template
         _cfg(data, tmp_path / "a", thought_prompt="system").validate()
     with pytest.raises(ConfigError, match="judge.backend=policy"):
         _cfg(data, tmp_path / "b", judge=JudgeConfig(backend="policy")).validate()
@@ -110,17 +112,13 @@ def test_inputs_are_checked_before_any_compute(data: str, tmp_path: Path) -> Non
 CHAT = "{% for m in messages %}[USER] {{ m['content'] }} {% endfor %}[ASSISTANT]"
 
 
-def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> None:
-    """configs/selfimprove/tpo_paper.yaml with its model, reward model and files replaced by tiny local ones: chat
-    prompts, the specific thought prompt, an UltraFeedback-format prompt pool, AlpacaEval-format test prompts, no
-    oracle."""
-    from dataclasses import replace
-
-    from system2.config import load_config
+def _chat_world(tmp_path: Path, kind: str) -> tuple[Path, Path, Path]:
+    """A tiny chat model (whose words cover the ``kind`` thought prompt), a saved reward model, and local files: an
+    UltraFeedback-format prompt pool and AlpacaEval-format test prompts. Returns (base, reward model, files)."""
     from system2.lm.io import save_lm
     from system2.lm.tiny import build_word_tokenizer, tiny_llama
     from system2.selfimprove.orm import load_orm
-    from system2.tasks.thoughts import thought_prompt
+    from system2.tasks.thoughts import system_prompt, thought_prompt
 
     files = tmp_path / "files"
     files.mkdir()
@@ -131,57 +129,88 @@ def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> Non
     test = [{"instruction": x, "output": "ref", "generator": "gpt4", "dataset": "helpful_base"} for x in asks[8:]]
     for name, rows in {"pool": pool, "test": test}.items():
         (files / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    words = " ".join([thought_prompt("{x}", "specific"), *asks, "ok no"]).split()
+    words = " ".join([thought_prompt("{x}", kind), system_prompt(kind) or "", *asks, "ok no"]).split()
     tok = build_word_tokenizer(list(dict.fromkeys(words)), model_max_length=512)
     tok.chat_template = CHAT
     base = save_lm(tiny_llama(tok, d_model=32, n_layers=1, n_heads=2, max_len=512), tok, tmp_path / "base")
     save_lm(*load_orm(base), tmp_path / "rm")  # a saved reward model: the trunk and a (random) head
+    return base, tmp_path / "rm", files
+
+
+def _paper_cfg(tmp_path: Path, kind: str) -> TPOConfig:
+    """configs/selfimprove/tpo_paper.yaml on the tiny chat world, with the ``kind`` thought prompt."""
+    from dataclasses import replace
+
+    base, rm, files = _chat_world(tmp_path, kind)
     cfg = load_config(TPOConfig, Path(__file__).resolve().parents[1] / "configs" / "selfimprove" / "tpo_paper.yaml")
     assert cfg.thought_prompt == "specific" and cfg.prompt_format == "chat" and not cfg.eval_oracle
     assert cfg.judge.backend == "reward_model"
-    cfg = replace(cfg, model=str(base), out=str(tmp_path / "run"), prompts=str(files / "pool.jsonl"),
-                  test_prompts=str(files / "test.jsonl"), dtype="float32", device="cpu", backend="hf",
-                  prompts_per_iteration=4, samples=3, max_new_tokens=8, max_len=512, iterations=2, eval_resamples=1,
-                  judge=replace(cfg.judge, model=str(tmp_path / "rm"), device="cpu"),
-                  train=_train(1, batch=2))  # fmt: skip
-    rows = run_tpo(cfg, progress=False)
+    return replace(cfg, model=str(base), out=str(tmp_path / "run"), prompts=str(files / "pool.jsonl"),
+                   test_prompts=str(files / "test.jsonl"), dtype="float32", device="cpu", backend="hf",
+                   prompts_per_iteration=4, samples=3, max_new_tokens=8, max_len=512, iterations=2, eval_resamples=1,
+                   judge=replace(cfg.judge, model=str(rm), device="cpu"), thought_prompt=kind,
+                   train=_train(1, batch=2))  # fmt: skip
+
+
+def test_paper_config_runs_end_to_end_on_tiny_local_files(tmp_path: Path) -> None:
+    """configs/selfimprove/tpo_paper.yaml with its model, reward model and files replaced by tiny local ones: chat
+    prompts, the specific thought prompt, an UltraFeedback-format prompt pool, AlpacaEval-format test prompts, no
+    oracle."""
+    rows = run_tpo(_paper_cfg(tmp_path, "specific"), progress=False)
     assert rows[0]["model"] == "M0" and "mean_oracle_score" not in rows[0] and not (tmp_path / "run" / "sft").exists()
     samples = read_parquet(tmp_path / "run" / "iter-1" / "samples.parquet").to_pylist()
     assert len(samples) == 4 * 3 and all("<R>" in s["prompt"] and "[USER]" not in s["prompt"] for s in samples)
     assert len(rows) == 3 or rows[-1].get("stopped")  # M0..M2, or an iteration without enough parsed outputs
 
 
-# --- the reproduction ----------------------------------------------------------------------------------------------
-def test_repro_tiny_runs_both_arms_from_one_m0_and_resumes(tmp_path: Path) -> None:
-    """Both arms and the oracle-judged diagnostic arm from one M0 and one reward model, on the same test prompts; a
-    rerun finds every stage on disk, other settings are refused."""
-    from system2.config import parse_overrides
-    from system2.repro import tpo as repro
-    from system2.tasks.thought_world import oracle_score
+def test_system_thought_prompt_is_a_system_turn_everywhere(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """thought_prompt=system: the prompt is the bare query; the thought request is rendered as a system turn before
+    it wherever the policy sees a prompt (sampling, the reference log-probs, DPO, evaluation); the Direct arm has
+    none; without a chat template it is refused before any compute."""
+    import traceback
+    from dataclasses import replace
 
-    args = ["data.direct=60", "data.format_examples=10", "data.worked=10", "data.rm_pairs=40", "data.test=30",
-            "run.prompts_per_iteration=10", "run.sft.steps=60", "run.rm.steps=10", "run.train.steps=2"]  # fmt: skip
-    settings = parse_overrides(args)
-    metrics = repro.run("tiny", tmp_path / "r", settings=settings)
-    runs = tmp_path / "r" / "runs"
-    assert sorted(p.name for p in runs.iterdir()) == ["direct-seed0", "tpo-oracle-judge-seed0", "tpo-seed0"]
-    for shared in ("direct-seed0", "tpo-oracle-judge-seed0"):  # M0 and the reward model are the TPO arm's
-        assert not (runs / shared / "sft").exists() and not (runs / shared / "rm").exists()
-    judged = read_parquet(runs / "tpo-oracle-judge-seed0" / "iter-1" / "judged.parquet").to_pylist()
-    assert all(r["score"] == oracle_score(r["instruction"], r["response"]) for r in judged if r["parsed"])
-    think = read_parquet(runs / "tpo-seed0" / "m0-eval" / "answers.parquet").to_pylist()
-    direct = read_parquet(runs / "direct-seed0" / "m0-eval" / "answers.parquet").to_pylist()
-    assert [a["id"] for a in think] == [a["id"] for a in direct]  # the same test prompts, paired
-    report = (tmp_path / "r" / "report.md").read_text()
-    assert "thinking overtakes direct answering" in report and "TPO, oracle judge" in report
-    assert (tmp_path / "r" / "by_family.png").is_file() and (tmp_path / "r" / "by_iteration.png").is_file()
-    claims = json.loads((tmp_path / "r" / "metrics.json").read_text())["claims"]
-    assert {c["verdict"] for c in claims} <= {"held", "contradicted", "inconclusive", "not testable"}
-    again = repro.run("tiny", tmp_path / "r", settings=settings)  # every stage is found on disk
-    assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)  # (NaN == NaN as text)
-    with pytest.raises(RunError):
-        repro.run("tiny", tmp_path / "r", settings=parse_overrides([*args, "run.rho=0.4"]))
-    assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(f"{repro.PAPER_RECIPE} thinking=true")
+    from system2.lm import encoding
+    from system2.lm.logprobs import reference_logprobs
+    from system2.lm.sampling import Completion
+    from system2.selfimprove import tpo
+    from system2.selfimprove.dpo import reference_logprobs_rows
+    from system2.tasks.thoughts import system_prompt
+
+    seen: list[tuple[bool, str | None, bool]] = []  # (chat, system turn, rendered for the judge)
+    render = encoding.format_prompts
+
+    def spy(tokenizer, prompts, chat=False, system=None):  # type: ignore[no-untyped-def]
+        seen.append((chat, system, "_judge" in [f.name for f in traceback.extract_stack()]))
+        return render(tokenizer, prompts, chat, system)
+
+    monkeypatch.setattr(encoding, "format_prompts", spy)
+    real_sampler = tpo.sample_completions
+
+    def answers(*args, **kw):  # type: ignore[no-untyped-def]
+        """The real sampler's calls, its texts replaced by parseable ones of two qualities, so pairs form."""
+        return [[Completion(f"ok Here is my response: {'ok' if j % 2 else 'no'}", False) for j in range(len(row))]
+                for row in real_sampler(*args, **kw)]  # fmt: skip
+
+    monkeypatch.setattr(tpo, "sample_completions", answers)
+    cfg = _paper_cfg(tmp_path, "system")
+    sys_turn = system_prompt("system")
+    assert cfg.system_turn == sys_turn and replace(cfg, thinking=False).system_turn is None
+    rows = run_tpo(cfg, progress=False)
+    samples = read_parquet(tmp_path / "run" / "iter-1" / "samples.parquet").to_pylist()
+    assert all(s["prompt"] == s["instruction"] for s in samples)  # the query alone: the request is the system turn
+    assert {s for c, s, judge in seen if c and not judge} == {sys_turn}  # every rendering for the policy has it
+    assert {s for c, s, judge in seen if judge} == {None}  # the judge sees the query and the response part only
+    assert rows[1]["pairs"] > 0 and (tmp_path / "run" / "iter-1" / "train" / "model").is_dir()  # DPO rendered it too
+    pair = [{"prompt": "write a short note about cats", "chosen": "ok no", "rejected": "no"}]
+    model, tok = cfg.load(cfg.model)
+    got = reference_logprobs_rows(cfg.model, model, tok, cfg, False, pair)[0]["ref_chosen"]
+    args = (model, tok, [pair[0]["prompt"]], [pair[0]["chosen"]], cfg.max_len)
+    assert got == pytest.approx(reference_logprobs(*args, chat=True, system=sys_turn, progress=False)[0], abs=1e-5)
+    assert got != pytest.approx(reference_logprobs(*args, chat=True, progress=False)[0], abs=1e-3)
+    assert rows[0]["model"] == "M0"
+    with pytest.raises(ConfigError, match="prompt_format=chat"):
+        replace(cfg, prompt_format="raw", out=str(tmp_path / "raw")).validate()
 
 
 def test_pairwise_judging_ranks_as_the_scores_do(data: str, tmp_path: Path) -> None:

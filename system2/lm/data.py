@@ -103,6 +103,7 @@ class PreferenceData:
         ref_rejected_logps: Sequence[float],
         chat: bool = False,
         rejected_ends: Sequence[bool] | None = None,
+        system: str | None = None,
     ) -> None:
         sizes = {len(prompts), len(chosen), len(rejected), len(ref_chosen_logps), len(ref_rejected_logps)}
         if len(sizes) != 1:
@@ -118,7 +119,7 @@ class PreferenceData:
             if bad:
                 raise ValueError(f"preference data: {name}[{bad[0]}] is {values[bad[0]]!r}, not a finite log-prob")
         self.pad_id = tokenizer.pad_token_id
-        self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat)
+        self.prompt_ids = prompt_token_ids(tokenizer, prompts, chat, system)
         self.chosen_ids = response_token_ids(tokenizer, chosen)
         self.rejected_ids = response_token_ids(tokenizer, rejected, rejected_ends)
         check_pair_lengths(self.prompt_ids, self.chosen_ids, self.rejected_ids, max_len, drop_long=False)

@@ -18,24 +18,33 @@ import torch
 IGNORE = -100
 
 
-def format_prompts(tokenizer: Any, prompts: Sequence[str], chat: bool = False) -> list[str]:
+def format_prompts(tokenizer: Any, prompts: Sequence[str], chat: bool = False, system: str | None = None) -> list[str]:
     """The prompt strings as the model sees them: unchanged, or rendered as a user turn plus the
-    assistant header by the tokenizer's chat template (an error when it has none)."""
+    assistant header by the tokenizer's chat template (an error when it has none); ``system``: a system turn
+    before every user turn (chat only)."""
     if not chat:
+        if system is not None:
+            raise ValueError("a system turn needs chat=True (a tokenizer with a chat template renders it)")
         return list(prompts)
     if not getattr(tokenizer, "chat_template", None):
         raise ValueError("chat=True needs a tokenizer with a chat template; this one has none (use chat=False)")
+    head = [{"role": "system", "content": system}] if system is not None else []
     return [
-        tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+        tokenizer.apply_chat_template(
+            [*head, {"role": "user", "content": p}], tokenize=False, add_generation_prompt=True
+        )  # fmt: skip
         for p in prompts
     ]
 
 
-def prompt_token_ids(tokenizer: Any, prompts: Sequence[str], chat: bool = False) -> list[list[int]]:
-    """Token ids of each prompt (with the tokenizer's special tokens, or the chat template's)."""
+def prompt_token_ids(
+    tokenizer: Any, prompts: Sequence[str], chat: bool = False, system: str | None = None
+) -> list[list[int]]:
+    """Token ids of each prompt (with the tokenizer's special tokens, or the chat template's, after the
+    ``system`` turn when there is one)."""
     if not prompts:
         return []
-    texts = format_prompts(tokenizer, prompts, chat)
+    texts = format_prompts(tokenizer, prompts, chat, system)
     return [list(x) for x in tokenizer(texts, add_special_tokens=not chat)["input_ids"]]
 
 

@@ -60,13 +60,15 @@ def reference_logprobs(
     progress: bool = True,
     mixed_precision: str = "no",
     ends: Sequence[bool] | None = None,
+    system: str | None = None,
 ) -> list[float]:
     """Summed response log-probs of every (prompt, response) pair under a frozen model (e.g. the DPO
     reference), in batches of similar length under ``no_grad``; the model's train/eval mode is restored.
     A pair longer than ``max_len`` is an error naming it. ``progress`` shows the pairs done.
     ``mixed_precision``: ``"bf16"`` runs the model under bf16 autocast, as the training loop runs the policy
     (``system2.train.resolved_precision``), so policy and reference agree at step 0. ``ends``: as in
-    ``response_token_ids`` (False: a truncated response, scored without an eos)."""
+    ``response_token_ids`` (False: a truncated response, scored without an eos). ``system``: a system turn before each
+    prompt (chat only)."""
     if mixed_precision not in ("no", "bf16"):
         raise ValueError(f"mixed_precision must be 'no' or 'bf16', got {mixed_precision!r}")
     if len(prompts) != len(responses):
@@ -75,7 +77,7 @@ def reference_logprobs(
         return []
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True)")
-    p_ids, r_ids = prompt_token_ids(tokenizer, prompts, chat), response_token_ids(tokenizer, responses, ends)
+    p_ids, r_ids = prompt_token_ids(tokenizer, prompts, chat, system), response_token_ids(tokenizer, responses, ends)
     check_lengths(p_ids, r_ids, max_len, drop_long=False)
     order = sorted(range(len(p_ids)), key=lambda i: len(p_ids[i]) + len(r_ids[i]))
     out = [0.0] * len(p_ids)

@@ -92,10 +92,12 @@ def sample_completions(
     prompt_offset: int = 0,
     progress: bool = True,
     label: str = "sample",
+    system: str | None = None,
 ) -> list[list[Completion]]:
     """``cfg.n`` completions for each prompt (a list per prompt, in prompt order), each with whether it was
     truncated at ``cfg.max_new_tokens`` (so no caller invents an eos the model never sampled). With ``chat`` each
-    prompt is rendered as a user turn by the tokenizer's chat template. For the vLLM backend ``model`` is
+    prompt is rendered as a user turn by the tokenizer's chat template, after the ``system`` turn when one is given.
+    For the vLLM backend ``model`` is
     the model directory (or a model whose ``name_or_path`` is one). ``progress`` shows the completions
     done under ``label`` (see ``system2.console.Progress``).
 
@@ -109,12 +111,12 @@ def sample_completions(
         return []
     if cfg.backend == "vllm":
         with Progress(len(prompts) * cfg.n, label, enabled=progress) as bar:
-            outs = _sample_vllm(model, tokenizer, prompts, cfg, chat)
+            outs = _sample_vllm(model, tokenizer, prompts, cfg, chat, system)
             bar.update(len(prompts) * cfg.n)
         return outs
     if tokenizer.pad_token_id is None:
         raise ValueError("the tokenizer has no pad token: load it with load_lm(..., pad_with_eos=True)")
-    ids = prompt_token_ids(tokenizer, prompts, chat)
+    ids = prompt_token_ids(tokenizer, prompts, chat, system)
     limit = context_length(model)
     too_long = [i for i, p in enumerate(ids) if len(p) + cfg.max_new_tokens > limit]
     if too_long:
@@ -336,7 +338,7 @@ def _vllm_engine(path: str, seed: int) -> Any:
 
 
 def _sample_vllm(
-    model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool
+    model: Any, tokenizer: Any, prompts: list[str], cfg: SampleConfig, chat: bool, system: str | None
 ) -> list[list[Completion]]:
     path = model if isinstance(model, str | os.PathLike) else getattr(model, "name_or_path", "")
     if not path or not os.path.isdir(path):
@@ -354,7 +356,7 @@ def _sample_vllm(
         seed=cfg.seed,
     )
     # token ids, not text: vLLM would add special tokens again to a chat-rendered prompt
-    ids = prompt_token_ids(tokenizer, prompts, chat)
+    ids = prompt_token_ids(tokenizer, prompts, chat, system)
     results = engine.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
     return [[Completion(cut_at_stop(o.text, cfg.stop), o.finish_reason == "length") for o in r.outputs]
             for r in results]  # fmt: skip

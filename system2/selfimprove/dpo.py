@@ -32,9 +32,9 @@ def reference_logprobs_rows(
 ) -> list[dict[str, float]]:
     """Summed response log-probs of each pair's chosen and rejected under the frozen reference at ``path`` (a
     truncated rejected response without an eos, as it trains). ``cfg``: a loop config (``train``, ``max_len``,
-    ``chat``, ``run_device``). The reference runs as the policy trains: float32 weights under the training autocast,
-    so ``model`` (the sampler, in the loop's ``dtype``) is reloaded when its dtype differs. ``offset``: unused (pairs
-    are scored independently; the argument of ``sharded_rows``)."""
+    ``chat``, ``system_turn``, ``run_device``). The reference runs as the policy trains: float32 weights under the
+    training autocast, so ``model`` (the sampler, in the loop's ``dtype``) is reloaded when its dtype differs.
+    ``offset``: unused (pairs are scored independently; the argument of ``sharded_rows``)."""
     prompts, chosen = [p["prompt"] for p in pairs], [p["chosen"] for p in pairs]
     rejected = [p["rejected"] for p in pairs]
     rejected_ends = [bool(p.get("rejected_ends", True)) for p in pairs]  # pairs made before: every one ends
@@ -43,7 +43,7 @@ def reference_logprobs_rows(
     if next(model.parameters()).dtype != torch.float32:
         model = load_lm(path, device=cfg.run_device(), pad_with_eos=True)[0]
     logps = reference_logprobs(model, tokenizer, prompts + prompts, chosen + rejected, cfg.max_len, progress=progress,
-                               mixed_precision=precision, ends=ends, chat=cfg.chat)  # fmt: skip
+                               mixed_precision=precision, ends=ends, chat=cfg.chat, system=cfg.system_turn)  # fmt: skip
     ref_c, ref_r = logps[: len(prompts)], logps[len(prompts) :]
     return [{"ref_chosen": float(c), "ref_rejected": float(r)} for c, r in zip(ref_c, ref_r, strict=True)]
 
@@ -61,10 +61,11 @@ def dpo_finetune(
     nll_norm: str,
     max_len: int,
     chat: bool,
+    system: str | None = None,
 ) -> Path:
     """The policy at ``init`` trained on ``pairs`` (rows with ``prompt``, ``chosen``, ``rejected`` and optionally
     ``rejected_ends``) with DPO(+NLL) against the reference log-probs ``ref`` (one row per pair); saved to
-    ``out/model``, resumable from ``out/ckpt``."""
+    ``out/model``, resumable from ``out/ckpt``. ``system``: a system turn before every prompt (chat only)."""
     return finetune(
         init,
         PreferenceData,
@@ -78,18 +79,21 @@ def dpo_finetune(
         rejected_ends=[bool(p.get("rejected_ends", True)) for p in pairs],  # pairs made before: every one ends
         max_len=max_len,
         chat=chat,
+        system=system,
         ref_chosen_logps=[x["ref_chosen"] for x in ref],
         ref_rejected_logps=[x["ref_rejected"] for x in ref],
     )
 
 
-def fitting_pairs(rows: list[dict[str, Any]], tokenizer: Any, max_len: int, chat: bool) -> list[dict[str, Any]]:
+def fitting_pairs(
+    rows: list[dict[str, Any]], tokenizer: Any, max_len: int, chat: bool, system: str | None = None
+) -> list[dict[str, Any]]:
     """The pairs (``prompt``, ``chosen``, ``rejected``; ``rejected_ends`` False: a truncated rejected response,
     which trains without an eos) whose prompt + response fits ``max_len`` tokens on both sides; the others are
     dropped."""
     if not rows:
         return rows
-    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], chat)
+    prompt_ids = prompt_token_ids(tokenizer, [r["prompt"] for r in rows], chat, system)
     chosen_ids = response_token_ids(tokenizer, [r["chosen"] for r in rows])
     rejected_ids = response_token_ids(tokenizer, [r["rejected"] for r in rows],
                                       [r.get("rejected_ends", True) for r in rows])  # fmt: skip

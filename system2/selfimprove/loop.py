@@ -89,6 +89,12 @@ class PolicyConfig:
         """Whether prompts are rendered by the tokenizer's chat template."""
         return self.prompt_format == "chat"
 
+    @property
+    def system_turn(self) -> str | None:
+        """The system turn rendered before every prompt (chat only); none by default (TPO's ``system`` thought
+        prompt has one)."""
+        return None
+
     def run_device(self) -> str:
         """The device of sampling and evaluation (``auto``: cuda when there is one, else cpu)."""
         if self.device == "auto":

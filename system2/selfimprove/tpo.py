@@ -46,10 +46,8 @@ from system2.selfimprove.tpo_pairs import thought_pair
 from system2.tasks import thought_data as td
 from system2.tasks.instructions import act_prompt, checked_rows
 from system2.tasks.thought_world import ThoughtWorldConfig, oracle_score
-from system2.tasks.thoughts import split_thought, thought_prompt
+from system2.tasks.thoughts import THOUGHT_KINDS, split_thought, system_prompt, thought_prompt
 from system2.train import TrainConfig
-
-LOOP_KINDS = ("compact", "generic", "specific")  # thought prompts the loop renders (``system`` needs a system turn)
 
 
 @dataclass
@@ -64,7 +62,8 @@ class TPOConfig(PolicyConfig):
     prompts: str = ""  # a prompt pool (instruction or prompt column); "": the world's sampler (DATA/run.json)
     m0: str = ""  # a trained M0 to start from (another run's OUT/sft/model); "": SFT on ift (or model as it is)
     thinking: bool = True  # TPO: thought, then response; false: the direct-answer baseline on the same pipeline
-    thought_prompt: str = "compact"  # compact (THINK: x ->, T: ... R: ...) | generic | specific (paper's, <R>)
+    thought_prompt: str = "compact"  # compact (THINK: x ->, T: ... R: ...) | generic | specific (paper's, <R>) |
+    #                                  system (the generic request in a system turn; needs prompt_format=chat)
     iterations: int = 4  # DPO iterations (paper: up to 5)
     prompts_per_iteration: int = 1000  # fresh prompts each iteration (paper: 5,000)
     samples: int = 8  # outputs sampled per prompt, N (paper: 8)
@@ -106,11 +105,11 @@ class TPOConfig(PolicyConfig):
                               "one by one (ift=FILE rm_pairs=FILE test_prompts=FILE prompts=FILE)")  # fmt: skip
         self.check_models("model", "m0")
         self.check_runtime()
-        if self.thought_prompt not in LOOP_KINDS:
-            raise ConfigError(
-                f"thought_prompt must be one of {', '.join(LOOP_KINDS)}, got {self.thought_prompt!r} "
-                "(the system-prompt variant needs a system turn, which the samplers do not render)"
-            )
+        if self.thought_prompt not in THOUGHT_KINDS:
+            raise ConfigError(f"thought_prompt must be one of {', '.join(THOUGHT_KINDS)}, got {self.thought_prompt!r}")
+        if self.thought_prompt == "system" and not self.chat:
+            raise ConfigError("thought_prompt=system puts the thought request in a system turn, which only a chat "
+                              "template renders: set prompt_format=chat (a model with a chat template)")  # fmt: skip
         if self.iterations < 0 or self.prompts_per_iteration < 1 or self.samples < 2:
             raise ConfigError("need iterations >= 0, prompts_per_iteration >= 1 and samples >= 2 (a pair needs two)")
         if self.temperature < 0 or not 0 < self.top_p <= 1 or not 0 <= self.rho <= 1:
@@ -136,6 +135,12 @@ class TPOConfig(PolicyConfig):
         if self.thinking:
             return thought_prompt(instruction, self.thought_prompt)
         return act_prompt(instruction) if self.thought_prompt == "compact" else instruction
+
+    @property
+    def system_turn(self) -> str | None:
+        """The thought request as a system turn (``thought_prompt=system`` with thinking), rendered before every
+        prompt the policy samples, trains and is scored on; None otherwise."""
+        return system_prompt(self.thought_prompt) if self.thinking else None
 
     def split(self, text: str) -> tuple[str, str] | None:
         """(thought, response) of an output in the arm's mode; None for a parse failure."""
@@ -241,7 +246,8 @@ def run_tpo(cfg: TPOConfig, progress: bool = True, restart: bool = False) -> lis
                            partial(reference_logprobs_rows, current, model, tok, cfg, progress))  # fmt: skip
         del model
         current = dpo_finetune(current, pairs, ref, cfg.train, it / "train", progress, beta=cfg.beta, alpha=cfg.alpha,
-                               nll_norm="sequence", max_len=cfg.max_len, chat=cfg.chat)  # fmt: skip
+                               nll_norm="sequence", max_len=cfg.max_len, chat=cfg.chat,
+                               system=cfg.system_turn)  # fmt: skip
         evaluation = evaluate(cfg, data, current, it / "eval", progress, baseline=out / "m0-eval")
         results.append({"model": f"M{t}", "iteration": t, **stats, **evaluation})
     return results
@@ -273,7 +279,8 @@ def _sample(cfg: TPOConfig, model: Any, tok: Any, t: int, progress: bool, part: 
     truncated output or one without the marker is a parse failure)."""
     sc = SampleConfig(n=cfg.samples, temperature=cfg.temperature, top_p=cfg.top_p, seed=cfg.seed * 1000 + t,
                       max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size, backend=cfg.backend)  # fmt: skip
-    outs = sample_completions(model, tok, [r["prompt"] for r in part], sc, chat=cfg.chat, prompt_offset=offset,
+    outs = sample_completions(model, tok, [r["prompt"] for r in part], sc, chat=cfg.chat, system=cfg.system_turn,
+                              prompt_offset=offset,
                               progress=progress, label="thoughts" if cfg.thinking else "answers")  # fmt: skip
     rows = []
     for r, cands in zip(part, outs, strict=True):
@@ -319,7 +326,7 @@ def build_pairs(cfg: TPOConfig, judged: list[dict[str, Any]], tokenizer: Any) ->
         rows.append({"prompt": c["prompt"], "chosen": c["text"], "rejected": r["text"], "id": qid,
                      "instruction": c["instruction"], "chosen_score": c["score"], "rejected_score": r["score"],
                      "rejected_unparsed": pick.rejected_unparsed, "rejected_ends": not r["truncated"]})  # fmt: skip
-    return fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat)
+    return fitting_pairs(rows, tokenizer, cfg.max_len, cfg.chat, cfg.system_turn)
 
 
 def sample_stats(judged: list[dict[str, Any]], pairs: list[dict[str, Any]]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def _answer(cfg: Any, model: Any, tok: Any, progress: bool, part: list, offset: 
         sc = SampleConfig(n=1, temperature=0.0 if attempt == 0 else cfg.temperature, top_p=cfg.top_p,
                           seed=cfg.seed * 1000 + attempt, max_new_tokens=cfg.max_new_tokens,
                           batch_size=cfg.batch_size, backend=cfg.backend)  # fmt: skip
-        outs = sample_completions(model, tok, [prompts[i] for i in todo], sc, chat=cfg.chat,
+        outs = sample_completions(model, tok, [prompts[i] for i in todo], sc, chat=cfg.chat, system=cfg.system_turn,
                                   prompt_offset=offset if attempt == 0 else 0, progress=progress and attempt == 0,
                                   label="eval answers")  # fmt: skip
         for i, (c,) in zip(todo, outs, strict=True):

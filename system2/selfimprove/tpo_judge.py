@@ -40,7 +40,8 @@ def own_sample_pairs(cfg: Any, data: Any, m0: Path) -> list[dict[str, Any]]:
     rows = []
     for thinking in (False, True):
         mode = dataclasses.replace(cfg, thinking=thinking)
-        outs = sample_completions(model, tok, [mode.prompt(x) for x in xs], sc, chat=cfg.chat, progress=False)
+        outs = sample_completions(model, tok, [mode.prompt(x) for x in xs], sc, chat=cfg.chat,
+                                  system=mode.system_turn, progress=False)  # fmt: skip
         for x, cands in zip(xs, outs, strict=True):
             responses = [s[1] for c in cands if not c.truncated and (s := mode.split(c.text))]
             ranked = sorted({r: oracle_score(x, r) for r in responses}.items(), key=lambda t: -t[1])
