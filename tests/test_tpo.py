@@ -213,6 +213,39 @@ def test_system_thought_prompt_is_a_system_turn_everywhere(tmp_path: Path, monke
         replace(cfg, prompt_format="raw", out=str(tmp_path / "raw")).validate()
 
 
+# --- the reproduction ----------------------------------------------------------------------------------------------
+def test_repro_tiny_runs_both_arms_from_one_m0_and_resumes(tmp_path: Path) -> None:
+    """Both arms and the oracle-judged diagnostic arm from one M0 and one reward model, on the same test prompts; a
+    rerun finds every stage on disk, other settings are refused."""
+    from system2.config import parse_overrides
+    from system2.repro import tpo as repro
+    from system2.tasks.thought_world import oracle_score
+
+    args = ["data.direct=60", "data.format_examples=10", "data.worked=10", "data.rm_pairs=40", "data.test=30",
+            "run.prompts_per_iteration=10", "run.sft.steps=60", "run.rm.steps=10", "run.train.steps=2"]  # fmt: skip
+    settings = parse_overrides(args)
+    metrics = repro.run("tiny", tmp_path / "r", settings=settings)
+    runs = tmp_path / "r" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["direct-seed0", "tpo-oracle-judge-seed0", "tpo-seed0"]
+    for shared in ("direct-seed0", "tpo-oracle-judge-seed0"):  # M0 and the reward model are the TPO arm's
+        assert not (runs / shared / "sft").exists() and not (runs / shared / "rm").exists()
+    judged = read_parquet(runs / "tpo-oracle-judge-seed0" / "iter-1" / "judged.parquet").to_pylist()
+    assert all(r["score"] == oracle_score(r["instruction"], r["response"]) for r in judged if r["parsed"])
+    think = read_parquet(runs / "tpo-seed0" / "m0-eval" / "answers.parquet").to_pylist()
+    direct = read_parquet(runs / "direct-seed0" / "m0-eval" / "answers.parquet").to_pylist()
+    assert [a["id"] for a in think] == [a["id"] for a in direct]  # the same test prompts, paired
+    report = (tmp_path / "r" / "report.md").read_text()
+    assert "thinking overtakes direct answering" in report and "TPO, oracle judge" in report
+    assert (tmp_path / "r" / "by_family.png").is_file() and (tmp_path / "r" / "by_iteration.png").is_file()
+    claims = json.loads((tmp_path / "r" / "metrics.json").read_text())["claims"]
+    assert {c["verdict"] for c in claims} <= {"held", "contradicted", "inconclusive", "not testable"}
+    again = repro.run("tiny", tmp_path / "r", settings=settings)  # every stage is found on disk
+    assert json.dumps(again, sort_keys=True) == json.dumps(metrics, sort_keys=True)  # (NaN == NaN as text)
+    with pytest.raises(RunError):
+        repro.run("tiny", tmp_path / "r", settings=parse_overrides([*args, "run.rho=0.4"]))
+    assert repro.run("paper", tmp_path / "p")["launch"][0].endswith(f"{repro.PAPER_RECIPE} thinking=true")
+
+
 def test_pairwise_judging_ranks_as_the_scores_do(data: str, tmp_path: Path) -> None:
     """With a reward-model judge, the Bradley-Terry Elo of a prompt's responses judged pair by pair (both orders)
     orders them as their scores do; a parse failure gets no score in either mode, a lone response scores 0."""
