@@ -97,9 +97,8 @@ def sample_completions(
     """``cfg.n`` completions for each prompt (a list per prompt, in prompt order), each with whether it was
     truncated at ``cfg.max_new_tokens`` (so no caller invents an eos the model never sampled). With ``chat`` each
     prompt is rendered as a user turn by the tokenizer's chat template, after the ``system`` turn when one is given.
-    For the vLLM backend ``model`` is
-    the model directory (or a model whose ``name_or_path`` is one). ``progress`` shows the completions
-    done under ``label`` (see ``system2.console.Progress``).
+    For the vLLM backend ``model`` is the model directory (or a model whose ``name_or_path`` is one). ``progress``
+    shows the completions done under ``label`` (see ``system2.console.Progress``).
 
     ``prompt_offset`` is the index of ``prompts[0]`` in a longer list that was cut into slices (one per
     process): a prompt's random stream is keyed by its index in that list, so the slices' samples are those
