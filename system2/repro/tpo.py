@@ -202,11 +202,12 @@ def _table(results: dict[str, list[list[dict[str, Any]]]]) -> Table:
 
 def _intro(name: str, scale: TPOScale) -> str:
     d, r = scale.data, scale.run
+    own = f" (+ pairs of M0's own outputs to {r.rm_own_samples} prompts)" if r.rm_own_samples else ""
     return (
         f"Scale `{name}`: {scale.seeds} seed(s). World: families {', '.join(d.families)}; M0's seed rows "
         f"{d.direct} direct, {d.format_examples} THINK ({d.format_worked:.0%} of those where a scratchpad helps hold "
         f"it, the rest a filler thought), {d.worked} worked-scratchpad; the judge: a reward model on {d.rm_pairs} "
-        f"oracle-labelled pairs (+ pairs of M0's own outputs to {r.rm_own_samples} prompts), mode {r.judge_mode}; "
+        f"oracle-labelled pairs{own}, mode {r.judge_mode}; "
         f"{d.test} test prompts. M0 is a tiny Llama (d_model {r.tiny.d_model}, {r.tiny.layers} layers, "
         f"{r.sft.steps} SFT steps). Each of {r.iterations} iterations: {r.prompts_per_iteration} fresh prompts, "
         f"{r.samples} samples each, rho {r.rho}, one DPO run of {r.train.steps} steps at lr {r.train.lr:g} (beta "
